@@ -1,0 +1,142 @@
+"""One typed config object: YAML defaults in configs/, then a user YAML, then ASTRADUP_* env vars.
+
+Env overrides use ``__`` between section and key, e.g. ``ASTRADUP_FUSION__VISUAL=0.7`` or
+``ASTRADUP_MILVUS_URI=http://127.0.0.1:19530``; values are parsed as YAML scalars.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_YAML = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+@dataclass
+class DecodeConfig:
+    fps: float = 1.0  # frames sampled per second of video
+    frame_size: int = 224  # frames are resized once to frame_size x frame_size
+    sample_rate: int = 11025  # mono PCM rate for Chromaprint and MFCC
+    max_seconds: float = 0.0  # 0 = whole file; otherwise only the first max_seconds
+
+
+@dataclass
+class EmbedderConfig:
+    kind: str = "sscd_onnx"  # sscd_onnx | open_clip
+    model: str = "sscd_distilled"  # sscd_onnx: sscd_distilled | sscd ; open_clip: model name
+    pretrained: str = ""  # open_clip: pretrained tag or local checkpoint path
+    batch_size: int = 32
+    device: str = "auto"  # auto | cpu | cuda
+    query_flip: bool = True  # also embed mirrored query frames, so hflip copies are found
+
+
+@dataclass
+class AudioConfig:
+    window: float = 5.0  # seconds per audio window
+    step: float = 1.0  # window step for indexed videos
+    query_step: float = 1.0  # window step for queries
+    n_mfcc: int = 13
+
+
+@dataclass
+class FusionConfig:
+    visual: float = 0.65
+    audio: float = 0.25
+    metadata: float = 0.10
+    duplicate: float = 0.95
+    near_duplicate: float = 0.85
+    similar: float = 0.70
+    review_confidence: float = 0.6  # below this confidence a match goes to the review queue
+
+
+@dataclass
+class SearchConfig:
+    top_k: int = 10  # neighbours per query frame / window
+    max_candidates: int = 20  # candidate videos scored in full per query
+    top: int = 10  # matches returned
+
+
+@dataclass
+class PipelineConfig:
+    decode_concurrency: int = 2
+    embed_concurrency: int = 1
+    embed_num_gpus: float = 0.0  # >0 puts embedder actors on GPUs
+    write_batch: int = 100  # videos per Parquet shard / Milvus write
+
+
+@dataclass
+class Config:
+    data_dir: str = "astradup_data"
+    milvus_uri: str = ""  # "" = Milvus Lite file <data_dir>/milvus.db; or http://host:19530
+    milvus_token: str = ""
+    collection_prefix: str = "astradup"
+    shards_dir: str = ""  # "" = <data_dir>/shards; may be s3://bucket/prefix
+    s3_endpoint: str = ""  # e.g. http://127.0.0.1:5000 for a local S3; "" = AWS default
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str(Path(self.data_dir) / "milvus.db")
+
+    @property
+    def resolved_shards_dir(self) -> str:
+        return self.shards_dir or str(Path(self.data_dir) / "shards")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in dataclasses.fields(obj)}
+    for key, val in values.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {where}{key!r}")
+        cur = getattr(obj, key)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(val, dict):
+                raise ValueError(f"config key {where}{key!r} must be a mapping")
+            _merge(cur, val, f"{where}{key}.")
+        else:
+            setattr(obj, key, type(cur)(val) if cur is not None and val is not None else val)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("ASTRADUP_") or name == "ASTRADUP_CONFIG":
+            continue
+        parts = name[len("ASTRADUP_"):].lower().split("__")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Defaults < configs/default.yaml < ``path`` (or $ASTRADUP_CONFIG) < env < ``overrides``."""
+    env = dict(os.environ if environ is None else environ)
+    cfg = Config()
+    layers: list[dict[str, Any]] = []
+    if DEFAULT_YAML.exists():
+        layers.append(yaml.safe_load(DEFAULT_YAML.read_text()) or {})
+    path = path or env.get("ASTRADUP_CONFIG")
+    if path:
+        layers.append(yaml.safe_load(Path(path).read_text()) or {})
+    layers.append(_env_overrides(env))
+    if overrides:
+        layers.append(overrides)
+    for layer in layers:
+        _merge(cfg, layer, "")
+    return cfg

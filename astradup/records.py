@@ -1,0 +1,133 @@
+"""Plain records that flow through every stage (decode -> features -> store -> match -> report).
+
+They carry numpy arrays and builtins only, so each stage can be tested without Ray or Milvus.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """What to read. ``video_id`` is a content hash, so the same bytes always get the same id."""
+
+    video_id: str
+    uri: str
+    size: int
+    mtime: float = 0.0
+
+
+@dataclass
+class Decoded:
+    """Frames sampled at ``fps`` and mono PCM; ``audio`` is None for a file without an audio track."""
+
+    ref: VideoRef
+    timestamps: np.ndarray  # float32 [T] seconds
+    frames: np.ndarray  # uint8 [T, H, W, 3] RGB
+    audio: np.ndarray | None  # float32 [N] mono in [-1, 1]
+    sample_rate: int
+    meta: dict[str, Any]
+
+
+@dataclass
+class VideoFeatures:
+    """Every feature of one video: the single record stored in a Parquet shard row.
+
+    ``status``/``error`` make a failed file a first-class record, so a backfill can say which
+    file failed and why without losing the rest.
+    """
+
+    video_id: str
+    uri: str
+    timestamps: np.ndarray  # float32 [T]
+    embeddings: np.ndarray  # float32 [T, D], L2-normalised rows
+    phash: np.ndarray  # uint8 [T, 32] (256 bits per frame)
+    audio_windows: np.ndarray  # float32 [W, 2] (start, end) seconds
+    audio_vectors: np.ndarray  # float32 [W, Da], L2-normalised rows (window KNN)
+    chromaprint: np.ndarray  # uint32 [N] raw Chromaprint sub-fingerprints of the whole track
+    chromaprint_hz: float  # sub-fingerprints per second of audio
+    meta: dict[str, Any]
+    status: str = STATUS_OK
+    error: str = ""
+
+    @property
+    def has_audio(self) -> bool:
+        return len(self.chromaprint) > 0 or len(self.audio_windows) > 0
+
+    @property
+    def pooled(self) -> np.ndarray:
+        """Video-level vector: mean of frame embeddings, re-normalised."""
+        if len(self.embeddings) == 0:
+            return np.zeros((0,), np.float32)
+        v = self.embeddings.mean(axis=0)
+        n = float(np.linalg.norm(v))
+        return (v / n if n > 0 else v).astype(np.float32)
+
+    @classmethod
+    def failed(cls, video_id: str, uri: str, error: str, meta: dict[str, Any] | None = None,
+               dim: int = 0) -> "VideoFeatures":
+        return cls(
+            video_id=video_id, uri=uri,
+            timestamps=np.zeros((0,), np.float32),
+            embeddings=np.zeros((0, dim), np.float32),
+            phash=np.zeros((0, 32), np.uint8),
+            audio_windows=np.zeros((0, 2), np.float32),
+            audio_vectors=np.zeros((0, 0), np.float32),
+            chromaprint=np.zeros((0,), np.uint32),
+            chromaprint_hz=0.0,
+            meta=dict(meta or {}), status=STATUS_FAILED, error=error,
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One KNN neighbour of one query frame or window."""
+
+    query_t: float
+    source_id: str
+    source_t: float
+    score: float
+    modality: str  # "visual" | "audio"
+
+
+@dataclass(frozen=True)
+class SegmentMatch:
+    query_id: str
+    q_start: float
+    q_end: float
+    source_id: str
+    s_start: float
+    s_end: float
+    score: float
+    modalities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VideoMatch:
+    """A ranked answer: one indexed video that matches the query, with the evidence per modality."""
+
+    source_id: str
+    source_uri: str
+    scores: dict[str, float]  # modality -> score in [0, 1]; absent modality missing
+    fused: float
+    confidence: float
+    label: str  # duplicate | near-duplicate | similar | none
+    review: bool
+    notes: tuple[str, ...] = ()
+    segments: tuple[SegmentMatch, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_id": self.source_id, "source_uri": self.source_uri,
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "fused": round(self.fused, 4), "confidence": round(self.confidence, 4),
+            "label": self.label, "review": self.review, "notes": list(self.notes),
+            "segments": [s.__dict__ for s in self.segments],
+        }
