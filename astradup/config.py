@@ -54,6 +54,24 @@ class FusionConfig:
 
 
 @dataclass
+class ScoreConfig:
+    """Calibration of raw similarities to [0, 1] modality scores: (x - lo) / (hi - lo), clipped.
+
+    lo is what unrelated content typically reaches, hi what a faithful copy reaches; both were chosen
+    by measurement on the dev benchmark (see README).
+    """
+
+    emb_lo: float = 0.30  # mean best-match inner product of frame embeddings
+    emb_hi: float = 0.80
+    phash_lo: float = 0.70  # 1 - hamming/256 of best-matching frames
+    phash_hi: float = 0.92
+    chroma_lo: float = 0.60  # fraction of equal Chromaprint bits at the best offset
+    chroma_hi: float = 0.85
+    audio_vec_lo: float = 0.50  # mean best-match inner product of audio window vectors
+    audio_vec_hi: float = 0.95
+
+
+@dataclass
 class SearchConfig:
     top_k: int = 10  # neighbours per query frame / window
     max_candidates: int = 20  # candidate videos scored in full per query
@@ -80,6 +98,7 @@ class Config:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 

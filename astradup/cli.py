@@ -1,0 +1,211 @@
+"""`astradup` command line: index, search, dedup, delete, stats, reindex, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from astradup.config import Config, load_config
+from astradup.errors import AstraDupError, MediaError
+
+LABEL_RANK = {"duplicate": 3, "near-duplicate": 2, "similar": 1, "none": 0}
+
+
+def _cfg(args: argparse.Namespace) -> Config:
+    over: dict = {}
+    if args.data_dir:
+        over["data_dir"] = args.data_dir
+    if args.milvus_uri:
+        over["milvus_uri"] = args.milvus_uri
+    return load_config(args.config, over)
+
+
+def _fmt_matches(matches, catalog=None) -> str:
+    if not matches:
+        return "  no match in the index"
+    rows = [f"  {'#':>2}  {'fused':>5}  {'label':<14} {'conf':>4}  {'visual':>6} {'audio':>5} {'meta':>5}  source"]
+    for i, m in enumerate(matches, 1):
+        a = m.scores.get("audio")
+        flag = "  [review]" if m.review else ""
+        rows.append(f"  {i:>2}  {m.fused:5.3f}  {m.label:<14} {m.confidence:4.2f}  {m.scores['visual']:6.3f} "
+                    f"{'  -  ' if a is None else f'{a:5.3f}'} {m.scores['metadata']:5.3f}  "
+                    f"{m.source_id[:12]} {m.source_uri}{flag}")
+        if m.notes:
+            rows.append(f"{'':>8}notes: {'; '.join(m.notes)}")
+    return "\n".join(rows)
+
+
+def cmd_index(args, cfg: Config) -> int:
+    from astradup.pipeline import index
+
+    report = index(args.paths, cfg, progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    if args.json:
+        print(json.dumps({"listed": report.listed, "indexed": report.indexed, "skipped": report.skipped,
+                          "failed": [{"uri": u, "reason": r} for u, r in report.failed],
+                          "media_seconds": report.media_seconds, "wall_seconds": report.wall_seconds,
+                          "video_ids": report.video_ids}, indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.indexed or report.skipped or not report.failed else 1
+
+
+def cmd_search(args, cfg: Config) -> int:
+    from astradup.search import Searcher
+
+    searcher = Searcher(cfg)
+    q, matches = searcher.search_file(args.file, top=args.top)
+    if args.json:
+        print(json.dumps({"query": args.file, "query_id": q.features.video_id,
+                          "query_has_audio": q.features.has_audio,
+                          "matches": [m.to_dict() for m in matches]}, indent=2))
+    else:
+        d = q.features.meta.get("duration") or 0.0
+        print(f"query {args.file} ({d:.1f} s, audio {'yes' if q.features.has_audio else 'no'})")
+        print(_fmt_matches(matches))
+    return 0
+
+
+def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None):
+    """Every indexed video searched against the others; pairs at or above min_label grouped."""
+    from astradup.match.groups import connected_components
+    from astradup.search import Query, Searcher
+
+    searcher = searcher or Searcher(cfg)
+    best: dict[tuple[str, str], object] = {}
+    uris: dict[str, str] = {}
+    for batch in searcher.catalog.shards.iter_features():
+        for f in batch:
+            uris[f.video_id] = f.uri
+            for m in searcher.search(Query(f, None), exclude=f.video_id):
+                if LABEL_RANK[m.label] < LABEL_RANK[min_label]:
+                    continue
+                key = tuple(sorted((f.video_id, m.source_id)))
+                if key not in best or m.fused > best[key].fused:
+                    best[key] = m
+    groups = connected_components(best.keys())
+    return groups, best, uris
+
+
+def cmd_dedup(args, cfg: Config) -> int:
+    groups, best, uris = dedup_groups(cfg, args.min_label)
+    if args.json:
+        print(json.dumps({"groups": [
+            {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
+             "pairs": [{"a": a, "b": b, **best[(a, b)].to_dict()} for (a, b) in best if a in g]}
+            for g in groups]}, indent=2))
+        return 0
+    print(f"{len(groups)} duplicate group(s) among {len(uris)} indexed video(s) (pairs at >= {args.min_label})")
+    for i, g in enumerate(groups, 1):
+        print(f"\ngroup {i}: {len(g)} videos")
+        for v in g:
+            print(f"  {v[:12]}  {uris.get(v, '')}")
+        for (a, b), m in sorted(best.items(), key=lambda kv: -kv[1].fused):
+            if a in g:
+                aud = m.scores.get("audio")
+                print(f"    {a[:12]} ~ {b[:12]}  fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
+                      f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
+                      f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}"
+                      f"{'  (' + '; '.join(m.notes) + ')' if m.notes else ''}")
+    return 0
+
+
+def cmd_delete(args, cfg: Config) -> int:
+    from astradup.catalog import Catalog
+
+    removed = Catalog(cfg).delete(args.video_id)
+    print(f"deleted {args.video_id}: {removed} vectors removed" if removed is not None
+          else f"{args.video_id}: not in the index")
+    return 0 if removed is not None else 1
+
+
+def cmd_stats(args, cfg: Config) -> int:
+    from astradup.catalog import Catalog
+
+    print(json.dumps(Catalog(cfg).stats(), indent=2))
+    return 0
+
+
+def cmd_reindex(args, cfg: Config) -> int:
+    from astradup.catalog import Catalog
+
+    n = Catalog(cfg).reindex()
+    print(f"rebuilt the vector store from the Parquet shards: {n} videos")
+    return 0
+
+
+def cmd_demo(args, cfg: Config) -> int:
+    """The main job on embedded defaults: build a sample corpus from real media, index it, list duplicates."""
+    from astradup.demo_corpus import build_demo_corpus
+    from astradup.pipeline import index
+
+    out = Path(args.out)
+    t0 = time.time()
+    info = build_demo_corpus(out)
+    print(f"[demo] sample corpus in {out}/videos ({time.time() - t0:.0f} s)")
+    report = index([str(out / "videos")], cfg, progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    print(report.summary())
+    groups, best, uris = dedup_groups(cfg, "similar")
+    name = {v: Path(u).name for v, u in uris.items()}
+    print(f"\n{len(groups)} group(s) of copies found (pairs labelled similar or above):")
+    for i, g in enumerate(groups, 1):
+        print(f"\ngroup {i}: " + ", ".join(sorted(name[v] for v in g)))
+        for (a, b), m in sorted(best.items(), key=lambda kv: -kv[1].fused):
+            if a in g:
+                aud = m.scores.get("audio")
+                print(f"  {name[a]:>12} ~ {name[b]:<12} fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
+                      f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
+                      f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}")
+    expected = info.get("copies") if isinstance(info, dict) else None
+    if expected:
+        print("\nexpected (truth.json):")
+        for c in expected:
+            print(f"  {c.get('file')} <- {c.get('source')} ({c.get('transform')})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astradup", description=__doc__)
+    p.add_argument("--config", help="YAML config (default: configs/default.yaml + ASTRADUP_* env)")
+    p.add_argument("--data-dir", help="where the Milvus Lite file and Parquet shards live")
+    p.add_argument("--milvus-uri", help="Milvus Lite file or server URI (http://host:19530)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("index", help="index files, folders or s3:// prefixes")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_index)
+    s = sub.add_parser("search", help="find indexed videos that FILE copies")
+    s.add_argument("file")
+    s.add_argument("--top", type=int, default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_search)
+    s = sub.add_parser("dedup", help="every duplicate group in the index")
+    s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_dedup)
+    s = sub.add_parser("delete", help="remove a video's vectors and mark it deleted")
+    s.add_argument("video_id")
+    s.set_defaults(fn=cmd_delete)
+    s = sub.add_parser("stats", help="counts of videos, vectors and shards")
+    s.set_defaults(fn=cmd_stats)
+    s = sub.add_parser("reindex", help="rebuild Milvus from the Parquet shards")
+    s.set_defaults(fn=cmd_reindex)
+    s = sub.add_parser("demo", help="build a sample corpus from real media, index it, print duplicate groups")
+    s.add_argument("--out", default="demo_corpus")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args, _cfg(args))
+    except (AstraDupError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"astradup: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Content ids: the same bytes always get the same id, wherever the file lives or is renamed.
+
+A content hash (rather than the path) is what lets a backfill skip files it has already indexed
+and lets two copies of one file collapse to one record.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import BinaryIO
+
+CHUNK = 1 << 20  # 1 MiB: streamed, so a multi-GB video never sits in memory
+
+
+def content_id(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
+    """blake2b-128 of the bytes as 32 hex chars.
+
+    A file object is read from its current position to the end (and left there), so a caller that
+    already holds an open stream (e.g. from fsspec/S3) does not have to download it to disk first.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(path_or_fileobj, (str, os.PathLike)):
+        with open(path_or_fileobj, "rb") as f:
+            _feed(h, f)
+    else:
+        _feed(h, path_or_fileobj)
+    return h.hexdigest()
+
+
+def _feed(h: "hashlib._Hash", f: BinaryIO) -> None:
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            break
+        h.update(chunk)

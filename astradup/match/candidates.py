@@ -1,0 +1,28 @@
+"""From KNN neighbours of query frames/windows to a short list of candidate videos.
+
+Votes are counted per query frame (best neighbour per source video), so a source matched by
+many query frames beats one that is the nearest neighbour of a single frame by chance.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+
+def vote(hits_per_query: Iterable[Sequence[tuple]], weight: float = 1.0,
+         votes: dict[str, float] | None = None) -> dict[str, float]:
+    """Add, for every query row, its best score per source video (tuples start (video_id, ..., score))."""
+    votes = defaultdict(float) if votes is None else votes
+    for hits in hits_per_query:
+        best: dict[str, float] = {}
+        for h in hits:
+            vid, score = h[0], float(h[-1])
+            if score > best.get(vid, float("-inf")):
+                best[vid] = score
+        for vid, score in best.items():
+            votes[vid] += weight * max(score, 0.0)
+    return votes
+
+
+def top_candidates(votes: dict[str, float], n: int) -> list[str]:
+    return [vid for vid, _ in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]

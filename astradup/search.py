@@ -1,0 +1,100 @@
+"""Query video -> same features -> KNN per frame/window -> candidates -> per-modality evidence -> fused, ranked matches.
+
+The CLI and the HTTP service both call ``Searcher``, so a search gives the same answer wherever it
+is asked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from astradup.catalog import Catalog
+from astradup.config import Config
+from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
+from astradup.io.decode import decode_video
+from astradup.io.ids import content_id
+from astradup.io.sources import local_copy
+from astradup.match.candidates import top_candidates, vote
+from astradup.match.fusion import LABEL_NONE, fuse
+from astradup.match.scoring import pair_evidence
+from astradup.records import VideoFeatures, VideoMatch, VideoRef
+
+AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
+
+
+@dataclass
+class Query:
+    features: VideoFeatures
+    mirror: np.ndarray | None  # embeddings of mirrored frames (finds hflip copies), None if unavailable
+
+
+class Searcher:
+    def __init__(self, cfg: Config, catalog: Catalog | None = None) -> None:
+        self.cfg = cfg
+        self.catalog = catalog or Catalog(cfg)
+
+    @property
+    def embedder(self):
+        return self.catalog.embedder
+
+    def query_from_file(self, uri: str) -> Query:
+        with local_copy(uri, self.cfg.s3_endpoint) as path:
+            vid = content_id(path)
+            dec = decode_video(path, VideoRef(vid, uri, 0), self.cfg.decode)
+        feats = add_embeddings(cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step),
+                               dec.frames, self.embedder)
+        mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
+        return Query(feats, mirror)
+
+    def candidates(self, q: Query, exclude: str | None = None) -> list[str]:
+        k = self.cfg.search.top_k
+        vs = self.catalog.vectors
+        votes = vote(vs.search_frames(q.features.embeddings, k, exclude=exclude))
+        if q.mirror is not None and len(q.mirror):
+            vote(vs.search_frames(q.mirror, k, exclude=exclude), votes=votes)
+        if len(q.features.audio_vectors):
+            vote(vs.search_audio(q.features.audio_vectors, k, exclude=exclude),
+                 weight=AUDIO_VOTE_WEIGHT, votes=votes)
+        return top_candidates(votes, self.cfg.search.max_candidates)
+
+    def score(self, q: Query, candidates: list[str]) -> list[VideoMatch]:
+        feats = self.catalog.shards.load_features(candidates)
+        out: list[VideoMatch] = []
+        for vid in candidates:
+            s = feats.get(vid)
+            if s is None:
+                continue
+            ev = pair_evidence(q.features, s, self.cfg.score, q.mirror)
+            fused = fuse(ev.modality_scores(), self.cfg.fusion)
+            notes = list(fused.notes)
+            if not q.features.has_audio:
+                notes = [n.replace("no audio evidence", "query has no audio track") for n in notes]
+            elif not s.has_audio:
+                notes = [n.replace("no audio evidence", "source has no audio track") for n in notes]
+            if ev.mirrored:
+                notes.append("mirrored copy")
+            scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
+            out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
+                                  confidence=fused.confidence, label=fused.label, review=fused.review,
+                                  notes=tuple(notes)))
+        out.sort(key=lambda m: (-m.fused, m.source_id))
+        return out
+
+    def search(self, q: Query, top: int | None = None, exclude: str | None = None,
+               include_none: bool = True) -> list[VideoMatch]:
+        matches = self.score(q, self.candidates(q, exclude=exclude))
+        if not include_none:
+            matches = [m for m in matches if m.label != LABEL_NONE]
+        return matches[: top or self.cfg.search.top]
+
+    def search_file(self, uri: str, top: int | None = None) -> tuple[Query, list[VideoMatch]]:
+        q = self.query_from_file(uri)
+        return q, self.search(q, top)
+
+    def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
+        """An indexed video against the rest of the index (its own vectors excluded)."""
+        f = self.catalog.shards.load_features([video_id]).get(video_id)
+        if f is None:
+            raise KeyError(f"{video_id}: not in the index")
+        return self.search(Query(f, None), top, exclude=video_id, include_none=False)
