@@ -26,12 +26,12 @@ class DecodeConfig:
 
 @dataclass
 class EmbedderConfig:
-    kind: str = "sscd_onnx"  # sscd_onnx | open_clip
+    kind: str = "sscd_onnx"  # sscd_onnx | open_clip | hf_clip
     model: str = "sscd_distilled"  # sscd_onnx: sscd_distilled | sscd ; open_clip: model name
     pretrained: str = ""  # open_clip: pretrained tag or local checkpoint path
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda
-    query_flip: bool = True  # also embed mirrored query frames, so hflip copies are found
+    query_flip: bool = False  # also embed mirrored query frames (for CLIP; SSCD is mirror-invariant)
 
 
 @dataclass

@@ -17,8 +17,22 @@ from astradup.features.phash import phash_frames
 from astradup.records import Decoded, VideoFeatures
 
 
+BLANK_STD = 6.0  # grey-level std below which a frame is a fade/black/flat card
+
+
+def blank_frames(frames: np.ndarray) -> list[int]:
+    """Indices of near-uniform frames. SSCD scores two black frames of unrelated videos 1.0, so
+    such frames must not count as evidence of a copy."""
+    if len(frames) == 0:
+        return []
+    grey = frames.reshape(len(frames), -1, 3).mean(axis=2)
+    return [int(i) for i in np.flatnonzero(grey.std(axis=1) < BLANK_STD)]
+
+
 def cpu_features(dec: Decoded, cfg: Config, audio_step: float | None = None) -> VideoFeatures:
     aud = audio_features(dec.audio, dec.sample_rate, cfg.audio, step=audio_step)
+    meta = dict(dec.meta)
+    meta["blank_frames"] = blank_frames(dec.frames)
     return VideoFeatures(
         video_id=dec.ref.video_id, uri=dec.ref.uri,
         timestamps=np.asarray(dec.timestamps, np.float32),
@@ -26,7 +40,7 @@ def cpu_features(dec: Decoded, cfg: Config, audio_step: float | None = None) -> 
         phash=phash_frames(dec.frames),
         audio_windows=aud["windows"], audio_vectors=aud["vectors"],
         chromaprint=aud["chromaprint"], chromaprint_hz=float(aud["chromaprint_hz"]),
-        meta=dict(dec.meta),
+        meta=meta,
     )
 
 

@@ -50,14 +50,21 @@ def _int(value: Any) -> int | None:
 
 
 def _clean_ffprobe_message(stderr: str, path: str) -> str:
-    """First meaningful line of ffprobe's stderr, without the '[demuxer @ 0x..]' or 'path:' prefix."""
+    """ffprobe's first message line, plus its closing 'path: error' line when that differs.
+
+    Both are kept because the first is specific ("moov atom not found") while the last is the
+    plain verdict ("Invalid data found when processing input"); prefixes are stripped.
+    """
+    lines: list[str] = []
     for line in stderr.splitlines():
         line = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", line.strip())
         if line.startswith(path + ":"):
             line = line[len(path) + 1:].strip()
-        if line:
-            return line
-    return "unknown error"
+        if line and line not in lines:
+            lines.append(line)
+    if not lines:
+        return "unknown error"
+    return lines[0] if len(lines) == 1 else f"{lines[0]}; {lines[-1]}"
 
 
 def _looks_like_mp4(path: str) -> bool:

@@ -20,6 +20,14 @@ def calibrate(x: float, lo: float, hi: float) -> float:
     return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
 
 
+def informative(f: VideoFeatures) -> np.ndarray:
+    """Row mask of the frames that carry evidence (not blank); all frames if every one is blank."""
+    mask = np.ones(len(f.timestamps) or len(f.embeddings), bool)
+    blank = [i for i in f.meta.get("blank_frames", []) if i < len(mask)]
+    mask[blank] = False
+    return mask if mask.any() else np.ones_like(mask)
+
+
 def mutual_coverage(sim: np.ndarray) -> float:
     """Mean best-match similarity, averaged over both directions.
 
@@ -60,15 +68,16 @@ def _agree(primary: float, secondary: float) -> float:
 def pair_evidence(q: VideoFeatures, s: VideoFeatures, cfg: ScoreConfig,
                   q_mirror: np.ndarray | None = None) -> PairEvidence:
     emb_raw, mirrored = 0.0, False
+    qm, sm = informative(q), informative(s)
     if len(q.embeddings) and len(s.embeddings):
-        emb_raw = mutual_coverage(q.embeddings @ s.embeddings.T)
+        emb_raw = mutual_coverage((q.embeddings @ s.embeddings.T)[np.ix_(qm, sm)])
         if q_mirror is not None and len(q_mirror):
-            flipped = mutual_coverage(q_mirror @ s.embeddings.T)
+            flipped = mutual_coverage((q_mirror @ s.embeddings.T)[np.ix_(qm, sm)])
             if flipped > emb_raw:
                 emb_raw, mirrored = flipped, True
     phash_raw = 0.0
     if len(q.phash) and len(s.phash):
-        phash_raw = mutual_coverage(1.0 - hamming_matrix(q.phash, s.phash) / 256.0)
+        phash_raw = mutual_coverage((1.0 - hamming_matrix(q.phash, s.phash) / 256.0)[np.ix_(qm, sm)])
     visual = _agree(calibrate(emb_raw, cfg.emb_lo, cfg.emb_hi),
                     calibrate(phash_raw, cfg.phash_lo, cfg.phash_hi))
 

@@ -1,0 +1,223 @@
+"""Decode one video into sampled RGB frames and mono PCM: the only place that touches codecs.
+
+Frames are sampled at ``cfg.fps`` at the centre of each sampling period, t_k = (k + 0.5) / fps,
+so a copy that starts a fraction of a period later still samples nearly the same pictures, and are
+resized once, at decode time, to ``frame_size`` x ``frame_size`` (every feature works on that).
+decord does the work (it seeks and skips without converting unwanted frames); an ffmpeg pipe is
+the fallback for files decord cannot open or read. Audio always comes from an ffmpeg pipe, in a
+thread running alongside the frame decode.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+
+from astradup.config import DecodeConfig
+from astradup.errors import MediaError
+from astradup.features.metadata import probe
+from astradup.io.ids import content_id
+from astradup.records import Decoded, VideoRef
+
+BATCH = 32  # frames per decord get_batch call: bounds the transient memory to ~5 MB at 224 px
+AUDIO_CHUNK = 1 << 20  # bytes per read from the ffmpeg audio pipe
+NO_FRAME = "truncated or corrupt video stream (no decodable frame)"
+
+
+def sample_times(duration: float, fps: float) -> np.ndarray:
+    """Centres of the sampling periods inside [0, duration); one frame at the middle of a short clip."""
+    if duration <= 0 or fps <= 0:
+        return np.zeros((0,), np.float32)
+    n = max(0, math.ceil(duration * fps - 0.5))
+    t = (np.arange(n, dtype=np.float64) + 0.5) / fps
+    t = t[t < duration]
+    if len(t) == 0:
+        t = np.array([duration / 2.0])
+    return t.astype(np.float32)
+
+
+def _frame_indices(starts: np.ndarray, ends: np.ndarray, avg_fps: float,
+                   times: np.ndarray) -> np.ndarray:
+    """Index of the frame on screen at each time; -1 past the last decodable frame.
+
+    Uses the stream's real timestamps (variable frame rate files are common from phones) and only
+    falls back to ``t * avg_fps`` when the timestamps are unusable.
+    """
+    n = len(starts)
+    if n == 0:
+        return np.full(len(times), -1, np.int64)
+    t0 = float(starts[0])
+    usable = n == 1 or (np.all(np.diff(starts) >= 0) and starts[-1] > starts[0])
+    if usable:
+        idx = np.searchsorted(starts - t0, times, side="right") - 1
+        last_end = float(max(ends[-1], starts[-1])) - t0
+        # A frame's end time may be missing (== start) for the last frame: allow one nominal period.
+        if ends[-1] <= starts[-1] and avg_fps > 0:
+            last_end += 1.0 / avg_fps
+    else:
+        idx = np.floor(times * avg_fps).astype(np.int64) if avg_fps > 0 else np.zeros(len(times), np.int64)
+        last_end = n / avg_fps if avg_fps > 0 else float("inf")
+    idx = np.clip(idx, 0, n - 1)
+    idx[times > last_end + 1e-6] = -1
+    return idx.astype(np.int64)
+
+
+def _decode_decord(path: str, times: np.ndarray, size: int) -> np.ndarray:
+    """Frames at ``times`` via decord, read in sorted batches; fewer rows if the stream ends early."""
+    import decord  # imported here: a worker that only searches never needs the codec libraries
+
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size)
+    try:
+        n = len(vr)
+        ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
+        idx = _frame_indices(np.asarray(ts[:, 0], np.float64), np.asarray(ts[:, 1], np.float64),
+                             float(vr.get_avg_fps() or 0.0), times.astype(np.float64))
+        idx = idx[idx >= 0]  # times are sorted, so a truncated stream loses only the tail
+        out = np.empty((len(idx), size, size, 3), np.uint8)
+        for i in range(0, len(idx), BATCH):
+            out[i:i + BATCH] = vr.get_batch(idx[i:i + BATCH].tolist()).asnumpy()
+        return out
+    finally:
+        del vr
+
+
+def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.ndarray:
+    """Fallback: the fps filter picks, for output k, the last frame before (k + 0.5) / fps.
+
+    Frames are read one at a time into a preallocated array and ffmpeg is stopped as soon as enough
+    have arrived, so a damaged file cannot make us buffer more than the frames we keep.
+    """
+    n = len(times)
+    if n == 1 and times[0] < 0.5 / fps:  # a clip shorter than one period: take its middle frame
+        vf = f"select=gte(t\\,{float(times[0]):.6f}),scale={size}:{size}"
+        extra = ["-frames:v", "1"]
+    else:
+        vf = f"fps={fps:.6f},scale={size}:{size}"
+        extra = []
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0", "-an", "-sn",
+           "-vf", vf, *extra, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    frame_bytes = size * size * 3
+    out = np.empty((n, size, size, 3), np.uint8)
+    got = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        try:
+            assert proc.stdout is not None
+            while got < n:
+                view = memoryview(out[got]).cast("B")
+                filled = 0
+                while filled < frame_bytes:
+                    k = proc.stdout.readinto(view[filled:])
+                    if not k:
+                        break
+                    filled += k
+                if filled < frame_bytes:
+                    break
+                got += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    return out[:got]
+
+
+def _decode_audio(path: str, sample_rate: int, max_seconds: float) -> np.ndarray:
+    """Mono float32 PCM of the first audio stream; raises RuntimeError with ffmpeg's message."""
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0", "-vn", "-sn",
+           "-ac", "1", "-ar", str(int(sample_rate))]
+    if max_seconds > 0:
+        cmd += ["-t", f"{max_seconds:.6f}"]
+    cmd += ["-f", "f32le", "-"]
+    chunks: list[bytes] = []
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        while True:
+            b = proc.stdout.read(AUDIO_CHUNK)
+            if not b:
+                break
+            chunks.append(b)
+        rc = proc.wait()
+        err.seek(0)
+        message = err.read().decode("utf-8", "replace").strip().splitlines()
+    data = b"".join(chunks)
+    usable = len(data) - len(data) % 4
+    if usable == 0:
+        raise RuntimeError(message[0] if message else f"ffmpeg exited with {rc} and no audio")
+    pcm = np.frombuffer(data[:usable], np.float32).copy()
+    np.clip(pcm, -1.0, 1.0, out=pcm)
+    return pcm
+
+
+def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig) -> Decoded:
+    """Sampled frames + mono audio of one file; MediaError if no frame can be decoded.
+
+    A track whose audio fails to decode is not fatal (the visual evidence is still worth indexing):
+    ``audio`` is then None and ``meta['audio_error']`` says why.
+    """
+    path = os.fspath(path)
+    meta: dict[str, Any] = dict(probe(path))
+    duration = meta["duration"]
+    if cfg.max_seconds and cfg.max_seconds > 0:
+        duration = min(duration, float(cfg.max_seconds))
+    fps, size = float(cfg.fps), int(cfg.frame_size)
+    if fps <= 0 or size <= 0:
+        raise ValueError(f"decode.fps and decode.frame_size must be > 0, got {fps}, {size}")
+    times = sample_times(duration, fps)
+
+    audio_box: dict[str, Any] = {}
+
+    def run_audio() -> None:
+        try:
+            audio_box["pcm"] = _decode_audio(path, cfg.sample_rate, duration if cfg.max_seconds > 0 else 0.0)
+        except Exception as e:  # noqa: BLE001 - recorded in meta, never fatal
+            audio_box["error"] = str(e) or type(e).__name__
+
+    worker = None
+    if meta.get("has_audio"):
+        worker = threading.Thread(target=run_audio, name="astradup-audio", daemon=True)
+        worker.start()
+    try:
+        frames, decoder = None, "decord"
+        decord_error = ""
+        try:
+            frames = _decode_decord(path, times, size)
+        except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
+            decord_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if frames is None or len(frames) == 0:
+            decoder = "ffmpeg"
+            try:
+                frames = _decode_ffmpeg(path, times, fps, size)
+            except OSError as e:
+                raise MediaError(path, f"cannot run ffmpeg ({e})") from e
+        if len(frames) == 0:
+            raise MediaError(path, NO_FRAME)
+    finally:
+        if worker is not None:
+            worker.join()
+
+    if decord_error:
+        meta["decord_error"] = decord_error
+    meta["decoder"] = decoder
+    meta["sampled_fps"] = fps
+    meta["frames_expected"] = len(times)  # more than len(frames) when the stream ends early
+    audio = audio_box.get("pcm")
+    if "error" in audio_box:
+        meta["audio_error"] = audio_box["error"]
+    return Decoded(ref=ref, timestamps=times[: len(frames)].copy(), frames=frames, audio=audio,
+                   sample_rate=int(cfg.sample_rate), meta=meta)
+
+
+def decode_path(path: str, cfg: DecodeConfig) -> Decoded:
+    """Decode a local file, naming it by its content hash."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MediaError(path, "file not found")
+    st = os.stat(path)
+    ref = VideoRef(video_id=content_id(path), uri=path, size=st.st_size, mtime=st.st_mtime)
+    return decode_video(path, ref, cfg)

@@ -1,0 +1,400 @@
+"""Milvus collections for frame, pHash and audio-window KNN.
+
+One ``VectorStore`` talks to Milvus Lite (a local ``*.db`` path, the default) or a Milvus
+server (``http(s)://host:19530``) through the same ``pymilvus.MilvusClient`` calls, so moving
+from a laptop to a cluster is a config change.
+
+Collections (``<prefix>_frames``, ``<prefix>_phash``, ``<prefix>_audio``) hold one row per
+frame or audio window with its ``video_id`` and time, so a hit says which video *and where*.
+Vectors are L2-normalised upstream, so inner product equals cosine and skips a normalisation.
+
+pHash codes are 256-bit. A server stores them as ``BINARY_VECTOR(256)`` searched with HAMMING
+over a BIN_FLAT index (exact; a popcount over 32 bytes a row is cheap even at millions of
+frames). Milvus Lite has no binary vectors, so there the bits are stored as a 256-d float
+vector of +-1 searched by inner product: ``ip = 256 - 2 * hamming``, which is exact and uses
+the same matrix-product path as the frame search. (0/1 floats with L2 would also give Hamming,
+but Lite's brute-force L2 materialises a [queries, rows, 256] difference tensor.)
+
+Milvus Lite allows one process per database: it takes a lock on the ``.db`` directory, and a
+second process fails to open it (reported as ConfigError). Within a process, stores on the same
+path share one embedded server; the last ``close()`` stops it, so reopening the path reads the
+collections back from disk like a fresh process would.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from astradup.errors import ConfigError
+from astradup.records import STATUS_OK, VideoFeatures
+
+PHASH_BITS = 256
+PHASH_BYTES = PHASH_BITS // 8
+DEFAULT_AUDIO_DIM = 26  # must equal the audio embedder's output width (MFCC mean + std of 13)
+VIDEO_ID_MAX = 64  # VARCHAR length of video_id
+
+_SEARCH_CHUNK = 256  # query vectors per search request
+_INSERT_CHUNK = 4096  # rows per insert request (~8 MiB at 512-d, well under gRPC limits)
+_DELETE_CHUNK = 500  # video ids per delete filter
+_QUERY_WINDOW = 16384  # Milvus caps offset+limit of a plain query here; beyond it, iterate
+_SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
+
+_lite_lock = threading.Lock()
+_lite_refs: dict[str, int] = {}  # abs .db path -> open VectorStores in this process
+
+
+class _DropMvccWarning(logging.Filter):
+    """Lite has no MVCC timestamp service; pymilvus warns on every iterator, harmlessly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mvccTs" not in record.getMessage()
+
+
+def is_lite_uri(uri: str) -> bool:
+    """A server URI has a scheme; anything else is a Milvus Lite path."""
+    return not uri.lower().startswith(_SERVER_SCHEMES)
+
+
+def quote(value: str) -> str:
+    """A Milvus filter string literal (backslash and double quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unpack_bits(codes: np.ndarray) -> np.ndarray:
+    """uint8 [N, 32] packbits pHash -> float32 [N, 256] of 0/1 (same bit order as np.packbits)."""
+    return np.unpackbits(np.ascontiguousarray(codes, dtype=np.uint8), axis=1).astype(np.float32)
+
+
+class VectorStore:
+    """Frame, pHash and audio-window vectors of indexed videos, keyed by video_id.
+
+    ``upsert_video`` replaces everything a video had, so re-indexing never duplicates rows;
+    searches return plain tuples so the match stage never sees Milvus types.
+    """
+
+    def __init__(self, uri: str, token: str = "", prefix: str = "astradup", visual_dim: int = 512,
+                 audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX") -> None:
+        if visual_dim < 1 or audio_dim < 1:
+            raise ConfigError(f"vector dims must be positive, got visual={visual_dim} audio={audio_dim}")
+        self.lite = is_lite_uri(uri)
+        self.visual_dim, self.audio_dim = int(visual_dim), int(audio_dim)
+        self.prefix = prefix
+        self.index_type = index_type
+        self.frames, self.phash, self.audio = f"{prefix}_frames", f"{prefix}_phash", f"{prefix}_audio"
+        self._closed = False
+        if self.lite:
+            if not uri.endswith(".db"):
+                raise ConfigError(f"Milvus Lite path must end with .db (pymilvus detects Lite by it): {uri!r}")
+            uri = os.path.abspath(uri)
+            os.makedirs(os.path.dirname(uri), exist_ok=True)
+            logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_DropMvccWarning())
+        self.uri = uri
+        try:
+            self.client = MilvusClient(uri=uri, token=token)
+        except MilvusException as e:
+            if self.lite:
+                raise ConfigError(
+                    f"cannot open Milvus Lite database {uri}: {e.message}. A Lite database belongs to "
+                    "one process at a time; stop the other process (or use a Milvus server URI)") from e
+            raise ConfigError(f"cannot connect to Milvus at {uri}: {e.message}") from e
+        if self.lite:
+            with _lite_lock:
+                _lite_refs[uri] = _lite_refs.get(uri, 0) + 1
+        try:
+            self._phash_binary = self._open_collections()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------- schema
+
+    def _open_collections(self) -> bool:
+        """Create missing collections, check dims of existing ones, load all; returns pHash mode."""
+        existing = set(self.client.list_collections())
+        for name, field, dim in ((self.frames, "vector", self.visual_dim), (self.audio, "vector", self.audio_dim)):
+            if name in existing:
+                self._check_dim(name, field, dim)
+            else:
+                self._create(name, self._schema(name, field, DataType.FLOAT_VECTOR, dim), field, "IP")
+        if self.phash in existing:
+            kind, dim = self._field(self.phash, "code")
+            if dim != PHASH_BITS:
+                raise ConfigError(f"collection {self.phash} has code dim {dim}, expected {PHASH_BITS}")
+            binary = kind == DataType.BINARY_VECTOR
+        else:
+            binary = False
+            if not self.lite:  # Lite rejects BINARY_VECTOR; a server may too (old or restricted)
+                try:
+                    self._create(self.phash, self._schema(self.phash, "code", DataType.BINARY_VECTOR, PHASH_BITS),
+                                 "code", "HAMMING", index_type="BIN_FLAT")
+                    binary = True
+                except MilvusException:
+                    binary = False
+            if not binary:
+                self._create(self.phash, self._schema(self.phash, "code", DataType.FLOAT_VECTOR, PHASH_BITS),
+                             "code", "IP")
+        for name in (self.frames, self.phash, self.audio):
+            # A reopened Lite database (and any server collection) starts released; search needs it loaded.
+            self.client.load_collection(name)
+        return binary
+
+    def _schema(self, name: str, field: str, dtype: DataType, dim: int) -> Any:
+        schema = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX)
+        if name == self.audio:
+            schema.add_field("t_start", DataType.FLOAT)
+            schema.add_field("t_end", DataType.FLOAT)
+        else:
+            schema.add_field("t", DataType.FLOAT)
+        schema.add_field(field, dtype, dim=dim)
+        return schema
+
+    def _create(self, name: str, schema: Any, field: str, metric: str, index_type: str | None = None) -> None:
+        params = self.client.prepare_index_params()
+        params.add_index(field_name=field, index_type=index_type or self.index_type, metric_type=metric)
+        # delete / get_frames / has_video filter on video_id; an inverted index keeps them off full scans.
+        params.add_index(field_name="video_id", index_type="INVERTED")
+        # Strong: a delete followed by an insert or a count is seen by the very next call.
+        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        # pymilvus polls a created index every 0.5 s until built (3 s for our six indexes). Lite
+        # builds it inside the RPC, so skip the poll there; a server gets the usual wait.
+        self.client.create_index(name, params, sync=not self.lite)
+
+    def _field(self, name: str, field: str) -> tuple[Any, int]:
+        for f in self.client.describe_collection(name)["fields"]:
+            if f["name"] == field:
+                return f["type"], int(f.get("params", {}).get("dim", 0))
+        raise ConfigError(f"collection {name} has no field {field!r}; it was not created by AstraDup")
+
+    def _check_dim(self, name: str, field: str, dim: int) -> None:
+        _, have = self._field(name, field)
+        if have != dim:
+            raise ConfigError(
+                f"collection {name} holds {have}-d vectors but {dim}-d were configured; vectors of "
+                f"another embedder cannot share a collection. Reindex into a new collection_prefix "
+                f"(or drop {self.prefix}_* to rebuild).")
+
+    # ---------------------------------------------------------------- writes
+
+    def upsert_video(self, f: VideoFeatures) -> None:
+        """Replace every vector of ``f.video_id`` with those of ``f``."""
+        self.upsert_many([f])
+
+    def upsert_many(self, items: Sequence[VideoFeatures]) -> int:
+        """Replace the vectors of many videos with batched deletes and inserts; returns videos written.
+
+        Records that are not ``ok`` are skipped and leave existing vectors alone: a transient
+        failure on re-index must not wipe the vectors of the last good run (the shards keep
+        those features too). A video repeated in ``items`` keeps its last record. Not atomic:
+        a crash between the delete and the inserts leaves those videos without vectors until
+        they are upserted again (``reindex`` from the shards repairs it).
+        """
+        latest: dict[str, VideoFeatures] = {}
+        for f in items:
+            if f.status == STATUS_OK:
+                self._check(f)
+                latest[f.video_id] = f
+        if not latest:
+            return 0
+        self._delete_ids(list(latest))
+        frames: list[dict] = []
+        codes: list[dict] = []
+        audio: list[dict] = []
+        for vid, f in latest.items():
+            ts = np.asarray(f.timestamps, np.float32).reshape(-1).tolist()
+            emb = np.asarray(f.embeddings, np.float32)
+            frames.extend({"video_id": vid, "t": t, "vector": v} for t, v in zip(ts, emb))
+            ph = np.asarray(f.phash, np.uint8)
+            for t, c in zip(ts, self._codes_to_field(ph)):
+                codes.append({"video_id": vid, "t": t, "code": c})
+            win = np.asarray(f.audio_windows, np.float32).reshape(-1, 2).tolist()
+            av = np.asarray(f.audio_vectors, np.float32)
+            audio.extend({"video_id": vid, "t_start": s, "t_end": e, "vector": v} for (s, e), v in zip(win, av))
+        for name, rows in ((self.frames, frames), (self.phash, codes), (self.audio, audio)):
+            for i in range(0, len(rows), _INSERT_CHUNK):
+                self.client.insert(name, rows[i:i + _INSERT_CHUNK])
+        return len(latest)
+
+    def _check(self, f: VideoFeatures) -> None:
+        _check_id(f.video_id)
+        t = len(np.asarray(f.timestamps).reshape(-1))
+        emb, ph = np.asarray(f.embeddings), np.asarray(f.phash)
+        if len(emb) != t or (t and (emb.ndim != 2 or emb.shape[1] != self.visual_dim)):
+            raise ConfigError(f"{f.video_id}: embeddings {emb.shape} do not fit [{t}, {self.visual_dim}] "
+                              f"(the embedder's dim must match the {self.frames} collection)")
+        if len(ph) and (ph.shape != (t, PHASH_BYTES)):
+            raise ValueError(f"{f.video_id}: phash {ph.shape} is not [{t}, {PHASH_BYTES}]")
+        w = len(np.asarray(f.audio_windows).reshape(-1, 2))
+        av = np.asarray(f.audio_vectors)
+        if len(av) != w or (w and (av.ndim != 2 or av.shape[1] != self.audio_dim)):
+            raise ConfigError(f"{f.video_id}: audio_vectors {av.shape} do not fit [{w}, {self.audio_dim}] "
+                              f"(the audio embedder's dim must match the {self.audio} collection)")
+
+    def _codes_to_field(self, codes: np.ndarray) -> list[Any]:
+        """Packed pHash -> what the ``code`` field stores: bytes (binary) or +-1 floats (Lite)."""
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, PHASH_BYTES)
+        if self._phash_binary:
+            return [c.tobytes() for c in codes]
+        return list(unpack_bits(codes) * 2.0 - 1.0)
+
+    def delete_video(self, video_id: str) -> None:
+        _check_id(video_id)
+        self._delete_ids([video_id])
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), _DELETE_CHUNK):
+            flt = _id_filter(ids[i:i + _DELETE_CHUNK])
+            for name in (self.frames, self.phash, self.audio):
+                self.client.delete(name, filter=flt)
+
+    # ---------------------------------------------------------------- reads
+
+    def has_video(self, video_id: str) -> bool:
+        flt = f"video_id == {quote(video_id)}"
+        return any(self.client.query(name, filter=flt, output_fields=["video_id"], limit=1)
+                   for name in (self.frames, self.audio))
+
+    def video_ids(self) -> set[str]:
+        """Every video with frames or audio windows (a full scan of the video_id column)."""
+        out: set[str] = set()
+        for name in (self.frames, self.audio):
+            it = self.client.query_iterator(name, batch_size=8192, filter="", output_fields=["video_id"])
+            try:
+                while batch := it.next():
+                    out.update(r["video_id"] for r in batch)
+            finally:
+                it.close()
+        return out
+
+    def count(self) -> dict[str, int]:
+        """Exact live rows per collection (count(*) under Strong consistency sees every write)."""
+        out = {}
+        for key, name in (("frames", self.frames), ("phash", self.phash), ("audio", self.audio)):
+            res = self.client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+            out[key] = int(res[0]["count(*)"])
+        return out
+
+    def get_frames(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(t float32[T], vectors float32[T, D]) of one video sorted by t; empty if unknown."""
+        rows = self._query_all(self.frames, f"video_id == {quote(video_id)}", ["t", "vector"])
+        if not rows:
+            return np.zeros((0,), np.float32), np.zeros((0, self.visual_dim), np.float32)
+        t = np.asarray([r["t"] for r in rows], np.float32)
+        v = np.asarray([r["vector"] for r in rows], np.float32).reshape(len(rows), self.visual_dim)
+        order = np.argsort(t, kind="stable")
+        return t[order], v[order]
+
+    def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict]:
+        rows = self.client.query(name, filter=flt, output_fields=fields, limit=_QUERY_WINDOW)
+        if len(rows) < _QUERY_WINDOW:
+            return list(rows)
+        rows = []  # more rows than one query may return: page through them
+        it = self.client.query_iterator(name, batch_size=4096, filter=flt, output_fields=fields)
+        try:
+            while batch := it.next():
+                rows.extend(batch)
+        finally:
+            it.close()
+        return rows
+
+    def search_frames(self, vectors: np.ndarray, k: int,
+                      exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
+        """Per query row: (video_id, t, cosine) best first, ``exclude``'s frames left out."""
+        q = _as_queries(vectors, self.visual_dim, "frame")
+        hits = self._search(self.frames, "vector", list(q), k, exclude, "IP", ["video_id", "t"])
+        return [[(h["entity"]["video_id"], float(h["entity"]["t"]), float(h["distance"])) for h in row]
+                for row in hits]
+
+    def search_phash(self, codes: np.ndarray, k: int,
+                     exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
+        """Per query code: (video_id, t, 1 - hamming/256) nearest first."""
+        c = np.asarray(codes)
+        if c.ndim != 2 or c.shape[1] != PHASH_BYTES or c.dtype != np.uint8:
+            raise ValueError(f"phash queries must be uint8 [Q, {PHASH_BYTES}], got {c.dtype} {c.shape}")
+        metric = "HAMMING" if self._phash_binary else "IP"
+        hits = self._search(self.phash, "code", self._codes_to_field(c), k, exclude, metric, ["video_id", "t"])
+        out = []
+        for row in hits:
+            res = []
+            for h in row:
+                d = float(h["distance"])
+                hamming = round(d) if self._phash_binary else round((PHASH_BITS - d) / 2)
+                res.append((h["entity"]["video_id"], float(h["entity"]["t"]), 1.0 - hamming / PHASH_BITS))
+            out.append(res)
+        return out
+
+    def search_audio(self, vectors: np.ndarray, k: int,
+                     exclude: str | None = None) -> list[list[tuple[str, float, float, float]]]:
+        """Per query window: (video_id, t_start, t_end, cosine) best first."""
+        q = _as_queries(vectors, self.audio_dim, "audio")
+        hits = self._search(self.audio, "vector", list(q), k, exclude, "IP", ["video_id", "t_start", "t_end"])
+        return [[(h["entity"]["video_id"], float(h["entity"]["t_start"]), float(h["entity"]["t_end"]),
+                  float(h["distance"])) for h in row] for row in hits]
+
+    def _search(self, name: str, field: str, data: list[Any], k: int, exclude: str | None,
+                metric: str, fields: list[str]) -> list[list[Any]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        flt = f"video_id != {quote(exclude)}" if exclude else ""
+        out: list[list[Any]] = []
+        for i in range(0, len(data), _SEARCH_CHUNK):
+            res = self.client.search(name, data=data[i:i + _SEARCH_CHUNK], limit=k, filter=flt,
+                                     output_fields=fields, anns_field=field,
+                                     search_params={"metric_type": metric}, consistency_level="Strong")
+            out.extend(list(r) for r in res)
+        return out
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Close the client; the last store on a Lite path also stops its embedded server."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.client.close()
+        finally:
+            if self.lite:
+                with _lite_lock:
+                    left = _lite_refs.get(self.uri, 1) - 1
+                    if left > 0:
+                        _lite_refs[self.uri] = left
+                    else:
+                        _lite_refs.pop(self.uri, None)
+                if left <= 0:
+                    from milvus_lite.server_manager import server_manager_instance
+                    server_manager_instance.release_server(self.uri)
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_id(video_id: str) -> None:
+    if not video_id or len(video_id) > VIDEO_ID_MAX:
+        raise ValueError(f"video_id must be 1..{VIDEO_ID_MAX} characters, got {video_id!r}")
+
+
+def _id_filter(ids: Iterable[str]) -> str:
+    return f"video_id in [{', '.join(quote(v) for v in ids)}]"
+
+
+def _as_queries(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
+    q = np.asarray(vectors, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise ConfigError(f"{what} queries are {q.shape}, the collection holds {dim}-d vectors")
+    return np.ascontiguousarray(q)
+
+
+__all__ = ["DEFAULT_AUDIO_DIM", "VectorStore", "is_lite_uri", "quote", "unpack_bits"]

@@ -1,0 +1,209 @@
+"""VectorStore on a Milvus Lite file: search correctness, exact counts, delete, reopen."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from astradup.errors import ConfigError
+from astradup.records import VideoFeatures
+from astradup.store.vectors import VectorStore, is_lite_uri, unpack_bits
+
+D, DA = 16, 8
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def make(vid: str, seed: int, t: int = 6, w: int = 3) -> VideoFeatures:
+    rng = np.random.default_rng(seed)
+    starts = np.arange(w, dtype=np.float32) * 2
+    return VideoFeatures(
+        video_id=vid, uri=f"/v/{vid}.mp4",
+        timestamps=np.arange(t, dtype=np.float32),
+        embeddings=unit(rng.normal(size=(t, D))),
+        phash=rng.integers(0, 256, size=(t, 32), dtype=np.uint8),
+        audio_windows=np.stack([starts, starts + 5], axis=1),
+        audio_vectors=unit(rng.normal(size=(w, DA))),
+        chromaprint=np.zeros((0,), np.uint32), chromaprint_hz=0.0, meta={},
+    )
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = VectorStore(str(tmp_path / "milvus.db"), prefix="t", visual_dim=D, audio_dim=DA)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def filled(store):
+    vids = [make(f"vid{i}", seed=i) for i in range(4)]
+    assert store.upsert_many(vids) == 4
+    return store, {f.video_id: f for f in vids}
+
+
+def test_frame_search_finds_the_right_frame_with_ip_scores(filled):
+    store, vids = filled
+    a = vids["vid2"]
+    hits = store.search_frames(a.embeddings[[1, 4]], k=5)
+    assert len(hits) == 2
+    for qi, ti in enumerate([1, 4]):
+        vid, t, score = hits[qi][0]
+        assert (vid, t) == ("vid2", float(ti)) and score == pytest.approx(1.0, abs=1e-5)
+        # Every score is the dot product with the stored vector, best first.
+        scores = [s for _, _, s in hits[qi]]
+        assert scores == sorted(scores, reverse=True) and len(hits[qi]) == 5
+        for v, t, s in hits[qi]:
+            stored = vids[v].embeddings[int(t)]
+            assert s == pytest.approx(float(stored @ a.embeddings[ti]), abs=1e-5)
+
+
+def test_exclude_filters_the_query_video(filled):
+    store, vids = filled
+    q = vids["vid1"].embeddings[:2]
+    for row in store.search_frames(q, k=8, exclude="vid1"):
+        assert row and all(v != "vid1" for v, _, _ in row)
+    assert all(v != "vid1" for row in store.search_phash(vids["vid1"].phash, 5, exclude="vid1") for v, _, _ in row)
+    assert all(v != "vid1" for row in store.search_audio(vids["vid1"].audio_vectors, 5, exclude="vid1")
+               for v, _, _, _ in row)
+
+
+def test_phash_scores_are_hamming_and_ordered(store):
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 256, size=(1, 32), dtype=np.uint8)
+    bits = unpack_bits(base)[0]
+    # Stored codes at Hamming distance 0, 3, 10 and 40 from the query.
+    variants = []
+    for flips in (0, 3, 10, 40):
+        b = bits.copy()
+        idx = rng.choice(256, flips, replace=False)
+        b[idx] = 1 - b[idx]
+        variants.append(np.packbits(b.astype(np.uint8)))
+    f = make("ph", seed=1, t=4)
+    f.phash = np.stack(variants)
+    store.upsert_video(f)
+    store.upsert_video(make("other", seed=2, t=4))
+    row = store.search_phash(base, k=4, exclude="other")[0]
+    assert [(v, t) for v, t, _ in row] == [("ph", 0.0), ("ph", 1.0), ("ph", 2.0), ("ph", 3.0)]
+    assert [s for _, _, s in row] == pytest.approx([1.0, 1 - 3 / 256, 1 - 10 / 256, 1 - 40 / 256])
+    with pytest.raises(ValueError, match="uint8"):
+        store.search_phash(base.astype(np.int64), k=1)
+
+
+def test_audio_search(filled):
+    store, vids = filled
+    a = vids["vid3"]
+    row = store.search_audio(a.audio_vectors[2:3], k=3)[0]
+    vid, t0, t1, score = row[0]
+    assert (vid, t0, t1) == ("vid3", 4.0, 9.0) and score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_reupsert_keeps_counts_exact_and_delete_removes(filled):
+    store, vids = filled
+    assert store.count() == {"frames": 24, "phash": 24, "audio": 12}
+    store.upsert_video(vids["vid0"])
+    store.upsert_video(make("vid0", seed=50, t=2, w=1))  # re-index with fewer frames
+    assert store.count() == {"frames": 20, "phash": 20, "audio": 10}
+    store.upsert_many([vids["vid1"], vids["vid1"]])  # duplicates inside one batch keep one copy
+    assert store.count() == {"frames": 20, "phash": 20, "audio": 10}
+    # A failed record leaves the last good vectors alone.
+    assert store.upsert_many([VideoFeatures.failed("vid1", "/v", "decode error", dim=D)]) == 0
+    assert store.has_video("vid1")
+
+    store.delete_video("vid2")
+    assert store.count() == {"frames": 14, "phash": 14, "audio": 7}
+    assert not store.has_video("vid2") and store.has_video("vid3")
+    assert store.video_ids() == {"vid0", "vid1", "vid3"}
+    assert all(v != "vid2" for v, _, _ in store.search_frames(vids["vid2"].embeddings[0], k=20)[0])
+
+
+def test_get_frames_sorted_by_time(store):
+    f = make("g", seed=4, t=5)
+    perm = np.array([3, 0, 4, 1, 2])
+    shuffled = VideoFeatures(**{**f.__dict__, "timestamps": f.timestamps[perm], "embeddings": f.embeddings[perm],
+                                "phash": f.phash[perm]})
+    store.upsert_video(shuffled)
+    t, v = store.get_frames("g")
+    assert t.dtype == np.float32 and v.dtype == np.float32
+    np.testing.assert_array_equal(t, f.timestamps)
+    np.testing.assert_allclose(v, f.embeddings, atol=1e-6)
+    t, v = store.get_frames("missing")
+    assert t.shape == (0,) and v.shape == (0, D)
+
+
+def test_video_without_audio_and_odd_ids(store):
+    f = make('we"ird\\id', seed=9, w=0)
+    f.audio_vectors = np.zeros((0, 0), np.float32)
+    store.upsert_video(f)
+    assert store.count()["audio"] == 0 and store.has_video('we"ird\\id')
+    assert store.search_frames(f.embeddings[0], k=1)[0][0][0] == 'we"ird\\id'
+    assert store.search_frames(f.embeddings[0], k=1, exclude='we"ird\\id') == [[]]
+
+
+def test_reopen_lite_file_and_search_again(tmp_path):
+    path = str(tmp_path / "m.db")
+    f = make("keep", seed=11)
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+        s.upsert_many([f, make("gone", seed=12)])
+        s.delete_video("gone")
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+        assert s.count() == {"frames": 6, "phash": 6, "audio": 3}
+        assert s.search_frames(f.embeddings[3], k=1)[0][0][:2] == ("keep", 3.0)
+        assert s.search_phash(f.phash[2:3], k=1)[0][0] == ("keep", 2.0, 1.0)
+        s.upsert_video(make("new", seed=13))
+        assert s.video_ids() == {"keep", "new"}
+
+
+def test_stores_sharing_a_lite_file_in_one_process(tmp_path):
+    from milvus_lite.server_manager import server_manager_instance
+
+    path = str(tmp_path / "m.db")
+    a = VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA)
+    b = VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA)
+    f = make("x", seed=1)
+    a.upsert_video(f)
+    a.close()  # b keeps the embedded server alive
+    assert b.search_frames(f.embeddings[2], k=1)[0][0][:2] == ("x", 2.0)
+    b.close()  # the last one stops it, so the next open really reads the file back
+    assert os.path.abspath(path) not in server_manager_instance._servers
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as c:
+        assert c.count()["frames"] == 6
+
+
+def test_dim_mismatch_with_existing_collection_is_a_config_error(tmp_path):
+    path = str(tmp_path / "m.db")
+    VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA).close()
+    with pytest.raises(ConfigError, match="16-d vectors but 32-d"):
+        VectorStore(path, prefix="t", visual_dim=32, audio_dim=DA)
+    with VectorStore(path, prefix="t2", visual_dim=32, audio_dim=DA) as s:  # a new prefix is fine
+        assert s.count()["frames"] == 0
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+        bad = make("b", seed=1)
+        bad.embeddings = unit(np.ones((6, 32), np.float32))
+        with pytest.raises(ConfigError, match="embeddings"):
+            s.upsert_video(bad)
+        with pytest.raises(ConfigError, match="16-d"):
+            s.search_frames(np.ones((1, 32), np.float32), k=1)
+
+
+def test_lite_file_is_owned_by_one_process(tmp_path):
+    path = str(tmp_path / "m.db")
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA):
+        code = ("from astradup.store.vectors import VectorStore\n"
+                "from astradup.errors import ConfigError\n"
+                f"try:\n    VectorStore({path!r}, visual_dim={D}, audio_dim={DA})\n"
+                "except ConfigError as e:\n    print('ConfigError', e)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert "ConfigError" in out.stdout and "one process" in out.stdout, out.stdout + out.stderr
+
+
+def test_uri_kinds(tmp_path):
+    assert is_lite_uri("data/milvus.db") and is_lite_uri("/abs/x.db")
+    assert not is_lite_uri("http://127.0.0.1:19530") and not is_lite_uri("https://x.zillizcloud.com")
+    with pytest.raises(ConfigError, match=r"\.db"):
+        VectorStore(str(tmp_path / "milvus"), visual_dim=D, audio_dim=DA)
