@@ -17,7 +17,7 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.fusion import LABEL_NONE, fuse
-from astradup.match.scoring import pair_evidence
+from astradup.match.scoring import informative, pair_evidence
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
@@ -50,9 +50,10 @@ class Searcher:
     def candidates(self, q: Query, exclude: str | None = None) -> list[str]:
         k = self.cfg.search.top_k
         vs = self.catalog.vectors
-        votes = vote(vs.search_frames(q.features.embeddings, k, exclude=exclude))
+        keep = informative(q.features) if len(q.features.embeddings) else slice(None)
+        votes = vote(vs.search_frames(q.features.embeddings[keep], k, exclude=exclude))
         if q.mirror is not None and len(q.mirror):
-            vote(vs.search_frames(q.mirror, k, exclude=exclude), votes=votes)
+            vote(vs.search_frames(q.mirror[keep], k, exclude=exclude), votes=votes)
         if len(q.features.audio_vectors):
             vote(vs.search_audio(q.features.audio_vectors, k, exclude=exclude),
                  weight=AUDIO_VOTE_WEIGHT, votes=votes)

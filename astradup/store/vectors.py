@@ -183,6 +183,13 @@ class VectorStore:
 
     # ---------------------------------------------------------------- writes
 
+    def drop_all(self) -> None:
+        """Drop and re-create the three collections (``reindex`` refills them from the shards)."""
+        for name in (self.frames, self.phash, self.audio):
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+        self._phash_binary = self._open_collections()
+
     def upsert_video(self, f: VideoFeatures) -> None:
         """Replace every vector of ``f.video_id`` with those of ``f``."""
         self.upsert_many([f])
