@@ -61,8 +61,8 @@ class ScoreConfig:
     by measurement on the dev benchmark (see README).
     """
 
-    emb_lo: float = 0.30  # mean best-match inner product of frame embeddings
-    emb_hi: float = 0.80
+    emb_lo: float = 0.35  # mean best-match inner product of frame embeddings
+    emb_hi: float = 0.75
     phash_lo: float = 0.70  # 1 - hamming/256 of best-matching frames
     phash_hi: float = 0.92
     chroma_lo: float = 0.60  # fraction of equal Chromaprint bits at the best offset
@@ -84,6 +84,7 @@ class PipelineConfig:
     embed_concurrency: int = 1
     embed_num_gpus: float = 0.0  # >0 puts embedder actors on GPUs
     write_batch: int = 100  # videos per Parquet shard / Milvus write
+    dashboard: bool = True  # start the Ray dashboard with a local Ray (tests turn it off)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from astradup.records import STATUS_FAILED, STATUS_OK, VideoFeatures, VideoRef
 STATUS_SKIPPED = "skipped"
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
+def ensure_ray(cfg: Config | None = None) -> None:
     """Join RAY_ADDRESS when set (a `ray job submit` or a cluster), else start a local Ray."""
     import ray
 
@@ -37,8 +37,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if addr:
         ray.init(address=addr, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=os.environ.get("ASTRADUP_DASHBOARD", "1") == "1",
-                 **kwargs)
+        ray.init(include_dashboard=cfg.pipeline.dashboard if cfg else True, **kwargs)
 
 
 def _fallback_id(uri: str) -> str:
@@ -125,13 +124,13 @@ class IndexReport:
 
 def build_dataset(items: list[tuple[str, int]], cfg: Config, skip_ids: frozenset[str]):
     import ray.data
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     ds = ray.data.from_items([{"uri": u, "size": s} for u, s in items],
                              override_num_blocks=max(1, len(items)))
     ds = ds.map_batches(decode_batch, batch_size=1, num_cpus=1,
                         fn_kwargs={"cfg": cfg, "skip_ids": skip_ids},
-                        concurrency=max(1, cfg.pipeline.decode_concurrency))
+                        compute=TaskPoolStrategy(size=max(1, cfg.pipeline.decode_concurrency)))
     return ds.map_batches(EmbedStage, batch_size=4, fn_constructor_kwargs={"cfg": cfg},
                           compute=ActorPoolStrategy(size=max(1, cfg.pipeline.embed_concurrency)),
                           num_cpus=0 if cfg.pipeline.embed_num_gpus > 0 else 1,
@@ -151,7 +150,7 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
         report.wall_seconds = time.time() - t0
         return report
     skip = frozenset(vid for vid, row in catalog.shards.latest_status().items() if row["status"] == STATUS_OK)
-    ensure_ray()
+    ensure_ray(cfg)
     ds = build_dataset(items, cfg, skip)
     seen: set[str] = set(skip)
     for batch in ds.iter_batches(batch_size=cfg.pipeline.write_batch, batch_format="numpy"):

@@ -179,3 +179,32 @@ def make_broken(kind: str, path: str | Path) -> Path:
     else:
         raise ValueError(f"unknown broken kind {kind!r}; one of {BROKEN_KINDS}")
     return path
+
+
+def synth_speech(seconds: float, sr: int = 22050, seed: int = 0) -> np.ndarray:
+    """Seeded speech-like audio: a glottal pulse train with a wandering pitch, shaped by two moving
+    formant resonances and chopped into 'syllables' with short pauses."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    f0 = 120 + 40 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t + rng.uniform(0, 6.3)) \
+        + 15 * rng.standard_normal(n).cumsum() / np.sqrt(n)
+    phase = np.cumsum(f0 / sr)
+    source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
+    source += 0.05 * rng.standard_normal(n)
+    out = np.zeros(n)
+    pos = 0
+    while pos < n:  # syllables of 0.15-0.35 s, each with its own vowel (formant pair)
+        length = int(sr * rng.uniform(0.15, 0.35))
+        seg = slice(pos, min(n, pos + length))
+        x = source[seg]
+        y = np.zeros_like(x)
+        for fc, bw in ((rng.uniform(300, 900), 80.0), (rng.uniform(900, 2500), 120.0)):
+            r = np.exp(-np.pi * bw / sr)
+            y += lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * fc / sr), r * r], x)  # resonator
+        env = np.sin(np.pi * np.arange(len(x)) / max(len(x), 1)) ** 2
+        out[seg] = y * env
+        pos += length + int(sr * rng.uniform(0.03, 0.12))
+    return (0.8 * out / max(1e-9, float(np.abs(out).max()))).astype(np.float32)

@@ -98,7 +98,7 @@ def test_hamming_matrix_matches_naive_loop():
     a = rng.integers(0, 256, (7, 32), dtype=np.uint8)
     b = rng.integers(0, 256, (5, 32), dtype=np.uint8)
     b[0] = a[3]
-    naive = np.array([[sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(ra, rb)) for rb in b]
+    naive = np.array([[sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(ra, rb, strict=True)) for rb in b]
                       for ra in a])
     got = hamming_matrix(a, b)
     assert got.dtype.kind == "i" and got.shape == (7, 5)

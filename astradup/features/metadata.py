@@ -131,12 +131,15 @@ def probe(path: str) -> dict[str, Any]:
     if not videos:
         raise MediaError(path, "no video stream (audio-only or data file)")
     v = videos[0]
-    if _IMAGE_FORMATS.search(container):
-        raise MediaError(path, f"a still image ({container}), not a video")
 
     duration = _float(fmt.get("duration"))
     if duration is None or duration <= 0:
         duration = _float(v.get("duration"))
+    # An image demuxer with no duration (or a single frame) is a picture; an animated GIF/WebP
+    # has a duration and frames, and is decoded like any video.
+    if _IMAGE_FORMATS.search(container) and (duration is None or duration <= 0
+                                             or _int(v.get("nb_frames")) in (None, 0, 1)):
+        raise MediaError(path, f"a still image ({container}), not a video")
     if duration is None or duration <= 0:
         raise MediaError(path, "unreadable duration")
 

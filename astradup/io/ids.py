@@ -27,7 +27,7 @@ def content_id(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
     return h.hexdigest()
 
 
-def _feed(h: "hashlib._Hash", f: BinaryIO) -> None:
+def _feed(h: hashlib.blake2b, f: BinaryIO) -> None:
     while True:
         chunk = f.read(CHUNK)
         if not chunk:

@@ -29,14 +29,15 @@ def informative(f: VideoFeatures) -> np.ndarray:
 
 
 def mutual_coverage(sim: np.ndarray) -> float:
-    """Mean best-match similarity, averaged over both directions.
+    """Mean best-match similarity in the weaker of the two directions.
 
-    Both directions, because a duplicate covers the other video and is covered by it; a short
-    excerpt of a long source covers itself only, and should score lower as a whole-video match.
+    A duplicate covers the other video and is covered by it; an excerpt inside other content
+    (or a compilation) covers only one way, and is a partial copy, not a whole-video duplicate:
+    the segment search reports those.
     """
     if sim.size == 0:
         return 0.0
-    return 0.5 * (float(sim.max(axis=1).mean()) + float(sim.max(axis=0).mean()))
+    return min(float(sim.max(axis=1).mean()), float(sim.max(axis=0).mean()))
 
 
 @dataclass(frozen=True)
