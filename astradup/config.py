@@ -65,10 +65,29 @@ class ScoreConfig:
     emb_hi: float = 0.75
     phash_lo: float = 0.70  # 1 - hamming/256 of best-matching frames
     phash_hi: float = 0.92
-    chroma_lo: float = 0.60  # fraction of equal Chromaprint bits at the best offset
+    chroma_lo: float = 0.65  # fraction of equal Chromaprint bits at the best offset
     chroma_hi: float = 0.85
-    audio_vec_lo: float = 0.50  # mean best-match inner product of audio window vectors
-    audio_vec_hi: float = 0.95
+    audio_vec_lo: float = 0.55  # mean best-match inner product of audio window vectors
+    audio_vec_hi: float = 0.90
+
+
+@dataclass
+class SegmentConfig:
+    """Temporal alignment of frame/window matches into copied segments (see match/align.py)."""
+
+    visual_lo: float = 0.30  # per-frame embedding inner product -> evidence in [0, 1]
+    visual_hi: float = 0.60
+    audio_lo: float = 0.55  # per-window audio vector inner product -> evidence in [0, 1]
+    audio_hi: float = 0.85
+    cell_threshold: float = 0.5  # evidence from which a (query t, source t) cell counts as a match
+    slopes: tuple = (0.8, 0.87, 0.91, 0.95, 1.0, 1.05, 1.1, 1.15, 1.25)  # source s per query s (speed changes)
+    offset_tol: float = 1.5  # seconds a match may sit off the fitted line
+    max_gap: float = 4.0  # seconds without a match that still join two pieces
+    min_len: float = 3.0  # shorter segments are dropped
+    min_density: float = 0.5  # share of the segment's query seconds that must be matched
+    min_score: float = 0.5  # segments scoring below are not reported
+    audio_pad: float = 2.0  # audio windows are long: their matched centres sit inside the copy by ~half a window
+    max_segments: int = 4  # per (query, source) pair
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 

@@ -1,0 +1,164 @@
+"""Temporal alignment: frame/window similarities of one (query, source) pair -> copied segments.
+
+A copy shows up as a line in the (query time, source time) plane: source = slope x query + offset
+(slope 1 for a plain copy, 1.1 for a 10% speed-up). Hough-style voting over a small set of slopes
+and offsets finds the line with the most evidence; matches near it are split into runs at gaps,
+and runs too short or too sparse are dropped. Lines are peeled off one at a time, so a query that
+re-uses two parts of the same source yields two segments. Visual and audio evidence are aligned
+separately (their time grids differ: 1 s frames vs ~5 s windows) and merged, so a copy with its
+audio replaced is still found by sight, and one visually destroyed but with its audio by sound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from astradup.config import SegmentConfig
+from astradup.records import SegmentMatch
+
+
+@dataclass(frozen=True)
+class Piece:
+    q_start: float
+    q_end: float
+    s_start: float
+    s_end: float
+    score: float
+    slope: float
+    offset: float
+
+
+def evidence(sim: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip((sim - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, cfg: SegmentConfig
+               ) -> tuple[float, float, float] | None:
+    """(slope, offset, votes) of the strongest line through the matched cells, or None."""
+    best = None
+    for slope in cfg.slopes:
+        b = ts - slope * tq
+        bins = np.floor(b / cfg.offset_tol).astype(np.int64)
+        lo = bins.min()
+        hist = np.bincount(bins - lo, weights=e)
+        # A line falling on a bin edge splits its votes: count each bin with its neighbours.
+        smooth = hist + np.concatenate([[0], hist[:-1]]) + np.concatenate([hist[1:], [0]])
+        k = int(smooth.argmax())
+        votes = float(smooth[k])
+        # Prefer slope 1 on ties (a plain copy is the likeliest explanation).
+        key = (round(votes, 6), -abs(slope - 1.0))
+        if best is None or key > best[0]:
+            sel = np.abs(bins - lo - k) <= 1
+            offset = float(np.average(b[sel], weights=e[sel]))
+            best = (key, slope, offset, votes)
+    return None if best is None else (best[1], best[2], best[3])
+
+
+def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float, cfg: SegmentConfig,
+          cell: float = 1.0, pad: float = 0.0) -> list[Piece]:
+    """Segments from a similarity matrix sim[i, j] between query times tq[i] and source times ts[j].
+
+    ``cell`` is the sampling interval (a frame at t stands for [t - cell/2, t + cell/2]); ``pad``
+    widens each end further (audio windows).
+    """
+    if sim.size == 0:
+        return []
+    e = evidence(sim, lo, hi)
+    ii, jj = np.nonzero(e >= cfg.cell_threshold)
+    live = np.ones(len(ii), bool)
+    pieces: list[Piece] = []
+    while live.sum() >= 2 and len(pieces) < cfg.max_segments:
+        i, j = ii[live], jj[live]
+        w = e[i, j]
+        line = _best_line(tq[i], ts[j], w, cfg)
+        if line is None:
+            break
+        slope, offset, _ = line
+        near = np.abs(ts[j] - (slope * tq[i] + offset)) <= cfg.offset_tol
+        if near.sum() < 2:
+            break
+        # one source match per query time: the strongest on the line
+        best_at: dict[int, tuple[float, int]] = {}
+        for qi, sj, wv in zip(i[near], j[near], w[near]):
+            if wv > best_at.get(int(qi), (-1.0, -1))[0]:
+                best_at[int(qi)] = (float(wv), int(sj))
+        qs = np.array(sorted(best_at))
+        runs = np.split(qs, np.flatnonzero(np.diff(tq[qs]) > cfg.max_gap) + 1)
+        for run in runs:
+            if len(run) < 2:
+                continue
+            q0, q1 = tq[run[0]] - cell / 2 - pad, tq[run[-1]] + cell / 2 + pad
+            span_idx = np.flatnonzero((tq >= tq[run[0]]) & (tq <= tq[run[-1]]))
+            density = len(run) / max(len(span_idx), 1)
+            if q1 - q0 < cfg.min_len or density < cfg.min_density:
+                continue
+            src_t = np.array([ts[best_at[int(r)][1]] for r in run])
+            mean_e = float(np.mean([best_at[int(r)][0] for r in run]))
+            s0 = float(src_t.min()) - slope * (cell / 2 + pad)
+            s1 = float(src_t.max()) + slope * (cell / 2 + pad)
+            pieces.append(Piece(max(float(q0), 0.0), float(q1), max(s0, 0.0), s1,
+                                mean_e * density, slope, offset))
+        # peel this line off and look for the next one
+        live_idx = np.flatnonzero(live)
+        live[live_idx[near]] = False
+    return pieces
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def merge_modalities(visual: list[Piece], audio: list[Piece]) -> list[tuple[Piece, tuple[str, ...]]]:
+    """Visual pieces keep their (sharper) boundaries; an audio piece that agrees with one (same
+    stretch of both videos) confirms it, one that does not is a copy found by sound alone."""
+    out: list[tuple[Piece, tuple[str, ...]]] = []
+    used = set()
+    for v in visual:
+        mods: tuple[str, ...] = ("visual",)
+        for k, a in enumerate(audio):
+            if _overlap(v.q_start, v.q_end, a.q_start, a.q_end) > 0 and \
+                    _overlap(v.s_start, v.s_end, a.s_start, a.s_end) > 0:
+                used.add(k)
+                mods = ("visual", "audio")
+                v = Piece(v.q_start, v.q_end, v.s_start, v.s_end, max(v.score, a.score), v.slope, v.offset)
+        out.append((v, mods))
+    out += [(a, ("audio",)) for k, a in enumerate(audio) if k not in used]
+    return out
+
+
+def merge_close(pieces: list[tuple[Piece, tuple[str, ...]]], max_gap: float
+                ) -> list[tuple[Piece, tuple[str, ...]]]:
+    """Join pieces of one line that a dropped stretch (an overlay, a fade) cut in two."""
+    pieces = sorted(pieces, key=lambda p: p[0].q_start)
+    out: list[tuple[Piece, tuple[str, ...]]] = []
+    for p, mods in pieces:
+        if out:
+            last, lmods = out[-1]
+            same_line = abs((p.s_start - last.s_end) - (p.q_start - last.q_end) * last.slope) <= max_gap
+            if 0 <= p.q_start - last.q_end <= max_gap and same_line:
+                w0, w1 = last.q_end - last.q_start, p.q_end - p.q_start
+                out[-1] = (Piece(last.q_start, p.q_end, min(last.s_start, p.s_start), max(last.s_end, p.s_end),
+                                 (last.score * w0 + p.score * w1) / (w0 + w1), last.slope, last.offset),
+                           tuple(sorted(set(lmods) | set(mods), key=("visual", "audio").index)))
+                continue
+        out.append((p, mods))
+    return out
+
+
+def align_pair(query_id: str, source_id: str,
+               q_times: np.ndarray, s_times: np.ndarray, visual_sim: np.ndarray | None,
+               q_windows: np.ndarray, s_windows: np.ndarray, audio_sim: np.ndarray | None,
+               cfg: SegmentConfig, cell: float = 1.0) -> list[SegmentMatch]:
+    """All copied segments between one query and one source, best first."""
+    vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell) \
+        if visual_sim is not None and visual_sim.size else []
+    aud: list[Piece] = []
+    if audio_sim is not None and audio_sim.size:
+        qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
+        aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad)
+    merged = merge_close(merge_modalities(vis, aud), cfg.max_gap)
+    out = [SegmentMatch(query_id, round(p.q_start, 2), round(p.q_end, 2), source_id, round(p.s_start, 2),
+                        round(p.s_end, 2), round(p.score, 4), mods)
+           for p, mods in merged if p.score >= cfg.min_score]
+    return sorted(out, key=lambda m: -m.score)
