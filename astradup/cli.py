@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
 from pathlib import Path
 
 from astradup.config import Config, load_config
-from astradup.errors import AstraDupError, MediaError
+from astradup.errors import AstraDupError
 
 LABEL_RANK = {"duplicate": 3, "near-duplicate": 2, "similar": 1, "none": 0}
 
@@ -51,11 +52,43 @@ def cmd_index(args, cfg: Config) -> int:
     return 0 if report.indexed or report.skipped or not report.failed else 1
 
 
+def _segment_rows(query: str, matches) -> list[dict]:
+    return [{"query": query, "query_segment": f"{s.q_start:g}-{s.q_end:g}", "source_id": m.source_id,
+             "source_uri": m.source_uri, "source_segment": f"{s.s_start:g}-{s.s_end:g}", "score": s.score,
+             "modalities": "+".join(s.modalities)} for m in matches for s in m.segments]
+
+
 def cmd_search(args, cfg: Config) -> int:
     from astradup.search import Searcher
 
     searcher = Searcher(cfg)
     q, matches = searcher.search_file(args.file, top=args.top)
+    if args.segments:
+        matches = [m for m in matches if m.segments]
+        rows = _segment_rows(args.file, matches)
+        if args.csv:
+            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else
+                               ["query", "query_segment", "source_id", "source_uri", "source_segment", "score",
+                                "modalities"])
+            w.writeheader()
+            w.writerows(rows)
+        elif args.json:
+            print(json.dumps({"query": args.file, "query_id": q.features.video_id, "segments": rows}, indent=2))
+        else:
+            print(f"query {args.file}: {len(rows)} copied segment(s)")
+            for r in rows:
+                print(f"  query {r['query_segment']:>11} s  <-  {r['source_id'][:12]} {r['source_segment']:>11} s"
+                      f"  score {r['score']:.3f}  ({r['modalities']})  {r['source_uri']}")
+        return 0
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["rank", "source_id", "source_uri", "fused", "label", "confidence", "review", "visual", "audio",
+                    "metadata"])
+        for i, m in enumerate(matches, 1):
+            w.writerow([i, m.source_id, m.source_uri, f"{m.fused:.4f}", m.label, f"{m.confidence:.4f}", m.review,
+                        *(("" if m.scores.get(k) is None else f"{m.scores[k]:.4f}")
+                          for k in ("visual", "audio", "metadata"))])
+        return 0
     if args.json:
         print(json.dumps({"query": args.file, "query_id": q.features.video_id,
                           "query_has_audio": q.features.has_audio,
@@ -108,6 +141,21 @@ def cmd_dedup(args, cfg: Config) -> int:
                       f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
                       f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}"
                       f"{'  (' + '; '.join(m.notes) + ')' if m.notes else ''}")
+    return 0
+
+
+def cmd_eval(args, cfg: Config) -> int:
+    from astradup.eval.metrics import evaluate
+    from astradup.eval.segments_csv import read_rows
+
+    res = evaluate(read_rows(args.truth), read_rows(args.pred))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"LCT-2024: f1 {res['f1']:.4f}  iou {res['iou']:.4f}  score {res['score']:.4f}")
+    print(f"VSC22 segment micro-AP: {res['segment_uap']:.4f}")
+    for t, r in sorted(res.get("per_transform", {}).items()):
+        print(f"  {t:<14} f1 {r['f1']:.3f} iou {r['iou']:.3f} score {r['score']:.3f} segAP {r['segment_uap']:.3f}")
     return 0
 
 
@@ -178,8 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="find indexed videos that FILE copies")
     s.add_argument("file")
     s.add_argument("--top", type=int, default=None)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--segments", action="store_true", help="print the copied segments (partial copies)")
+    out = s.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
     s.set_defaults(fn=cmd_search)
+    s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")
+    s.add_argument("--truth", required=True)
+    s.add_argument("--pred", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("dedup", help="every duplicate group in the index")
     s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
     s.add_argument("--json", action="store_true")

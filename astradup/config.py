@@ -76,7 +76,7 @@ class SegmentConfig:
     """Temporal alignment of frame/window matches into copied segments (see match/align.py)."""
 
     visual_lo: float = 0.30  # per-frame embedding inner product -> evidence in [0, 1]
-    visual_hi: float = 0.60
+    visual_hi: float = 0.80
     audio_lo: float = 0.55  # per-window audio vector inner product -> evidence in [0, 1]
     audio_hi: float = 0.85
     cell_threshold: float = 0.5  # evidence from which a (query t, source t) cell counts as a match
@@ -86,6 +86,7 @@ class SegmentConfig:
     min_len: float = 3.0  # shorter segments are dropped
     min_density: float = 0.5  # share of the segment's query seconds that must be matched
     min_score: float = 0.5  # segments scoring below are not reported
+    full_len: float = 8.0  # a segment shorter than this scores in proportion (short = weak evidence)
     audio_pad: float = 2.0  # audio windows are long: their matched centres sit inside the copy by ~half a window
     max_segments: int = 4  # per (query, source) pair
 

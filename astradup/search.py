@@ -17,7 +17,7 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.fusion import LABEL_NONE, fuse
-from astradup.match.scoring import informative, pair_evidence
+from astradup.match.scoring import informative, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
@@ -59,7 +59,7 @@ class Searcher:
                  weight=AUDIO_VOTE_WEIGHT, votes=votes)
         return top_candidates(votes, self.cfg.search.max_candidates)
 
-    def score(self, q: Query, candidates: list[str]) -> list[VideoMatch]:
+    def score(self, q: Query, candidates: list[str], segments: bool = True) -> list[VideoMatch]:
         feats = self.catalog.shards.load_features(candidates)
         out: list[VideoMatch] = []
         for vid in candidates:
@@ -76,22 +76,26 @@ class Searcher:
             if ev.mirrored:
                 notes.append("mirrored copy")
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
+            segs = tuple(pair_segments(q.features, s, self.cfg.segments, q.mirror)) if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
-                                  notes=tuple(notes)))
+                                  notes=tuple(notes), segments=segs))
         out.sort(key=lambda m: (-m.fused, m.source_id))
         return out
 
     def search(self, q: Query, top: int | None = None, exclude: str | None = None,
-               include_none: bool = True) -> list[VideoMatch]:
-        matches = self.score(q, self.candidates(q, exclude=exclude))
+               include_none: bool = True, segments: bool = True) -> list[VideoMatch]:
+        """Ranked matches; a source with a copied segment is kept even when the whole-video label
+        is none (a short excerpt inside other content is still a copy)."""
+        matches = self.score(q, self.candidates(q, exclude=exclude), segments=segments)
         if not include_none:
-            matches = [m for m in matches if m.label != LABEL_NONE]
+            matches = [m for m in matches if m.label != LABEL_NONE or m.segments]
         return matches[: top or self.cfg.search.top]
 
-    def search_file(self, uri: str, top: int | None = None) -> tuple[Query, list[VideoMatch]]:
+    def search_file(self, uri: str, top: int | None = None, segments: bool = True
+                    ) -> tuple[Query, list[VideoMatch]]:
         q = self.query_from_file(uri)
-        return q, self.search(q, top)
+        return q, self.search(q, top, segments=segments)
 
     def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
         """An indexed video against the rest of the index (its own vectors excluded)."""

@@ -39,7 +39,9 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, cfg: SegmentConfig
     best = None
     for slope in cfg.slopes:
         b = ts - slope * tq
-        bins = np.floor(b / cfg.offset_tol).astype(np.int64)
+        # bins a third of the tolerance wide, counted with their neighbours: a window of one
+        # tolerance, narrow enough that a drifting (sped-up) line prefers its true slope
+        bins = np.floor(b / (cfg.offset_tol / 3)).astype(np.int64)
         lo = bins.min()
         hist = np.bincount(bins - lo, weights=e)
         # A line falling on a bin edge splits its votes: count each bin with its neighbours.
@@ -55,20 +57,40 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, cfg: SegmentConfig
     return None if best is None else (best[1], best[2], best[3])
 
 
+def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: float,
+         slopes: tuple) -> tuple[float, float]:
+    """Weighted least-squares refinement of the voted line, kept inside the slope range searched;
+    the voted slope is only a grid point, and the source bounds come from this line."""
+    if len(tq) < 5 or float(tq.max() - tq.min()) < 5.0:
+        return slope, float(np.average(ts - slope * tq, weights=w))
+    a, b = np.polyfit(tq, ts, 1, w=np.sqrt(w))
+    if not (min(slopes) - 0.02 <= a <= max(slopes) + 0.02):
+        return slope, offset
+    return float(a), float(b)
+
+
 def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float, cfg: SegmentConfig,
-          cell: float = 1.0, pad: float = 0.0) -> list[Piece]:
+          cell: float = 1.0, pad: float = 0.0, q_valid: np.ndarray | None = None) -> list[Piece]:
     """Segments from a similarity matrix sim[i, j] between query times tq[i] and source times ts[j].
 
     ``cell`` is the sampling interval (a frame at t stands for [t - cell/2, t + cell/2]); ``pad``
-    widens each end further (audio windows).
+    widens each end further (audio windows). A query second comes from at most one place of a
+    source, so once a segment is accepted every match inside its query span is spent: slow or
+    repetitive content (a pan over a photo, a music loop) would otherwise yield parallel echoes.
+    ``q_valid`` marks query times that can carry evidence at all: a fade to black inside a copy is
+    neither a match nor a gap.
     """
     if sim.size == 0:
         return []
+    valid = np.ones(len(tq), bool) if q_valid is None else np.asarray(q_valid, bool)
+    rank = np.cumsum(valid)  # informative times up to and including each index
     e = evidence(sim, lo, hi)
     ii, jj = np.nonzero(e >= cfg.cell_threshold)
     live = np.ones(len(ii), bool)
     pieces: list[Piece] = []
-    while live.sum() >= 2 and len(pieces) < cfg.max_segments:
+    for _ in range(4 * cfg.max_segments):
+        if live.sum() < 2 or len(pieces) >= cfg.max_segments:
+            break
         i, j = ii[live], jj[live]
         w = e[i, j]
         line = _best_line(tq[i], ts[j], w, cfg)
@@ -84,24 +106,28 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
             if wv > best_at.get(int(qi), (-1.0, -1))[0]:
                 best_at[int(qi)] = (float(wv), int(sj))
         qs = np.array(sorted(best_at))
-        runs = np.split(qs, np.flatnonzero(np.diff(tq[qs]) > cfg.max_gap) + 1)
+        # a gap is measured in informative seconds between consecutive matches
+        gaps = (np.diff(rank[qs]) - 1) * (cell if cell > 0 else 1.0)
+        runs = np.split(qs, np.flatnonzero(gaps > cfg.max_gap) + 1)
+        spent = near.copy()
         for run in runs:
             if len(run) < 2:
                 continue
             q0, q1 = tq[run[0]] - cell / 2 - pad, tq[run[-1]] + cell / 2 + pad
-            span_idx = np.flatnonzero((tq >= tq[run[0]]) & (tq <= tq[run[-1]]))
-            density = len(run) / max(len(span_idx), 1)
+            span = (tq >= tq[run[0]]) & (tq <= tq[run[-1]]) & valid
+            density = len(run) / max(int(span.sum()), 1)
             if q1 - q0 < cfg.min_len or density < cfg.min_density:
                 continue
-            src_t = np.array([ts[best_at[int(r)][1]] for r in run])
-            mean_e = float(np.mean([best_at[int(r)][0] for r in run]))
-            s0 = float(src_t.min()) - slope * (cell / 2 + pad)
-            s1 = float(src_t.max()) + slope * (cell / 2 + pad)
-            pieces.append(Piece(max(float(q0), 0.0), float(q1), max(s0, 0.0), s1,
-                                mean_e * density, slope, offset))
-        # peel this line off and look for the next one
+            rq = tq[run]
+            rs = np.array([ts[best_at[int(r)][1]] for r in run])
+            rw = np.array([best_at[int(r)][0] for r in run])
+            a, b = _fit(rq, rs, rw, slope, offset, cfg.slopes)
+            length_factor = min(1.0, (q1 - q0) / cfg.full_len) if cfg.full_len > 0 else 1.0
+            pieces.append(Piece(max(float(q0), 0.0), float(q1), max(a * float(q0) + b, 0.0),
+                                a * float(q1) + b, float(rw.mean()) * density * length_factor, a, b))
+            spent |= (tq[i] >= q0) & (tq[i] <= q1)
         live_idx = np.flatnonzero(live)
-        live[live_idx[near]] = False
+        live[live_idx[spent]] = False
     return pieces
 
 
@@ -149,9 +175,10 @@ def merge_close(pieces: list[tuple[Piece, tuple[str, ...]]], max_gap: float
 def align_pair(query_id: str, source_id: str,
                q_times: np.ndarray, s_times: np.ndarray, visual_sim: np.ndarray | None,
                q_windows: np.ndarray, s_windows: np.ndarray, audio_sim: np.ndarray | None,
-               cfg: SegmentConfig, cell: float = 1.0) -> list[SegmentMatch]:
+               cfg: SegmentConfig, cell: float = 1.0, q_valid: np.ndarray | None = None
+               ) -> list[SegmentMatch]:
     """All copied segments between one query and one source, best first."""
-    vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell) \
+    vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid) \
         if visual_sim is not None and visual_sim.size else []
     aud: list[Piece] = []
     if audio_sim is not None and audio_sim.size:

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from astradup.config import ScoreConfig
+from astradup.config import ScoreConfig, SegmentConfig
+from astradup.match.align import align_pair
 from astradup.features.audio import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
-from astradup.records import VideoFeatures
+from astradup.records import SegmentMatch, VideoFeatures
 
 
 def calibrate(x: float, lo: float, hi: float) -> float:
@@ -92,3 +93,22 @@ def pair_evidence(q: VideoFeatures, s: VideoFeatures, cfg: ScoreConfig,
                        calibrate(vec_raw, cfg.audio_vec_lo, cfg.audio_vec_hi))
     meta = metadata_similarity(q.meta, s.meta)
     return PairEvidence(visual, audio, meta, emb_raw, phash_raw, chroma_raw, vec_raw, mirrored)
+
+
+def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
+                  q_mirror: np.ndarray | None = None) -> list[SegmentMatch]:
+    """Copied segments between a query and one candidate, from frame and audio-window similarities."""
+    vsim = None
+    if len(q.embeddings) and len(s.embeddings):
+        vsim = q.embeddings @ s.embeddings.T
+        if q_mirror is not None and len(q_mirror):
+            vsim = np.maximum(vsim, q_mirror @ s.embeddings.T)
+        vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
+        vsim[:, ~informative(s)] = 0.0
+    asim = None
+    if len(q.audio_vectors) and len(s.audio_vectors):
+        asim = q.audio_vectors @ s.audio_vectors.T
+    cell = float(np.median(np.diff(q.timestamps))) if len(q.timestamps) > 1 else 1.0
+    return align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
+                      q.audio_windows, s.audio_windows, asim, cfg, cell=cell,
+                      q_valid=informative(q) if len(q.embeddings) else None)
