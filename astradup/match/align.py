@@ -33,27 +33,35 @@ def evidence(sim: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((sim - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, cfg: SegmentConfig
+def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, cfg: SegmentConfig
                ) -> tuple[float, float, float] | None:
-    """(slope, offset, votes) of the strongest line through the matched cells, or None."""
+    """(slope, offset, path score) of the line that best explains the matched cells, or None.
+
+    Per slope, the offset is voted (Hough); slopes are then compared by the path score, the sum
+    over query times of the best raw similarity within tolerance of the line. Votes alone favour
+    slope 1 on slow content (a pan over a photo matches a blob of source frames, not a line),
+    while the path along the true line keeps the highest similarities.
+    """
     best = None
     for slope in cfg.slopes:
         b = ts - slope * tq
-        # bins a third of the tolerance wide, counted with their neighbours: a window of one
-        # tolerance, narrow enough that a drifting (sped-up) line prefers its true slope
+        # bins a third of the tolerance wide, counted with their neighbours
         bins = np.floor(b / (cfg.offset_tol / 3)).astype(np.int64)
         lo = bins.min()
         hist = np.bincount(bins - lo, weights=e)
-        # A line falling on a bin edge splits its votes: count each bin with its neighbours.
         smooth = hist + np.concatenate([[0], hist[:-1]]) + np.concatenate([hist[1:], [0]])
         k = int(smooth.argmax())
-        votes = float(smooth[k])
-        # Prefer slope 1 on ties (a plain copy is the likeliest explanation).
-        key = (round(votes, 6), -abs(slope - 1.0))
+        sel = np.abs(bins - lo - k) <= 1
+        offset = float(np.average(b[sel], weights=e[sel]))
+        near = np.abs(b - offset) <= cfg.offset_tol
+        path: dict[float, float] = {}
+        for t, r in zip(tq[near], raw[near]):
+            if r > path.get(t, -1.0):
+                path[t] = float(r)
+        score = sum(path.values())
+        key = (round(score, 4), -abs(slope - 1.0))  # ties: a plain copy is likeliest
         if best is None or key > best[0]:
-            sel = np.abs(bins - lo - k) <= 1
-            offset = float(np.average(b[sel], weights=e[sel]))
-            best = (key, slope, offset, votes)
+            best = (key, slope, offset, score)
     return None if best is None else (best[1], best[2], best[3])
 
 
@@ -70,7 +78,8 @@ def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: fl
 
 
 def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float, cfg: SegmentConfig,
-          cell: float = 1.0, pad: float = 0.0, q_valid: np.ndarray | None = None) -> list[Piece]:
+          cell: float = 1.0, pad: float = 0.0, q_valid: np.ndarray | None = None,
+          s_valid: np.ndarray | None = None) -> list[Piece]:
     """Segments from a similarity matrix sim[i, j] between query times tq[i] and source times ts[j].
 
     ``cell`` is the sampling interval (a frame at t stands for [t - cell/2, t + cell/2]); ``pad``
@@ -82,8 +91,7 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
     """
     if sim.size == 0:
         return []
-    valid = np.ones(len(tq), bool) if q_valid is None else np.asarray(q_valid, bool)
-    rank = np.cumsum(valid)  # informative times up to and including each index
+    q_ok = np.ones(len(tq), bool) if q_valid is None else np.asarray(q_valid, bool)
     e = evidence(sim, lo, hi)
     ii, jj = np.nonzero(e >= cfg.cell_threshold)
     live = np.ones(len(ii), bool)
@@ -93,7 +101,7 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
             break
         i, j = ii[live], jj[live]
         w = e[i, j]
-        line = _best_line(tq[i], ts[j], w, cfg)
+        line = _best_line(tq[i], ts[j], w, sim[i, j], cfg)
         if line is None:
             break
         slope, offset, _ = line
@@ -106,6 +114,13 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
             if wv > best_at.get(int(qi), (-1.0, -1))[0]:
                 best_at[int(qi)] = (float(wv), int(sj))
         qs = np.array(sorted(best_at))
+        # Query times that the line maps onto a blank source frame (a fade in the source) can no
+        # more match than blank query frames: neither counts as a gap.
+        valid = q_ok.copy()
+        if s_valid is not None and len(ts):
+            js = np.clip(np.searchsorted(ts, slope * tq + offset), 0, len(ts) - 1)
+            valid &= np.asarray(s_valid, bool)[js]
+        rank = np.cumsum(valid)
         # a gap is measured in informative seconds between consecutive matches
         gaps = (np.diff(rank[qs]) - 1) * (cell if cell > 0 else 1.0)
         runs = np.split(qs, np.flatnonzero(gaps > cfg.max_gap) + 1)
@@ -175,10 +190,11 @@ def merge_close(pieces: list[tuple[Piece, tuple[str, ...]]], max_gap: float
 def align_pair(query_id: str, source_id: str,
                q_times: np.ndarray, s_times: np.ndarray, visual_sim: np.ndarray | None,
                q_windows: np.ndarray, s_windows: np.ndarray, audio_sim: np.ndarray | None,
-               cfg: SegmentConfig, cell: float = 1.0, q_valid: np.ndarray | None = None
-               ) -> list[SegmentMatch]:
+               cfg: SegmentConfig, cell: float = 1.0, q_valid: np.ndarray | None = None,
+               s_valid: np.ndarray | None = None) -> list[SegmentMatch]:
     """All copied segments between one query and one source, best first."""
-    vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid) \
+    vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid,
+                s_valid=s_valid) \
         if visual_sim is not None and visual_sim.size else []
     aud: list[Piece] = []
     if audio_sim is not None and audio_sim.size:

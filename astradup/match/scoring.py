@@ -111,4 +111,5 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
     cell = float(np.median(np.diff(q.timestamps))) if len(q.timestamps) > 1 else 1.0
     return align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
                       q.audio_windows, s.audio_windows, asim, cfg, cell=cell,
-                      q_valid=informative(q) if len(q.embeddings) else None)
+                      q_valid=informative(q) if len(q.embeddings) else None,
+                      s_valid=informative(s) if len(s.embeddings) else None)
