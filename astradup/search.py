@@ -5,6 +5,7 @@ is asked.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from astradup.features.extract import add_embeddings, cpu_features, mirrored_emb
 from astradup.io.decode import decode_video
 from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
+from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.fusion import LABEL_NONE, fuse
 from astradup.match.scoring import informative, pair_evidence, pair_segments
@@ -80,6 +82,9 @@ class Searcher:
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
                                   notes=tuple(notes), segments=segs))
+        if segments:
+            keep = set(suppress_overlaps([sg for m in out for sg in m.segments]))
+            out = [dataclasses.replace(m, segments=tuple(sg for sg in m.segments if sg in keep)) for m in out]
         out.sort(key=lambda m: (-m.fused, m.source_id))
         return out
 

@@ -25,6 +25,7 @@ import numpy as np
 from astradup.config import load_config
 from astradup.eval.metrics import evaluate, vsc_descriptor_micro_ap
 from astradup.eval.segments_csv import SegmentRow, read_rows, write_rows
+from astradup.match.align import suppress_overlaps
 from astradup.match.scoring import pair_segments
 from astradup.pipeline import index
 from astradup.search import Searcher
@@ -33,9 +34,9 @@ from astradup.search import Searcher
 def predict(cache, seg_cfg, stem) -> list[SegmentRow]:
     rows = []
     for qid, (q, cands) in cache.items():
-        for s in cands:
-            for m in pair_segments(q.features, s, seg_cfg, q.mirror):
-                rows.append(SegmentRow(qid, m.q_start, m.q_end, stem[s.video_id], m.s_start, m.s_end, m.score))
+        segs = [m for s in cands for m in pair_segments(q.features, s, seg_cfg, q.mirror)]
+        for m in suppress_overlaps(segs):
+            rows.append(SegmentRow(qid, m.q_start, m.q_end, stem[m.source_id], m.s_start, m.s_end, m.score))
     return rows
 
 

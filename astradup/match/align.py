@@ -65,6 +65,28 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
     return None if best is None else (best[1], best[2], best[3])
 
 
+def motion_agreement(q_emb: np.ndarray, s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, p: Piece,
+                     lag: int = 2, min_motion: float = 0.15) -> tuple[float, int]:
+    """Mean cosine between how the query and the source change over ``lag`` samples along the
+    piece's line, and how many steps had visible change on both sides.
+
+    Look-alike footage (the same static camera at another time, another pan over a similar
+    picture) is similar frame by frame, but its changes are not the same changes: a true copy
+    moves with its source (cosine ~0.2-0.9 with SSCD), a look-alike does not (~0).
+    """
+    cos = []
+    for i, t in enumerate(tq):
+        if not (p.q_start <= t <= p.q_end) or i + lag >= len(tq) or tq[i + lag] > p.q_end:
+            continue
+        j = int(np.argmin(np.abs(ts - (p.slope * t + p.offset))))
+        j2 = int(np.argmin(np.abs(ts - (p.slope * tq[i + lag] + p.offset))))
+        dq, ds = q_emb[i + lag] - q_emb[i], s_emb[j2] - s_emb[j]
+        nq, ns = float(np.linalg.norm(dq)), float(np.linalg.norm(ds))
+        if nq > min_motion and ns > min_motion:
+            cos.append(float(dq @ ds) / (nq * ns))
+    return (float(np.mean(cos)) if cos else float("nan")), len(cos)
+
+
 def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: float,
          slopes: tuple) -> tuple[float, float]:
     """Weighted least-squares refinement of the voted line, kept inside the slope range searched;
@@ -130,7 +152,7 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
                 continue
             q0, q1 = tq[run[0]] - cell / 2 - pad, tq[run[-1]] + cell / 2 + pad
             span = (tq >= tq[run[0]]) & (tq <= tq[run[-1]]) & valid
-            density = len(run) / max(int(span.sum()), 1)
+            density = min(1.0, len(run) / max(int(span.sum()), 1))
             if q1 - q0 < cfg.min_len or density < cfg.min_density:
                 continue
             rq = tq[run]
@@ -187,15 +209,29 @@ def merge_close(pieces: list[tuple[Piece, tuple[str, ...]]], max_gap: float
     return out
 
 
+def _motion_checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray], tq: np.ndarray, ts: np.ndarray,
+                    cfg: SegmentConfig) -> Piece:
+    """Scale a visual piece by its motion agreement; undecidable (no motion on either side, e.g. a
+    still picture) leaves it as it is."""
+    m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p)
+    if n < 3:
+        return p
+    factor = float(np.clip((m - cfg.motion_lo) / (cfg.motion_full - cfg.motion_lo), 0.0, 1.0))
+    return Piece(p.q_start, p.q_end, p.s_start, p.s_end, p.score * factor, p.slope, p.offset)
+
+
 def align_pair(query_id: str, source_id: str,
                q_times: np.ndarray, s_times: np.ndarray, visual_sim: np.ndarray | None,
                q_windows: np.ndarray, s_windows: np.ndarray, audio_sim: np.ndarray | None,
                cfg: SegmentConfig, cell: float = 1.0, q_valid: np.ndarray | None = None,
-               s_valid: np.ndarray | None = None) -> list[SegmentMatch]:
+               s_valid: np.ndarray | None = None,
+               embeddings: tuple[np.ndarray, np.ndarray] | None = None) -> list[SegmentMatch]:
     """All copied segments between one query and one source, best first."""
     vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid,
                 s_valid=s_valid) \
         if visual_sim is not None and visual_sim.size else []
+    if embeddings is not None and cfg.motion_full > cfg.motion_lo:
+        vis = [_motion_checked(p, embeddings, q_times, s_times, cfg) for p in vis]
     aud: list[Piece] = []
     if audio_sim is not None and audio_sim.size:
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
@@ -205,3 +241,16 @@ def align_pair(query_id: str, source_id: str,
                         round(p.s_end, 2), round(p.score, 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]
     return sorted(out, key=lambda m: -m.score)
+
+
+def suppress_overlaps(segments: list[SegmentMatch], max_overlap: float = 0.5) -> list[SegmentMatch]:
+    """Across all sources of one query: a query second was copied from one place, so where
+    segments of different sources overlap, the strongest (then longest) explains it and the
+    others go. This is what keeps look-alike content (the same static scene, a shared intro) from
+    being reported as a copy of every video that contains it."""
+    kept: list[SegmentMatch] = []
+    for m in sorted(segments, key=lambda m: (-round(m.score, 2), -(m.q_end - m.q_start), m.source_id)):
+        length = max(m.q_end - m.q_start, 1e-6)
+        if all(_overlap(m.q_start, m.q_end, k.q_start, k.q_end) <= max_overlap * length for k in kept):
+            kept.append(m)
+    return kept

@@ -112,4 +112,5 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
     return align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
                       q.audio_windows, s.audio_windows, asim, cfg, cell=cell,
                       q_valid=informative(q) if len(q.embeddings) else None,
-                      s_valid=informative(s) if len(s.embeddings) else None)
+                      s_valid=informative(s) if len(s.embeddings) else None,
+                      embeddings=(q.embeddings, s.embeddings) if vsim is not None else None)
