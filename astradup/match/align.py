@@ -37,10 +37,12 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
                ) -> tuple[float, float, float] | None:
     """(slope, offset, path score) of the line that best explains the matched cells, or None.
 
-    Per slope, the offset is voted (Hough); slopes are then compared by the path score, the sum
-    over query times of the best raw similarity within tolerance of the line. Votes alone favour
-    slope 1 on slow content (a pan over a photo matches a blob of source frames, not a line),
-    while the path along the true line keeps the highest similarities.
+    Per slope, the offset is voted (Hough); slopes are then compared by the path score: the best
+    raw similarity within tolerance of the line, summed over query times and over source times.
+    Votes alone favour slope 1 on slow content (a pan over a photo matches a blob of source
+    frames, not a line), while the path along the true line keeps the highest similarities; the
+    source-side sum lets a sped-up copy of still shots prefer the slope that also fits the source
+    (its shot changes line up only on the true slope).
     """
     best = None
     for slope in cfg.slopes:
@@ -54,11 +56,12 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
         sel = np.abs(bins - lo - k) <= 1
         offset = float(np.average(b[sel], weights=e[sel]))
         near = np.abs(b - offset) <= cfg.offset_tol
-        path: dict[float, float] = {}
-        for t, r in zip(tq[near], raw[near]):
-            if r > path.get(t, -1.0):
-                path[t] = float(r)
-        score = sum(path.values())
+        qpath: dict[float, float] = {}
+        spath: dict[float, float] = {}
+        for t, u, r in zip(tq[near], ts[near], raw[near]):
+            qpath[t] = max(qpath.get(t, -1.0), float(r))
+            spath[u] = max(spath.get(u, -1.0), float(r))
+        score = sum(qpath.values()) + sum(spath.values())
         key = (round(score, 4), -abs(slope - 1.0))  # ties: a plain copy is likeliest
         if best is None or key > best[0]:
             best = (key, slope, offset, score)
@@ -130,10 +133,15 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
         near = np.abs(ts[j] - (slope * tq[i] + offset)) <= cfg.offset_tol
         if near.sum() < 2:
             break
-        # one source match per query time: the strongest on the line
+        # one source match per query time: the strongest on the line; among equals (a still shot
+        # matches a whole block equally) the one closest to the line, so the refit follows the line
         best_at: dict[int, tuple[float, int]] = {}
-        for qi, sj, wv in zip(i[near], j[near], w[near]):
-            if wv > best_at.get(int(qi), (-1.0, -1))[0]:
+        rank_at: dict[int, float] = {}
+        dist = np.abs(ts[j] - (slope * tq[i] + offset))
+        for qi, sj, wv, d in zip(i[near], j[near], w[near], dist[near]):
+            key = float(wv) - 0.01 * float(d)
+            if key > rank_at.get(int(qi), -np.inf):
+                rank_at[int(qi)] = key
                 best_at[int(qi)] = (float(wv), int(sj))
         qs = np.array(sorted(best_at))
         # Query times that the line maps onto a blank source frame (a fade in the source) can no
