@@ -38,11 +38,11 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
     """(slope, offset, path score) of the line that best explains the matched cells, or None.
 
     Per slope, the offset is voted (Hough); slopes are then compared by the path score: the best
-    raw similarity within tolerance of the line, summed over query times and over source times.
-    Votes alone favour slope 1 on slow content (a pan over a photo matches a blob of source
-    frames, not a line), while the path along the true line keeps the highest similarities; the
-    source-side sum lets a sped-up copy of still shots prefer the slope that also fits the source
-    (its shot changes line up only on the true slope).
+    raw similarity within tolerance of the line, summed over query times. Votes alone favour
+    slope 1 on slow content (a pan over a photo matches a blob of source frames, not a line),
+    while the path along the true line keeps the highest similarities. (Summing over source times
+    too was tried: it favours steep slopes, which cover more source frames, and let look-alike
+    footage fit a line.) A still shot fits every slope equally; the tie goes to slope 1.
     """
     best = None
     for slope in cfg.slopes:
@@ -57,11 +57,9 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
         offset = float(np.average(b[sel], weights=e[sel]))
         near = np.abs(b - offset) <= cfg.offset_tol
         qpath: dict[float, float] = {}
-        spath: dict[float, float] = {}
-        for t, u, r in zip(tq[near], ts[near], raw[near]):
+        for t, r in zip(tq[near], raw[near]):
             qpath[t] = max(qpath.get(t, -1.0), float(r))
-            spath[u] = max(spath.get(u, -1.0), float(r))
-        score = sum(qpath.values()) + sum(spath.values())
+        score = sum(qpath.values())
         key = (round(score, 4), -abs(slope - 1.0))  # ties: a plain copy is likeliest
         if best is None or key > best[0]:
             best = (key, slope, offset, score)
