@@ -85,11 +85,12 @@ class SegmentConfig:
     max_gap: float = 4.0  # seconds without a match that still join two pieces
     min_len: float = 3.0  # shorter segments are dropped
     min_density: float = 0.5  # share of the segment's query seconds that must be matched
-    min_score: float = 0.5  # segments scoring below are not reported
-    motion_lo: float = 0.05  # motion agreement (see align.motion_agreement) at which a visual piece scores 0
-    motion_full: float = 0.20  # ... and from which it keeps its full score
+    min_score: float = 0.6  # segments scoring below are not reported (chosen by the sweep)
+    motion_lag: int = 3  # samples over which motion is compared (3 s at 1 fps separated copies best)
+    motion_lo: float = 0.30  # motion agreement (see align.motion_agreement) at which a visual piece scores 0
+    motion_full: float = 0.55  # ... and from which it keeps its full score
     full_len: float = 8.0  # a segment shorter than this scores in proportion (short = weak evidence)
-    audio_pad: float = 2.0  # audio windows are long: their matched centres sit inside the copy by ~half a window
+    audio_pad: float = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
     max_segments: int = 4  # per (query, source) pair
 
 

@@ -40,6 +40,39 @@ def predict(cache, seg_cfg, stem) -> list[SegmentRow]:
     return rows
 
 
+def sweep_audio(cache, sources, cfg, truth, qids, stem, bench) -> None:
+    """Audio window length and steps: audio features of sources and queries recomputed from PCM
+    (decoded once), candidates kept, alignment at the default settings."""
+    from astradup.features.audio import audio_features
+    from astradup.io.decode import decode_audio
+
+    sr = cfg.decode.sample_rate
+    pcm = {vid: decode_audio(f.uri, sr) for vid, f in sources.items()}
+    qpcm = {qid: decode_audio(str(bench / "queries" / f"{qid}.mp4"), sr) for qid in cache}
+    print("\nsweep (audio windows; alignment at defaults)")
+    print(f"{'window':>7} {'index step':>10} {'query step':>10} |  score  segAP  clean  audio_only")
+    for window, step, qstep in [(3.0, 1.0, 1.0), (5.0, 1.0, 1.0), (5.0, 1.0, 0.5), (5.0, 0.5, 0.5),
+                                (7.0, 1.0, 1.0), (10.0, 1.0, 1.0)]:
+        acfg = dataclasses.replace(cfg.audio, window=window, step=step, query_step=qstep)
+
+        def with_audio(f, x, st):
+            a = audio_features(x, sr, acfg, step=st)
+            return dataclasses.replace(f, audio_windows=a["windows"], audio_vectors=a["vectors"])
+
+        src2 = {vid: with_audio(f, pcm[vid], step) for vid, f in sources.items()}
+        c2 = {}
+        for qid, (q, cands) in cache.items():
+            q2 = dataclasses.replace(q, features=with_audio(q.features, qpcm[qid], qstep))
+            c2[qid] = (q2, [src2[c.video_id] for c in cands])
+        seg = dataclasses.replace(cfg.segments, audio_pad=window / 2)
+        pred = predict(c2, seg, stem)
+        r = evaluate(truth, pred, all_query_ids=qids)
+        nd, nfa = r.get("distractor_queries", 0), r.get("distractors_with_prediction", 0)
+        ao = r.get("per_transform", {}).get("audio_only", {}).get("score", float("nan"))
+        print(f"{window:>7} {step:>10} {qstep:>10} | {r['score']:6.3f} {r['segment_uap']:6.3f} "
+              f"{(nd - nfa) / max(nd, 1):6.3f}  {ao:6.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True)
@@ -102,8 +135,8 @@ def main() -> int:
         grid = {
             "cell_threshold": [0.4, 0.5, 0.6],
             "min_score": [0.4, 0.5, 0.6],
-            "min_len": [2.0, 3.0, 5.0],
-            "visual_lo": [0.25, 0.30, 0.35],
+            "audio_pad": [2.0, 2.5],
+            "motion_full": [0.45, 0.55, 0.65],
         }
         print(f"\nsweep (alignment settings; audio window {cfg.audio.window} s, index step {cfg.audio.step} s, "
               f"query step {cfg.audio.query_step} s)")
@@ -114,6 +147,7 @@ def main() -> int:
             nd, nfa = r.get("distractor_queries", 0), r.get("distractors_with_prediction", 0)
             print(" | ".join(f"{v:>14}" for v in values) +
                   f" | {r['score']:6.3f} {r['segment_uap']:6.3f} {(nd - nfa) / max(nd, 1):6.3f}")
+        sweep_audio(cache, sources, cfg, truth, qids, stem, bench)
     print(f"\ntotal wall time {time.time() - t_all:.1f} s")
     if not args.data_dir:
         shutil.rmtree(data_dir, ignore_errors=True)

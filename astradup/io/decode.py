@@ -264,3 +264,12 @@ def decode_path(path: str, cfg: DecodeConfig) -> Decoded:
     st = os.stat(path)
     ref = VideoRef(video_id=content_id(path), uri=path, size=st.st_size, mtime=st.st_mtime)
     return decode_video(path, ref, cfg)
+
+
+def decode_audio(path: str, sample_rate: int) -> np.ndarray | None:
+    """Mono float32 PCM of a file's audio alone (None without an audio track), for tools that
+    recompute audio features, e.g. the benchmark's window sweep."""
+    meta = probe(path)
+    if not meta.get("has_audio"):
+        return None
+    return _AudioJob(path, sample_rate, float(meta.get("duration") or 0.0), 0.0).result()
