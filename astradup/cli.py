@@ -108,28 +108,36 @@ def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None):
     searcher = searcher or Searcher(cfg)
     best: dict[tuple[str, str], object] = {}
     uris: dict[str, str] = {}
+    partial: list[tuple[str, object]] = []  # (query video id, SegmentMatch) below the whole-video label
     for batch in searcher.catalog.shards.iter_features():
         for f in batch:
             uris[f.video_id] = f.uri
             for m in searcher.search(Query(f, None), exclude=f.video_id):
                 if LABEL_RANK[m.label] < LABEL_RANK[min_label]:
+                    partial += [(f.video_id, sg) for sg in m.segments]
                     continue
                 key = tuple(sorted((f.video_id, m.source_id)))
                 if key not in best or m.fused > best[key].fused:
                     best[key] = m
     groups = connected_components(best.keys())
-    return groups, best, uris
+    grouped = {v for g in groups for v in g}
+    partial = [(q, sg) for q, sg in partial if not (q in grouped and sg.source_id in grouped)]
+    return groups, best, uris, partial
 
 
 def cmd_dedup(args, cfg: Config) -> int:
-    groups, best, uris = dedup_groups(cfg, args.min_label)
+    groups, best, uris, partial = dedup_groups(cfg, args.min_label)
     if args.json:
         print(json.dumps({"groups": [
             {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
              "pairs": [{"a": a, "b": b, **best[(a, b)].to_dict()} for (a, b) in best if a in g]}
-            for g in groups]}, indent=2))
+            for g in groups],
+            "partial_copies": [{"video_id": q, **sg.__dict__} for q, sg in partial]}, indent=2))
         return 0
     print(f"{len(groups)} duplicate group(s) among {len(uris)} indexed video(s) (pairs at >= {args.min_label})")
+    for qv, sg in partial:
+        print(f"partial copy: {uris.get(qv, qv)} {sg.q_start:g}-{sg.q_end:g} s <- "
+              f"{uris.get(sg.source_id, sg.source_id)} {sg.s_start:g}-{sg.s_end:g} s (score {sg.score:.3f})")
     for i, g in enumerate(groups, 1):
         print(f"\ngroup {i}: {len(g)} videos")
         for v in g:
@@ -194,7 +202,7 @@ def cmd_demo(args, cfg: Config) -> int:
     print(f"[demo] sample corpus in {out}/videos ({time.time() - t0:.0f} s)")
     report = index([str(out / "videos")], cfg, progress=lambda s: print(f"[index] {s}", file=sys.stderr))
     print(report.summary())
-    groups, best, uris = dedup_groups(cfg, "similar")
+    groups, best, uris, partial = dedup_groups(cfg, "similar")
     name = {v: Path(u).name for v, u in uris.items()}
     print(f"\n{len(groups)} group(s) of copies found (pairs labelled similar or above):")
     for i, g in enumerate(groups, 1):
@@ -205,6 +213,11 @@ def cmd_demo(args, cfg: Config) -> int:
                 print(f"  {name[a]:>12} ~ {name[b]:<12} fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
                       f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
                       f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}")
+    if partial:
+        print("\npartial copies (a stretch of one video re-used in another):")
+        for qv, sg in partial:
+            print(f"  {name[qv]} {sg.q_start:g}-{sg.q_end:g} s  <-  {name[sg.source_id]} {sg.s_start:g}-{sg.s_end:g} s"
+                  f"  score {sg.score:.3f} ({'+'.join(sg.modalities)})")
     expected = info.get("copies") if isinstance(info, dict) else None
     if expected:
         print("\nexpected (truth.json):")

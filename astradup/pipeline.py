@@ -1,10 +1,14 @@
 """The Ray Data graph that indexes videos: refs -> decode (+pHash, audio) -> embedder pool -> sinks.
 
-One machine or a cluster runs the same graph. Frames cross the object store once (decode ->
-embedder); PCM never does. The driver is the only writer of Parquet shards and Milvus, which
-keeps a Milvus Lite file safe (it wants one writer) and makes the write order explicit:
-vectors first, then the shard whose status row says "ok", so a job killed in between re-does
-that batch (upsert => no duplicate vectors) instead of believing it done.
+One machine or a cluster runs the same graph (``jobs/backfill.py`` is the cluster entry point).
+Frames cross the object store once (decode -> embedder); PCM never does, which is why pHash and
+audio run in the decode task instead of pools of their own. The streaming executor keeps only
+a bounded number of blocks in flight, so memory follows the concurrency, not the corpus.
+
+The driver is the only writer of Parquet shards and Milvus, which keeps a Milvus Lite file safe
+(it wants one writer) and makes the write order explicit: vectors first, then the shard whose
+status row says "ok", so a job killed in between re-does that batch (upsert => no duplicate
+vectors) instead of believing it done.
 """
 from __future__ import annotations
 
@@ -78,7 +82,11 @@ def decode_batch(batch: dict[str, np.ndarray], cfg: Config, skip_ids: frozenset[
 
 
 class EmbedStage:
-    """A callable class, so Ray Data loads the model once per actor and reuses it for every batch."""
+    """A callable class, so Ray Data loads the model once per actor and reuses it for every batch.
+
+    The frames of every video in the batch go through one ``embed`` call: a GPU is only busy
+    when its batches are full, and one short video alone rarely fills one.
+    """
 
     def __init__(self, cfg: Config) -> None:
         from astradup.features.embedder import get_embedder
@@ -86,15 +94,21 @@ class EmbedStage:
         self.embedder = get_embedder(cfg.embedder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from astradup.features.extract import add_embeddings
+        import dataclasses
 
-        payloads = []
-        for status, payload in zip(batch["status"], batch["payload"]):
-            if status == STATUS_OK:
-                feats, frames = pickle.loads(payload)
-                feats = add_embeddings(feats, frames, self.embedder)
-                payload = pickle.dumps((feats, None), protocol=5)
-            payloads.append(payload)
+        payloads = list(batch["payload"])
+        todo = [(i, *pickle.loads(p)) for i, (st, p) in enumerate(zip(batch["status"], payloads))
+                if st == STATUS_OK]
+        todo = [(i, f, fr) for i, f, fr in todo if fr is not None]
+        if todo:
+            frames = np.concatenate([fr for _, _, fr in todo]) if len(todo) > 1 else todo[0][2]
+            emb = self.embedder.embed(frames).astype(np.float32) if len(frames) else \
+                np.zeros((0, self.embedder.dim), np.float32)
+            start = 0
+            for i, f, fr in todo:
+                part = emb[start:start + len(fr)]
+                start += len(fr)
+                payloads[i] = pickle.dumps((dataclasses.replace(f, embeddings=part), None), protocol=5)
         out = dict(batch)
         out["payload"] = np.array(payloads, dtype=object)
         return out

@@ -11,7 +11,7 @@ from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.pipeline import index
 from astradup.search import Searcher
-from tests.media import make_broken, make_copy, make_video
+from tests.media import make_broken, make_copy, make_video, run_ffmpeg
 
 BROKEN = {"zero_byte": "empty", "truncated": "", "not_video": "not a media file",
           "no_video_stream": "no video stream"}
@@ -35,6 +35,13 @@ def corpus(tmp_path_factory):
         "unrelated": make_video(queries / "unrelated.mp4", seconds=10, size=(320, 240), source="gradients",
                                 audio="music", seed=9),
     }
+    filler = make_video(root / "filler.mp4", seconds=5, size=(320, 240), source="gradients", audio="noise", seed=7)
+    excerpt = make_copy(b, root / "excerpt.mp4", start=2, seconds=8, crf=26)
+    q["b_partial"] = queries / "b_partial.mp4"  # 5 s filler + b[2:10] + 5 s filler
+    run_ffmpeg("-i", str(filler), "-i", str(excerpt), "-i", str(filler), "-filter_complex",
+               "[0:v]scale=320:240,setsar=1[v0];[1:v]scale=320:240,setsar=1[v1];[2:v]scale=320:240,setsar=1[v2];"
+               "[v0][0:a][v1][1:a][v2][2:a]concat=n=3:v=1:a=1[v][a]", "-map", "[v]", "-map", "[a]",
+               "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(q["b_partial"]))
     cfg = load_config(overrides={"data_dir": str(root / "data"),
                                  "pipeline": {"dashboard": False, "decode_concurrency": 1}})
     report = index([str(lib)], cfg)
@@ -83,6 +90,30 @@ def test_search_finds_reencode_flip_and_copy_without_audio(corpus):
 def test_unrelated_query_is_not_a_duplicate(corpus):
     _, matches = Searcher(corpus["cfg"]).search_file(str(corpus["q"]["unrelated"]))
     assert all(m.label in ("none", "similar") for m in matches), matches[:1]
+
+
+def test_partial_copy_is_localised_on_both_time_axes(corpus):
+    _, matches = Searcher(corpus["cfg"]).search_file(str(corpus["q"]["b_partial"]))
+    segs = [(m, s) for m in matches for s in m.segments]
+    assert len(segs) == 1, segs
+    m, s = segs[0]
+    assert _uri_name(m) == "b.mp4"
+    assert abs(s.q_start - 5) <= 1.0 and abs(s.q_end - 13) <= 1.0, s
+    assert abs(s.s_start - 2) <= 1.0 and abs(s.s_end - 10) <= 1.0, s
+    assert "visual" in s.modalities
+
+
+def test_unrelated_query_has_no_segment(corpus):
+    _, matches = Searcher(corpus["cfg"]).search_file(str(corpus["q"]["unrelated"]))
+    assert [s for m in matches for s in m.segments] == []
+
+
+def test_cli_segments_csv(corpus, capsys):
+    cfg = corpus["cfg"]
+    assert cli_main(["--data-dir", cfg.data_dir, "search", str(corpus["q"]["b_partial"]), "--segments", "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("query,query_segment,source_id")
+    assert len(lines) == 2 and "b.mp4" in lines[1]
 
 
 def test_reindexing_the_same_files_adds_nothing(corpus):

@@ -10,6 +10,7 @@ audio replaced is still found by sight, and one visually destroyed but with its 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ class Piece:
     score: float
     slope: float
     offset: float
+    static: bool = False  # no visible motion: the picture cannot pin the time offset
 
 
 def evidence(sim: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -194,6 +196,10 @@ def merge_modalities(visual: list[Piece], audio: list[Piece]) -> list[tuple[Piec
                 if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):
                     # the picture matched only a fragment of what the sound shows was copied
                     v = Piece(a.q_start, a.q_end, a.s_start, a.s_end, max(v.score, a.score), a.slope, a.offset)
+                elif v.static:
+                    # still pictures give the query span but not where in the source: sound does
+                    v = Piece(v.q_start, v.q_end, max(a.slope * v.q_start + a.offset, 0.0),
+                              a.slope * v.q_end + a.offset, max(v.score, a.score), a.slope, a.offset)
                 else:
                     v = Piece(v.q_start, v.q_end, v.s_start, v.s_end, max(v.score, a.score), v.slope, v.offset)
         out.append((v, mods))
@@ -226,7 +232,7 @@ def _motion_checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray], tq: np.
     still picture) leaves it as it is."""
     m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
     if n < 3:
-        return p
+        return dataclasses.replace(p, static=True)
     factor = float(np.clip((m - cfg.motion_lo) / (cfg.motion_full - cfg.motion_lo), 0.0, 1.0))
     return Piece(p.q_start, p.q_end, p.s_start, p.s_end, p.score * factor, p.slope, p.offset)
 

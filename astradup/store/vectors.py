@@ -157,15 +157,38 @@ class VectorStore:
         return schema
 
     def _create(self, name: str, schema: Any, field: str, metric: str, index_type: str | None = None) -> None:
-        params = self.client.prepare_index_params()
-        params.add_index(field_name=field, index_type=index_type or self.index_type, metric_type=metric)
-        # delete / get_frames / has_video filter on video_id; an inverted index keeps them off full scans.
-        params.add_index(field_name="video_id", index_type="INVERTED")
+        """Create a collection with its vector index; a failed create leaves no half-made collection
+        (the pHash fallback to float codes re-creates the same name)."""
         # Strong: a delete followed by an insert or a count is seen by the very next call.
         self.client.create_collection(name, schema=schema, consistency_level="Strong")
-        # pymilvus polls a created index every 0.5 s until built (3 s for our six indexes). Lite
-        # builds it inside the RPC, so skip the poll there; a server gets the usual wait.
-        self.client.create_index(name, params, sync=not self.lite)
+        try:
+            params = self.client.prepare_index_params()
+            params.add_index(field_name=field, index_type=index_type or self.index_type, metric_type=metric)
+            # pymilvus polls a created index every 0.5 s until built (3 s for our six indexes). Lite
+            # builds it inside the RPC, so skip the poll there; a server gets the usual wait.
+            self.client.create_index(name, params, sync=not self.lite)
+            self._index_video_id(name)
+        except BaseException:
+            self.client.drop_collection(name)
+            raise
+
+    def _index_video_id(self, name: str) -> None:
+        """delete / get_frames / has_video filter on video_id; a scalar index keeps them off full scans.
+
+        INVERTED exists from Milvus 2.4 (and in Lite); a 2.3 server only takes Trie on a VARCHAR.
+        Without either the filters still work, by scan, so the last resort is no scalar index.
+        """
+        kinds = ("INVERTED", "Trie")
+        if not self.lite and _server_minor(self.client) < (2, 4):
+            kinds = ("Trie",)  # asking for INVERTED first would only log a refused RPC
+        for kind in kinds:
+            params = self.client.prepare_index_params()
+            params.add_index(field_name="video_id", index_type=kind)
+            try:
+                self.client.create_index(name, params, sync=not self.lite)
+                return
+            except MilvusException as e:
+                logging.getLogger(__name__).info("%s: %s index on video_id refused (%s)", name, kind, e.message)
 
     def _field(self, name: str, field: str) -> tuple[Any, int]:
         for f in self.client.describe_collection(name)["fields"]:
@@ -384,6 +407,15 @@ class VectorStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _server_minor(client: MilvusClient) -> tuple[int, int]:
+    """(major, minor) of a Milvus server ("v2.3.5-lite" -> (2, 3)); unknown reads as new."""
+    try:
+        parts = str(client.get_server_version()).lstrip("v").split(".")
+        return int(parts[0]), int(parts[1])
+    except (MilvusException, ValueError, IndexError):
+        return (99, 0)
 
 
 def _check_id(video_id: str) -> None:
