@@ -26,7 +26,7 @@ from astradup.config import load_config
 from astradup.eval.metrics import evaluate, vsc_descriptor_micro_ap
 from astradup.eval.segments_csv import SegmentRow, read_rows, write_rows
 from astradup.match.align import suppress_overlaps
-from astradup.match.scoring import pair_segments
+from astradup.match.scoring import informative, pair_segments
 from astradup.pipeline import index
 from astradup.search import Searcher
 
@@ -112,11 +112,13 @@ def main() -> int:
     res = evaluate(truth, pred, all_query_ids=qids)
 
     # VSC22 descriptor track: pair score = max inner product of the two videos' frame descriptors
+    # (blank frames, which every video shares, are left out of the descriptors)
     pair_scores = {}
     for qid, (q, _) in cache.items():
+        qe = q.features.embeddings[informative(q.features)] if len(q.features.embeddings) else q.features.embeddings
         for vid, s in sources.items():
-            if len(q.features.embeddings) and len(s.embeddings):
-                pair_scores[(qid, stem[vid])] = float((q.features.embeddings @ s.embeddings.T).max())
+            if len(qe) and len(s.embeddings):
+                pair_scores[(qid, stem[vid])] = float((qe @ s.embeddings[informative(s)].T).max())
     desc_uap = vsc_descriptor_micro_ap({(r.query_id, r.source_id) for r in truth}, pair_scores)
 
     print(f"\n{'transform':<14} {'n':>3} {'f1':>6} {'iou':>6} {'score':>6} {'segAP':>6}")
