@@ -38,7 +38,7 @@ class EmbedderConfig:
 class AudioConfig:
     window: float = 5.0  # seconds per audio window
     step: float = 1.0  # window step for indexed videos
-    query_step: float = 1.0  # window step for queries
+    query_step: float = 0.5  # window step for queries (0.5 beat 1.0 on the dev benchmark sweep)
     n_mfcc: int = 13
 
 
@@ -85,7 +85,7 @@ class SegmentConfig:
     max_gap: float = 4.0  # seconds without a match that still join two pieces
     min_len: float = 3.0  # shorter segments are dropped
     min_density: float = 0.5  # share of the segment's query seconds that must be matched
-    min_score: float = 0.6  # segments scoring below are not reported (chosen by the sweep)
+    min_score: float = 0.65  # segments scoring below are not reported (chosen by the sweep)
     motion_lag: int = 3  # samples over which motion is compared (3 s at 1 fps separated copies best)
     motion_lo: float = 0.30  # motion agreement (see align.motion_agreement) at which a visual piece scores 0
     motion_full: float = 0.55  # ... and from which it keeps its full score

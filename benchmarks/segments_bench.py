@@ -136,9 +136,9 @@ def main() -> int:
         base = cfg.segments
         grid = {
             "cell_threshold": [0.4, 0.5, 0.6],
-            "min_score": [0.4, 0.5, 0.6],
+            "min_score": [0.5, 0.6, 0.65, 0.7],
+            "full_len": [6.0, 8.0, 10.0],
             "audio_pad": [2.0, 2.5],
-            "motion_full": [0.45, 0.55, 0.65],
         }
         print(f"\nsweep (alignment settings; audio window {cfg.audio.window} s, index step {cfg.audio.step} s, "
               f"query step {cfg.audio.query_step} s)")

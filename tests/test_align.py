@@ -113,3 +113,15 @@ def test_audio_replaced_copy_still_found_by_vision_and_both_confirm():
     (both,) = align_pair("q", "s", tq, ts, vsim, w, w, asim, CFG)
     assert both.modalities == ("visual", "audio")
     assert (both.q_start, both.q_end) == (0.0, 30.0)  # visual boundaries kept
+
+
+def test_one_place_per_query_second_across_sources():
+    from astradup.match.align import suppress_overlaps
+    from astradup.records import SegmentMatch
+
+    true = SegmentMatch("q", 0, 20, "src_a", 5, 25, 1.0, ("visual", "audio"))
+    lookalike = SegmentMatch("q", 2, 20, "src_b", 0, 18, 1.0, ("visual",))  # same score, sight only
+    weaker = SegmentMatch("q", 10, 18, "src_c", 0, 8, 0.7, ("visual",))
+    second_part = SegmentMatch("q", 20, 35, "src_d", 0, 15, 0.9, ("visual",))  # a compilation's next part
+    kept = suppress_overlaps([lookalike, weaker, second_part, true])
+    assert kept == [true, second_part]

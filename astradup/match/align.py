@@ -262,11 +262,13 @@ def align_pair(query_id: str, source_id: str,
 
 def suppress_overlaps(segments: list[SegmentMatch], max_overlap: float = 0.5) -> list[SegmentMatch]:
     """Across all sources of one query: a query second was copied from one place, so where
-    segments of different sources overlap, the strongest (then longest) explains it and the
-    others go. This is what keeps look-alike content (the same static scene, a shared intro) from
+    segments of different sources overlap, the strongest explains it and the others go. This is what keeps look-alike content (the same static scene, a shared intro) from
     being reported as a copy of every video that contains it."""
     kept: list[SegmentMatch] = []
-    for m in sorted(segments, key=lambda m: (-round(m.score, 2), -(m.q_end - m.q_start), m.source_id)):
+    # ties (look-alike footage scores as high as the true source) go to the segment that more
+    # modalities confirm, then to the longer one
+    for m in sorted(segments, key=lambda m: (-round(m.score, 2), -len(m.modalities), -(m.q_end - m.q_start),
+                                             m.source_id)):
         length = max(m.q_end - m.q_start, 1e-6)
         if all(_overlap(m.q_start, m.q_end, k.q_start, k.q_end) <= max_overlap * length for k in kept):
             kept.append(m)
