@@ -143,7 +143,7 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
     known = {f.name: f for f in dataclasses.fields(obj)}
     for key, val in values.items():
         if key not in known:
-            raise ValueError(f"unknown config key {where}{key!r}")
+            raise ValueError(f"unknown config key '{where}{key}'")
         cur = getattr(obj, key)
         if dataclasses.is_dataclass(cur):
             if not isinstance(val, dict):
@@ -154,11 +154,16 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """ASTRADUP_* variables that name config keys. Others (ASTRADUP_API_KEY for the service, say)
+    belong to other parts of the project and are left to them: the environment is shared."""
     out: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(Config)}
     for name, raw in environ.items():
         if not name.startswith("ASTRADUP_") or name == "ASTRADUP_CONFIG":
             continue
         parts = name[len("ASTRADUP_"):].lower().split("__")
+        if parts[0] not in known:
+            continue
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})

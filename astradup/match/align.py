@@ -254,8 +254,8 @@ def align_pair(query_id: str, source_id: str,
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
         aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad)
     merged = merge_close(merge_modalities(vis, aud), cfg.max_gap)
-    out = [SegmentMatch(query_id, round(p.q_start, 2), round(p.q_end, 2), source_id, round(p.s_start, 2),
-                        round(p.s_end, 2), round(p.score, 4), mods)
+    out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
+                        round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]
     return sorted(out, key=lambda m: -m.score)
 
