@@ -191,6 +191,35 @@ def cmd_reindex(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_serve(args, cfg: Config) -> int:
+    """HTTP API + web page on Ray Serve over this index, until Ctrl-C. The search deployment opens
+    the Milvus Lite file, so no other astradup process may hold it meanwhile."""
+    import signal
+
+    from serve import local
+    from serve.settings import settings_from_env
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM too shuts Serve down, rather than orphaning its actors
+
+    over = {"embedder_max_replicas": max(1, args.embedder_replicas)}
+    if args.max_upload_mb:
+        over["max_upload_bytes"] = int(args.max_upload_mb * (1 << 20))
+    settings = settings_from_env(**over)
+    url = local.start(cfg, settings, host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, _stop)  # after start: ray.init installs a handler of its own
+    print(f"AstraDup is serving {url}/ (API docs {url}/docs; API key {'required' if settings.api_key else 'off'})."
+          " Ctrl-C stops it.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.stop()
+    return 0
+
+
 def cmd_demo(args, cfg: Config) -> int:
     """The main job on embedded defaults: build a sample corpus from real media, index it, list duplicates."""
     from astradup.demo_corpus import build_demo_corpus
@@ -260,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_stats)
     s = sub.add_parser("reindex", help="rebuild Milvus from the Parquet shards")
     s.set_defaults(fn=cmd_reindex)
+    s = sub.add_parser("serve", help="HTTP API and web page (Ray Serve) over the index")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--embedder-replicas", type=int, default=2, help="most embedder replicas (autoscaled from 1)")
+    s.add_argument("--max-upload-mb", type=float, default=0,
+                   help="upload size limit (default $ASTRADUP_MAX_UPLOAD_MB or 512)")
+    s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("demo", help="build a sample corpus from real media, index it, print duplicate groups")
     s.add_argument("--out", default="demo_corpus")
     s.set_defaults(fn=cmd_demo)

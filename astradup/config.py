@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from astradup.errors import ConfigError
+
 DEFAULT_YAML = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 
@@ -143,11 +145,11 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
     known = {f.name: f for f in dataclasses.fields(obj)}
     for key, val in values.items():
         if key not in known:
-            raise ValueError(f"unknown config key '{where}{key}'")
+            raise ConfigError(f"unknown config key '{where}{key}'")
         cur = getattr(obj, key)
         if dataclasses.is_dataclass(cur):
             if not isinstance(val, dict):
-                raise ValueError(f"config key {where}{key!r} must be a mapping")
+                raise ConfigError(f"config key '{where}{key}' must be a mapping")
             _merge(cur, val, f"{where}{key}.")
         else:
             setattr(obj, key, type(cur)(val) if cur is not None and val is not None else val)

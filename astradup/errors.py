@@ -15,5 +15,5 @@ class MediaError(AstraDupError):
         self.reason = reason
 
 
-class ConfigError(AstraDupError):
-    pass
+class ConfigError(AstraDupError, ValueError):
+    """A setting that cannot work (unknown key, wrong dims for an existing collection...)."""

@@ -118,54 +118,138 @@ class EmbedStage:
 class IndexReport:
     listed: int = 0
     indexed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already indexed: same (uri, size) as an ok status row, or same bytes
+    skipped_unread: int = 0  # of ``skipped``, those never read at all (matched on (uri, size))
     failed: list[tuple[str, str]] = field(default_factory=list)  # (uri, reason)
     media_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpus: float = 0.0  # CPUs of the Ray cluster while the job ran
+    gpus: float = 0.0
+    embed_device: str = ""  # where the frame embedder pool ran: "cpu" or "gpu"
     video_ids: list[str] = field(default_factory=list)
 
     @property
     def x_realtime(self) -> float:
         return self.media_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    @property
+    def x_realtime_per_cpu(self) -> float:
+        return self.x_realtime / self.cpus if self.cpus > 0 else 0.0
+
     def summary(self) -> str:
-        lines = [f"listed {self.listed}, indexed {self.indexed}, already indexed {self.skipped}, "
-                 f"failed {len(self.failed)}; {self.media_seconds / 3600:.3f} h of media in "
-                 f"{self.wall_seconds:.1f} s ({self.x_realtime:.1f}x realtime)"]
+        lines = [f"listed {self.listed}, indexed {self.indexed}, already indexed {self.skipped} "
+                 f"({self.skipped_unread} not even read), failed {len(self.failed)}; "
+                 f"{self.media_seconds / 3600:.3f} h of media in {self.wall_seconds:.1f} s "
+                 f"({self.x_realtime:.1f}x realtime"
+                 + (f", {self.x_realtime_per_cpu:.2f}x per CPU core of {self.cpus:g}" if self.cpus else "")
+                 + (f", embedder on {self.embed_device}" if self.embed_device else "") + ")"]
         lines += [f"  FAILED {uri}: {reason}" for uri, reason in self.failed]
         return "\n".join(lines)
 
+    def to_dict(self) -> dict:
+        """The figures a dashboard or a benchmark wants, without the per-video id list."""
+        return {"listed": self.listed, "indexed": self.indexed, "skipped": self.skipped,
+                "skipped_unread": self.skipped_unread,
+                "failed": [{"uri": u, "reason": r} for u, r in self.failed],
+                "media_hours": self.media_seconds / 3600, "wall_seconds": self.wall_seconds,
+                "x_realtime": self.x_realtime, "cpus": self.cpus, "gpus": self.gpus,
+                "x_realtime_per_cpu": self.x_realtime_per_cpu, "embed_device": self.embed_device}
 
-def build_dataset(items: list[tuple[str, int]], cfg: Config, skip_ids: frozenset[str]):
+
+@dataclass(frozen=True)
+class EmbedPlan:
+    """How the embedder pool is placed: a pure decision from the config and the cluster's resources."""
+
+    device: str  # "gpu" | "cpu"
+    num_gpus: float  # per actor
+    num_cpus: float  # per actor
+    min_size: int
+    max_size: int
+
+
+def plan_embedder(cfg: Config, resources: dict[str, float]) -> EmbedPlan:
+    """GPU actors when the cluster has GPUs (and the embedder is not pinned to the CPU), else CPU ones.
+
+    On GPUs the pool may grow to one actor per ``embed_num_gpus`` share (1 GPU when unset) of
+    the GPUs present; ``embed_concurrency`` actors start at once. CPU actors are a fixed pool of
+    ``embed_concurrency``, since every CPU they hold is one a decoder cannot use.
+    """
+    gpus = float(resources.get("GPU", 0.0))
+    n = max(1, cfg.pipeline.embed_concurrency)
+    if gpus > 0 and cfg.embedder.device != "cpu":
+        per = cfg.pipeline.embed_num_gpus if cfg.pipeline.embed_num_gpus > 0 else 1.0
+        most = max(1, int(gpus // per)) if per <= gpus else 1
+        # The actor's host work (resize, unpickling frames) is light next to decoding; a CPU
+        # reserved for it would idle a decoder on the GPU node.
+        return EmbedPlan("gpu", per, 0.0, min(n, most), most)
+    return EmbedPlan("cpu", 0.0, 1.0, n, n)
+
+
+def decode_pool_size(cfg: Config) -> int | None:
+    """``decode_concurrency`` caps the decode tasks; 0 leaves them to Ray (one per free CPU)."""
+    n = cfg.pipeline.decode_concurrency
+    return n if n > 0 else None
+
+
+def _blocks(n: int, max_blocks: int = 4096) -> int:
+    """One video per block up to a few thousand, so the slowest video holds up only itself; beyond
+    that, a few videos a block keeps the scheduler's bookkeeping small."""
+    return max(1, min(n, max_blocks))
+
+
+def build_dataset(items: list[tuple[str, int]], cfg: Config, skip_ids: frozenset[str],
+                  plan: EmbedPlan | None = None):
     import ray.data
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-    ds = ray.data.from_items([{"uri": u, "size": s} for u, s in items],
-                             override_num_blocks=max(1, len(items)))
+    plan = plan or plan_embedder(cfg, {})
+    ds = ray.data.from_items([{"uri": u, "size": s} for u, s in items], override_num_blocks=_blocks(len(items)))
     ds = ds.map_batches(decode_batch, batch_size=1, num_cpus=1,
                         fn_kwargs={"cfg": cfg, "skip_ids": skip_ids},
-                        compute=TaskPoolStrategy(size=max(1, cfg.pipeline.decode_concurrency)))
+                        compute=TaskPoolStrategy(size=decode_pool_size(cfg)))
     return ds.map_batches(EmbedStage, batch_size=4, fn_constructor_kwargs={"cfg": cfg},
-                          compute=ActorPoolStrategy(size=max(1, cfg.pipeline.embed_concurrency)),
-                          num_cpus=0 if cfg.pipeline.embed_num_gpus > 0 else 1,
-                          num_gpus=cfg.pipeline.embed_num_gpus or None)
+                          compute=ActorPoolStrategy(min_size=plan.min_size, max_size=plan.max_size),
+                          num_cpus=plan.num_cpus, num_gpus=plan.num_gpus or None)
 
 
-def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str], None] | None = None
-          ) -> IndexReport:
-    """Index files/folders/s3 prefixes; already indexed content (same bytes) is skipped."""
+def done_listing(status: dict[str, dict]) -> tuple[frozenset[str], set[tuple[str, int]]]:
+    """(ids whose latest status is ok, (uri, size) of those rows): what a re-run may skip."""
+    ok = {vid: row for vid, row in status.items() if row["status"] == STATUS_OK}
+    return frozenset(ok), {(row["uri"], int(row["size"])) for row in ok.values()
+                           if row.get("uri") and row.get("size") is not None}
+
+
+def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str], None] | None = None,
+          trust_listing: bool = True) -> IndexReport:
+    """Index files/folders/s3 prefixes; already indexed content is skipped.
+
+    A file whose (uri, size) matches an ok status row is skipped before it is read: a re-run over
+    S3 then costs a listing, not a download of the corpus. ``trust_listing=False`` reads and hashes
+    every file instead (for stores where an object can be replaced by another of equal size);
+    the content-hash check still catches the same bytes under a new name either way.
+    """
     from astradup.catalog import Catalog
 
     t0 = time.time()
     catalog = catalog or Catalog(cfg)
-    items = list_videos(inputs, cfg.s3_endpoint)
-    report = IndexReport(listed=len(items))
+    listed = list_videos(inputs, cfg.s3_endpoint)
+    report = IndexReport(listed=len(listed))
+    skip, done_refs = done_listing(catalog.shards.latest_status())
+    items = [x for x in listed if not (trust_listing and x in done_refs)]
+    report.skipped = report.skipped_unread = len(listed) - len(items)
+    if progress and report.skipped:
+        progress(f"{report.skipped} of {len(listed)} listed files are already indexed (same uri and size)")
     if not items:
         report.wall_seconds = time.time() - t0
         return report
-    skip = frozenset(vid for vid, row in catalog.shards.latest_status().items() if row["status"] == STATUS_OK)
     ensure_ray(cfg)
-    ds = build_dataset(items, cfg, skip)
+    import ray
+
+    res = ray.cluster_resources()
+    report.cpus, report.gpus = float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0))
+    plan = plan_embedder(cfg, res)
+    report.embed_device = plan.device
+    ds = build_dataset(items, cfg, skip, plan)
     seen: set[str] = set(skip)
     for batch in ds.iter_batches(batch_size=cfg.pipeline.write_batch, batch_format="numpy"):
         to_write: list[VideoFeatures] = []
@@ -185,7 +269,10 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
             to_write.append(feats)
         catalog.write(to_write)
         if progress:
-            progress(f"wrote {len(to_write)} records ({report.indexed} indexed, {len(report.failed)} failed)")
+            el = time.time() - t0
+            progress(f"wrote {len(to_write)} records ({report.indexed} indexed, {report.skipped} already "
+                     f"indexed, {len(report.failed)} failed of {len(listed)}; "
+                     f"{report.media_seconds / max(el, 1e-9):.1f}x realtime so far)")
     report.wall_seconds = time.time() - t0
     return report
 

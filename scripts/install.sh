@@ -9,6 +9,7 @@ need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 dpkg -s libchromaprint1 >/dev/null 2>&1 || need_apt+=(libchromaprint1)
 dpkg -s libchromaprint-tools >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
+dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)  # headless browser of the web page test (Playwright)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "[install] apt-get install ${need_apt[*]}"

@@ -1,0 +1,1 @@
+"""AstraDup over HTTP on Ray Serve: see serve/app.py."""

@@ -113,6 +113,15 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _cpu_threads() -> int:
+    """$OMP_NUM_THREADS when set (Ray sets it to an actor's CPU share), else the usable cores.
+
+    A CPU embedder actor holding one CPU that ran one thread per core stole the decoders' cores
+    and paid for it: SSCD distilled cost 14.6 ms of CPU per frame on 2 threads, 11.6 on 1
+    (2 busy cores; benchmarks/ingest_speed.py).
+    """
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

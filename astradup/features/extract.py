@@ -25,8 +25,19 @@ def blank_frames(frames: np.ndarray) -> list[int]:
     such frames must not count as evidence of a copy."""
     if len(frames) == 0:
         return []
-    grey = frames.reshape(len(frames), -1, 3).mean(axis=2)
-    return [int(i) for i in np.flatnonzero(grey.std(axis=1) < BLANK_STD)]
+    n = len(frames)
+    rgb = np.asarray(frames, np.uint8).reshape(n, -1, 3)
+    # std of the grey level (R + G + B) / 3 from exact integer sums of s = R + G + B and s^2: the
+    # same figure as a float64 mean/std over the pixels, 4x cheaper (it was a fifth of the CPU
+    # features' cost). int32 holds s^2 <= 765^2; the sums over a frame go to int64.
+    s = rgb[:, :, 0].astype(np.int32)
+    s += rgb[:, :, 1]
+    s += rgb[:, :, 2]
+    m1 = s.sum(axis=1, dtype=np.int64).astype(np.float64)
+    m2 = np.einsum("ij,ij->i", s, s, dtype=np.int64).astype(np.float64)
+    px = float(s.shape[1])
+    std = np.sqrt(np.maximum(m2 / px - (m1 / px) ** 2, 0.0)) / 3.0
+    return [int(i) for i in np.flatnonzero(std < BLANK_STD)]
 
 
 def cpu_features(dec: Decoded, cfg: Config, audio_step: float | None = None) -> VideoFeatures:

@@ -72,11 +72,28 @@ def _frame_indices(starts: np.ndarray, ends: np.ndarray, avg_fps: float,
     return idx.astype(np.int64)
 
 
-def _decode_decord(path: str, times: np.ndarray, size: int) -> np.ndarray:
+def thread_budget() -> int:
+    """Decoder threads this process may use: $OMP_NUM_THREADS when set (Ray sets it to a task's
+    CPU share, 1 for a decode task), else 0 = the codec's own choice (one per core).
+
+    A decode task that already owns one of the cores should not start a thread per core: on 2
+    cores decord's automatic threading cost 13.5 ms of CPU per media second against 10.9 ms for
+    one thread (dev benchmark, 640x360 H.264, 1 fps to 224 px; benchmarks/ingest_speed.py), and
+    the extra threads compete with the other decode task and the embedder.
+    """
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    try:
+        return max(0, int(raw)) if raw else 0
+    except ValueError:
+        return 0
+
+
+def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None = None) -> np.ndarray:
     """Frames at ``times`` via decord, read in sorted batches; fewer rows if the stream ends early."""
     import decord  # imported here: a worker that only searches never needs the codec libraries
 
-    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size)
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size,
+                            num_threads=thread_budget() if threads is None else int(threads))
     try:
         n = len(vr)
         ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))

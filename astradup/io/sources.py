@@ -40,13 +40,15 @@ def list_videos(inputs: list[str], endpoint: str = "") -> list[tuple[str, int]]:
     for item in inputs:
         if is_remote(item):
             fs = _fs(item, endpoint)
+            fs.invalidate_cache()  # instances are shared and s3fs caches listings: see new objects
             proto = item.split("://", 1)[0]
             if fs.isfile(item):
                 out.append((item, int(fs.size(item))))
                 continue
-            for path in sorted(fs.find(item)):
-                if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
-                    out.append((f"{proto}://{path}", int(fs.size(path))))
+            # detail=True takes sizes from the listing pages themselves: no HEAD request per object.
+            for path, info in sorted(fs.find(item, detail=True).items()):
+                if info.get("type", "file") == "file" and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+                    out.append((f"{proto}://{path}", int(info.get("size") or 0)))
             continue
         p = Path(item.removeprefix("file://")).expanduser()
         if p.is_dir():

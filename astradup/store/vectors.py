@@ -50,7 +50,7 @@ _lite_refs: dict[str, int] = {}  # abs .db path -> open VectorStores in this pro
 
 
 class _DropMvccWarning(logging.Filter):
-    """Lite has no MVCC timestamp service; pymilvus warns on every iterator, harmlessly."""
+    """Lite and 2.3 servers have no MVCC timestamp service; pymilvus warns on every iterator, harmlessly."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "mvccTs" not in record.getMessage()
@@ -93,7 +93,9 @@ class VectorStore:
                 raise ConfigError(f"Milvus Lite path must end with .db (pymilvus detects Lite by it): {uri!r}")
             uri = os.path.abspath(uri)
             os.makedirs(os.path.dirname(uri), exist_ok=True)
-            logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_DropMvccWarning())
+        _iter_log = logging.getLogger("pymilvus.client.iterator.query_iterator")
+        if not any(isinstance(f, _DropMvccWarning) for f in _iter_log.filters):
+            _iter_log.addFilter(_DropMvccWarning())
         self.uri = uri
         try:
             self.client = MilvusClient(uri=uri, token=token)
