@@ -1,0 +1,505 @@
+"""The HTTP face of AstraDup: a FastAPI app as the Serve ingress deployment.
+
+Everything a client sends is checked here before it reaches search: ids must be 32 lowercase hex
+characters, uploads are size-limited while they stream in and must start like a video container,
+only ``s3://`` URIs are accepted (no client-given path is ever read from disk), and media and
+thumbnails are served only for indexed ids, from the uri their status record holds. A bad request
+gets a 4xx with ``{"error": "..."}``; a 5xx means a server fault.
+
+No ``from __future__ import annotations`` here: FastAPI resolves parameter annotations at runtime,
+and Serve's ingress re-wraps the methods, so string annotations would not resolve.
+"""
+import asyncio
+import hmac
+import json
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, AsyncIterator, Literal
+
+from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import FormParser, MultiPartParser
+
+from astradup.catalog import Catalog
+from astradup.config import Config
+from astradup.records import STATUS_OK
+from serve.media import MediaGone, ThumbCache, content_type, iter_range, media_size
+from serve.ranges import RangeNotSatisfiable, parse_range
+from serve import state
+from serve.settings import ServeSettings
+from serve.sniff import HEAD_BYTES, sniff_container
+
+ID_PATTERN = r"^[0-9a-f]{32}$"
+VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
+FORM_OVERHEAD = 64 << 10  # multipart boundaries, headers and small fields around the file
+BODY_MAX = 64 << 10  # any request body other than an upload
+STATUS_TTL_S = 2.0  # status records are re-listed at most this often per replica
+MAX_TOP = 100
+KEY_COOKIE = "astradup_key"
+PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs", "/favicon.ico")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+SEARCH_FIELDS = {"file", "video_id", "uri", "top", "include_none"}
+
+api = FastAPI(
+    title="AstraDup", version="0.1.0", docs_url="/docs", redoc_url=None,
+    description="Find where a video was copied from: upload a query or name an indexed video; "
+                "browse indexed videos, their matches and matched intervals; review matches.")
+
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+@api.exception_handler(ApiError)
+async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+    return _json_error(e.status, e.message, e.headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
+    return _json_error(422, "; ".join(parts) or "invalid request")
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+    msg = e.detail if isinstance(e.detail, str) else json.dumps(e.detail)
+    if e.status_code == 404 and msg == "Not Found":
+        msg = f"no such endpoint: {request.method} {request.url.path[:200]}"
+    return _json_error(e.status_code, msg, getattr(e, "headers", None))
+
+
+@api.middleware("http")
+async def _guard(request: Request, call_next):
+    """API key, body size of non-upload requests, and the error counter."""
+    path = request.url.path
+    key = state.GATEWAY["api_key"]
+    if key and path not in PUBLIC_PATHS and not path.startswith("/static/"):
+        given = request.headers.get("x-api-key") or request.cookies.get(KEY_COOKIE) or ""
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
+            return _count(_json_error(401, "missing or wrong API key (send it in the X-API-Key header)"))
+    length = request.headers.get("content-length")
+    if length is not None and path != "/search":
+        if not length.isdigit():
+            return _count(_json_error(400, "Content-Length is not a number"))
+        if int(length) > BODY_MAX:
+            return _count(_json_error(413, f"request body over {BODY_MAX} bytes"))
+    try:
+        response = await call_next(request)
+    except Exception:
+        _count_status(500)
+        raise
+    return _count(response)
+
+
+def _count(response: Response) -> Response:
+    if response.status_code >= 400:
+        _count_status(response.status_code)
+    return response
+
+
+def _count_status(status: int) -> None:
+    m = state.GATEWAY["metrics"]
+    if m is not None:
+        m.error(status)
+
+
+class Metrics:
+    """Ray metrics (exported to Prometheus and the Ray dashboard) plus the same counts in memory,
+    which /healthz reports."""
+
+    LATENCY_BOUNDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120]
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Histogram
+
+        self.searches = Counter("astradup_searches", description="Searches answered, by kind and outcome",
+                                tag_keys=("kind", "outcome"))
+        self.latency = Histogram("astradup_search_latency_s", description="Search latency in seconds",
+                                 boundaries=self.LATENCY_BOUNDS, tag_keys=("kind",))
+        self.errors = Counter("astradup_http_errors", description="HTTP responses with status >= 400",
+                              tag_keys=("status",))
+        self._lock = threading.Lock()
+        self.counts = {"searches_ok": 0, "searches_rejected": 0, "searches_failed": 0, "errors_4xx": 0,
+                       "errors_5xx": 0}
+
+    def search(self, kind: str, outcome: str, seconds: float) -> None:
+        """outcome: ok | rejected (bad input, 4xx) | failed (server fault)."""
+        self.searches.inc(1, tags={"kind": kind, "outcome": outcome})
+        if outcome == "ok":
+            self.latency.observe(seconds, tags={"kind": kind})
+        with self._lock:
+            self.counts[f"searches_{outcome}"] += 1
+
+    def error(self, status: int) -> None:
+        self.errors.inc(1, tags={"status": str(status)})
+        with self._lock:
+            self.counts["errors_5xx" if status >= 500 else "errors_4xx"] += 1
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query_id: Annotated[str, Field(pattern=ID_PATTERN, description="the query video (indexed or uploaded)")]
+    source_id: Annotated[str, Field(pattern=ID_PATTERN, description="the indexed video it matched")]
+    decision: Literal["confirmed", "rejected"]
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+_SEARCH_FIELDS_SCHEMA = {
+    "video_id": {"type": "string", "pattern": ID_PATTERN, "description": "search with an indexed video"},
+    "uri": {"type": "string", "description": "search with an s3://bucket/key object"},
+    "top": {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
+    "include_none": {"type": "boolean", "description": "also list candidates labelled none"},
+}
+SEARCH_OPENAPI = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the query video"},
+        **_SEARCH_FIELDS_SCHEMA}}},
+    "application/json": {"schema": {"type": "object", "properties": _SEARCH_FIELDS_SCHEMA,
+                                    "additionalProperties": False}},
+}}}
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int, what: str) -> AsyncIterator[bytes]:
+    """The request body, refused with 413 as soon as it passes ``limit`` (before it is all in)."""
+    n = 0
+    async for chunk in stream:
+        n += len(chunk)
+        if n > limit:
+            raise ApiError(413, f"{what} is over the limit of {limit} bytes")
+        yield chunk
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    return b"".join([c async for c in _limited(request.stream(), limit, "request body")])
+
+
+def _field_int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}") from None
+    if not lo <= n <= hi:
+        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
+    return n
+
+
+def _field_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
+        return value.lower() in ("true", "1", "yes")
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def _check_id(value: Any, name: str = "video_id") -> str:
+    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN[1:-1], value):
+        raise ApiError(400, f"{name} must be 32 lowercase hex characters (a video's content id)")
+    return value
+
+
+@serve.deployment(name="Gateway", max_ongoing_requests=64)
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, cfg: Config, settings: ServeSettings, search) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.search = search
+        self.shards = Catalog(cfg).shards  # read-only here: status records and features for /videos
+        self.thumbs = ThumbCache(Path(cfg.data_dir) / "thumbs", cfg.s3_endpoint)
+        self.metrics = Metrics()
+        self._status: tuple[float, dict[str, dict]] | None = None
+        self._status_lock = threading.Lock()
+        self._index_html = (STATIC_DIR / "index.html").read_text()
+        self._static = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
+        state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _statuses(self, fresh: bool = False) -> dict[str, dict]:
+        with self._status_lock:
+            if fresh or self._status is None or time.monotonic() - self._status[0] > STATUS_TTL_S:
+                self._status = (time.monotonic(), self.shards.latest_status())
+            return self._status[1]
+
+    def _indexed(self, video_id: str) -> dict:
+        row = self._statuses().get(video_id)
+        if row is None:
+            raise ApiError(404, f"{video_id}: not in the index")
+        if row["status"] != STATUS_OK:
+            raise ApiError(404, f"{video_id}: not indexed ({row['status']})")
+        return row
+
+    async def _call(self, response) -> dict:
+        res = await response
+        if "error" in res:
+            raise ApiError(int(res.get("status", 400)), res["error"])
+        return res
+
+    # ------------------------------------------------------------------ page and health
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index_page(self) -> HTMLResponse:
+        return HTMLResponse(self._index_html)
+
+    @api.get("/static/{name}", include_in_schema=False)
+    def static_file(self, name: str) -> Response:
+        if name not in STATIC_TYPES:
+            raise ApiError(404, "no such file")
+        return Response(self._static[name], media_type=STATIC_TYPES[name],
+                        headers={"Cache-Control": "no-cache"})
+
+    @api.get("/healthz", summary="Liveness: the gateway answers and the search deployment responds")
+    async def healthz(self) -> dict:
+        async def ping() -> dict:
+            return await self.search.ping.remote()
+
+        try:
+            await asyncio.wait_for(ping(), timeout=10)
+        except Exception as e:
+            raise ApiError(503, f"search deployment not responding: {type(e).__name__}") from None
+        statuses = await asyncio.to_thread(self._statuses)
+        return {"status": "ok", "videos": sum(1 for r in statuses.values() if r["status"] == STATUS_OK),
+                **self.metrics.counts}
+
+    # ------------------------------------------------------------------ search
+
+    @api.post("/search", openapi_extra=SEARCH_OPENAPI,
+              summary="Ranked matches of an uploaded video, an indexed video id or an s3:// URI")
+    async def search(self, request: Request) -> dict:
+        t0 = time.perf_counter()
+        kind, outcome = "invalid", "rejected"
+        try:
+            fields, upload = await self._search_request(request)
+            top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
+            include_none = _field_bool(fields.get("include_none", False), "include_none")
+            if upload is not None:
+                kind = "upload"
+                data = await upload.read()
+                upload.file.close()
+                container = self._check_upload(data)
+                name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+                res = await self._call(self.search.search_upload.remote(data, container, top, include_none, name))
+            elif "video_id" in fields:
+                kind = "video"
+                res = await self._call(self.search.search_video.remote(_check_id(fields["video_id"]), top))
+            else:
+                kind = "uri"
+                uri = fields["uri"]
+                if not isinstance(uri, str) or not uri.startswith("s3://"):
+                    raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
+                res = await self._call(self.search.search_uri.remote(uri, top, include_none))
+            outcome = "ok"
+            return res
+        except ApiError:
+            raise
+        except Exception:
+            outcome = "failed"
+            raise
+        finally:
+            self.metrics.search(kind, outcome, time.perf_counter() - t0)
+
+    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None]:
+        """(fields, upload): exactly one of a 'file' part, 'video_id' or 'uri'."""
+        limit = self.settings.max_upload_bytes
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise ApiError(400, "Content-Length is not a number")
+            if int(length) > limit + FORM_OVERHEAD:
+                raise ApiError(413, f"upload is over the limit of {limit} bytes")
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        upload: UploadFile | None = None
+        if media_type == "multipart/form-data":
+            parser = MultiPartParser(request.headers, _limited(request.stream(), limit + FORM_OVERHEAD, "upload"),
+                                     max_files=1, max_fields=len(SEARCH_FIELDS), max_part_size=4096)
+            form = await self._parse(parser)
+            fields: dict[str, Any] = {}
+            for name, value in form.multi_items():
+                if name in fields or (name == "file" and upload is not None):
+                    raise ApiError(400, f"field {name[:40]!r} given twice")
+                if name == "file":
+                    if not isinstance(value, UploadFile):
+                        raise ApiError(400, "'file' must be a file part (with a filename)")
+                    upload = value
+                elif isinstance(value, UploadFile):
+                    raise ApiError(400, f"only 'file' may be a file part, not {name[:40]!r}")
+                else:
+                    fields[name] = value
+        elif media_type == "application/x-www-form-urlencoded":
+            parser = FormParser(request.headers, _limited(request.stream(), BODY_MAX, "request body"),
+                                max_fields=len(SEARCH_FIELDS), max_part_size=4096)
+            fields = dict((await self._parse(parser)).multi_items())
+        elif media_type == "application/json":
+            body = await _read_body(request, BODY_MAX)
+            try:
+                fields = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ApiError(400, f"body is not valid JSON: {str(e)[:120]}") from None
+            if not isinstance(fields, dict):
+                raise ApiError(400, "JSON body must be an object such as {\"video_id\": \"...\"}")
+        else:
+            raise ApiError(415, "send multipart/form-data with a 'file' part, or JSON "
+                                "{\"video_id\": \"...\"} or {\"uri\": \"s3://...\"}")
+        if "file" in fields:
+            raise ApiError(400, "'file' must be a file part (multipart/form-data with a filename)")
+        unknown = sorted(set(fields) - SEARCH_FIELDS)
+        if unknown:
+            raise ApiError(400, f"unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}")
+        given = [k for k in ("video_id", "uri") if k in fields] + (["file"] if upload is not None else [])
+        if len(given) != 1:
+            raise ApiError(400, "give exactly one of: a 'file' upload, 'video_id' or 'uri'"
+                           + (f" (got {', '.join(given)})" if given else ""))
+        return fields, upload
+
+    @staticmethod
+    async def _parse(parser):
+        try:
+            return await parser.parse()
+        except ApiError:
+            raise
+        except Exception as e:  # whatever the parser trips on is in the client's bytes
+            raise ApiError(400, f"malformed form body: {str(e)[:120] or type(e).__name__}") from None
+
+    def _check_upload(self, data: bytes) -> str:
+        if not data:
+            raise ApiError(400, "empty upload")
+        if len(data) > self.settings.max_upload_bytes:
+            raise ApiError(413, f"upload is over the limit of {self.settings.max_upload_bytes} bytes")
+        container = sniff_container(data[:HEAD_BYTES])
+        if container is None:
+            raise ApiError(415, "not a video file: its first bytes match no known container "
+                                "(MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV, ASF, Ogg)")
+        return container
+
+    # ------------------------------------------------------------------ videos
+
+    @api.get("/videos", summary="Indexed (or failed, or deleted) videos")
+    def videos(self, status: Literal["ok", "failed", "deleted", "all"] = "ok",
+               q: Annotated[str, Query(max_length=200, description="part of the file name")] = "",
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
+        rows = [self._video_row(vid, r) for vid, r in self._statuses().items()
+                if status == "all" or r["status"] == status]
+        if q:
+            rows = [r for r in rows if q.lower() in r["name"].lower()]
+        rows.sort(key=lambda r: (r["name"], r["video_id"]))
+        return {"total": len(rows), "videos": rows[offset:offset + limit]}
+
+    @staticmethod
+    def _video_row(vid: str, r: dict) -> dict:
+        return {"video_id": vid, "name": Path(r.get("uri") or "").name, "uri": r.get("uri"),
+                "status": r["status"], "error": r.get("error") or "", "duration": r.get("duration"),
+                "size": r.get("size"), "at": r["at"].isoformat() if r.get("at") else None}
+
+    @api.get("/videos/{video_id}", summary="One video: its status record and, when indexed, its metadata")
+    def video(self, video_id: VideoId) -> dict:
+        row = self._statuses().get(video_id) or self._statuses(fresh=True).get(video_id)
+        if row is None:
+            raise ApiError(404, f"{video_id}: not in the index")
+        out = self._video_row(video_id, row)
+        if row["status"] == STATUS_OK:
+            f = self.shards.load_features([video_id]).get(video_id)
+            if f is not None:
+                keep = ("duration", "fps", "width", "height", "vcodec", "acodec", "container", "size")
+                out.update(meta={k: f.meta[k] for k in keep if k in f.meta}, frames=int(len(f.timestamps)),
+                           has_audio=f.has_audio)
+        return out
+
+    @api.get("/videos/{video_id}/matches", summary="The indexed video searched against the rest of the index")
+    async def video_matches(self, video_id: VideoId, top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict:
+        t0 = time.perf_counter()
+        outcome = "rejected"
+        try:
+            res = await self._call(self.search.search_video.remote(video_id, top))
+            outcome = "ok"
+            return res
+        except ApiError:
+            raise
+        except Exception:
+            outcome = "failed"
+            raise
+        finally:
+            self.metrics.search("video", outcome, time.perf_counter() - t0)
+
+    @api.delete("/videos/{video_id}", summary="Remove a video's vectors (its records stay, marked deleted)")
+    async def delete_video(self, video_id: VideoId) -> dict:
+        res = await self._call(self.search.delete.remote(video_id))
+        await asyncio.to_thread(self._statuses, True)
+        shutil.rmtree(self.thumbs.root / video_id, ignore_errors=True)
+        return res
+
+    # ------------------------------------------------------------------ media
+
+    @api.api_route("/media/{video_id}", methods=["GET", "HEAD"],
+                   summary="The video file of an indexed id, with HTTP range requests (206) for seeking")
+    def media(self, video_id: VideoId, request: Request) -> Response:
+        uri = self._indexed(video_id)["uri"]
+        try:
+            size = media_size(uri, self.cfg.s3_endpoint)
+        except MediaGone as e:
+            raise ApiError(404, str(e)) from None
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+        try:
+            rng = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable as e:
+            raise ApiError(416, f"range not satisfiable: {e}", {"Content-Range": f"bytes */{size}"}) from None
+        if rng is None:
+            status, start, length = 200, 0, size
+        else:
+            status, start, length = 206, rng[0], rng[1] - rng[0] + 1
+            headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type=content_type(uri))
+        return StreamingResponse(iter_range(uri, start, length, self.cfg.s3_endpoint), status_code=status,
+                                 headers=headers, media_type=content_type(uri))
+
+    @api.get("/thumbs/{video_id}", summary="A JPEG frame of an indexed video at t seconds (made once, cached)",
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    def thumb(self, video_id: VideoId, t: Annotated[float, Query(ge=0, le=7 * 86400)] = 0.0) -> Response:
+        row = self._indexed(video_id)
+        try:
+            jpeg = self.thumbs.get(video_id, row["uri"], t, row.get("duration"))
+        except MediaGone as e:
+            raise ApiError(404, str(e)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    # ------------------------------------------------------------------ reviews
+
+    @api.post("/reviews", summary="Confirm or reject a match; a rejected pair is not reported again")
+    async def post_review(self, review: ReviewIn) -> dict:
+        if review.query_id == review.source_id:
+            raise ApiError(400, "query_id and source_id are the same video")
+        return await self._call(self.search.review.remote(review.query_id, review.source_id, review.decision,
+                                                          review.note))
+
+    @api.get("/reviews", summary="Verdicts given so far, newest first")
+    async def reviews(self, decision: Literal["confirmed", "rejected"] | None = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        return await self._call(self.search.reviews_list.remote(decision, limit))
+
+    @api.get("/reviews/queue", summary="Low-confidence matches between indexed videos waiting for a verdict")
+    async def review_queue(self, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+        return await self._call(self.search.review_queue.remote(limit))

@@ -1,0 +1,97 @@
+"""Start and stop the application on this machine (``astradup serve``, tests, the load benchmark)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import requests
+
+from astradup.config import Config
+from astradup.errors import ConfigError
+from astradup.store.vectors import is_lite_uri
+from serve.app import APP_NAME, absolute_paths, build_app
+from serve.settings import ServeSettings
+
+READY_TIMEOUT_S = 300
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ensure_ray(dashboard: bool = True) -> None:
+    """Join $RAY_ADDRESS when set, else start a local Ray. RAY_AUTH_MODE is set before ray.init
+    so the driver and every client of this cluster agree on it."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return
+    addr = os.environ.get("RAY_ADDRESS")
+    if addr:
+        ray.init(address=addr, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=dashboard, ignore_reinit_error=True, log_to_driver=False)
+
+
+def check_lite_free(cfg: Config) -> None:
+    """Fail fast, with the reason, when another process holds the Milvus Lite database.
+
+    Milvus Lite takes an advisory flock on ``<file>.db/LOCK`` while a process has it open; taking
+    and dropping the same lock here (on a descriptor of our own) tells whether the search
+    replica could open it, without disturbing the holder.
+    """
+    import fcntl
+
+    uri = absolute_paths(cfg).resolved_milvus_uri
+    lock = os.path.join(uri, "LOCK")
+    if not is_lite_uri(uri) or not os.path.exists(lock):
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        raise ConfigError(f"another process holds the Milvus Lite database {uri}: stop it first (a Lite "
+                          "database belongs to one process; the search deployment must be that process), "
+                          "or use a Milvus server URI") from None
+    finally:
+        os.close(fd)
+
+
+def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
+          timeout: float = READY_TIMEOUT_S) -> str:
+    """Run the app on Serve listening on host:port; returns its base URL once /healthz answers."""
+    from ray import serve
+
+    check_lite_free(cfg)
+    ensure_ray(cfg.pipeline.dashboard)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(cfg, settings), name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{host}:{port}"
+    wait_ready(url, settings.api_key, timeout)
+    return url
+
+
+def wait_ready(url: str, api_key: str = "", timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(f"{url}/healthz", headers={"X-API-Key": api_key} if api_key else {}, timeout=15)
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except requests.RequestException as e:
+            last = type(e).__name__
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f} s (last answer: {last})")
+
+
+def stop() -> None:
+    from ray import serve
+
+    serve.shutdown()

@@ -1,0 +1,63 @@
+"""Settings of the HTTP service that are not part of the index config: the API key, the upload
+limit and how the three deployments are sized.
+
+The two environment variables below are read here and removed from what ``load_config`` sees,
+because ``load_config`` treats every ``ASTRADUP_*`` variable as a config key.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from astradup.config import Config, load_config
+
+ENV_API_KEY = "ASTRADUP_API_KEY"
+ENV_MAX_UPLOAD_MB = "ASTRADUP_MAX_UPLOAD_MB"
+SERVE_ENV = (ENV_API_KEY, ENV_MAX_UPLOAD_MB)
+MB = 1 << 20
+DEFAULT_MAX_UPLOAD_MB = 512
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    api_key: str = ""  # "" = no key required
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * MB
+    max_query_seconds: float = 1800.0  # a longer query is searched on its first 30 min (bounds memory and time)
+    gateway_replicas: int = 1
+    search_replicas: int = 1  # forced to 1 on a Milvus Lite file (one process per database)
+    embedder_min_replicas: int = 1
+    embedder_max_replicas: int = 2
+    search_num_cpus: float = 1.0
+    embedder_num_cpus: float = 1.0  # CPU embedder replicas; a GPU replica asks for 0 CPUs
+    gateway_num_cpus: float = 0.0  # the gateway mostly waits on I/O and the other deployments
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1:
+            raise ValueError("max_upload_bytes must be positive")
+        if min(self.gateway_replicas, self.search_replicas, self.embedder_min_replicas) < 1:
+            raise ValueError("replica counts must be >= 1")
+        if self.embedder_max_replicas < self.embedder_min_replicas:
+            raise ValueError("embedder_max_replicas must be >= embedder_min_replicas")
+
+
+def settings_from_env(environ: dict[str, str] | None = None, **overrides: Any) -> ServeSettings:
+    env = os.environ if environ is None else environ
+    s = ServeSettings(api_key=env.get(ENV_API_KEY, ""))
+    raw = env.get(ENV_MAX_UPLOAD_MB, "").strip()
+    if raw:
+        try:
+            mb = float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_MAX_UPLOAD_MB}={raw!r} is not a number of megabytes") from None
+        s = replace(s, max_upload_bytes=max(1, int(mb * MB)))
+    return replace(s, **overrides) if overrides else s
+
+
+def config_from_env(path: str | None = None, overrides: dict[str, Any] | None = None,
+                    environ: dict[str, str] | None = None) -> Config:
+    """``load_config`` without the service's own variables (they are not config keys)."""
+    env = dict(os.environ if environ is None else environ)
+    for name in SERVE_ENV:
+        env.pop(name, None)
+    return load_config(path, overrides, env)
