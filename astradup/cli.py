@@ -1,4 +1,4 @@
-"""`astradup` command line: index, search, dedup, delete, stats, reindex, demo."""
+"""`astradup` command line: index, search, eval, dedup, delete, stats, reindex, serve, demo."""
 from __future__ import annotations
 
 import argparse
