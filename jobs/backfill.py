@@ -1,0 +1,113 @@
+"""Backfill job: index a whole corpus (local folders or s3:// prefixes) into shards + Milvus.
+
+The same command runs on a laptop and on a cluster; only the addresses change::
+
+    python -m jobs.backfill --source ./videos
+    ray job submit --working-dir . -- python -m jobs.backfill \\
+        --source s3://bucket/prefix --shards s3://bucket/features --milvus-uri http://host:19530
+
+Under ``ray job submit`` the driver joins the cluster through RAY_ADDRESS (set by Ray); without
+it a local Ray starts. A re-run skips what the status rows say is done, so a killed job is
+resumed by submitting it again. Local paths are made absolute here, because a submitted job
+runs inside a temporary copy of the working dir and a relative path would land in that copy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+from astradup.config import Config, load_config
+from astradup.io.sources import is_remote
+
+SUMMARY_TAG = "BACKFILL_SUMMARY"  # the machine-readable last line of the job log
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", action="append", required=True,
+                   help="file, folder or s3://bucket/prefix to index (repeatable)")
+    p.add_argument("--shards", help="Parquet shards root (local path or s3://bucket/prefix); "
+                                    "default <data-dir>/shards")
+    p.add_argument("--milvus-uri", help="http://host:19530 for a server, or a Milvus Lite .db path; "
+                                        "default <data-dir>/milvus.db")
+    p.add_argument("--milvus-token", help="Milvus token (user:password), if the server wants one")
+    p.add_argument("--collection-prefix", help="Milvus collection name prefix")
+    p.add_argument("--data-dir", help="local data dir for the defaults above")
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL (a local S3, MinIO...); default: AWS / "
+                                         "AWS_ENDPOINT_URL. Credentials: the standard AWS chain")
+    p.add_argument("--config", help="YAML config (else $ASTRADUP_CONFIG, then configs/default.yaml)")
+    p.add_argument("--write-batch", type=int, help="videos per Parquet shard / Milvus write "
+                                                   "(config pipeline.write_batch, default 100)")
+    p.add_argument("--decode-concurrency", type=int, default=0,
+                   help="most decode tasks at once; 0 (default) = one per free CPU of the cluster")
+    p.add_argument("--embed-concurrency", type=int, help="embedder actors to start with")
+    p.add_argument("--embed-gpus", type=float, help="GPUs per embedder actor when the cluster has GPUs")
+    p.add_argument("--rehash", action="store_true",
+                   help="read and hash every file, even those whose (uri, size) is already indexed")
+    p.add_argument("--summary-json", help="also write the summary as JSON to this local path")
+    return p.parse_args(argv)
+
+
+def _local_abs(path: str) -> str:
+    return path if is_remote(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    over: dict[str, Any] = {}
+    pipe: dict[str, Any] = {"decode_concurrency": args.decode_concurrency}
+    for key, val in (("shards_dir", args.shards), ("milvus_uri", args.milvus_uri),
+                     ("milvus_token", args.milvus_token), ("collection_prefix", args.collection_prefix),
+                     ("data_dir", args.data_dir), ("s3_endpoint", args.s3_endpoint)):
+        if val is not None:
+            over[key] = val
+    for key, val in (("write_batch", args.write_batch), ("embed_concurrency", args.embed_concurrency),
+                     ("embed_num_gpus", args.embed_gpus)):
+        if val is not None:
+            pipe[key] = val
+    over["pipeline"] = pipe
+    cfg = load_config(args.config, overrides=over)
+    cfg.data_dir = _local_abs(cfg.data_dir)
+    if cfg.shards_dir:
+        cfg.shards_dir = _local_abs(cfg.shards_dir)
+    if cfg.milvus_uri and "://" not in cfg.milvus_uri:
+        cfg.milvus_uri = _local_abs(cfg.milvus_uri)
+    if cfg.pipeline.write_batch < 1:
+        raise SystemExit(f"--write-batch must be >= 1, got {cfg.pipeline.write_batch}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    from astradup.catalog import Catalog
+    from astradup.pipeline import index
+
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    sources = [_local_abs(s) for s in args.source]
+    log = lambda msg: print(f"[backfill {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log(f"sources {sources} -> shards {cfg.resolved_shards_dir}, milvus {cfg.resolved_milvus_uri} "
+        f"(write batch {cfg.pipeline.write_batch})")
+    catalog = Catalog(cfg)
+    vectors = catalog.vectors  # connect now: a wrong Milvus address fails before any decoding
+    try:
+        report = index(sources, cfg, catalog=catalog, progress=log, trust_listing=not args.rehash)
+        counts = vectors.count()
+    finally:
+        vectors.close()
+    summary = report.to_dict()
+    summary["vectors"] = counts
+    summary["driver_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(report.summary(), flush=True)
+    print(f"{SUMMARY_TAG} {json.dumps(summary, sort_keys=True)}", flush=True)
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Index and search against a real Milvus server on 127.0.0.1 (not the Lite file).
+
+The server is Milvus 2.3 standalone from the ``milvus`` PyPI package (embedded etcd and local
+storage, no Docker), started once for this module. The test skips only when that binary cannot
+run on this platform; a server that starts but misbehaves fails the test.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymilvus import DataType
+
+from astradup.catalog import Catalog
+from astradup.config import load_config
+from astradup.pipeline import index
+from astradup.search import Searcher
+from tests.media import make_copy, make_video
+
+START_TIMEOUT = 240.0  # seconds; a cold start on a busy 2-core box has taken over 60 s
+_CANNOT_RUN = ("exec format error", "glibc_", "cannot execute", "no such file or directory",
+               "error while loading shared libraries")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return b"OK" in r.read()
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def milvus_uri(tmp_path_factory):
+    if not (sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")) and sys.platform != "darwin":
+        pytest.skip(f"the milvus package ships no server binary for {sys.platform}/{platform.machine()}")
+    from milvus import MilvusServer  # a test dependency (pyproject [test]); missing = a broken install
+
+    base = tmp_path_factory.mktemp("milvus_server")
+    server = MilvusServer(wait_for_started=False)
+    server.set_base_dir(str(base))
+    try:
+        server.start()
+    except OSError as e:  # the binary could not even be executed here
+        pytest.skip(f"Milvus server binary cannot run on this platform: {e}")
+    try:
+        deadline = time.time() + START_TIMEOUT
+        while not _healthy(server.webservice_port):
+            code = server.server_proc.poll()
+            if code is not None:
+                log = (Path(base) / "logs" / "milvus-stderr.log").read_text(errors="replace")[-2000:]
+                if any(s in log.lower() for s in _CANNOT_RUN):
+                    pytest.skip(f"Milvus server binary cannot run on this platform (exit {code}): {log}")
+                pytest.fail(f"Milvus server exited with {code} before becoming healthy:\n{log}")
+            if time.time() > deadline:
+                pytest.fail(f"Milvus server not healthy after {START_TIMEOUT:.0f} s (logs in {base}/logs)")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def indexed(milvus_uri, tmp_path_factory):
+    root = tmp_path_factory.mktemp("server_corpus")
+    lib, queries = root / "lib", root / "queries"
+    lib.mkdir()
+    queries.mkdir()
+    a = make_video(lib / "a.mp4", seconds=8, size=(320, 240), source="mandelbrot", audio="music", seed=1)
+    make_video(lib / "b.mp4", seconds=8, size=(320, 240), source="life", audio="music", seed=2)
+    make_video(lib / "c.mp4", seconds=8, size=(320, 240), source="boxes", audio="noise", seed=3)
+    q = make_copy(a, queries / "a_copy.mp4", vf="scale=240:180", crf=30)
+    over = {"data_dir": str(root / "data"), "pipeline": {"dashboard": False, "decode_concurrency": 1}}
+    server_cfg = load_config(overrides={**over, "milvus_uri": milvus_uri})
+    lite_cfg = load_config(overrides={**over, "data_dir": str(root / "lite")})
+    reports = {"server": index([str(lib)], server_cfg), "lite": index([str(lib)], lite_cfg)}
+    return {"server": server_cfg, "lite": lite_cfg, "reports": reports, "lib": lib, "query": q}
+
+
+def test_phash_is_binary_hamming_on_the_server(indexed):
+    vs = Catalog(indexed["server"]).vectors
+    assert not vs.lite and vs._phash_binary
+    fields = {f["name"]: f["type"] for f in vs.client.describe_collection(vs.phash)["fields"]}
+    assert fields["code"] == DataType.BINARY_VECTOR
+    idx = vs.client.describe_index(vs.phash, "code")
+    assert idx["metric_type"] == "HAMMING" and idx["index_type"] == "BIN_FLAT"
+    assert vs.client.describe_index(vs.frames, "vector")["metric_type"] == "IP"
+    assert set(vs.client.list_indexes(vs.frames)) == {"vector", "video_id"}  # Trie on a 2.3 server
+    vs.close()
+
+
+def test_server_and_lite_index_and_search_alike(indexed):
+    assert indexed["reports"]["server"].indexed == indexed["reports"]["lite"].indexed == 3
+    server, lite = Catalog(indexed["server"]).vectors, Catalog(indexed["lite"]).vectors
+    assert server.count() == lite.count() and server.video_ids() == lite.video_ids()
+    feats = Catalog(indexed["lite"]).shards.load_features(lite.video_ids())
+    codes = np.concatenate([f.phash for f in feats.values()])
+    frames = np.concatenate([f.embeddings for f in feats.values()])
+    # Both pHash searches are exact (BIN_FLAT / brute force): same neighbours, same similarities.
+    for s_row, l_row in zip(server.search_phash(codes, 3), lite.search_phash(codes, 3)):
+        assert [round(x[2], 6) for x in s_row] == [round(x[2], 6) for x in l_row]
+        assert s_row[0][2] == 1.0
+    # Frames: a frame finds itself (cosine 1) on both; which of two identical frames comes first may
+    # differ, so the ids are not compared.
+    for s_row, l_row in zip(server.search_frames(frames, 1), lite.search_frames(frames, 1)):
+        assert s_row[0][2] == pytest.approx(l_row[0][2], abs=1e-4) == pytest.approx(1.0, abs=1e-3)
+    server.close()
+    lite.close()
+
+
+def test_search_finds_the_copy_through_the_server(indexed):
+    query, matches = Searcher(indexed["server"]).search_file(str(indexed["query"]))
+    assert matches and matches[0].source_uri.endswith("a.mp4")
+    assert matches[0].label in ("duplicate", "near-duplicate"), matches[0]
+
+
+def test_reindex_adds_nothing_and_delete_works_on_the_server(indexed):
+    cfg = indexed["server"]
+    cat = Catalog(cfg)
+    before = cat.vectors.count()
+    again = index([str(indexed["lib"])], cfg)
+    assert again.indexed == 0 and again.skipped == 3 and cat.vectors.count() == before
+    vid = indexed["reports"]["server"].video_ids[0]
+    removed = cat.delete(vid)
+    assert removed and sum(cat.vectors.count().values()) == sum(before.values()) - removed
+    assert vid not in cat.vectors.video_ids()
+    assert cat.reindex() == 2 and sum(cat.vectors.count().values()) == sum(before.values()) - removed
+    cat.vectors.close()
