@@ -107,7 +107,7 @@ class SearchConfig:
 class PipelineConfig:
     decode_concurrency: int = 2
     embed_concurrency: int = 1
-    embed_num_gpus: float = 0.0  # >0 puts embedder actors on GPUs
+    embed_num_gpus: float = 0.0  # GPUs per embedder actor; 0 = one each when the cluster has GPUs, else CPU
     write_batch: int = 100  # videos per Parquet shard / Milvus write
     dashboard: bool = True  # start the Ray dashboard with a local Ray (tests turn it off)
 

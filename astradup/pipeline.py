@@ -177,8 +177,9 @@ def plan_embedder(cfg: Config, resources: dict[str, float]) -> EmbedPlan:
     gpus = float(resources.get("GPU", 0.0))
     n = max(1, cfg.pipeline.embed_concurrency)
     if gpus > 0 and cfg.embedder.device != "cpu":
-        per = cfg.pipeline.embed_num_gpus if cfg.pipeline.embed_num_gpus > 0 else 1.0
-        most = max(1, int(gpus // per)) if per <= gpus else 1
+        # More GPUs per actor than the cluster has would leave the pool waiting forever.
+        per = min(cfg.pipeline.embed_num_gpus if cfg.pipeline.embed_num_gpus > 0 else 1.0, gpus)
+        most = max(1, int(gpus // per))
         # The actor's host work (resize, unpickling frames) is light next to decoding; a CPU
         # reserved for it would idle a decoder on the GPU node.
         return EmbedPlan("gpu", per, 0.0, min(n, most), most)
@@ -274,6 +275,8 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
                      f"indexed, {len(report.failed)} failed of {len(listed)}; "
                      f"{report.media_seconds / max(el, 1e-9):.1f}x realtime so far)")
     report.wall_seconds = time.time() - t0
+    # An autoscaling cluster may have grown while the job ran: per-core figures use the larger count.
+    report.cpus = max(report.cpus, float(ray.cluster_resources().get("CPU", 0.0)))
     return report
 
 

@@ -186,8 +186,10 @@ def kill_halfway(head: RayHead, sid: str, cfg, n: int) -> dict:
     while client.get_job_status(sid) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.SUCCEEDED):
         time.sleep(0.5)
     status = cat.shards.latest_status()
+    with cat.vectors as vs:  # closed at once: a Lite file must be free for the resumed job
+        in_milvus = len(vs.video_ids())
     return {"recorded_at_kill": done, "recorded_after_kill": sum(r["status"] == "ok" for r in status.values()),
-            "milvus_videos_after_kill": len(cat.vectors.video_ids()), "job_status": str(client.get_job_status(sid))}
+            "milvus_videos_after_kill": in_milvus, "job_status": str(client.get_job_status(sid))}
 
 
 def exactly_once(cfg, n: int) -> dict:

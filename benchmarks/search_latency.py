@@ -111,30 +111,37 @@ def insert(client, name: str, vectors: np.ndarray, vids: list[str], ts: np.ndarr
 
 
 def queries_60s(corpus) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(query id, frame vectors of its first 60 s (informative ones), audio vectors of the windows
-    starting in those 60 s)."""
+    """(query id, 60 frame vectors, 56 audio window vectors) per query video: its first 60 s, and
+    a shorter video's vectors repeated in order up to those counts, so every timed request carries
+    what a 60 s query sends (60 frames at 1 fps; 5 s windows every 1 s: 56)."""
+    n_f, n_a = int(QUERY_S), int(QUERY_S) - 5 + 1
     out = []
     for q, f in sorted(corpus.queries.items()):
         keep = informative(f) & (f.timestamps < QUERY_S) if len(f.embeddings) else np.zeros(0, bool)
         fv = f.embeddings[keep] if len(f.embeddings) else np.zeros((0, 512), np.float32)
         av = f.audio_vectors[f.audio_windows[:, 0] < QUERY_S] if len(f.audio_windows) else f.audio_vectors
+        fv = np.resize(fv, (n_f, fv.shape[1])) if len(fv) else fv
+        av = np.resize(av, (n_a, av.shape[1])) if len(av) else av
         out.append((q, fv, av))
     return out
 
 
-def run_queries(client, qs, sp_f: dict, sp_a: dict, truth: dict[str, set[str]], reps: int) -> dict:
+def run_queries(client, qs, sp_f: dict, sp_a: dict, truth: dict[str, set[str]], reps: int,
+                fields: tuple[str, ...] = ("video_id", "t")) -> dict:
+    """Time each query (frames + audio request); ``fields=()`` asks for ids and distances only, to
+    show what fetching the hits' fields costs (no vote recall then)."""
     lat, hits, n = [], 0, 0
     for q, fv, av in qs:
         best = float("inf")
         for _ in range(reps):
             t0 = time.perf_counter()
-            rf = client.search("frames", data=list(fv), limit=TOP_K, output_fields=["video_id", "t"],
+            rf = client.search("frames", data=list(fv), limit=TOP_K, output_fields=list(fields),
                                anns_field="vector", search_params=sp_f, consistency_level="Strong") if len(fv) else []
-            ra = client.search("audio", data=list(av), limit=TOP_K, output_fields=["video_id", "t"],
+            ra = client.search("audio", data=list(av), limit=TOP_K, output_fields=list(fields),
                                anns_field="vector", search_params=sp_a, consistency_level="Strong") if len(av) else []
             best = min(best, time.perf_counter() - t0)
         lat.append(1000 * best)
-        if q in truth:
+        if q in truth and fields:
             votes = vote([[(h["entity"]["video_id"], float(h["distance"])) for h in row] for row in rf])
             vote([[(h["entity"]["video_id"], float(h["distance"])) for h in row] for row in ra],
                  weight=AUDIO_VOTE_WEIGHT, votes=votes)
@@ -142,7 +149,7 @@ def run_queries(client, qs, sp_f: dict, sp_a: dict, truth: dict[str, set[str]], 
             hits += int(bool(top) and top[0] in truth[q])
             n += 1
     return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "vote_recall1": hits / max(n, 1), "n_queries": len(lat)}
+            "vote_recall1": hits / max(n, 1) if fields else float("nan"), "n_queries": len(lat)}
 
 
 def extrapolate(index_type: str, p95: float, fixed: float, n: int, target: int) -> float:
@@ -203,7 +210,7 @@ def main() -> int:
     ap.add_argument("--cache", default="/tmp/astradup-fpcache")
     ap.add_argument("--data-dir", default="")
     ap.add_argument("--indexes", default="FLAT:IP,FLAT:COSINE,IVF_SQ8:IP,IVF_SQ8:COSINE,IVF_FLAT:IP",
-                    help="TYPE:METRIC pairs")
+                    help="TYPE:METRIC[:ids] (ids = no output fields: ids and distances only)")
     ap.add_argument("--queries", type=int, default=16, help="query videos timed (0 = all)")
     ap.add_argument("--reps", type=int, default=2, help="runs per query (the fastest counts)")
     ap.add_argument("--faiss-n", type=int, default=1_000_000, help="0 = no faiss reference")
@@ -235,7 +242,7 @@ def main() -> int:
     qs = queries_60s(corpus)
     if args.queries:
         qs = qs[: args.queries]
-    print(f"# search latency, Milvus Lite; {len(qs)} query videos cut to 60 s (mean "
+    print(f"# search latency, Milvus Lite; {len(qs)} query videos as 60 s queries (mean "
           f"{np.mean([len(fv) for _, fv, _ in qs]):.0f} frame vectors, {np.mean([len(av) for _, _, av in qs]):.0f} "
           f"audio windows); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
@@ -282,13 +289,13 @@ def main() -> int:
     print(f"\n{'index':<9} {'metric':<7} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'vote@1':>7} "
           f"{'p95 at ' + str(args.n):>14}")
     for pair in [x for x in args.indexes.split(",") if x]:
-        it, _, metric = pair.partition(":")
-        metric = metric or "IP"
+        it, metric, ids_only = (pair.split(":") + ["IP", ""])[:3]
         if True:
             try:
                 bf, spf = set_index(client, "frames", it, metric, n_f)
                 ba, spa = set_index(client, "audio", it, metric, n_a)
-                r = run_queries(client, qs, spf, spa, truth, args.reps)
+                r = run_queries(client, qs, spf, spa, truth, args.reps, () if ids_only else ("video_id", "t"))
+                metric = metric + (" ids" if ids_only else "")
             except Exception as e:  # noqa: BLE001 - an index type Lite refuses is reported
                 print(f"{it:<9} {metric:<7} not available: {str(e).splitlines()[0][:100]}")
                 continue
@@ -312,8 +319,9 @@ def main() -> int:
     if not args.data_dir:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\n(total wall time {time.time() - t_all:.0f} s)")
-    ok = [r for r in rows if r["vote_recall1"] >= base["vote_recall1"]]
-    best = min(ok or rows, key=lambda r: r["p95_at_n_ms"])
+    usable = [r for r in rows if not r["metric"].endswith(" ids")]  # search needs the hits' fields
+    ok = [r for r in usable if r["vote_recall1"] >= base["vote_recall1"]]
+    best = min(ok or usable or rows, key=lambda r: r["p95_at_n_ms"])
     print(f"search p95 of a 60 s query at {args.n} frame rows: {best['p95_at_n_ms']:.0f} ms with {best['index']} "
           f"{best['metric']}{' (extrapolated from ' + str(n_f) + ' rows)' if best['extrapolated'] else ''}; "
           f"target < 200 ms: {'met' if best['p95_at_n_ms'] < 200 else 'NOT met'}")

@@ -61,6 +61,8 @@ def test_embedder_goes_to_gpus_when_the_cluster_has_them():
     assert (gpu.device, gpu.num_gpus, gpu.num_cpus, gpu.min_size, gpu.max_size) == ("gpu", 1.0, 0.0, 2, 4)
     cfg.pipeline.embed_num_gpus = 0.5  # two actors share a GPU
     assert plan_embedder(cfg, {"GPU": 4.0}).max_size == 8
+    cfg.pipeline.embed_num_gpus = 2.0  # more than the cluster has: capped, not left pending
+    assert (plan_embedder(cfg, {"GPU": 1.0}).num_gpus, plan_embedder(cfg, {"GPU": 1.0}).max_size) == (1.0, 1)
     cfg.embedder.device = "cpu"  # pinned to the CPU: GPUs are ignored
     assert plan_embedder(cfg, {"GPU": 4.0}).device == "cpu"
 
