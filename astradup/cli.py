@@ -38,6 +38,14 @@ def _fmt_matches(matches, catalog=None) -> str:
     return "\n".join(rows)
 
 
+def _fmt_pair(a: str, b: str, m) -> str:
+    """One line for a pair of indexed videos judged copies (dedup and demo print the same)."""
+    aud = m.scores.get("audio")
+    return (f"{a} ~ {b}  fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
+            f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
+            f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}")
+
+
 def cmd_index(args, cfg: Config) -> int:
     from astradup.pipeline import index
 
@@ -144,11 +152,7 @@ def cmd_dedup(args, cfg: Config) -> int:
             print(f"  {v[:12]}  {uris.get(v, '')}")
         for (a, b), m in sorted(best.items(), key=lambda kv: -kv[1].fused):
             if a in g:
-                aud = m.scores.get("audio")
-                print(f"    {a[:12]} ~ {b[:12]}  fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
-                      f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
-                      f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}"
-                      f"{'  (' + '; '.join(m.notes) + ')' if m.notes else ''}")
+                print(f"    {_fmt_pair(a[:12], b[:12], m)}{'  (' + '; '.join(m.notes) + ')' if m.notes else ''}")
     return 0
 
 
@@ -238,10 +242,7 @@ def cmd_demo(args, cfg: Config) -> int:
         print(f"\ngroup {i}: " + ", ".join(sorted(name[v] for v in g)))
         for (a, b), m in sorted(best.items(), key=lambda kv: -kv[1].fused):
             if a in g:
-                aud = m.scores.get("audio")
-                print(f"  {name[a]:>12} ~ {name[b]:<12} fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
-                      f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
-                      f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}")
+                print(f"  {_fmt_pair(f'{name[a]:>12}', f'{name[b]:<12}', m)}")
     if partial:
         print("\npartial copies (a stretch of one video re-used in another):")
         for qv, sg in partial:

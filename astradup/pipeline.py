@@ -17,7 +17,7 @@ import os
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -278,8 +278,3 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     # An autoscaling cluster may have grown while the job ran: per-core figures use the larger count.
     report.cpus = max(report.cpus, float(ray.cluster_resources().get("CPU", 0.0)))
     return report
-
-
-def iter_chunks(seq: list, n: int) -> Iterable[list]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]

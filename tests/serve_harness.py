@@ -142,3 +142,12 @@ def last_module(request: pytest.FixtureRequest) -> bool:
     """Whether no test after this module needs the app (so a module fixture may stop it)."""
     users = [it for it in request.session.items if FIXTURE in getattr(it, "fixturenames", ())]
     return bool(users) and users[-1].module is request.module
+
+
+@pytest.fixture(scope="module")
+def srv(request, tmp_path_factory):
+    """The one running app, shared by the serve test modules; the last of them stops it."""
+    s = served(request, tmp_path_factory)
+    yield s
+    if last_module(request):
+        stop()

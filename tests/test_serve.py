@@ -13,6 +13,7 @@ from serve.ranges import RangeNotSatisfiable, parse_range
 from serve.settings import ServeSettings, config_from_env, settings_from_env
 from serve.sniff import sniff_container
 from tests import serve_harness
+from tests.serve_harness import srv  # noqa: F401  (the shared running app)
 from tests.media import make_broken, make_video
 
 # ---------------------------------------------------------------------------------------------
@@ -131,12 +132,6 @@ def test_settings_from_env_and_config_ignores_them():
 # the running app
 
 
-@pytest.fixture(scope="module")
-def srv(request, tmp_path_factory):
-    s = serve_harness.served(request, tmp_path_factory)
-    yield s
-    if serve_harness.last_module(request):
-        serve_harness.stop()
 
 
 def test_healthz_page_and_api_key(srv):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests import serve_harness
+from tests.serve_harness import srv  # noqa: F401  (the shared running app)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -23,12 +24,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason="Debian chromium not installed (scripts/install.sh installs it)")
 
 
-@pytest.fixture(scope="module")
-def srv(request, tmp_path_factory):
-    s = serve_harness.served(request, tmp_path_factory)
-    yield s
-    if serve_harness.last_module(request):
-        serve_harness.stop()
 
 
 @pytest.fixture()

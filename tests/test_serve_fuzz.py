@@ -11,17 +11,12 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests import serve_harness
+from tests.serve_harness import srv  # noqa: F401  (the shared running app)
 from tests.media import make_broken
 
 FUZZ_EXAMPLES = 20  # per operation and mode: ~12 operations, well under a minute in all
 
 
-@pytest.fixture(scope="module")
-def srv(request, tmp_path_factory):
-    s = serve_harness.served(request, tmp_path_factory)
-    yield s
-    if serve_harness.last_module(request):
-        serve_harness.stop()
 
 
 def _assert_4xx(r: requests.Response, status: int | tuple[int, ...], word: str = "") -> None:
