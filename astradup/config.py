@@ -113,6 +113,27 @@ class PipelineConfig:
 
 
 @dataclass
+class RetryConfig:
+    """How calls to Milvus (and other services) survive an outage: capped exponential backoff."""
+
+    attempts: int = 8  # tries per call before the error reaches the caller
+    backoff: float = 0.5  # seconds before the second try; doubled each time
+    max_backoff: float = 30.0  # cap of one wait
+
+
+@dataclass
+class LogConfig:
+    level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR
+    json: bool = True  # one JSON object per line (video_id, stage, duration_s...); false = plain text
+
+
+@dataclass
+class NotifyConfig:
+    webhook_url: str = ""  # POSTed a JSON summary when a backfill ends; "" = off
+    timeout: float = 10.0  # seconds per webhook attempt
+
+
+@dataclass
 class Config:
     data_dir: str = "astradup_data"
     milvus_uri: str = ""  # "" = Milvus Lite file <data_dir>/milvus.db; or http://host:19530
@@ -128,6 +149,9 @@ class Config:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property
     def resolved_milvus_uri(self) -> str:
