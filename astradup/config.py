@@ -33,6 +33,10 @@ class EmbedderConfig:
     pretrained: str = ""  # open_clip: pretrained tag or local checkpoint path
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda
+    # SSCD input: shorter side in pixels. 224 = the decoded frames as they are (no upscale):
+    # 1.85x less CPU per frame than SSCD's recommended 288, with dev-benchmark scores within 0.01
+    # (docs/performance.md). Index and queries must use the same value: changing it means re-indexing.
+    short_side: int = 224
     query_flip: bool = False  # also embed mirrored query frames (for CLIP; SSCD is mirror-invariant)
 
 

@@ -35,6 +35,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from astradup.store.compact import (CODES_DIM, audio_mfcc_part, dequantise_rows, quantise_rows,
+                                    rebuild_audio_vectors)
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
 
 PHASH_BYTES = 32  # 256-bit pHash per frame
@@ -55,11 +57,13 @@ FEATURES_SCHEMA = pa.schema([
     pa.field("meta_json", pa.string()),
     pa.field("timestamps", pa.list_(pa.float32())),
     pa.field("emb_dim", pa.int32()),
-    pa.field("embeddings", pa.list_(pa.float32())),
+    pa.field("embeddings", pa.list_(pa.float32())),  # layout 1 only (null in layout 2)
+    pa.field("emb_q", pa.binary()),
     pa.field("phash", pa.binary()),
     pa.field("audio_windows", pa.list_(pa.float32())),
     pa.field("audio_dim", pa.int32()),
-    pa.field("audio_vectors", pa.list_(pa.float32())),
+    pa.field("audio_vectors", pa.list_(pa.float32())),  # layout 1 only (null in layout 2)
+    pa.field("audio_mfcc", pa.list_(pa.float16())),
     pa.field("chromaprint", pa.list_(pa.uint32())),
     pa.field("chromaprint_hz", pa.float64()),
     pa.field("indexed_at", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -82,11 +86,16 @@ size            int64                   meta["size"] bytes of the source file
 meta_json       string                  every other meta key as a JSON object
 timestamps      list<float32>           [T] seconds of each sampled frame
 emb_dim         int32                   D; ``embeddings`` is [T, D] row-major, flattened
-embeddings      list<float32>           T*D values, L2-normalised rows
+embeddings      list<float32>           layout 1 (older shards): T*D values, L2-normalised rows
+emb_q           binary                  layout 2: T*D int8 values, each row scaled to +-127 (read
+                                        back L2-normalised; store/compact.py). Binary, since
+                                        Parquet stores a list<int8> as 4-byte INT32s
 phash           binary                  T*32 bytes: [T, 32] uint8 packbits, 256 bits a frame
 audio_windows   list<float32>           W*2 values: [W, 2] (start, end) seconds
 audio_dim       int32                   Da; ``audio_vectors`` is [W, Da] flattened
-audio_vectors   list<float32>           W*Da values, L2-normalised rows
+audio_vectors   list<float32>           layout 1: W*Da values, L2-normalised rows
+audio_mfcc      list<float16>           layout 2: the MFCC part of each window vector (Da - 192
+                                        values a window); the rest is rebuilt from ``chromaprint``
 chromaprint     list<uint32>            [N] raw Chromaprint sub-fingerprints
 chromaprint_hz  float64                 sub-fingerprints per second
 indexed_at      timestamp[us, UTC]      when the row was written (same for a whole shard)
@@ -122,6 +131,11 @@ _ROW_GROUP_BYTES = 8 << 20  # small groups so one video's read skips the rest of
 # ~5x slower (100 videos x 300 x 512 floats: 1.16 s zstd vs 0.24 s plain), so they go raw.
 _RAW_COLUMNS = frozenset({"embeddings", "phash", "audio_vectors", "timestamps", "audio_windows"})
 _FEATURES_COMPRESSION = {n: ("none" if n in _RAW_COLUMNS else "zstd") for n in FEATURES_SCHEMA.names}
+# Dictionary pages only pay on repeated values (ids, codec names). On near-unique floats pyarrow
+# first builds a dictionary as large as the data, then falls back to plain pages, and the file
+# keeps both: the float32 embeddings took 10.7 MB/h instead of 7.4 (docs/performance.md).
+_DICT_COLUMNS = [n for n in FEATURES_SCHEMA.names
+                 if n in ("video_id", "uri", "status", "error", "vcodec", "acodec", "container")]
 
 # Promoted meta keys: (column, python type of the column, value types accepted without loss).
 _META_COLUMNS: tuple[tuple[str, type, tuple[type, ...]], ...] = (
@@ -210,13 +224,25 @@ def _feature_row(f: VideoFeatures) -> dict[str, Any]:
     row.update(cols)
     row.update(
         video_id=f.video_id, uri=f.uri, status=f.status, error=f.error, meta_json=meta_json,
-        timestamps=ts, emb_dim=emb.shape[1], embeddings=emb.reshape(-1),
+        timestamps=ts, emb_dim=emb.shape[1], embeddings=None, emb_q=quantise_rows(emb).tobytes(),
         phash=ph.tobytes(), audio_windows=aw.reshape(-1), audio_dim=av.shape[1],
-        audio_vectors=av.reshape(-1),
+        **_audio_columns(f, aw, av),
         chromaprint=np.ascontiguousarray(f.chromaprint, dtype=np.uint32).reshape(-1),
         chromaprint_hz=float(f.chromaprint_hz),
     )
     return row
+
+
+def _audio_columns(f: VideoFeatures, windows: np.ndarray, vectors: np.ndarray) -> dict[str, Any]:
+    """Layout 2 (MFCC part only) when rebuilding from the Chromaprint codes gives the vectors back,
+    else the full vectors: records built some other way (tests, other audio embedders) round-trip
+    unchanged, and a change to the audio features can never silently corrupt stored ones."""
+    if len(vectors) and vectors.shape[1] > CODES_DIM:
+        part = audio_mfcc_part(vectors)
+        back = rebuild_audio_vectors(f.chromaprint, f.chromaprint_hz, windows, part)
+        if back.shape == vectors.shape and float(np.abs(back - vectors).max()) < 2e-3:
+            return {"audio_vectors": None, "audio_mfcc": part.reshape(-1)}
+    return {"audio_vectors": vectors.reshape(-1), "audio_mfcc": None}
 
 
 def _list_column(table: pa.Table, name: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +274,10 @@ def _rows_to_features(table: pa.Table, rows: list[int] | None = None) -> list[Vi
         *(name for name, _, _ in _META_COLUMNS))}
     ts_o, ts_v = _list_column(table, "timestamps", np.float32)
     em_o, em_v = _list_column(table, "embeddings", np.float32)
+    emb_q = table.column("emb_q").to_pylist()
     aw_o, aw_v = _list_column(table, "audio_windows", np.float32)
     av_o, av_v = _list_column(table, "audio_vectors", np.float32)
+    am_o, am_v = _list_column(table, "audio_mfcc", np.float16)
     cp_o, cp_v = _list_column(table, "chromaprint", np.uint32)
     phash = table.column("phash").to_pylist()
     out = []
@@ -259,15 +287,27 @@ def _rows_to_features(table: pa.Table, rows: list[int] | None = None) -> list[Vi
             if plain[name][i] is not None:
                 meta[name] = plain[name][i]
         d, da = int(plain["emb_dim"][i] or 0), int(plain["audio_dim"][i] or 0)
+        if emb_q[i] is not None or em_o[i + 1] == em_o[i]:  # layout 2 (or no frames at all)
+            emb = dequantise_rows(_matrix(np.frombuffer(emb_q[i] or b"", np.int8), d))
+        else:
+            emb = _matrix(em_v[em_o[i]:em_o[i + 1]], d)
+        windows = _matrix(aw_v[aw_o[i]:aw_o[i + 1]], 2)
+        chroma = cp_v[cp_o[i]:cp_o[i + 1]].copy()
+        hz = float(plain["chromaprint_hz"][i] or 0.0)
+        if av_o[i + 1] > av_o[i] or len(windows) == 0:  # layout 1, or no audio windows
+            audio_vectors = _matrix(av_v[av_o[i]:av_o[i + 1]], da)
+        else:
+            audio_vectors = rebuild_audio_vectors(
+                chroma, hz, windows, _matrix(am_v[am_o[i]:am_o[i + 1]], da - CODES_DIM))
         out.append(VideoFeatures(
             video_id=plain["video_id"][i], uri=plain["uri"][i] or "",
             timestamps=ts_v[ts_o[i]:ts_o[i + 1]].copy(),
-            embeddings=_matrix(em_v[em_o[i]:em_o[i + 1]], d),
+            embeddings=emb,
             phash=_matrix(np.frombuffer(phash[i] or b"", np.uint8), PHASH_BYTES),
-            audio_windows=_matrix(aw_v[aw_o[i]:aw_o[i + 1]], 2),
-            audio_vectors=_matrix(av_v[av_o[i]:av_o[i + 1]], da),
-            chromaprint=cp_v[cp_o[i]:cp_o[i + 1]].copy(),
-            chromaprint_hz=float(plain["chromaprint_hz"][i] or 0.0),
+            audio_windows=windows,
+            audio_vectors=audio_vectors,
+            chromaprint=chroma,
+            chromaprint_hz=hz,
             meta=meta, status=plain["status"][i], error=plain["error"][i] or "",
         ))
     return out
@@ -323,7 +363,7 @@ class ShardStore:
         table = pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
         avg = max(1, table.nbytes // max(1, table.num_rows))
         path = self._write(table, "features", us, row_group_size=max(1, _ROW_GROUP_BYTES // avg),
-                           compression=_FEATURES_COMPRESSION)
+                           compression=_FEATURES_COMPRESSION, use_dictionary=_DICT_COLUMNS)
         self.write_status([{
             "video_id": f.video_id, "uri": f.uri, "status": f.status, "error": f.error,
             "size": _as_int(f.meta.get("size")), "duration": _as_float(f.meta.get("duration")),
@@ -360,7 +400,8 @@ class ShardStore:
         self.write_status([{"video_id": video_id, "uri": uri, "status": STATUS_DELETED}])
 
     def _write(self, table: pa.Table, kind: str, us: int, row_group_size: int | None = None,
-               compression: str | dict[str, str] = "zstd") -> str:
+               compression: str | dict[str, str] = "zstd",
+               use_dictionary: bool | list[str] = True) -> str:
         """Publish a whole file or nothing.
 
         Local: write a dot-prefixed temp name in the same directory, then rename (atomic on
@@ -376,7 +417,8 @@ class ShardStore:
             tmp = f"{directory}/{_TMP_PREFIX}{name}"
             try:
                 pq.write_table(table, tmp, filesystem=self._pafs, row_group_size=row_group_size,
-                               compression=compression)
+                               compression=compression,
+                               use_dictionary=use_dictionary)
                 os.replace(tmp, final)
             except BaseException:
                 if os.path.exists(tmp):
@@ -384,7 +426,7 @@ class ShardStore:
                 raise
         else:
             pq.write_table(table, final, filesystem=self._pafs, row_group_size=row_group_size,
-                           compression=compression)
+                           compression=compression, use_dictionary=use_dictionary)
         return final if self._local else self._url(final)
 
     def _url(self, path: str) -> str:
