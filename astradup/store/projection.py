@@ -1,0 +1,166 @@
+"""What the Milvus copy of a video keeps: its vectors projected to a few dimensions, every n-th row.
+
+Milvus only chooses candidates (``search.max_candidates`` videos by KNN votes); every score,
+label and interval is computed afterwards from the full features in the Parquet shards. So the
+searchable copy can be far smaller than the record without moving any reported figure: on the
+dev benchmark, frames and audio windows projected to 32 dimensions and every 2nd row indexed
+kept recall@1 and the segment scores unchanged while the vector store shrank ~25x (and a
+60 s query touches 16x fewer bytes per row). docs/performance.md has the measurements.
+
+The projection is the top right singular vectors of *uncentred* unit vectors: the k-d map that
+best keeps inner products (centring would shift every similarity). Rows are L2-normalised again
+after projecting, so inner product stays the metric. Queries are projected but never strided:
+every query second still looks for its neighbours.
+
+``vectors.projection`` in the config: ``builtin`` (the matrices shipped in astradup/data, fitted
+by scripts/fit_projection.py), a path to such an .npz, or ``none`` (full vectors).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from astradup.errors import ConfigError
+from astradup.records import VideoFeatures
+
+log = logging.getLogger(__name__)
+
+BUILTIN = Path(__file__).resolve().parent.parent / "data" / "projection.npz"
+
+
+def fit_basis(x: np.ndarray, k: int) -> np.ndarray:
+    """[D, k] top right singular vectors of the uncentred rows of ``x``."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) < k:
+        raise ValueError(f"need at least {k} rows of vectors to fit {k} dimensions, got {x.shape}")
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return vt[:k].T.astype(np.float32)
+
+
+def _project(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if basis is None or len(x) == 0:
+        return x if basis is None else np.zeros((0, basis.shape[1]), np.float32)
+    y = x @ basis
+    n = np.linalg.norm(y, axis=1, keepdims=True)
+    return np.divide(y, n, out=np.zeros_like(y), where=n > 0)
+
+
+@dataclass(frozen=True)
+class IndexProjection:
+    """The map from a video's features to its searchable rows; identity when both bases are None."""
+
+    frame_basis: np.ndarray | None = None  # [D, k]
+    audio_basis: np.ndarray | None = None  # [Da, ka]
+    frame_stride: int = 1
+    audio_stride: int = 1
+
+    def frames_dim(self, full: int) -> int:
+        return full if self.frame_basis is None else int(self.frame_basis.shape[1])
+
+    def audio_dim(self, full: int) -> int:
+        return full if self.audio_basis is None else int(self.audio_basis.shape[1])
+
+    def query_frames(self, x: np.ndarray) -> np.ndarray:
+        return _project(x, self.frame_basis)
+
+    def query_audio(self, x: np.ndarray) -> np.ndarray:
+        return _project(x, self.audio_basis)
+
+    def reduce(self, f: VideoFeatures) -> VideoFeatures:
+        """The record as Milvus stores it: projected vectors of every n-th frame / window (the
+        first row always, so a clip shorter than the stride is still indexed)."""
+        ts = np.asarray(f.timestamps, np.float32).reshape(-1)
+        keep = np.arange(len(ts))[:: max(1, self.frame_stride)]
+        win = np.asarray(f.audio_windows, np.float32).reshape(-1, 2)
+        akeep = np.arange(len(win))[:: max(1, self.audio_stride)]
+        emb = np.asarray(f.embeddings, np.float32)
+        av = np.asarray(f.audio_vectors, np.float32)
+        ph = np.asarray(f.phash, np.uint8)
+        return dataclasses.replace(
+            f, timestamps=ts[keep],
+            embeddings=_project(emb[keep], self.frame_basis) if len(emb) else emb,
+            phash=ph[keep] if len(ph) else ph,
+            audio_windows=win[akeep], audio_vectors=_project(av[akeep], self.audio_basis) if len(av) else av)
+
+
+IDENTITY = IndexProjection()
+
+
+def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any]) -> None:
+    """Write bases + what they were fitted for (model, dims) so a mismatch is caught on load."""
+    arrays: dict[str, Any] = {"info": np.array(repr(sorted(info.items())))}
+    if frames is not None:
+        arrays["frames"] = frames.astype(np.float32)
+    if audio is not None:
+        arrays["audio"] = audio.astype(np.float32)
+    for k, v in info.items():
+        arrays[f"info_{k}"] = np.array(v)
+    np.savez_compressed(path, **arrays)
+
+
+def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embedder_kind: str,
+                    embedder_model: str, frame_dim: int, audio_dim: int) -> IndexProjection:
+    """The projection the config names, checked against the embedder and audio vectors in use.
+
+    A frame basis fitted for another model (say the builtin SSCD one while CLIP is configured)
+    would map unrelated vectors onto each other, so it is not used: frames then go in whole,
+    and the log says so. A wrong dimension in a user's own file is a ConfigError.
+    """
+    setting = (setting or "none").strip()
+    if setting.lower() in ("none", "off", ""):
+        return IndexProjection(None, None, max(1, frame_stride), max(1, audio_stride))
+    path = BUILTIN if setting.lower() == "builtin" else Path(setting)
+    if not path.exists():
+        raise ConfigError(f"vectors.projection: file not found: {path}")
+    with np.load(path) as z:
+        frames = z["frames"] if "frames" in z else None
+        audio = z["audio"] if "audio" in z else None
+        model = str(z["info_model"]) if "info_model" in z else ""
+        kind = str(z["info_kind"]) if "info_kind" in z else ""
+    if frames is not None and (model != embedder_model or kind != embedder_kind):
+        log.info("vectors.projection %s was fitted for %s/%s, not %s/%s: frames are indexed whole",
+                 path, kind, model, embedder_kind, embedder_model)
+        frames = None
+    for name, basis, dim in (("frames", frames, frame_dim), ("audio", audio, audio_dim)):
+        if basis is not None and basis.shape[0] != dim:
+            raise ConfigError(f"vectors.projection {path}: {name} basis is for {basis.shape[0]}-d vectors, "
+                              f"the configured features are {dim}-d")
+    return IndexProjection(frames, audio, max(1, frame_stride), max(1, audio_stride))
+
+
+class ProjectedVectors:
+    """A VectorStore seen through a projection: writes reduce, searches project the queries.
+
+    Everything else (counts, deletes, listing ids, close) goes straight to the store.
+    """
+
+    def __init__(self, store: Any, projection: IndexProjection) -> None:
+        self.store = store
+        self.projection = projection
+
+    def upsert_many(self, items: Sequence[VideoFeatures]) -> int:
+        return self.store.upsert_many([self.projection.reduce(f) for f in items])
+
+    def upsert_video(self, f: VideoFeatures) -> None:
+        self.store.upsert_many([self.projection.reduce(f)])
+
+    def search_frames(self, vectors: np.ndarray, k: int, exclude: str | None = None):
+        return self.store.search_frames(self.projection.query_frames(vectors), k, exclude=exclude)
+
+    def search_audio(self, vectors: np.ndarray, k: int, exclude: str | None = None):
+        return self.store.search_audio(self.projection.query_audio(vectors), k, exclude=exclude)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def __enter__(self) -> "ProjectedVectors":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()

@@ -1,0 +1,80 @@
+"""The Milvus copy's projection: fitting, reducing a record, loading and checking the builtin file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astradup.config import load_config
+from astradup.errors import ConfigError
+from astradup.records import VideoFeatures
+from astradup.store.projection import BUILTIN, IndexProjection, fit_basis, load_projection, save
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _features(t: int = 9, w: int = 5, d: int = 64, da: int = 40) -> VideoFeatures:
+    rng = np.random.default_rng(0)
+    starts = np.arange(w, dtype=np.float32)
+    return VideoFeatures(
+        video_id="v", uri="/v.mp4", timestamps=np.arange(t, dtype=np.float32) + 0.5,
+        embeddings=_unit(rng.normal(size=(t, d))), phash=rng.integers(0, 256, (t, 32), dtype=np.uint8),
+        audio_windows=np.stack([starts, starts + 5], axis=1), audio_vectors=_unit(rng.normal(size=(w, da))),
+        chromaprint=np.zeros(0, np.uint32), chromaprint_hz=0.0, meta={})
+
+
+def test_fit_basis_finds_the_subspace_and_keeps_inner_products():
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(64, 8)))[0]
+    x = _unit(rng.normal(size=(500, 8)) @ basis.T + 0.01 * rng.normal(size=(500, 64)))
+    b = fit_basis(x, 8)
+    assert b.shape == (64, 8)
+    proj = IndexProjection(b, None)
+    y = proj.query_frames(x)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, rtol=1e-5)
+    assert np.abs(y @ y.T - x @ x.T).max() < 0.02
+    with pytest.raises(ValueError):
+        fit_basis(x[:4], 8)
+
+
+def test_reduce_strides_and_projects_but_keeps_the_first_row():
+    f = _features()
+    rng = np.random.default_rng(2)
+    p = IndexProjection(np.linalg.qr(rng.normal(size=(64, 16)))[0].astype(np.float32),
+                        np.linalg.qr(rng.normal(size=(40, 8)))[0].astype(np.float32), 2, 3)
+    r = p.reduce(f)
+    np.testing.assert_array_equal(r.timestamps, f.timestamps[::2])
+    assert r.embeddings.shape == (5, 16) and r.phash.shape == (5, 32)
+    np.testing.assert_array_equal(r.audio_windows, f.audio_windows[::3])
+    assert r.audio_vectors.shape == (2, 8)
+    np.testing.assert_allclose(np.linalg.norm(r.embeddings, axis=1), 1.0, rtol=1e-5)
+    short = IndexProjection(None, None, 4, 4).reduce(_features(t=1, w=1))
+    assert len(short.timestamps) == 1 and len(short.audio_windows) == 1
+    same = IndexProjection().reduce(f)  # identity
+    np.testing.assert_array_equal(same.embeddings, f.embeddings)
+
+
+def test_builtin_projection_matches_the_default_features():
+    cfg = load_config()
+    p = load_projection("builtin", 2, 2, embedder_kind=cfg.embedder.kind, embedder_model=cfg.embedder.model,
+                        frame_dim=512, audio_dim=218)
+    assert BUILTIN.exists() and p.frames_dim(512) == 32 and p.audio_dim(218) == 32
+    # Fitted for SSCD: another embedder's frames go in whole; the audio basis does not depend on it.
+    clip = load_projection("builtin", 2, 2, embedder_kind="open_clip", embedder_model="ViT-B-32",
+                           frame_dim=512, audio_dim=218)
+    assert clip.frame_basis is None and clip.audio_dim(218) == 32
+    none = load_projection("none", 1, 1, embedder_kind="x", embedder_model="y", frame_dim=8, audio_dim=4)
+    assert none.frame_basis is None and none.audio_basis is None
+
+
+def test_a_projection_for_other_dims_is_a_config_error(tmp_path):
+    path = tmp_path / "p.npz"
+    save(path, np.eye(16, 4, dtype=np.float32), np.eye(10, 4, dtype=np.float32), {"kind": "k", "model": "m"})
+    with pytest.raises(ConfigError, match="16-d"):
+        load_projection(str(path), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=512, audio_dim=10)
+    with pytest.raises(ConfigError, match="not found"):
+        load_projection(str(tmp_path / "missing.npz"), 1, 1, embedder_kind="k", embedder_model="m",
+                        frame_dim=16, audio_dim=10)
+    ok = load_projection(str(path), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
+    assert ok.frames_dim(16) == 4 and ok.audio_dim(10) == 4
