@@ -598,8 +598,8 @@ def main() -> int:
 
     # 2. offline quality of representations
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    c = extract_corpus(bench, cfg, (288,), cache, log=log)
-    fit = extract_corpus(fit_bench, cfg, (288,), cache, log=log)  # its sources and queries: other media
+    c = extract_corpus(bench, cfg, (cfg.embedder.short_side,), cache, log=log)
+    fit = extract_corpus(fit_bench, cfg, (cfg.embedder.short_side,), cache, log=log)  # its sources and queries: other media
     fit_all = [*fit.sources.values(), *fit.queries.values()]
     fit_e = np.concatenate([f.embeddings for f in fit_all if len(f.embeddings)])
     fit_a = np.concatenate([f.audio_vectors for f in fit_all if len(f.audio_vectors)])

@@ -65,7 +65,7 @@ def run_peer(python: str, script: Path, bench: Path, peer: str, out: Path, cache
 
 def astradup_result(bench: Path, peers_mod, cache: Path | None) -> dict:
     cfg = load_config(None, {})
-    c = extract_corpus(bench, cfg, (288,), cache / "astradup" if cache else None)
+    c = extract_corpus(bench, cfg, (cfg.embedder.short_side,), cache / "astradup" if cache else None)
     truth_rows = read_rows(bench / "truth.csv")
     r = score_corpus(c, truth_rows, cfg, segments=True)
     truth = peers_mod.load_truth(str(bench / "truth.csv"))

@@ -251,8 +251,8 @@ def main() -> int:
     t_all = time.time()
     cfg = load_config(None, {})
     cache = Path(args.cache) if args.cache else None
-    corpus = extract_corpus(Path(args.bench), cfg, (288,), cache)
-    fit = extract_corpus(Path(args.fit_bench), cfg, (288,), cache)
+    corpus = extract_corpus(Path(args.bench), cfg, (cfg.embedder.short_side,), cache)
+    fit = extract_corpus(Path(args.fit_bench), cfg, (cfg.embedder.short_side,), cache)
     truth: dict[str, set[str]] = {}
     from astradup.eval.segments_csv import read_rows
 

@@ -150,6 +150,13 @@ class ProjectedVectors:
     def upsert_video(self, f: VideoFeatures) -> None:
         self.store.upsert_many([self.projection.reduce(f)])
 
+    def stored_rows(self, f: VideoFeatures) -> dict[str, int]:
+        """Rows one write of ``f`` puts in each collection (what a count should find per video)."""
+        g = self.projection.reduce(f)
+        t = len(np.asarray(g.timestamps).reshape(-1))
+        return {"frames": t, "phash": t if len(g.phash) else 0,
+                "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
+
     def search_frames(self, vectors: np.ndarray, k: int, exclude: str | None = None):
         return self.store.search_frames(self.projection.query_frames(vectors), k, exclude=exclude)
 
