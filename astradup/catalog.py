@@ -1,5 +1,9 @@
 """The index as one object: Parquet shards (the record of every feature and status) + Milvus vectors
 (the searchable copy, rebuildable from the shards with ``reindex``).
+
+Several processes may share one Milvus server and one shards root, and threads may search while
+another indexes or deletes: vector writes are idempotent upserts, shard files are never
+overwritten, and Milvus calls are retried through an outage (``cfg.retry``).
 """
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astradup import telemetry
 from astradup.config import Config
 from astradup.io.sources import is_remote, storage_options
 from astradup.records import STATUS_OK, VideoFeatures
@@ -51,13 +56,18 @@ class Catalog:
     @property
     def vectors(self):
         if self._vectors is None:
+            from astradup.store.projection import ProjectedVectors, load_projection
+            from astradup.store.retry import RetryPolicy
             from astradup.store.vectors import VectorStore
 
-            a = self.cfg.audio
-            self._vectors = VectorStore(
+            a, v, e = self.cfg.audio, self.cfg.vectors, self.cfg.embedder
+            audio_dim = audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc)
+            proj = load_projection(v.projection, v.frame_stride, v.audio_stride, embedder_kind=e.kind,
+                                   embedder_model=e.model, frame_dim=self.embedder.dim, audio_dim=audio_dim)
+            self._vectors = ProjectedVectors(VectorStore(
                 self.cfg.resolved_milvus_uri, token=self.cfg.milvus_token, prefix=self.cfg.collection_prefix,
-                visual_dim=self.embedder.dim,
-                audio_dim=audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc))
+                retry=RetryPolicy.from_config(self.cfg.retry),
+                visual_dim=proj.frames_dim(self.embedder.dim), audio_dim=proj.audio_dim(audio_dim)), proj)
         return self._vectors
 
     def write(self, batch: list[VideoFeatures]) -> None:
@@ -67,18 +77,24 @@ class Catalog:
             return
         ok = [f for f in batch if f.status == STATUS_OK]
         if ok:
-            self.vectors.upsert_many(ok)
-        self.shards.write_features(batch)
+            with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="write_milvus"):
+                self.vectors.upsert_many(ok)
+        with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="write_parquet"):
+            self.shards.write_features(batch)
 
     def delete(self, video_id: str) -> int | None:
-        """Remove a video's vectors and tombstone it; None when the id is not indexed."""
+        """Remove a video's vectors and tombstone it; returns the rows removed, None when not indexed.
+
+        The rows are counted on this video alone, so another process indexing meanwhile does not
+        skew the figure. Vectors go first: a search that got this video from its KNN just before
+        finds no features once the tombstone lands, and drops the match (``Searcher.score``)."""
         status = self.shards.latest_status().get(video_id)
         if status is None or status["status"] != STATUS_OK:
             return None
-        before = sum(self.vectors.count().values())
+        rows = sum(self.vectors.count(video_id).values())
         self.vectors.delete_video(video_id)
         self.shards.mark_deleted(video_id)
-        return before - sum(self.vectors.count().values())
+        return rows
 
     def reindex(self) -> int:
         n = 0

@@ -1,4 +1,4 @@
-"""`astradup` command line: index, search, eval, dedup, delete, stats, reindex, serve, demo."""
+"""`astradup` command line: index, search, eval, dedup, report, delete, stats, reindex, serve, demo."""
 from __future__ import annotations
 
 import argparse
@@ -156,6 +156,23 @@ def cmd_dedup(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_report(args, cfg: Config) -> int:
+    """HTML + CSV report of the duplicate groups (the same groups as dedup), with thumbnails."""
+    from astradup.report import write_report
+
+    summary = write_report(cfg, args.out, args.min_label, thumbs_per_video=args.thumbs,
+                           embed_thumbs=args.embed_thumbs)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['groups']} duplicate group(s), {summary['pairs']} pair(s) among {summary['indexed_videos']} "
+          f"indexed video(s) (pairs at >= {summary['min_label']}); {summary['thumbnails']} thumbnail(s)")
+    for miss in summary["missing_files"]:
+        print(f"  no thumbnail for {miss['uri']}: {miss['reason']}")
+    print(f"report: {summary['html']}\ncsv:    {summary['csv']}")
+    return 0
+
+
 def cmd_eval(args, cfg: Config) -> int:
     from astradup.eval.metrics import evaluate
     from astradup.eval.segments_csv import read_rows
@@ -283,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_dedup)
+    s = sub.add_parser("report", help="HTML + CSV report of the duplicate groups, with thumbnails")
+    s.add_argument("--out", default="astradup_report", help="folder for report.html, report.csv, thumbs/")
+    s.add_argument("--min-label", type=lambda v: v.replace("_", "-"),
+                   choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
+    s.add_argument("--thumbs", type=int, default=3, help="frames per video (ffmpeg, from the indexed file)")
+    s.add_argument("--embed-thumbs", action="store_true",
+                   help="inline the frames in report.html (one file to mail) instead of thumbs/")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(fn=cmd_report)
     s = sub.add_parser("delete", help="remove a video's vectors and mark it deleted")
     s.add_argument("video_id")
     s.set_defaults(fn=cmd_delete)
@@ -306,7 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args, _cfg(args))
+        cfg = _cfg(args)
+        from astradup.logs import setup_logging
+
+        setup_logging(cfg.log)  # logs on stderr (JSON lines by default); results stay alone on stdout
+        return args.fn(args, cfg)
     except (AstraDupError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"astradup: error: {msg}", file=sys.stderr)

@@ -114,6 +114,16 @@ class PipelineConfig:
     embed_num_gpus: float = 0.0  # GPUs per embedder actor; 0 = one each when the cluster has GPUs, else CPU
     write_batch: int = 100  # videos per Parquet shard / Milvus write
     dashboard: bool = True  # start the Ray dashboard with a local Ray (tests turn it off)
+    metrics_export_port: int = 0  # Prometheus endpoint of a local Ray's metrics agent; 0 = Ray's choice
+
+
+@dataclass
+class VectorsConfig:
+    """What the Milvus copy keeps (store/projection.py): it only picks candidates, the shards score."""
+
+    projection: str = "builtin"  # builtin | none | path/to/projection.npz (scripts/fit_projection.py)
+    frame_stride: int = 2  # index every n-th frame (queries search with every frame)
+    audio_stride: int = 2  # index every n-th audio window
 
 
 @dataclass
@@ -153,6 +163,7 @@ class Config:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    vectors: VectorsConfig = field(default_factory=VectorsConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)

@@ -21,12 +21,15 @@ from typing import Callable
 
 import numpy as np
 
+from astradup import telemetry
 from astradup.config import Config
 from astradup.errors import MediaError
 from astradup.io.sources import list_videos, local_copy
+from astradup.logs import get_logger, setup_logging
 from astradup.records import STATUS_FAILED, STATUS_OK, VideoFeatures, VideoRef
 
 STATUS_SKIPPED = "skipped"
+log = get_logger(__name__)
 
 
 def ensure_ray(cfg: Config | None = None) -> None:
@@ -41,7 +44,10 @@ def ensure_ray(cfg: Config | None = None) -> None:
     if addr:
         ray.init(address=addr, **kwargs)
     else:
-        ray.init(include_dashboard=cfg.pipeline.dashboard if cfg else True, **kwargs)
+        # The metrics agent's Prometheus port: fixed when configured, so a scraper knows where to look.
+        port = cfg.pipeline.metrics_export_port if cfg else 0
+        ray.init(include_dashboard=cfg.pipeline.dashboard if cfg else True,
+                 **({"_metrics_export_port": port} if port else {}), **kwargs)
 
 
 def _fallback_id(uri: str) -> str:
@@ -50,9 +56,15 @@ def _fallback_id(uri: str) -> str:
 
 
 def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> dict:
-    """Decode one file and compute its CPU features; never raises (a failure is a record)."""
-    from astradup.features.extract import cpu_features
-    from astradup.io.decode import decode_video
+    """Decode one file and compute its CPU features; never raises (a failure is a record).
+
+    A long file (more than decode.STREAM_FRAMES sampled frames) is decoded as a stream and
+    embedded here, chunk by chunk, with this worker's cached model: its payload then carries
+    finished features and no frames, which EmbedStage passes through (see streamed_features).
+    """
+    from astradup.features.extract import cpu_features, streamed_features
+    from astradup.features.metadata import probe
+    from astradup.io.decode import decode_video, should_stream
     from astradup.io.ids import content_id
 
     video_id = ""
@@ -62,8 +74,19 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
             if video_id in skip_ids:
                 return {"video_id": video_id, "uri": uri, "status": STATUS_SKIPPED, "error": "",
                         "payload": b""}
-            dec = decode_video(path, VideoRef(video_id, uri, size), cfg.decode)
-            feats = cpu_features(dec, cfg)
+            ref = VideoRef(video_id, uri, size)
+            meta = probe(path)
+            if should_stream(meta, cfg.decode):
+                from astradup.features.embedder import get_embedder
+
+                with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="decode"):
+                    feats = streamed_features(path, ref, cfg, get_embedder(cfg.embedder), meta=meta)
+                return {"video_id": video_id, "uri": uri, "status": STATUS_OK, "error": "",
+                        "payload": pickle.dumps((feats, None), protocol=5)}
+            with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="decode"):
+                dec = decode_video(path, ref, cfg.decode, meta=meta)
+            with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="features"):
+                feats = cpu_features(dec, cfg)
             return {"video_id": video_id, "uri": uri, "status": STATUS_OK, "error": "",
                     "payload": pickle.dumps((feats, dec.frames), protocol=5)}
     except MediaError as e:
@@ -76,8 +99,22 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
             "payload": pickle.dumps((failed, None), protocol=5)}
 
 
+def _decode_logged(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> dict:
+    """``decode_one`` plus its log line: one per video, with how long it took and how it ended."""
+    t0 = time.perf_counter()
+    row = decode_one(uri, size, cfg, skip_ids)
+    fields = {"video_id": row["video_id"], "uri": uri, "stage": "decode", "status": row["status"],
+              "duration_s": time.perf_counter() - t0}
+    if row["status"] == STATUS_FAILED:
+        log.warning("decode failed", extra={**fields, "error": row["error"]})
+    else:
+        log.info("decoded", extra=fields)
+    return row
+
+
 def decode_batch(batch: dict[str, np.ndarray], cfg: Config, skip_ids: frozenset[str]) -> dict:
-    rows = [decode_one(str(u), int(s), cfg, skip_ids) for u, s in zip(batch["uri"], batch["size"])]
+    setup_logging(cfg.log)  # a Ray worker never runs the CLI's main: its logging is set up here
+    rows = [_decode_logged(str(u), int(s), cfg, skip_ids) for u, s in zip(batch["uri"], batch["size"])]
     return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]} if rows else batch
 
 
@@ -91,6 +128,7 @@ class EmbedStage:
     def __init__(self, cfg: Config) -> None:
         from astradup.features.embedder import get_embedder
 
+        setup_logging(cfg.log)  # this actor's process has no logging of ours until now
         self.embedder = get_embedder(cfg.embedder)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -102,16 +140,38 @@ class EmbedStage:
         todo = [(i, f, fr) for i, f, fr in todo if fr is not None]
         if todo:
             frames = np.concatenate([fr for _, _, fr in todo]) if len(todo) > 1 else todo[0][2]
+            t_embed = time.perf_counter()
             emb = self.embedder.embed(frames).astype(np.float32) if len(frames) else \
                 np.zeros((0, self.embedder.dim), np.float32)
+            batch_s = time.perf_counter() - t_embed
             start = 0
             for i, f, fr in todo:
                 part = emb[start:start + len(fr)]
                 start += len(fr)
+                _embedded(f.video_id, len(fr), len(frames), batch_s, len(todo))
                 payloads[i] = pickle.dumps((dataclasses.replace(f, embeddings=part), None), protocol=5)
         out = dict(batch)
         out["payload"] = np.array(payloads, dtype=object)
         return out
+
+
+def _embedded(video_id: str, n_frames: int, batch_frames: int, batch_s: float, batch_videos: int) -> None:
+    """Metric and log line for one video of an embed batch. The batch's videos share one embed
+    call, whose cost grows with the frame count, so a video's share is by its frames."""
+    share = batch_s * n_frames / batch_frames if batch_frames else 0.0
+    telemetry.observe(telemetry.INDEX_STAGE_LATENCY, share, stage="embed")
+    log.info("embedded", extra={"video_id": video_id, "stage": "embed", "status": STATUS_OK, "duration_s": share,
+                                "frames": n_frames, "batch_s": round(batch_s, 4), "batch_videos": batch_videos})
+
+
+def _count_written(report: IndexReport, before: tuple[int, int, int, float], remaining: int) -> None:
+    """Counters for the batch just written (the report's growth since ``before``) and the queue left."""
+    indexed, failed, skipped, media = before
+    telemetry.inc(telemetry.VIDEOS_PROCESSED, report.indexed - indexed, status=STATUS_OK)
+    telemetry.inc(telemetry.VIDEOS_PROCESSED, len(report.failed) - failed, status=STATUS_FAILED)
+    telemetry.inc(telemetry.VIDEOS_PROCESSED, report.skipped - skipped, status=STATUS_SKIPPED)
+    telemetry.inc(telemetry.MEDIA_SECONDS, report.media_seconds - media)
+    telemetry.set_gauge(telemetry.BACKFILL_QUEUE, max(remaining, 0))
 
 
 @dataclass
@@ -246,6 +306,8 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     ensure_ray(cfg)
     import ray
 
+    telemetry.inc(telemetry.VIDEOS_PROCESSED, report.skipped_unread, status=STATUS_SKIPPED)
+    telemetry.set_gauge(telemetry.BACKFILL_QUEUE, len(items))
     res = ray.cluster_resources()
     report.cpus, report.gpus = float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0))
     plan = plan_embedder(cfg, res)
@@ -253,6 +315,7 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     ds = build_dataset(items, cfg, skip, plan)
     seen: set[str] = set(skip)
     for batch in ds.iter_batches(batch_size=cfg.pipeline.write_batch, batch_format="numpy"):
+        before = (report.indexed, len(report.failed), report.skipped, report.media_seconds)
         to_write: list[VideoFeatures] = []
         for vid, uri, status, err, payload in zip(batch["video_id"], batch["uri"], batch["status"],
                                                   batch["error"], batch["payload"]):
@@ -268,13 +331,19 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
             else:
                 report.failed.append((uri, err))
             to_write.append(feats)
+        t_write = time.perf_counter()
         catalog.write(to_write)
+        log.info("wrote batch", extra={"stage": "write", "duration_s": time.perf_counter() - t_write,
+                                       "videos": len(to_write)})
+        written = report.indexed + len(report.failed) + report.skipped - report.skipped_unread
+        _count_written(report, before, len(items) - written)
         if progress:
             el = time.time() - t0
             progress(f"wrote {len(to_write)} records ({report.indexed} indexed, {report.skipped} already "
                      f"indexed, {len(report.failed)} failed of {len(listed)}; "
                      f"{report.media_seconds / max(el, 1e-9):.1f}x realtime so far)")
     report.wall_seconds = time.time() - t0
+    telemetry.set_gauge(telemetry.BACKFILL_QUEUE, 0)
     # An autoscaling cluster may have grown while the job ran: per-core figures use the larger count.
     report.cpus = max(report.cpus, float(ray.cluster_resources().get("CPU", 0.0)))
     return report

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astradup import telemetry
 from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
@@ -23,6 +24,7 @@ from astradup.match.scoring import informative, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
+STAGE = telemetry.QUERY_STAGE_LATENCY  # no-op without Ray (the CLI), a Ray histogram in the Serve replica
 
 
 @dataclass
@@ -43,10 +45,13 @@ class Searcher:
     def query_from_file(self, uri: str) -> Query:
         with local_copy(uri, self.cfg.s3_endpoint) as path:
             vid = content_id(path)
-            dec = decode_video(path, VideoRef(vid, uri, 0), self.cfg.decode)
-        feats = add_embeddings(cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step),
-                               dec.frames, self.embedder)
-        mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
+            with telemetry.timed(STAGE, stage="decode"):
+                dec = decode_video(path, VideoRef(vid, uri, 0), self.cfg.decode)
+        with telemetry.timed(STAGE, stage="features"):
+            feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+        with telemetry.timed(STAGE, stage="embed"):
+            feats = add_embeddings(feats, dec.frames, self.embedder)
+            mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
     def candidates(self, q: Query, exclude: str | None = None) -> list[str]:
@@ -92,10 +97,14 @@ class Searcher:
                include_none: bool = True, segments: bool = True) -> list[VideoMatch]:
         """Ranked matches; a source with a copied segment is kept even when the whole-video label
         is none (a short excerpt inside other content is still a copy)."""
-        matches = self.score(q, self.candidates(q, exclude=exclude), segments=segments)
-        if not include_none:
-            matches = [m for m in matches if m.label != LABEL_NONE or m.segments]
-        return matches[: top or self.cfg.search.top]
+        with telemetry.timed(STAGE, stage="search"):
+            with telemetry.timed(STAGE, stage="knn"):
+                candidates = self.candidates(q, exclude=exclude)
+            with telemetry.timed(STAGE, stage="score"):
+                matches = self.score(q, candidates, segments=segments)
+            if not include_none:
+                matches = [m for m in matches if m.label != LABEL_NONE or m.segments]
+            return matches[: top or self.cfg.search.top]
 
     def search_file(self, uri: str, top: int | None = None, segments: bool = True
                     ) -> tuple[Query, list[VideoMatch]]:

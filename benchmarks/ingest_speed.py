@@ -1,7 +1,7 @@
 """Ingest speed on CPU: what each stage costs per media-second, decode alone, and the whole pipeline.
 
     .venv/bin/python benchmarks/ingest_speed.py --bench /work/benchdata/dev20 \
-        [--files N] [--skip-pipeline] [--variants current,sscd224,embed_shares_cores] [--quality] [--json OUT]
+        [--files N] [--skip-pipeline] [--variants current,sscd288,embed_shares_cores] [--quality] [--json OUT]
 
 A. Stages, one process, one thread each (OMP_NUM_THREADS=1, decord and ONNX Runtime at 1 thread),
    CPU seconds of the process and its ffmpeg children per media-second, so "x realtime per core"
@@ -15,8 +15,9 @@ B. Decode alone at the pipeline's parallelism: one process per core, each decodi
    (frames + audio, as decode_video does), wall time -> x realtime per core.
 C. The full pipeline (astradup.pipeline.index: Ray Data decode tasks -> SSCD actor -> Parquet +
    Milvus Lite) on the same files, Ray started beforehand (its start-up is printed, not counted),
-   wall time -> x realtime per core, and as a fraction of B. Variants: ``current``; ``sscd224``
-   (SSCD fed 224 px frames, no upscale to 288); ``embed_shares_cores`` (sscd224, and the CPU embed
+   wall time -> x realtime per core, and as a fraction of B. Variants: ``current`` (the config's
+   defaults: SSCD fed the 224 px frames as decoded); ``sscd288`` (SSCD's recommended 288 px input,
+   the default before 2026-11-26); ``embed_shares_cores`` (current, and the CPU embed
    actor reserves no CPU, so every core runs a decode task and the embedder shares them: decoding
    is the larger cost, and a reserved core idles whenever the embedder waits for frames).
 D. ``--quality``: the bench scored offline (fingerprint_size.score_corpus) with SSCD at 288 and
@@ -235,20 +236,6 @@ def decode_only(files: list[str], procs: int) -> tuple[float, float, float]:
 # C. the pipeline
 
 
-def _stage_224():
-    """EmbedStage with SSCD at 224 px input; defined here, so Ray ships it by value to its actor."""
-    from astradup.pipeline import EmbedStage
-
-    class EmbedStage224(EmbedStage):
-        def __init__(self, cfg) -> None:  # noqa: D401 - same contract as EmbedStage
-            from astradup.features.embedder import SSCDOnnxEmbedder
-
-            self.embedder = SSCDOnnxEmbedder(cfg.embedder.model, cfg.embedder.batch_size, cfg.embedder.device,
-                                             short_side=224)
-
-    return EmbedStage224
-
-
 def run_pipeline(files: list[str], variant: str, work: Path) -> dict:
     import astradup.pipeline as P
     from astradup.catalog import Catalog
@@ -260,7 +247,8 @@ def run_pipeline(files: list[str], variant: str, work: Path) -> dict:
         os.symlink(os.path.abspath(f), src / Path(f).name)
     data = work / f"data-{variant}"
     shutil.rmtree(data, ignore_errors=True)
-    cfg = load_config(None, {"data_dir": str(data), "pipeline": {"dashboard": False}})
+    cfg = load_config(None, {"data_dir": str(data), "pipeline": {"dashboard": False},
+                             **({"embedder": {"short_side": 288}} if variant == "sscd288" else {})})
     saved = (P.EmbedStage, P.plan_embedder, P.build_dataset)
     held: dict = {}
 
@@ -270,8 +258,6 @@ def run_pipeline(files: list[str], variant: str, work: Path) -> dict:
 
     try:
         P.build_dataset = capture
-        if variant in ("sscd224", "embed_shares_cores"):
-            P.EmbedStage = _stage_224()
         if variant == "embed_shares_cores":
             P.plan_embedder = lambda c, res: P.EmbedPlan("cpu", 0.0, 0.0, 1, 1)
         cat = Catalog(cfg)
@@ -341,7 +327,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=0, help="first N sources only (0 = all)")
     ap.add_argument("--skip-pipeline", action="store_true")
     ap.add_argument("--skip-stages", action="store_true")
-    ap.add_argument("--variants", default="current,sscd224,embed_shares_cores")
+    ap.add_argument("--variants", default="current,sscd288,embed_shares_cores")
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--only-quality", action="store_true", help="section D alone")
     ap.add_argument("--cache", default="/tmp/astradup-fpcache")
@@ -370,16 +356,16 @@ def main() -> int:
         rows = stage_table(files, metas, media)
         out["stages"] = rows
         cur = ["probe (ffprobe)", "frames: decord, 1 thread (pipeline)", "audio: ffmpeg pipe to 11025 Hz mono",
-               "pHash 256-bit", "blank-frame check", "Chromaprint + MFCC windows", "SSCD distilled, 288 px input",
+               "pHash 256-bit", "blank-frame check", "Chromaprint + MFCC windows", "SSCD distilled, 224 px input",
                "pickle + unpickle frames (task -> actor)"]
         ms = sum(rows[k]["ms_per_media_s"] for k in cur)
-        ms224 = ms - rows[cur[6]]["ms_per_media_s"] + rows["SSCD distilled, 224 px input"]["ms_per_media_s"]
+        ms288 = ms - rows[cur[6]]["ms_per_media_s"] + rows["SSCD distilled, 288 px input"]["ms_per_media_s"]
         fast = "frames: PyAV skip non-ref + loop filter"
-        ms_fast = ms224 - rows[cur[1]]["ms_per_media_s"] + rows[fast]["ms_per_media_s"] if fast in rows else float("nan")
-        print(f"  sum, feature set as indexed now:           {ms:7.2f} ms/media-s = {1000 / ms:5.1f}x realtime per core")
-        print(f"  sum, SSCD at 224 px:                       {ms224:7.2f} ms/media-s = {1000 / ms224:5.1f}x realtime per core")
-        print(f"  sum, SSCD 224 + PyAV non-ref/no deblock:   {ms_fast:7.2f} ms/media-s = {1000 / ms_fast:5.1f}x realtime per core")
-        out["stage_sums_x_per_core"] = {"current": 1000 / ms, "sscd224": 1000 / ms224, "sscd224_pyav": 1000 / ms_fast}
+        ms_fast = ms - rows[cur[1]]["ms_per_media_s"] + rows[fast]["ms_per_media_s"] if fast in rows else float("nan")
+        print(f"  sum, feature set as indexed now (SSCD 224): {ms:7.2f} ms/media-s = {1000 / ms:5.1f}x realtime per core")
+        print(f"  sum, SSCD at 288 px (before):              {ms288:7.2f} ms/media-s = {1000 / ms288:5.1f}x realtime per core")
+        print(f"  sum, now + PyAV non-ref/no deblock:        {ms_fast:7.2f} ms/media-s = {1000 / ms_fast:5.1f}x realtime per core")
+        out["stage_sums_x_per_core"] = {"current": 1000 / ms, "sscd288": 1000 / ms288, "current_pyav": 1000 / ms_fast}
 
     # Ray's task CPU figures (and decode_only's) leave out the ffprobe / ffmpeg-audio child
     # processes; their cost per media-second from the stage table is added back when measured.

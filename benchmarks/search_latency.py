@@ -55,16 +55,19 @@ from fingerprint_size import dir_bytes, extract_corpus  # noqa: E402
 from astradup.config import load_config  # noqa: E402
 from astradup.match.candidates import top_candidates, vote  # noqa: E402
 from astradup.match.scoring import informative  # noqa: E402
+from astradup.store.projection import load_projection  # noqa: E402
 
 QUERY_S = 60.0
 TOP_K = 10
 AUDIO_VOTE_WEIGHT = 0.5
+CONSISTENCY = ["Strong"]  # --consistency: what search.py sends is Strong
 
 
 class Filler:
     """Unit vectors from a Gaussian with the second-moment matrix of real vectors."""
 
-    def __init__(self, real: np.ndarray, seed: int) -> None:
+    def __init__(self, real: np.ndarray, seed: int, project=None) -> None:
+        self.project = project  # the index projection: filler goes through it like real rows
         m = real.T.astype(np.float64) @ real / len(real)
         w, v = np.linalg.eigh(m)
         self.l = (v * np.sqrt(np.maximum(w, 1e-6 * w.max()))).astype(np.float32)
@@ -72,7 +75,8 @@ class Filler:
 
     def draw(self, n: int) -> np.ndarray:
         x = self.rng.standard_normal((n, self.l.shape[0]), dtype=np.float32) @ self.l.T
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return self.project(x) if self.project is not None else x
 
 
 def new_collection(client, name: str, dim: int) -> None:
@@ -140,9 +144,9 @@ def run_queries(client, qs, sp_f: dict, sp_a: dict, truth: dict[str, set[str]], 
         for _ in range(reps):
             t0 = time.perf_counter()
             rf = client.search("frames", data=list(fv), limit=TOP_K, output_fields=list(fields),
-                               anns_field="vector", search_params=sp_f, consistency_level="Strong") if len(fv) else []
+                               anns_field="vector", search_params=sp_f, consistency_level=CONSISTENCY[0]) if len(fv) else []
             ra = client.search("audio", data=list(av), limit=TOP_K, output_fields=list(fields),
-                               anns_field="vector", search_params=sp_a, consistency_level="Strong") if len(av) else []
+                               anns_field="vector", search_params=sp_a, consistency_level=CONSISTENCY[0]) if len(av) else []
             best = min(best, time.perf_counter() - t0)
         lat.append(1000 * best)
         if q in truth and fields:
@@ -242,10 +246,17 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=2, help="runs per query (the fastest counts)")
     ap.add_argument("--faiss-n", type=int, default=1_000_000, help="0 = no faiss reference")
     ap.add_argument("--json", default="")
+    ap.add_argument("--projection", default="none",
+                    help="vectors.projection of the index: none (full 512/218-d rows), builtin, or an .npz")
+    ap.add_argument("--frame-stride", type=int, default=1, help="index every n-th real frame")
+    ap.add_argument("--audio-stride", type=int, default=1, help="index every n-th real audio window")
+    ap.add_argument("--consistency", default="Strong", choices=["Strong", "Bounded", "Session", "Eventually"],
+                    help="search consistency level (a server waits up to a time tick for Strong)")
     ap.add_argument("--uri", default="", help="a Milvus server URI instead of a Lite file")
     ap.add_argument("--server", action="store_true",
                     help="start a local Milvus server (milvus PyPI package) and measure against it")
     args = ap.parse_args()
+    CONSISTENCY[0] = args.consistency
     from pymilvus import MilvusClient
 
     t_all = time.time()
@@ -258,7 +269,10 @@ def main() -> int:
 
     for r in read_rows(Path(args.bench) / "truth.csv"):
         truth.setdefault(r.query_id, set()).add(r.source_id)
-    src = sorted(corpus.sources.items())
+    proj = load_projection(args.projection, args.frame_stride, args.audio_stride, embedder_kind=cfg.embedder.kind,
+                           embedder_model=cfg.embedder.model, frame_dim=512, audio_dim=218)
+    # What the Milvus copy holds (store/projection.py): projected vectors of every n-th row.
+    src = sorted((k, proj.reduce(f)) for k, f in corpus.sources.items())
     real_f = np.concatenate([f.embeddings for _, f in src if len(f.embeddings)])
     real_fid = [k for k, f in src for _ in range(len(f.embeddings))]
     real_ft = np.concatenate([f.timestamps for _, f in src if len(f.embeddings)])
@@ -267,15 +281,18 @@ def main() -> int:
     real_at = np.concatenate([f.audio_windows[:, 0] for _, f in src if len(f.audio_vectors)])
     a_ratio = len(real_a) / len(real_f)
     fit_all = [*fit.sources.values(), *fit.queries.values()]
-    ffill = Filler(np.concatenate([f.embeddings for f in fit_all if len(f.embeddings)]), 1)
-    afill = Filler(np.concatenate([f.audio_vectors for f in fit_all if len(f.audio_vectors)]), 2)
-    qs = queries_60s(corpus)
+    ffill = Filler(np.concatenate([f.embeddings for f in fit_all if len(f.embeddings)]), 1, proj.query_frames)
+    afill = Filler(np.concatenate([f.audio_vectors for f in fit_all if len(f.audio_vectors)]), 2, proj.query_audio)
+    qs = [(q, proj.query_frames(fv), proj.query_audio(av)) for q, fv, av in queries_60s(corpus)]
     if args.queries:
         qs = qs[: args.queries]
     server, uri = None, args.uri
     if args.server:
         server, uri = start_server(Path(tempfile.mkdtemp(prefix="astradup-milvus-")))
-    engine = f"Milvus server {uri}" if uri else "Milvus Lite"
+    engine = (f"Milvus server {uri}" if uri else "Milvus Lite") + (
+        f", vectors projected ({args.projection}: frames {real_f.shape[1]}-d every {args.frame_stride}, "
+        f"audio {real_a.shape[1]}-d every {args.audio_stride})" if args.projection != "none" else ", full vectors") + (
+        f", {args.consistency} consistency")
     print(f"# search latency, {engine}; {len(qs)} query videos as 60 s queries (mean "
           f"{np.mean([len(fv) for _, fv, _ in qs]):.0f} frame vectors, {np.mean([len(av) for _, _, av in qs]):.0f} "
           f"audio windows); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

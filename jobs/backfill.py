@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rehash", action="store_true",
                    help="read and hash every file, even those whose (uri, size) is already indexed")
     p.add_argument("--summary-json", help="also write the summary as JSON to this local path")
+    p.add_argument("--report", metavar="DIR", help="when the backfill ends, write the duplicate report "
+                                                   "(report.html, report.csv, thumbs/) to this local folder")
+    p.add_argument("--webhook", metavar="URL", help="POST a JSON summary here when the backfill ends "
+                                                    "(default: config notify.webhook_url); never fails the job")
     return p.parse_args(argv)
 
 
@@ -76,30 +80,68 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.shards_dir = _local_abs(cfg.shards_dir)
     if cfg.milvus_uri and "://" not in cfg.milvus_uri:
         cfg.milvus_uri = _local_abs(cfg.milvus_uri)
+    if getattr(args, "webhook", None):
+        cfg.notify.webhook_url = args.webhook
     if cfg.pipeline.write_batch < 1:
         raise SystemExit(f"--write-batch must be >= 1, got {cfg.pipeline.write_batch}")
     return cfg
 
 
+def _write_report(cfg: Config, catalog, out_dir: str, log) -> dict[str, Any]:
+    """The duplicate report over the whole index, on the job's own catalog (a Milvus Lite file takes
+    one client per process). A report that fails is logged and reported, not fatal: the videos are
+    indexed either way, and `astradup report` can make it again."""
+    from astradup.report import write_report
+    from astradup.search import Searcher
+
+    log(f"writing the duplicate report to {out_dir}")
+    try:
+        info = write_report(cfg, out_dir, searcher=Searcher(cfg, catalog))
+    except Exception as e:
+        log(f"report NOT written: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+    log(f"report: {info['html']} ({info['groups']} group(s), {info['pairs']} pair(s))")
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     from astradup.catalog import Catalog
+    from astradup.notify import notify_backfill_end
     from astradup.pipeline import index
 
     args = parse_args(argv)
     cfg = config_from_args(args)
+    from astradup.logs import setup_logging
+
+    setup_logging(cfg.log)  # the driver's own records (write batches); workers set up theirs in their tasks
     sources = [_local_abs(s) for s in args.source]
     log = lambda msg: print(f"[backfill {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     log(f"sources {sources} -> shards {cfg.resolved_shards_dir}, milvus {cfg.resolved_milvus_uri} "
         f"(write batch {cfg.pipeline.write_batch})")
-    catalog = Catalog(cfg)
-    vectors = catalog.vectors  # connect now: a wrong Milvus address fails before any decoding
+    report_info: dict[str, Any] | None = None
+    vectors = None
     try:
-        report = index(sources, cfg, catalog=catalog, progress=log, trust_listing=not args.rehash)
+        try:
+            catalog = Catalog(cfg)
+            vectors = catalog.vectors  # connect now: a wrong Milvus address fails before any decoding
+            report = index(sources, cfg, catalog=catalog, progress=log, trust_listing=not args.rehash)
+        except Exception as e:  # tell the webhook the job died, then fail as before
+            notify_backfill_end(cfg.notify, {"error": f"{type(e).__name__}: {e}"}, log=log)
+            raise
         counts = vectors.count()
+        if args.report:
+            report_info = _write_report(cfg, catalog, _local_abs(args.report), log)
     finally:
-        vectors.close()
+        if vectors is not None:
+            vectors.close()
     summary = report.to_dict()
     summary["vectors"] = counts
+    if report_info is not None:
+        summary["report"] = report_info
+        if report_info.get("error"):
+            summary["report_error"] = report_info["error"]
+    report_html = (report_info or {}).get("html")
+    summary["notify"] = notify_backfill_end(cfg.notify, summary, report_path=report_html, log=log)
     summary["driver_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(report.summary(), flush=True)
     print(f"{SUMMARY_TAG} {json.dumps(summary, sort_keys=True)}", flush=True)

@@ -127,17 +127,13 @@ class Metrics:
     """Ray metrics (exported to Prometheus and the Ray dashboard) plus the same counts in memory,
     which /healthz reports."""
 
-    LATENCY_BOUNDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120]
-
     def __init__(self) -> None:
-        from ray.util.metrics import Counter, Histogram
+        # Defined in astradup.telemetry with every other metric, which the Grafana dashboard is checked against.
+        from astradup import telemetry
 
-        self.searches = Counter("astradup_searches", description="Searches answered, by kind and outcome",
-                                tag_keys=("kind", "outcome"))
-        self.latency = Histogram("astradup_search_latency_s", description="Search latency in seconds",
-                                 boundaries=self.LATENCY_BOUNDS, tag_keys=("kind",))
-        self.errors = Counter("astradup_http_errors", description="HTTP responses with status >= 400",
-                              tag_keys=("status",))
+        self.searches = telemetry.metric(telemetry.SEARCHES)
+        self.latency = telemetry.metric(telemetry.SEARCH_LATENCY)
+        self.errors = telemetry.metric(telemetry.HTTP_ERRORS)
         self._lock = threading.Lock()
         self.counts = {"searches_ok": 0, "searches_rejected": 0, "searches_failed": 0, "errors_4xx": 0,
                        "errors_5xx": 0}

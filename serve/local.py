@@ -22,9 +22,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def ensure_ray(dashboard: bool = True) -> None:
+def ensure_ray(dashboard: bool = True, metrics_export_port: int = 0) -> None:
     """Join $RAY_ADDRESS when set, else start a local Ray. RAY_AUTH_MODE is set before ray.init
-    so the driver and every client of this cluster agree on it."""
+    so the driver and every client of this cluster agree on it. ``metrics_export_port`` fixes a
+    local Ray's Prometheus endpoint (0 = Ray's choice)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -34,7 +35,8 @@ def ensure_ray(dashboard: bool = True) -> None:
     if addr:
         ray.init(address=addr, ignore_reinit_error=True, log_to_driver=False)
     else:
-        ray.init(include_dashboard=dashboard, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(include_dashboard=dashboard, ignore_reinit_error=True, log_to_driver=False,
+                 **({"_metrics_export_port": metrics_export_port} if metrics_export_port else {}))
 
 
 def check_lite_free(cfg: Config) -> None:
@@ -68,7 +70,7 @@ def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: i
     from ray import serve
 
     check_lite_free(cfg)
-    ensure_ray(cfg.pipeline.dashboard)
+    ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(cfg, settings), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from ray import serve
 
+from astradup import telemetry
 from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.errors import MediaError
@@ -36,6 +37,8 @@ from serve.embedding import RemoteEmbedder
 from serve.settings import ServeSettings
 from serve.sniff import SUFFIX
 
+STAGE = telemetry.QUERY_STAGE_LATENCY
+_INFLIGHT = telemetry.inflight(telemetry.SEARCH_INFLIGHT)  # searches inside this replica right now
 S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^\x00-\x1f]+$")
 
 
@@ -91,15 +94,18 @@ class SearchService:
             dcfg = dataclasses.replace(dcfg, max_seconds=limit)
         try:
             vid = content_id(path)
-            dec = decode_video(path, VideoRef(vid, uri, os.path.getsize(path)), dcfg)
-            feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+            with telemetry.timed(STAGE, stage="decode"):
+                dec = decode_video(path, VideoRef(vid, uri, os.path.getsize(path)), dcfg)
+            with telemetry.timed(STAGE, stage="features"):
+                feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
         except MediaError as e:
             raise BadMedia(e.reason) from e
         except Exception as e:  # a decoder crash on hostile bytes is still the bytes' fault
             raise BadMedia(f"cannot decode: {type(e).__name__}: {e}") from e
         emb = self.searcher.embedder
-        feats = add_embeddings(feats, dec.frames, emb)
-        mirror = mirrored_embeddings(dec.frames, emb) if self.cfg.embedder.query_flip else None
+        with telemetry.timed(STAGE, stage="embed"):
+            feats = add_embeddings(feats, dec.frames, emb)
+            mirror = mirrored_embeddings(dec.frames, emb) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
@@ -132,6 +138,7 @@ class SearchService:
         return plain({"query": {"video_id": query_id, "kind": kind, **query}, "matches": out,
                       "took_ms": round(1000 * (time.time() - t0), 1)})
 
+    @_INFLIGHT.track
     def search_upload(self, data: bytes, container: str, top: int, include_none: bool = False,
                       name: str = "") -> dict:
         t0 = time.time()
@@ -146,6 +153,7 @@ class SearchService:
             os.unlink(tmp)
         return self._answer(q, "upload", top, include_none, t0, name=name)
 
+    @_INFLIGHT.track
     def search_uri(self, uri: str, top: int, include_none: bool = False) -> dict:
         t0 = time.time()
         if not S3_URI_RE.match(uri):
@@ -174,6 +182,7 @@ class SearchService:
             return _error(404, f"{uri}: no such object")
         return self._answer(q, "uri", top, include_none, t0, name=uri.rsplit("/", 1)[-1])
 
+    @_INFLIGHT.track
     def search_video(self, video_id: str, top: int) -> dict:
         t0 = time.time()
         f = self.catalog.shards.load_features([video_id]).get(video_id)

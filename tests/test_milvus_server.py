@@ -1,16 +1,10 @@
 """Index and search against a real Milvus server on 127.0.0.1 (not the Lite file).
 
 The server is Milvus 2.3 standalone from the ``milvus`` PyPI package (embedded etcd and local
-storage, no Docker), started once for this module. The test skips only when that binary cannot
-run on this platform; a server that starts but misbehaves fails the test.
+storage, no Docker), started once for this module by ``tests/milvus_harness.py``. The test skips
+only when that binary cannot run on this platform; a server that starts but misbehaves fails it.
 """
 from __future__ import annotations
-
-import platform
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,48 +15,13 @@ from astradup.config import load_config
 from astradup.pipeline import index
 from astradup.search import Searcher
 from tests.media import make_copy, make_video
-
-START_TIMEOUT = 240.0  # seconds; a cold start on a busy 2-core box has taken over 60 s
-_CANNOT_RUN = ("exec format error", "glibc_", "cannot execute", "no such file or directory",
-               "error while loading shared libraries")
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return b"OK" in r.read()
-    except OSError:
-        return False
+from tests.milvus_harness import milvus_server
 
 
 @pytest.fixture(scope="module")
 def milvus_uri(tmp_path_factory):
-    if not (sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")) and sys.platform != "darwin":
-        pytest.skip(f"the milvus package ships no server binary for {sys.platform}/{platform.machine()}")
-    from milvus import MilvusServer  # a test dependency (pyproject [test]); missing = a broken install
-
-    base = tmp_path_factory.mktemp("milvus_server")
-    server = MilvusServer(wait_for_started=False)
-    server.set_base_dir(str(base))
-    try:
-        server.start()
-    except OSError as e:  # the binary could not even be executed here
-        pytest.skip(f"Milvus server binary cannot run on this platform: {e}")
-    try:
-        deadline = time.time() + START_TIMEOUT
-        while not _healthy(server.webservice_port):
-            code = server.server_proc.poll()
-            if code is not None:
-                log = (Path(base) / "logs" / "milvus-stderr.log").read_text(errors="replace")[-2000:]
-                if any(s in log.lower() for s in _CANNOT_RUN):
-                    pytest.skip(f"Milvus server binary cannot run on this platform (exit {code}): {log}")
-                pytest.fail(f"Milvus server exited with {code} before becoming healthy:\n{log}")
-            if time.time() > deadline:
-                pytest.fail(f"Milvus server not healthy after {START_TIMEOUT:.0f} s (logs in {base}/logs)")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{server.listen_port}"
-    finally:
-        server.stop()
+    for server in milvus_server(tmp_path_factory):
+        yield server.uri
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +58,9 @@ def test_server_and_lite_index_and_search_alike(indexed):
     server, lite = Catalog(indexed["server"]).vectors, Catalog(indexed["lite"]).vectors
     assert server.count() == lite.count() and server.video_ids() == lite.video_ids()
     feats = Catalog(indexed["lite"]).shards.load_features(lite.video_ids())
-    codes = np.concatenate([f.phash for f in feats.values()])
-    frames = np.concatenate([f.embeddings for f in feats.values()])
+    step = lite.projection.frame_stride  # the rows the index holds (vectors.frame_stride)
+    codes = np.concatenate([f.phash[::step] for f in feats.values()])
+    frames = np.concatenate([f.embeddings[::step] for f in feats.values()])
     # Both pHash searches are exact (BIN_FLAT / brute force): same neighbours, same similarities.
     for s_row, l_row in zip(server.search_phash(codes, 3), lite.search_phash(codes, 3)):
         assert [round(x[2], 6) for x in s_row] == [round(x[2], 6) for x in l_row]

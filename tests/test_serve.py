@@ -3,6 +3,7 @@ the real Ray Serve app on 127.0.0.1 over a small indexed corpus (tests/serve_har
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -295,7 +296,8 @@ def test_metrics_reach_ray_metrics_export(srv):
     counts = srv.get("/healthz").json()
     assert counts["searches_ok"] > 0 and counts["searches_rejected"] >= 0 and counts["errors_4xx"] > 0
     port = next(n["MetricsExportPort"] for n in ray.nodes() if n["Alive"])
-    want = ("ray_astradup_searches_total", "ray_astradup_search_latency_s_count", "ray_astradup_http_errors_total")
+    want = ("ray_astradup_searches_total", "ray_astradup_search_latency_s_count", "ray_astradup_http_errors_total",
+            "ray_astradup_search_inflight{", "ray_astradup_query_stage_latency_s_count{")  # search replica's
     deadline = time.monotonic() + 40  # Ray reports metrics every few seconds
     while True:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
@@ -305,3 +307,6 @@ def test_metrics_reach_ray_metrics_export(srv):
         time.sleep(2)
     assert not missing, missing
     assert 'outcome="ok"' in text and 'kind="upload"' in text
+    # The search replica times its query stages: the upload's embedding, Searcher.search's KNN.
+    stages = set(re.findall(r'^ray_astradup_query_stage_latency_s_count\{[^}]*stage="(\w+)"', text, re.M))
+    assert {"embed", "knn", "score", "search"} <= stages, stages

@@ -11,10 +11,12 @@ import dataclasses
 
 import numpy as np
 
+from typing import Any
+
 from astradup.config import Config
-from astradup.features.audio import audio_features
+from astradup.features.audio import StreamingAudioFeatures, audio_features
 from astradup.features.phash import phash_frames
-from astradup.records import Decoded, VideoFeatures
+from astradup.records import Decoded, VideoFeatures, VideoRef
 
 
 BLANK_STD = 6.0  # grey-level std below which a frame is a fade/black/flat card
@@ -63,3 +65,53 @@ def mirrored_embeddings(frames: np.ndarray, embedder) -> np.ndarray:
     """Embeddings of the horizontally mirrored frames: a query-side trick that finds flipped copies
     without doubling the index."""
     return embedder.embed(np.ascontiguousarray(frames[:, :, ::-1, :])).astype(np.float32)
+
+
+def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dict[str, Any] | None = None,
+                      audio_step: float | None = None, chunk: int | None = None) -> VideoFeatures:
+    """Every feature of a file of any length, embeddings included, with bounded memory.
+
+    Why here and not in the embedder pool: the pipeline's usual path sends a video's frames in
+    one record to the embedder actors, which for a three-hour file is 10800 frames = 1.6 GB held
+    by the decode task, copied by pickle, stored in the object store and unpickled by the actor.
+    Instead, each chunk of frames from :func:`decode_streamed` is reduced at once to its pHash,
+    blank flags and embeddings (``embedder`` is the process' cached model, see get_embedder) and
+    dropped, and the PCM goes chunk by chunk into :class:`StreamingAudioFeatures`; what stays is
+    the features, ~2.5 KB per second of video (the 512-d embedding dominates). The alternative,
+    splitting a long video into chunk rows that the embedder pool handles and the driver stitches
+    back, keeps GPUs busy with long videos too, but needs a generator decode stage, per-video
+    reassembly across write batches and partial-failure rules; long files are the exception in
+    a corpus, so they pay the CPU embedding in the decode task instead.
+
+    The result equals ``add_embeddings(cpu_features(decode_video(...)), ...)`` within float noise
+    (tests/test_bad_media.py checks it on a clip streamed in small chunks).
+    """
+    from astradup.io.decode import STREAM_CHUNK, decode_streamed
+
+    ts: list[np.ndarray] = []
+    ph: list[np.ndarray] = []
+    emb: list[np.ndarray] = []
+    blank: list[int] = []
+    seen = [0]
+
+    def on_frames(times: np.ndarray, frames: np.ndarray) -> None:
+        ts.append(np.asarray(times, np.float32))
+        ph.append(phash_frames(frames))
+        blank.extend(seen[0] + i for i in blank_frames(frames))
+        emb.append(np.asarray(embedder.embed(frames), np.float32))
+        seen[0] += len(frames)
+
+    audio = StreamingAudioFeatures(cfg.decode.sample_rate, cfg.audio, step=audio_step)
+    meta = decode_streamed(path, cfg.decode, on_frames, audio.feed, meta=meta,
+                           chunk=int(chunk or STREAM_CHUNK))
+    aud = audio.finish() if meta.get("has_audio") and "audio_error" not in meta else \
+        audio_features(None, cfg.decode.sample_rate, cfg.audio)
+    meta["blank_frames"] = blank
+    return VideoFeatures(
+        video_id=ref.video_id, uri=ref.uri,
+        timestamps=np.concatenate(ts), embeddings=np.concatenate(emb),
+        phash=np.concatenate(ph),
+        audio_windows=aud["windows"], audio_vectors=aud["vectors"],
+        chromaprint=aud["chromaprint"], chromaprint_hz=float(aud["chromaprint_hz"]),
+        meta=meta,
+    )

@@ -6,6 +6,12 @@ resized once, at decode time, to ``frame_size`` x ``frame_size`` (every feature 
 decord does the work (it seeks and skips without converting unwanted frames); an ffmpeg pipe is
 the fallback for files decord cannot open or read. Audio always comes from an ffmpeg pipe, in a
 thread running alongside the frame decode.
+
+Two ways out: :func:`decode_video` returns every frame and the whole PCM at once (what features,
+search and the embedder pool want for ordinary clips); :func:`decode_streamed` hands them over in
+chunks to callbacks, so a file of any length (more than STREAM_FRAMES samples) is decoded with
+bounded memory. Both pick the same frames. Rotated files come out upright from either decoder:
+decord 0.6 and ffmpeg both apply the display matrix (tests/test_bad_media.py checks 90/180/270).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -32,6 +38,16 @@ from astradup.records import Decoded, VideoRef
 BATCH = 32
 AUDIO_CHUNK = 1 << 20  # bytes per read from the ffmpeg audio pipe
 NO_FRAME = "truncated or corrupt video stream (no decodable frame)"
+# Videos with more sampled frames than this are decoded as a stream (see decode_streamed): at
+# 224 px a frame is 150 KB, so 1200 frames (20 min at 1 fps) are 180 MB held, pickled and sent
+# to the embedder, about the most a decode task should hold; a 3-hour file would be 1.6 GB.
+STREAM_FRAMES = 1200
+# Frames per chunk of a streamed decode: 64 x 150 KB = 9.6 MB, two embedder batches. pHash and
+# the embedder make float copies several times a chunk's size, so a small chunk keeps the peak
+# low at no cost in speed: decord reads 32 at a time (BATCH) and the embedder runs 32 at a time
+# anyway. Measured on the three-hour test file at 0.5 fps, one process, 2 busy cores: peak RSS
+# 0.78-0.88 GB with 64, 0.93 GB with 128, 0.98-1.23 GB with 256; 44-46 s each.
+STREAM_CHUNK = 64
 
 
 def sample_times(duration: float, fps: float) -> np.ndarray:
@@ -108,14 +124,9 @@ def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None 
         del vr
 
 
-def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.ndarray:
-    """Fallback: ffmpeg's fps filter picks, for output k, the frame on screen at (k + 0.5) / fps.
-
-    Frames are read one at a time into a preallocated array and ffmpeg is stopped as soon as enough
-    have arrived, so a damaged file cannot make us buffer more than the frames we keep.
-    """
-    n = len(times)
-    if n == 1 and times[0] < 0.5 / fps:  # a clip shorter than one period: take its middle frame
+def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int) -> list[str]:
+    """The ffmpeg command whose rgb24 output is the frames at ``times`` (see _decode_ffmpeg)."""
+    if len(times) == 1 and times[0] < 0.5 / fps:  # a clip shorter than one period: its middle frame
         vf = f"select=gte(t\\,{float(times[0]):.6f}),scale={size}:{size}"
         extra = ["-frames:v", "1"]
     else:
@@ -123,8 +134,18 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
         # pts <= (k + 0.5) / fps: the same frame decord's timestamp lookup picks.
         vf = f"setpts=PTS-{0.5 / fps:.6f}/TB,fps={fps:.6f}:round=up,scale={size}:{size}"
         extra = []
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0", "-an", "-sn",
-           "-vf", vf, *extra, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    return ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0", "-an", "-sn",
+            "-vf", vf, *extra, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+
+
+def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.ndarray:
+    """Fallback: ffmpeg's fps filter picks, for output k, the frame on screen at (k + 0.5) / fps.
+
+    Frames are read one at a time into a preallocated array and ffmpeg is stopped as soon as enough
+    have arrived, so a damaged file cannot make us buffer more than the frames we keep.
+    """
+    n = len(times)
+    cmd = _ffmpeg_frames_cmd(path, times, fps, size)
     frame_bytes = size * size * 3
     # Grown as frames arrive rather than sized from the container's duration, which can be bogus
     # on exactly the damaged files that end up here.
@@ -154,6 +175,88 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
     return out if got == len(out) else out[:got].copy()
 
 
+def _iter_decord(path: str, times: np.ndarray, size: int, chunk: int) -> Iterator[np.ndarray]:
+    """Frames at ``times`` via decord, ``chunk`` at a time (see _decode_decord, which it mirrors)."""
+    import decord
+
+    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size, num_threads=thread_budget())
+    try:
+        n = len(vr)
+        ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
+        idx = _frame_indices(np.asarray(ts[:, 0], np.float64), np.asarray(ts[:, 1], np.float64),
+                             float(vr.get_avg_fps() or 0.0), times.astype(np.float64))
+        idx = idx[idx >= 0]
+        del ts
+        for c0 in range(0, len(idx), chunk):
+            out = np.empty((min(chunk, len(idx) - c0), size, size, 3), np.uint8)
+            for i in range(0, len(out), BATCH):
+                out[i:i + BATCH] = vr.get_batch(idx[c0 + i:c0 + min(i + BATCH, len(out))].tolist()).asnumpy()
+            yield out
+    finally:
+        del vr
+
+
+def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int,
+                 skip: int = 0) -> Iterator[np.ndarray]:
+    """Frames at ``times`` from the ffmpeg pipe, ``chunk`` at a time, after dropping the first
+    ``skip`` (those another decoder already delivered). ffmpeg is killed when the caller stops."""
+    frame_bytes = size * size * 3
+    got = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(_ffmpeg_frames_cmd(path, times, fps, size), stdout=subprocess.PIPE,
+                                stderr=err)
+        try:
+            assert proc.stdout is not None
+            while got < len(times):
+                out = np.empty((min(chunk, len(times) - got), size, size, 3), np.uint8)
+                k = 0
+                while k < len(out):
+                    view = memoryview(out[k]).cast("B")
+                    filled = 0
+                    while filled < frame_bytes:
+                        r = proc.stdout.readinto(view[filled:])
+                        if not r:
+                            break
+                        filled += r
+                    if filled < frame_bytes:
+                        break
+                    got += 1
+                    if got > skip:
+                        k += 1
+                if k:
+                    yield out if k == len(out) else out[:k].copy()
+                if k < len(out):
+                    return
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int = STREAM_CHUNK,
+                info: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+    """The frames :func:`decode_video` would return, as chunks of at most ``chunk`` frames.
+
+    decord first; if it cannot open the file or fails part way (a damaged GOP), the ffmpeg pipe
+    takes over from the first frame not yet delivered (earlier ones are decoded and dropped, never
+    held). ``info`` receives "decoder" and, when decord failed, "decord_error".
+    """
+    info = info if info is not None else {}
+    info["decoder"] = "decord"
+    done = 0
+    try:
+        for block in _iter_decord(path, times, size, chunk):
+            done += len(block)
+            yield block
+    except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
+        info["decord_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    else:
+        if done:
+            return
+    info["decoder"] = "ffmpeg" if done == 0 else "decord+ffmpeg"
+    yield from _iter_ffmpeg(path, times, fps, size, chunk, skip=done)
+
+
 class _AudioJob:
     """Mono float32 PCM of the first audio stream, decoded by ffmpeg while the frames decode.
 
@@ -163,7 +266,8 @@ class _AudioJob:
     to be unusable, instead of decoding audio for nothing.
     """
 
-    def __init__(self, path: str, sample_rate: int, seconds: float, max_seconds: float) -> None:
+    def __init__(self, path: str, sample_rate: int, seconds: float, max_seconds: float,
+                 sink: Callable[[np.ndarray], None] | None = None) -> None:
         cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0", "-vn",
                "-sn", "-ac", "1", "-ar", str(int(sample_rate))]
         if max_seconds > 0:
@@ -172,12 +276,50 @@ class _AudioJob:
         # Containers often round the duration: leave a second of slack before growing the buffer;
         # cap the first guess so a bogus duration cannot reserve gigabytes up front.
         guess = min(seconds + 1.0, 3600.0)
-        self._buf = bytearray(4 * int(math.ceil(guess * sample_rate)))
+        # With a sink (a long track), PCM is handed over a chunk at a time and never kept whole.
+        self._sink = sink
+        self._sink_error: BaseException | None = None
+        self._buf = bytearray(4 * int(math.ceil(guess * sample_rate)) if sink is None else AUDIO_CHUNK)
         self._filled = 0
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err)
-        self._thread = threading.Thread(target=self._drain, name="astradup-audio", daemon=True)
+        self._thread = threading.Thread(target=self._drain if sink is None else self._drain_to_sink,
+                                        name="astradup-audio", daemon=True)
         self._thread.start()
+
+    def _drain_to_sink(self) -> None:
+        """Read fixed-size chunks and pass each (clipped to [-1, 1]) to the sink; a sink error
+        stops ffmpeg and is raised by :meth:`stream_result`. ``_filled`` counts all bytes read."""
+        assert self._proc.stdout is not None and self._sink is not None
+        have = 0  # bytes in self._buf not yet passed on (only a partial sample carries over)
+        while True:
+            with memoryview(self._buf) as view:
+                k = self._proc.stdout.readinto(view[have:])
+            if not k:
+                break
+            self._filled += k
+            have += k
+            usable = have - have % 4
+            if usable < len(self._buf) - 4:  # keep filling: the sink wants whole chunks
+                continue
+            self._pass_on(usable)
+            have -= usable
+        if have - have % 4:
+            self._pass_on(have - have % 4)
+
+    def _pass_on(self, usable: int) -> None:
+        pcm = np.frombuffer(bytes(self._buf[:usable]), np.float32).copy()
+        self._buf[:len(self._buf) - usable] = self._buf[usable:]
+        np.clip(pcm, -1.0, 1.0, out=pcm)
+        if self._sink_error is not None:
+            return
+        try:
+            assert self._sink is not None
+            self._sink(pcm)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            self._sink_error = e
+            if self._proc.poll() is None:
+                self._proc.kill()
 
     def _drain(self) -> None:
         assert self._proc.stdout is not None
@@ -204,6 +346,19 @@ class _AudioJob:
         self._err.close()
         self._buf = bytearray()
 
+    def stream_result(self) -> int:
+        """Samples handed to the sink; RuntimeError with ffmpeg's first message if none came."""
+        rc = self._finish()
+        self._err.seek(0)
+        message = self._err.read().decode("utf-8", "replace").strip().splitlines()
+        self._err.close()
+        self._buf = bytearray()
+        if self._sink_error is not None:
+            raise self._sink_error
+        if self._filled < 4:
+            raise RuntimeError(message[0] if message else f"ffmpeg exited with {rc} and no audio")
+        return self._filled // 4
+
     def result(self) -> np.ndarray:
         """The PCM, clipped to [-1, 1]; RuntimeError with ffmpeg's first message if none came."""
         rc = self._finish()
@@ -220,21 +375,35 @@ class _AudioJob:
         return pcm
 
 
-def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig) -> Decoded:
-    """Sampled frames + mono audio of one file; MediaError if no frame can be decoded.
-
-    A track whose audio fails to decode is not fatal (the visual evidence is still worth indexing):
-    ``audio`` is then None and ``meta['audio_error']`` says why.
-    """
-    path = os.fspath(path)
-    meta: dict[str, Any] = dict(probe(path))
+def _plan(meta: dict[str, Any], cfg: DecodeConfig) -> tuple[float, float, int, np.ndarray]:
+    """(duration decoded, fps, frame size, sample times) for a probed file under ``cfg``."""
     duration = meta["duration"]
     if cfg.max_seconds and cfg.max_seconds > 0:
         duration = min(duration, float(cfg.max_seconds))
     fps, size = float(cfg.fps), int(cfg.frame_size)
     if fps <= 0 or size <= 0:
         raise ValueError(f"decode.fps and decode.frame_size must be > 0, got {fps}, {size}")
-    times = sample_times(duration, fps)
+    return duration, fps, size, sample_times(duration, fps)
+
+
+def should_stream(meta: dict[str, Any], cfg: DecodeConfig) -> bool:
+    """Whether a probed file samples more than STREAM_FRAMES frames, i.e. must go through
+    :func:`decode_streamed` so that memory stays bounded whatever its duration."""
+    return len(_plan(meta, cfg)[3]) > STREAM_FRAMES
+
+
+def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
+                 meta: dict[str, Any] | None = None) -> Decoded:
+    """Sampled frames + mono audio of one file; MediaError if no frame can be decoded.
+
+    A track whose audio fails to decode is not fatal (the visual evidence is still worth indexing):
+    ``audio`` is then None and ``meta['audio_error']`` says why. ``meta`` is the file's
+    :func:`probe` result when the caller already has it (saves a second ffprobe). Everything is
+    held at once: for long files (:func:`should_stream`) use :func:`decode_streamed`.
+    """
+    path = os.fspath(path)
+    meta = dict(probe(path) if meta is None else meta)
+    duration, fps, size, times = _plan(meta, cfg)
 
     job = _AudioJob(path, cfg.sample_rate, duration, duration if cfg.max_seconds > 0 else 0.0) \
         if meta.get("has_audio") else None
@@ -271,6 +440,51 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig) -> Decoded:
     meta["frames_expected"] = len(times)  # more than len(frames) when the stream ends early
     return Decoded(ref=ref, timestamps=times[: len(frames)].copy(), frames=frames, audio=audio,
                    sample_rate=int(cfg.sample_rate), meta=meta)
+
+
+def decode_streamed(path: str, cfg: DecodeConfig, on_frames: Callable[[np.ndarray, np.ndarray], None],
+                    on_audio: Callable[[np.ndarray], None] | None,
+                    meta: dict[str, Any] | None = None, chunk: int = STREAM_CHUNK) -> dict[str, Any]:
+    """Decode a file of any length with bounded memory; returns its meta (as Decoded.meta).
+
+    The same frames and PCM as :func:`decode_video`, handed over as they are decoded instead of
+    returned: ``on_frames(timestamps, frames)`` gets chunks of at most ``chunk`` frames in order
+    (9.6 MB at 224 px), ``on_audio(pcm)`` gets float32 PCM chunks of AUDIO_CHUNK bytes from the
+    audio thread while the frames decode (so it must not share unlocked state with on_frames).
+    Peak memory is a chunk of each plus what the callbacks keep. MediaError if no frame decodes;
+    an audio failure (ffmpeg's or on_audio's) is recorded in ``meta['audio_error']`` as in
+    decode_video, and ``meta['audio_samples']`` says how many samples were handed over.
+    """
+    path = os.fspath(path)
+    meta = dict(probe(path) if meta is None else meta)
+    duration, fps, size, times = _plan(meta, cfg)
+    job = _AudioJob(path, cfg.sample_rate, duration, duration if cfg.max_seconds > 0 else 0.0,
+                    sink=on_audio) if meta.get("has_audio") and on_audio is not None else None
+    info: dict[str, Any] = {}
+    got = 0
+    try:
+        try:
+            for block in iter_frames(path, times, fps, size, chunk, info):
+                on_frames(times[got:got + len(block)].copy(), block)
+                got += len(block)
+        except OSError as e:
+            raise MediaError(path, f"cannot run ffmpeg ({e})") from e
+        if got == 0:
+            raise MediaError(path, NO_FRAME)
+    except BaseException:
+        if job is not None:
+            job.cancel()
+        raise
+    if job is not None:
+        try:
+            meta["audio_samples"] = job.stream_result()
+        except Exception as e:  # noqa: BLE001 - a broken audio track is recorded, never fatal
+            meta["audio_error"] = str(e) or type(e).__name__
+    meta.update(info)
+    meta["sampled_fps"] = fps
+    meta["frames_expected"] = len(times)
+    meta["streamed"] = True
+    return meta
 
 
 def decode_path(path: str, cfg: DecodeConfig) -> Decoded:

@@ -12,6 +12,16 @@ Layout::
 Files are never rewritten: a re-index or a deletion appends, and readers take the latest row.
 That keeps writers lock-free (several Ray workers may append at once) and a crash can only lose
 the batch in flight, never corrupt what was there.
+
+Several writers, several processes. A name is the writer's microsecond clock plus 8 random hex
+digits, and a local file is published by first creating its name exclusively (``O_EXCL``), then
+renaming the finished temp file over that empty placeholder: two writers that drew the same name
+(same microsecond, same random part) keep both files, the second under a new name, where a plain
+rename would silently drop the first. Readers skip empty files (a placeholder, or one a killed
+writer left). Each writer's temp file is its own (pid and random part in the name). Readers
+order rows by ``(at, file name, row)``, a total order every reader computes the same way, so
+each process sees the same latest status per video whatever order it listed the files in.
+Across machines that order is only as good as the clocks.
 """
 from __future__ import annotations
 
@@ -170,6 +180,33 @@ def _now_us() -> int:
 def _part_name(us: int) -> str:
     stamp = datetime.fromtimestamp(us / 1e6, tz=timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     return f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+_NAME_TRIES = 8  # fresh names to draw before a clash is treated as a bug, not bad luck
+
+
+def _publish(tmp: str, directory: str, name: str, us: int) -> str:
+    """Give the finished temp file its part name without ever replacing an existing file.
+
+    The name is claimed with ``O_CREAT | O_EXCL`` (an empty file, which readers skip) and the temp
+    file renamed over the claim. A bare ``os.replace`` would silently drop another writer's shard
+    of the same name, its status rows with it; here the clash shows and a fresh name is drawn.
+    """
+    for _ in range(_NAME_TRIES):
+        final = f"{directory}/{name}"
+        try:
+            fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            name = _part_name(us)
+            continue
+        os.close(fd)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.unlink(final)  # our own empty claim; nothing else can be at that name
+            raise
+        return final
+    raise FileExistsError(f"{directory}: {_NAME_TRIES} part names in a row were taken")
 
 
 def _json_default(obj: Any) -> Any:
@@ -404,30 +441,39 @@ class ShardStore:
                use_dictionary: bool | list[str] = True) -> str:
         """Publish a whole file or nothing.
 
-        Local: write a dot-prefixed temp name in the same directory, then rename (atomic on
-        POSIX), so a killed writer leaves only a temp file that readers never list. Object
+        Local: write a dot-prefixed temp name in the same directory, claim the part name with an
+        exclusive create, then rename over the claim (atomic on POSIX), so a killed writer leaves
+        only a temp file or an empty claim, both of which readers skip, and no writer ever
+        replaces another's file. Object
         stores (s3): an object becomes visible only when its upload completes, and a rename
         there is a copy, so the final key is written directly.
         """
         directory = f"{self._path}/{kind}"
         name = _part_name(us)
-        final = f"{directory}/{name}"
         if self._local:
             os.makedirs(directory, exist_ok=True)
-            tmp = f"{directory}/{_TMP_PREFIX}{name}"
+            # Private to this writer: another process drawing the same part name must not share it.
+            tmp = f"{directory}/{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}"
             try:
                 pq.write_table(table, tmp, filesystem=self._pafs, row_group_size=row_group_size,
                                compression=compression,
                                use_dictionary=use_dictionary)
-                os.replace(tmp, final)
+                final = _publish(tmp, directory, name, us)
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
-        else:
-            pq.write_table(table, final, filesystem=self._pafs, row_group_size=row_group_size,
-                           compression=compression, use_dictionary=use_dictionary)
-        return final if self._local else self._url(final)
+            return final
+        final = f"{directory}/{name}"
+        for _ in range(_NAME_TRIES):
+            # An object store has no create-if-absent here; checking first narrows a clash (which
+            # needs the same microsecond and the same 32 random bits) to the check-to-put window.
+            if not self.fs.exists(final):
+                break
+            final = f"{directory}/{_part_name(us)}"
+        pq.write_table(table, final, filesystem=self._pafs, row_group_size=row_group_size,
+                       compression=compression, use_dictionary=use_dictionary)
+        return self._url(final)
 
     def _url(self, path: str) -> str:
         protocol = _protocols(self.fs)[0]
@@ -445,7 +491,8 @@ class ShardStore:
         out = {}
         for e in entries:
             name = e["name"].rstrip("/")
-            if e.get("type") == "file" and _PART_RE.match(posixpath.basename(name)):
+            # An empty part file is a writer's claim on the name, not yet (or never) filled.
+            if e.get("type") == "file" and _PART_RE.match(posixpath.basename(name)) and e.get("size"):
                 out[name if not self._local else os.path.abspath(name)] = int(e.get("size") or 0)
         return out
 

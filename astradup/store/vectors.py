@@ -19,29 +19,51 @@ Milvus Lite allows one process per database: it takes a lock on the ``.db`` dire
 second process fails to open it (reported as ConfigError). Within a process, stores on the same
 path share one embedded server; the last ``close()`` stops it, so reopening the path reads the
 collections back from disk like a fresh process would.
+
+Concurrent writers. Every row has a deterministic primary key, ``"<video_id>/<row>"`` (a
+VARCHAR; ``row`` is the frame's or window's position, also stored as a field), and is written
+with ``upsert``. Two writers indexing the same video (two overlapping backfills on a server,
+a retry after a lost reply) therefore overwrite each other's rows instead of adding copies; a
+re-index with fewer rows then deletes the rows past its count. Auto ids with delete-then-insert,
+the earlier layout, doubled a video's rows when two writers interleaved (both deletes, then
+both inserts). Collections made with that layout (INT64 auto-id keys) still open and work with
+the old delete-then-insert writes, with a warning; ``astradup reindex`` re-creates them keyed.
+
+Outages. Every client call goes through :mod:`astradup.store.retry` (``cfg.retry``): transient
+errors (server unreachable, restarting, busy) are retried with capped exponential backoff and
+logged on the ``astradup.store`` logger; a server client whose channel was closed under it is
+replaced by a new one. Searches never see a half-written video either way: an upsert replaces
+rows in place, and a deletion shows as the video's absence.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from astradup.errors import ConfigError
 from astradup.records import STATUS_OK, VideoFeatures
+from astradup.store.retry import RetryPolicy, is_connection_error, is_dead_channel, is_not_loaded, retry_call
+
+LOG = logging.getLogger("astradup.store")
+T = TypeVar("T")
 
 PHASH_BITS = 256
 PHASH_BYTES = PHASH_BITS // 8
 DEFAULT_AUDIO_DIM = 26  # must equal the audio embedder's output width (MFCC mean + std of 13)
 VIDEO_ID_MAX = 64  # VARCHAR length of video_id
+PK_MAX = VIDEO_ID_MAX + 11  # VARCHAR length of the "<video_id>/<row>" primary key
 
 _SEARCH_CHUNK = 256  # query vectors per search request
 _INSERT_CHUNK = 4096  # rows per insert request (~8 MiB at 512-d, well under gRPC limits)
 _DELETE_CHUNK = 500  # video ids per delete filter
+_STALE_CHUNK = 256  # OR terms per stale-row delete (one per batch of 100; 256 parse on Lite and a 2.3 server)
+_RECONNECT_TIMEOUT = 10.0  # seconds a replacement client waits for its channel
 _QUERY_WINDOW = 16384  # Milvus caps offset+limit of a plain query here; beyond it, iterate
 _SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 
@@ -74,12 +96,14 @@ def unpack_bits(codes: np.ndarray) -> np.ndarray:
 class VectorStore:
     """Frame, pHash and audio-window vectors of indexed videos, keyed by video_id.
 
-    ``upsert_video`` replaces everything a video had, so re-indexing never duplicates rows;
-    searches return plain tuples so the match stage never sees Milvus types.
+    ``upsert_video`` replaces everything a video had, so re-indexing never duplicates rows, even
+    when two writers index the same video at once; searches return plain tuples so the match
+    stage never sees Milvus types. Thread-safe: threads may search while another one writes.
     """
 
     def __init__(self, uri: str, token: str = "", prefix: str = "astradup", visual_dim: int = 512,
-                 audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX") -> None:
+                 audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX",
+                 retry: RetryPolicy | None = None) -> None:
         if visual_dim < 1 or audio_dim < 1:
             raise ConfigError(f"vector dims must be positive, got visual={visual_dim} audio={audio_dim}")
         self.lite = is_lite_uri(uri)
@@ -87,6 +111,10 @@ class VectorStore:
         self.prefix = prefix
         self.index_type = index_type
         self.frames, self.phash, self.audio = f"{prefix}_frames", f"{prefix}_phash", f"{prefix}_audio"
+        self.retry = retry or RetryPolicy()
+        self._token = token
+        self._client_lock = threading.Lock()
+        self._legacy: set[str] = set()  # collections with auto-id INT64 keys (the pre-upsert layout)
         self._closed = False
         if self.lite:
             if not uri.endswith(".db"):
@@ -98,7 +126,8 @@ class VectorStore:
             _iter_log.addFilter(_DropMvccWarning())
         self.uri = uri
         try:
-            self.client = MilvusClient(uri=uri, token=token)
+            # No retry here: a wrong address must fail before a backfill decodes anything.
+            self.client = self._new_client()
         except MilvusException as e:
             if self.lite:
                 raise ConfigError(
@@ -114,11 +143,65 @@ class VectorStore:
             self.close()
             raise
 
+    # ---------------------------------------------------------------- client and retries
+
+    def _new_client(self) -> MilvusClient:
+        """A client of its own on a server (``dedicated``: pymilvus otherwise shares one channel per
+        address in the process, and replacing a dead one would hand back the same channel)."""
+        if self.lite:
+            return MilvusClient(uri=self.uri, token=self._token)
+        return MilvusClient(uri=self.uri, token=self._token, dedicated=True, timeout=_RECONNECT_TIMEOUT)
+
+    def _call(self, what: str, fn: Callable[[MilvusClient], T],
+              retry_if: Callable[[BaseException], bool] | None = None) -> T:
+        """``fn(client)`` under the retry policy; a retry uses the current client (it may be a new one).
+        ``retry_if`` adds errors this call may retry beyond the transient ones and "not loaded"."""
+        used: list[MilvusClient] = []
+
+        def attempt() -> T:
+            client = self.client
+            used.append(client)
+            return fn(client)
+
+        def before_retry(exc: BaseException, attempt_no: int) -> None:
+            # pymilvus repairs an unreachable channel in place on the next call; a channel closed
+            # under the client (or still failing to connect after two tries) gets a new client.
+            if not self.lite and (is_dead_channel(exc) or (is_connection_error(exc) and attempt_no >= 3)):
+                self._reconnect(used[-1])
+            elif is_not_loaded(exc):
+                # A restarted server reloads its collections by itself, a while after it answers;
+                # asking for the load (idempotent) waits for it instead of failing the call.
+                for name in (self.frames, self.phash, self.audio):
+                    self.client.load_collection(name)
+
+        return retry_call(attempt, self.retry, what, before_retry=before_retry,
+                          retry_if=lambda e: is_not_loaded(e) or (retry_if is not None and retry_if(e)))
+
+    def _reconnect(self, stale: MilvusClient) -> None:
+        """Replace ``stale`` with a new client, unless another thread already did; a failure to
+        connect is logged and left to the next retry."""
+        with self._client_lock:
+            if self.client is not stale or self._closed:
+                return
+            try:
+                fresh = self._new_client()
+            except Exception as e:  # still down: the retry loop waits and tries again
+                LOG.warning("milvus reconnect to %s failed: %s: %s", self.uri, type(e).__name__,
+                            getattr(e, "message", e))
+                return
+            self.client = fresh
+        LOG.warning("milvus client for %s replaced by a new connection", self.uri)
+        try:
+            stale.close()
+        except Exception:  # the old channel is already broken; nothing left to release
+            pass
+
     # ---------------------------------------------------------------- schema
 
     def _open_collections(self) -> bool:
         """Create missing collections, check dims of existing ones, load all; returns pHash mode."""
-        existing = set(self.client.list_collections())
+        existing = set(self._call("list_collections", lambda c: c.list_collections()))
+        self._legacy = set()
         for name, field, dim in ((self.frames, "vector", self.visual_dim), (self.audio, "vector", self.audio_dim)):
             if name in existing:
                 self._check_dim(name, field, dim)
@@ -139,17 +222,30 @@ class VectorStore:
                 except MilvusException:
                     binary = False
             if not binary:
+                # No query path searches pHash codes (scoring reads them from the shards), so on
+                # Lite an HNSW graph over them was 2.1 MB per hour of video for nothing: FLAT
+                # keeps them searchable (exact) at the cost of the raw codes only.
                 self._create(self.phash, self._schema(self.phash, "code", DataType.FLOAT_VECTOR, PHASH_BITS),
-                             "code", "IP")
+                             "code", "IP", index_type="FLAT" if self.lite else None)
+        if not self.lite and self.phash not in existing:  # another writer may have created it first
+            binary = self._field(self.phash, "code")[0] == DataType.BINARY_VECTOR
         for name in (self.frames, self.phash, self.audio):
-            # A reopened Lite database (and any server collection) starts released; search needs it loaded.
-            self.client.load_collection(name)
+            if self._field(name, "id")[0] == DataType.INT64:
+                self._legacy.add(name)
+            # A reopened Lite database (and any server collection) starts released; search needs it
+            # loaded. A collection another writer has just created may not have its index yet.
+            self._call(f"load {name}", lambda c, n=name: c.load_collection(n), retry_if=_index_pending)
+        if self._legacy:
+            LOG.warning("collections %s use auto-id keys: writes there are delete-then-insert, which two "
+                        "concurrent writers can duplicate; run `astradup reindex` to re-create them with "
+                        "per-row keys", sorted(self._legacy))
         return binary
 
     def _schema(self, name: str, field: str, dtype: DataType, dim: int) -> Any:
-        schema = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=PK_MAX)
         schema.add_field("video_id", DataType.VARCHAR, max_length=VIDEO_ID_MAX)
+        schema.add_field("row", DataType.INT32)
         if name == self.audio:
             schema.add_field("t_start", DataType.FLOAT)
             schema.add_field("t_end", DataType.FLOAT)
@@ -160,18 +256,30 @@ class VectorStore:
 
     def _create(self, name: str, schema: Any, field: str, metric: str, index_type: str | None = None) -> None:
         """Create a collection with its vector index; a failed create leaves no half-made collection
-        (the pHash fallback to float codes re-creates the same name)."""
+        (the pHash fallback to float codes re-creates the same name). Another process creating the
+        same collection at the same moment (two jobs starting on an empty server) wins: this one
+        then uses that collection as it finds it."""
         # Strong: a delete followed by an insert or a count is seen by the very next call.
-        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        try:
+            self._call(f"create {name}",
+                       lambda c: c.create_collection(name, schema=schema, consistency_level="Strong"))
+        except MilvusException:
+            if self._call(f"has {name}", lambda c: c.has_collection(name)):
+                return  # made by another writer just now: its creator builds its indexes
+            raise
         try:
             params = self.client.prepare_index_params()
             params.add_index(field_name=field, index_type=index_type or self.index_type, metric_type=metric)
             # pymilvus polls a created index every 0.5 s until built (3 s for our six indexes). Lite
             # builds it inside the RPC, so skip the poll there; a server gets the usual wait.
-            self.client.create_index(name, params, sync=not self.lite)
+            try:
+                self._call(f"index {name}", lambda c: c.create_index(name, params, sync=not self.lite))
+            except MilvusException as e:
+                if "already exist" not in str(e.message).lower():
+                    raise  # "already exists": a concurrent creator of the same collection was first
             self._index_video_id(name)
         except BaseException:
-            self.client.drop_collection(name)
+            self._call(f"drop {name}", lambda c: c.drop_collection(name))
             raise
 
     def _index_video_id(self, name: str) -> None:
@@ -181,19 +289,19 @@ class VectorStore:
         Without either the filters still work, by scan, so the last resort is no scalar index.
         """
         kinds = ("INVERTED", "Trie")
-        if not self.lite and _server_minor(self.client) < (2, 4):
+        if not self.lite and self._call("server version", _server_minor) < (2, 4):
             kinds = ("Trie",)  # asking for INVERTED first would only log a refused RPC
         for kind in kinds:
             params = self.client.prepare_index_params()
             params.add_index(field_name="video_id", index_type=kind)
             try:
-                self.client.create_index(name, params, sync=not self.lite)
+                self._call(f"index {name}.video_id", lambda c, p=params: c.create_index(name, p, sync=not self.lite))
                 return
             except MilvusException as e:
                 logging.getLogger(__name__).info("%s: %s index on video_id refused (%s)", name, kind, e.message)
 
     def _field(self, name: str, field: str) -> tuple[Any, int]:
-        for f in self.client.describe_collection(name)["fields"]:
+        for f in self._call(f"describe {name}", lambda c: c.describe_collection(name))["fields"]:
             if f["name"] == field:
                 return f["type"], int(f.get("params", {}).get("dim", 0))
         raise ConfigError(f"collection {name} has no field {field!r}; it was not created by AstraDup")
@@ -209,10 +317,11 @@ class VectorStore:
     # ---------------------------------------------------------------- writes
 
     def drop_all(self) -> None:
-        """Drop and re-create the three collections (``reindex`` refills them from the shards)."""
+        """Drop and re-create the three collections (``reindex`` refills them from the shards);
+        collections of the auto-id layout come back keyed."""
         for name in (self.frames, self.phash, self.audio):
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
+            if self._call(f"has {name}", lambda c, n=name: c.has_collection(n)):
+                self._call(f"drop {name}", lambda c, n=name: c.drop_collection(n))
         self._phash_binary = self._open_collections()
 
     def upsert_video(self, f: VideoFeatures) -> None:
@@ -220,13 +329,15 @@ class VectorStore:
         self.upsert_many([f])
 
     def upsert_many(self, items: Sequence[VideoFeatures]) -> int:
-        """Replace the vectors of many videos with batched deletes and inserts; returns videos written.
+        """Replace the vectors of many videos; returns videos written.
 
-        Records that are not ``ok`` are skipped and leave existing vectors alone: a transient
-        failure on re-index must not wipe the vectors of the last good run (the shards keep
-        those features too). A video repeated in ``items`` keeps its last record. Not atomic:
-        a crash between the delete and the inserts leaves those videos without vectors until
-        they are upserted again (``reindex`` from the shards repairs it).
+        Rows are upserted under ``"<video_id>/<row>"`` keys, then rows past each video's new
+        count are deleted (a re-index with fewer frames). Idempotent, so safe to retry and safe
+        with several writers: two jobs writing the same video leave it once, and a search meanwhile
+        sees each row's old or new version, never neither (a plain delete-then-insert would show
+        the video missing). Records that are not ``ok`` are skipped and leave existing vectors
+        alone: a transient failure on re-index must not wipe the vectors of the last good run
+        (the shards keep those features too). A video repeated in ``items`` keeps its last record.
         """
         latest: dict[str, VideoFeatures] = {}
         for f in items:
@@ -235,24 +346,52 @@ class VectorStore:
                 latest[f.video_id] = f
         if not latest:
             return 0
-        self._delete_ids(list(latest))
         frames: list[dict] = []
         codes: list[dict] = []
         audio: list[dict] = []
+        counts: dict[str, dict[str, int]] = {self.frames: {}, self.phash: {}, self.audio: {}}
         for vid, f in latest.items():
             ts = np.asarray(f.timestamps, np.float32).reshape(-1).tolist()
             emb = np.asarray(f.embeddings, np.float32)
-            frames.extend({"video_id": vid, "t": t, "vector": v} for t, v in zip(ts, emb))
+            frames.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t": t, "vector": v}
+                          for i, (t, v) in enumerate(zip(ts, emb)))
             ph = np.asarray(f.phash, np.uint8)
-            for t, c in zip(ts, self._codes_to_field(ph)):
-                codes.append({"video_id": vid, "t": t, "code": c})
+            codes.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t": t, "code": c}
+                         for i, (t, c) in enumerate(zip(ts, self._codes_to_field(ph))))
             win = np.asarray(f.audio_windows, np.float32).reshape(-1, 2).tolist()
             av = np.asarray(f.audio_vectors, np.float32)
-            audio.extend({"video_id": vid, "t_start": s, "t_end": e, "vector": v} for (s, e), v in zip(win, av))
+            audio.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t_start": s, "t_end": e, "vector": v}
+                         for i, ((s, e), v) in enumerate(zip(win, av)))
+            counts[self.frames][vid] = len(emb)
+            counts[self.phash][vid] = min(len(ts), len(ph))
+            counts[self.audio][vid] = min(len(win), len(av))
         for name, rows in ((self.frames, frames), (self.phash, codes), (self.audio, audio)):
+            if name in self._legacy:
+                self._replace_legacy(name, list(latest), rows)
+                continue
             for i in range(0, len(rows), _INSERT_CHUNK):
-                self.client.insert(name, rows[i:i + _INSERT_CHUNK])
+                chunk = rows[i:i + _INSERT_CHUNK]
+                self._call(f"upsert {name}", lambda c, n=name, r=chunk: c.upsert(n, r))
+            self._delete_stale(name, counts[name])
         return len(latest)
+
+    def _delete_stale(self, name: str, counts: dict[str, int]) -> None:
+        """Delete rows at or past each video's new row count (left by a longer earlier version)."""
+        items = list(counts.items())
+        for i in range(0, len(items), _STALE_CHUNK):
+            flt = " or ".join(f"(video_id == {quote(v)} and row >= {n})" for v, n in items[i:i + _STALE_CHUNK])
+            self._call(f"delete stale rows of {name}", lambda c, f=flt: c.delete(name, filter=f))
+
+    def _replace_legacy(self, name: str, ids: list[str], rows: list[dict]) -> None:
+        """The auto-id layout's write: delete the videos' rows, insert the new ones (not idempotent:
+        two writers interleaving duplicate rows, and so may a retried insert whose reply was lost)."""
+        for i in range(0, len(ids), _DELETE_CHUNK):
+            flt = _id_filter(ids[i:i + _DELETE_CHUNK])
+            self._call(f"delete {name}", lambda c, f=flt: c.delete(name, filter=f))
+        plain = [{k: v for k, v in r.items() if k not in ("id", "row")} for r in rows]
+        for i in range(0, len(plain), _INSERT_CHUNK):
+            chunk = plain[i:i + _INSERT_CHUNK]
+            self._call(f"insert {name}", lambda c, r=chunk: c.insert(name, r))
 
     def _check(self, f: VideoFeatures) -> None:
         _check_id(f.video_id)
@@ -284,32 +423,31 @@ class VectorStore:
         for i in range(0, len(ids), _DELETE_CHUNK):
             flt = _id_filter(ids[i:i + _DELETE_CHUNK])
             for name in (self.frames, self.phash, self.audio):
-                self.client.delete(name, filter=flt)
+                self._call(f"delete {name}", lambda c, n=name: c.delete(n, filter=flt))
 
     # ---------------------------------------------------------------- reads
 
     def has_video(self, video_id: str) -> bool:
         flt = f"video_id == {quote(video_id)}"
-        return any(self.client.query(name, filter=flt, output_fields=["video_id"], limit=1)
-                   for name in (self.frames, self.audio))
+        return any(self._call(f"query {name}", lambda c, n=name: c.query(
+            n, filter=flt, output_fields=["video_id"], limit=1)) for name in (self.frames, self.audio))
 
     def video_ids(self) -> set[str]:
         """Every video with frames or audio windows (a full scan of the video_id column)."""
         out: set[str] = set()
         for name in (self.frames, self.audio):
-            it = self.client.query_iterator(name, batch_size=8192, filter="", output_fields=["video_id"])
-            try:
-                while batch := it.next():
-                    out.update(r["video_id"] for r in batch)
-            finally:
-                it.close()
+            rows = self._call(f"scan {name}", lambda c, n=name: _scan(c, n, "", ["video_id"], 8192))
+            out.update(r["video_id"] for r in rows)
         return out
 
-    def count(self) -> dict[str, int]:
-        """Exact live rows per collection (count(*) under Strong consistency sees every write)."""
+    def count(self, video_id: str | None = None) -> dict[str, int]:
+        """Exact live rows per collection, of one video or of all (count(*) under Strong
+        consistency sees every write)."""
+        flt = "" if video_id is None else f"video_id == {quote(video_id)}"
         out = {}
         for key, name in (("frames", self.frames), ("phash", self.phash), ("audio", self.audio)):
-            res = self.client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+            res = self._call(f"count {name}", lambda c, n=name: c.query(
+                n, filter=flt, output_fields=["count(*)"], consistency_level="Strong"))
             out[key] = int(res[0]["count(*)"])
         return out
 
@@ -324,17 +462,12 @@ class VectorStore:
         return t[order], v[order]
 
     def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict]:
-        rows = self.client.query(name, filter=flt, output_fields=fields, limit=_QUERY_WINDOW)
+        rows = self._call(f"query {name}", lambda c: c.query(name, filter=flt, output_fields=fields,
+                                                             limit=_QUERY_WINDOW))
         if len(rows) < _QUERY_WINDOW:
             return list(rows)
-        rows = []  # more rows than one query may return: page through them
-        it = self.client.query_iterator(name, batch_size=4096, filter=flt, output_fields=fields)
-        try:
-            while batch := it.next():
-                rows.extend(batch)
-        finally:
-            it.close()
-        return rows
+        # More rows than one query may return: page through them (a retry restarts the scan).
+        return self._call(f"scan {name}", lambda c: _scan(c, name, flt, fields, 4096))
 
     def search_frames(self, vectors: np.ndarray, k: int,
                       exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
@@ -377,9 +510,10 @@ class VectorStore:
         flt = f"video_id != {quote(exclude)}" if exclude else ""
         out: list[list[Any]] = []
         for i in range(0, len(data), _SEARCH_CHUNK):
-            res = self.client.search(name, data=data[i:i + _SEARCH_CHUNK], limit=k, filter=flt,
-                                     output_fields=fields, anns_field=field,
-                                     search_params={"metric_type": metric}, consistency_level="Strong")
+            chunk = data[i:i + _SEARCH_CHUNK]
+            res = self._call(f"search {name}", lambda c: c.search(
+                name, data=chunk, limit=k, filter=flt, output_fields=fields, anns_field=field,
+                search_params={"metric_type": metric}, consistency_level="Strong"))
             out.extend(list(r) for r in res)
         return out
 
@@ -387,9 +521,10 @@ class VectorStore:
 
     def close(self) -> None:
         """Close the client; the last store on a Lite path also stops its embedded server."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._client_lock:  # a reconnect in another thread must not hand out a client after this
+            if self._closed:
+                return
+            self._closed = True
         try:
             self.client.close()
         finally:
@@ -418,6 +553,31 @@ def _server_minor(client: MilvusClient) -> tuple[int, int]:
         return int(parts[0]), int(parts[1])
     except (MilvusException, ValueError, IndexError):
         return (99, 0)
+
+
+def _scan(client: MilvusClient, name: str, flt: str, fields: list[str], batch_size: int) -> list[dict]:
+    """Every matching row through a query iterator (one unit for the retry: an iterator does not
+    survive a lost connection, so a retry scans again from the start)."""
+    out: list[dict] = []
+    it = client.query_iterator(name, batch_size=batch_size, filter=flt, output_fields=fields)
+    try:
+        while batch := it.next():
+            out.extend(batch)
+    finally:
+        it.close()
+    return out
+
+
+def _index_pending(exc: BaseException) -> bool:
+    """A load refused because the collection has no index yet (code 700): its creator is still
+    building it."""
+    return isinstance(exc, MilvusException) and (exc.code == 700 or "index not found" in str(exc.message).lower()
+                                                  or "index doesn't exist" in str(exc.message).lower())
+
+
+def _pk(video_id: str, row: int) -> str:
+    """The primary key of a video's ``row``-th frame, code or window: the same on every writer."""
+    return f"{video_id}/{row}"
 
 
 def _check_id(video_id: str) -> None:
