@@ -66,7 +66,7 @@ class Catalog:
                                    embedder_model=e.model, frame_dim=self.embedder.dim, audio_dim=audio_dim)
             self._vectors = ProjectedVectors(VectorStore(
                 self.cfg.resolved_milvus_uri, token=self.cfg.milvus_token, prefix=self.cfg.collection_prefix,
-                retry=RetryPolicy.from_config(self.cfg.retry),
+                retry=RetryPolicy.from_config(self.cfg.retry), consistency=self.cfg.search.consistency,
                 visual_dim=proj.frames_dim(self.embedder.dim), audio_dim=proj.audio_dim(audio_dim)), proj)
         return self._vectors
 

@@ -105,6 +105,7 @@ class SearchConfig:
     top_k: int = 10  # neighbours per query frame / window
     max_candidates: int = 20  # candidate videos scored in full per query
     top: int = 10  # matches returned
+    consistency: str = "Session"  # Milvus server searches: Strong | Session | Bounded | Eventually
 
 
 @dataclass

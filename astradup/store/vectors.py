@@ -59,6 +59,11 @@ DEFAULT_AUDIO_DIM = 26  # must equal the audio embedder's output width (MFCC mea
 VIDEO_ID_MAX = 64  # VARCHAR length of video_id
 PK_MAX = VIDEO_ID_MAX + 11  # VARCHAR length of the "<video_id>/<row>" primary key
 
+# Strong makes a server wait for its next time tick before each search (~0.3 s a request here,
+# 600 ms for a 60 s query's two searches); Session still shows a process its own writes at
+# once and skips that wait when it has written nothing (a search service), Bounded lets a search
+# miss rows written in the last few seconds. Lite answers every level alike.
+CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 _SEARCH_CHUNK = 256  # query vectors per search request
 _INSERT_CHUNK = 4096  # rows per insert request (~8 MiB at 512-d, well under gRPC limits)
 _DELETE_CHUNK = 500  # video ids per delete filter
@@ -103,7 +108,7 @@ class VectorStore:
 
     def __init__(self, uri: str, token: str = "", prefix: str = "astradup", visual_dim: int = 512,
                  audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX",
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, consistency: str = "Strong") -> None:
         if visual_dim < 1 or audio_dim < 1:
             raise ConfigError(f"vector dims must be positive, got visual={visual_dim} audio={audio_dim}")
         self.lite = is_lite_uri(uri)
@@ -112,6 +117,9 @@ class VectorStore:
         self.index_type = index_type
         self.frames, self.phash, self.audio = f"{prefix}_frames", f"{prefix}_phash", f"{prefix}_audio"
         self.retry = retry or RetryPolicy()
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ConfigError(f"search.consistency must be one of {', '.join(CONSISTENCY_LEVELS)}, got {consistency!r}")
+        self.consistency = consistency  # of searches; counts and deletes stay Strong
         self._token = token
         self._client_lock = threading.Lock()
         self._legacy: set[str] = set()  # collections with auto-id INT64 keys (the pre-upsert layout)
@@ -513,7 +521,7 @@ class VectorStore:
             chunk = data[i:i + _SEARCH_CHUNK]
             res = self._call(f"search {name}", lambda c: c.search(
                 name, data=chunk, limit=k, filter=flt, output_fields=fields, anns_field=field,
-                search_params={"metric_type": metric}, consistency_level="Strong"))
+                search_params={"metric_type": metric}, consistency_level=self.consistency))
             out.extend(list(r) for r in res)
         return out
 
