@@ -56,19 +56,24 @@ class Catalog:
     @property
     def vectors(self):
         if self._vectors is None:
-            from astradup.store.projection import ProjectedVectors, load_projection
-            from astradup.store.retry import RetryPolicy
-            from astradup.store.vectors import VectorStore
-
-            a, v, e = self.cfg.audio, self.cfg.vectors, self.cfg.embedder
-            audio_dim = audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc)
-            proj = load_projection(v.projection, v.frame_stride, v.audio_stride, embedder_kind=e.kind,
-                                   embedder_model=e.model, frame_dim=self.embedder.dim, audio_dim=audio_dim)
-            self._vectors = ProjectedVectors(VectorStore(
-                self.cfg.resolved_milvus_uri, token=self.cfg.milvus_token, prefix=self.cfg.collection_prefix,
-                retry=RetryPolicy.from_config(self.cfg.retry), consistency=self.cfg.search.consistency,
-                visual_dim=proj.frames_dim(self.embedder.dim), audio_dim=proj.audio_dim(audio_dim)), proj)
+            self._vectors = self._open_vectors()
         return self._vectors
+
+    def _open_vectors(self, recreate: bool = False):
+        """The Milvus copy as the config describes it (dims, projection, retries, consistency)."""
+        from astradup.store.projection import ProjectedVectors, load_projection
+        from astradup.store.retry import RetryPolicy
+        from astradup.store.vectors import VectorStore
+
+        a, v, e = self.cfg.audio, self.cfg.vectors, self.cfg.embedder
+        audio_dim = audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc)
+        proj = load_projection(v.projection, v.frame_stride, v.audio_stride, embedder_kind=e.kind,
+                               embedder_model=e.model, frame_dim=self.embedder.dim, audio_dim=audio_dim)
+        return ProjectedVectors(VectorStore(
+            self.cfg.resolved_milvus_uri, token=self.cfg.milvus_token, prefix=self.cfg.collection_prefix,
+            retry=RetryPolicy.from_config(self.cfg.retry), consistency=self.cfg.search.consistency,
+            visual_dim=proj.frames_dim(self.embedder.dim), audio_dim=proj.audio_dim(audio_dim),
+            recreate=recreate), proj)
 
     def write(self, batch: list[VideoFeatures]) -> None:
         """Vectors first, then the shard with the status rows: a crash in between leaves the batch
@@ -97,8 +102,13 @@ class Catalog:
         return rows
 
     def reindex(self) -> int:
+        """Rebuild the Milvus copy from the shards, from empty collections: this is also how an
+        index moves to another embedder dim or ``vectors.projection`` (the old collections would
+        not even open under the new config)."""
         n = 0
-        self.vectors.drop_all()
+        if self._vectors is not None:
+            self._vectors.close()
+        self._vectors = self._open_vectors(recreate=True)
         for batch in self.shards.iter_features():
             self.vectors.upsert_many(batch)
             n += len(batch)

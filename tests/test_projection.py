@@ -78,3 +78,33 @@ def test_a_projection_for_other_dims_is_a_config_error(tmp_path):
                         frame_dim=16, audio_dim=10)
     ok = load_projection(str(path), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
     assert ok.frames_dim(16) == 4 and ok.audio_dim(10) == 4
+
+
+def test_changing_the_projection_needs_reindex_which_rebuilds_from_the_shards(tmp_path, monkeypatch):
+    """An index built with full vectors does not open under a projected config (a clear error that
+    names the fix), and `reindex` rebuilds the Milvus copy from the shards in the new layout."""
+    from astradup.catalog import Catalog
+    from astradup.pipeline import index
+    from tests.media import make_video
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(2):
+        make_video(videos / f"v{i}.mp4", seconds=5, seed=i, audio="noise")
+    full = load_config(overrides={"data_dir": str(tmp_path / "data"), "vectors": {"projection": "none",
+                                  "frame_stride": 1, "audio_stride": 1}, "pipeline": {"dashboard": False}})
+    cat = Catalog(full)
+    assert index([str(videos)], full, catalog=cat).indexed == 2
+    assert cat.vectors.count()["frames"] == 10
+    cat.vectors.close()
+
+    projected = load_config(overrides={"data_dir": str(tmp_path / "data"), "pipeline": {"dashboard": False}})
+    with pytest.raises(ConfigError, match="astradup reindex"):
+        Catalog(projected).vectors  # noqa: B018
+    cat = Catalog(projected)
+    assert cat.reindex() == 2
+    feats = cat.shards.load_features(cat.vectors.video_ids())
+    want = {k: sum(cat.vectors.stored_rows(f)[k] for f in feats.values()) for k in ("frames", "phash", "audio")}
+    assert cat.vectors.count() == want and want["frames"] == 6  # 5 frames a video, every 2nd from the first
+    cat.vectors.close()

@@ -108,7 +108,10 @@ class VectorStore:
 
     def __init__(self, uri: str, token: str = "", prefix: str = "astradup", visual_dim: int = 512,
                  audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX",
-                 retry: RetryPolicy | None = None, consistency: str = "Strong") -> None:
+                 retry: RetryPolicy | None = None, consistency: str = "Strong",
+                 recreate: bool = False) -> None:
+        """``recreate`` drops this prefix's collections first (``reindex``: the shards refill them,
+        whatever dims or layout the old ones had)."""
         if visual_dim < 1 or audio_dim < 1:
             raise ConfigError(f"vector dims must be positive, got visual={visual_dim} audio={audio_dim}")
         self.lite = is_lite_uri(uri)
@@ -146,6 +149,10 @@ class VectorStore:
             with _lite_lock:
                 _lite_refs[uri] = _lite_refs.get(uri, 0) + 1
         try:
+            if recreate:
+                for name in (self.frames, self.phash, self.audio):
+                    if self._call(f"has {name}", lambda c, n=name: c.has_collection(n)):
+                        self._call(f"drop {name}", lambda c, n=name: c.drop_collection(n))
             self._phash_binary = self._open_collections()
         except BaseException:
             self.close()
@@ -318,9 +325,9 @@ class VectorStore:
         _, have = self._field(name, field)
         if have != dim:
             raise ConfigError(
-                f"collection {name} holds {have}-d vectors but {dim}-d were configured; vectors of "
-                f"another embedder cannot share a collection. Reindex into a new collection_prefix "
-                f"(or drop {self.prefix}_* to rebuild).")
+                f"collection {name} holds {have}-d vectors but {dim}-d were configured (another "
+                f"embedder, or another vectors.projection). Run `astradup reindex` to rebuild the "
+                f"collections from the shards, or use a new collection_prefix.")
 
     # ---------------------------------------------------------------- writes
 
