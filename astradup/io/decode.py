@@ -138,6 +138,18 @@ def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int) -> l
             "-vf", vf, *extra, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 
 
+def _read_frame(stream, frame: np.ndarray) -> bool:
+    """Fill one preallocated frame from a raw-video pipe; False when the stream ends first."""
+    view = memoryview(frame).cast("B")
+    filled = 0
+    while filled < len(view):
+        k = stream.readinto(view[filled:])
+        if not k:
+            return False
+        filled += k
+    return True
+
+
 def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.ndarray:
     """Fallback: ffmpeg's fps filter picks, for output k, the frame on screen at (k + 0.5) / fps.
 
@@ -146,7 +158,6 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
     """
     n = len(times)
     cmd = _ffmpeg_frames_cmd(path, times, fps, size)
-    frame_bytes = size * size * 3
     # Grown as frames arrive rather than sized from the container's duration, which can be bogus
     # on exactly the damaged files that end up here.
     out = np.empty((min(n, 64), size, size, 3), np.uint8)
@@ -158,14 +169,7 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
             while got < n:
                 if got == len(out):
                     out = np.concatenate([out, np.empty((min(n, 2 * got) - got, size, size, 3), np.uint8)])
-                view = memoryview(out[got]).cast("B")
-                filled = 0
-                while filled < frame_bytes:
-                    k = proc.stdout.readinto(view[filled:])
-                    if not k:
-                        break
-                    filled += k
-                if filled < frame_bytes:
+                if not _read_frame(proc.stdout, out[got]):
                     break
                 got += 1
         finally:
@@ -200,7 +204,6 @@ def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int
                  skip: int = 0) -> Iterator[np.ndarray]:
     """Frames at ``times`` from the ffmpeg pipe, ``chunk`` at a time, after dropping the first
     ``skip`` (those another decoder already delivered). ffmpeg is killed when the caller stops."""
-    frame_bytes = size * size * 3
     got = 0
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(_ffmpeg_frames_cmd(path, times, fps, size), stdout=subprocess.PIPE,
@@ -211,14 +214,7 @@ def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int
                 out = np.empty((min(chunk, len(times) - got), size, size, 3), np.uint8)
                 k = 0
                 while k < len(out):
-                    view = memoryview(out[k]).cast("B")
-                    filled = 0
-                    while filled < frame_bytes:
-                        r = proc.stdout.readinto(view[filled:])
-                        if not r:
-                            break
-                        filled += r
-                    if filled < frame_bytes:
+                    if not _read_frame(proc.stdout, out[k]):
                         break
                     got += 1
                     if got > skip:
