@@ -51,6 +51,8 @@ from astradup.features.audio import mfcc_windows, window_vectors
 from astradup.features.embedder import SSCDOnnxEmbedder
 from astradup.features.extract import cpu_features
 from astradup.io.decode import decode_video
+from astradup.store.compact import dequantise_rows, quantise_rows
+from astradup.store.projection import fit_basis
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.fusion import LABEL_NONE, fuse
@@ -295,10 +297,8 @@ def l2n(x: np.ndarray) -> np.ndarray:
 
 
 def pca_fit(x: np.ndarray, k: int) -> np.ndarray:
-    """[D, k] top right singular vectors of the *uncentred* vectors: the k-d projection that best
-    keeps inner products (centring would move every similarity and void the calibrations)."""
-    _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
-    return vt[:k].T.astype(np.float32)
+    """The shipped projection's fit (store/projection.py): uncentred top singular vectors."""
+    return fit_basis(x, k)
 
 
 def as_f16(x: np.ndarray) -> np.ndarray:
@@ -306,11 +306,8 @@ def as_f16(x: np.ndarray) -> np.ndarray:
 
 
 def as_int8(x: np.ndarray) -> np.ndarray:
-    """Per-row symmetric int8: no scale needs storing, since rows are re-normalised anyway."""
-    if len(x) == 0:
-        return x
-    m = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    return l2n(np.rint(x / m * 127.0))
+    """The shards' int8 rows (store/compact.py), read back as they are read: re-normalised."""
+    return x if len(x) == 0 else dequantise_rows(quantise_rows(x))
 
 
 def as_sign(x: np.ndarray) -> np.ndarray:

@@ -89,9 +89,6 @@ class IndexProjection:
             audio_windows=win[akeep], audio_vectors=_project(av[akeep], self.audio_basis) if len(av) else av)
 
 
-IDENTITY = IndexProjection()
-
-
 def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any]) -> None:
     """Write bases + what they were fitted for (model, dims) so a mismatch is caught on load."""
     arrays: dict[str, Any] = {"info": np.array(repr(sorted(info.items())))}
