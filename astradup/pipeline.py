@@ -34,20 +34,9 @@ log = get_logger(__name__)
 
 def ensure_ray(cfg: Config | None = None) -> None:
     """Join RAY_ADDRESS when set (a `ray job submit` or a cluster), else start a local Ray."""
-    import ray
+    from astradup.raystart import ensure_ray as _ensure
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    addr = os.environ.get("RAY_ADDRESS")
-    kwargs = dict(ignore_reinit_error=True, log_to_driver=False)
-    if addr:
-        ray.init(address=addr, **kwargs)
-    else:
-        # The metrics agent's Prometheus port: fixed when configured, so a scraper knows where to look.
-        port = cfg.pipeline.metrics_export_port if cfg else 0
-        ray.init(include_dashboard=cfg.pipeline.dashboard if cfg else True,
-                 **({"_metrics_export_port": port} if port else {}), **kwargs)
+    _ensure(cfg.pipeline.dashboard if cfg else True, cfg.pipeline.metrics_export_port if cfg else 0)
 
 
 def _fallback_id(uri: str) -> str:

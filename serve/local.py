@@ -9,6 +9,7 @@ import requests
 
 from astradup.config import Config
 from astradup.errors import ConfigError
+from astradup.raystart import ensure_ray
 from astradup.store.vectors import is_lite_uri
 from serve.app import APP_NAME, absolute_paths, build_app
 from serve.settings import ServeSettings
@@ -20,23 +21,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def ensure_ray(dashboard: bool = True, metrics_export_port: int = 0) -> None:
-    """Join $RAY_ADDRESS when set, else start a local Ray. RAY_AUTH_MODE is set before ray.init
-    so the driver and every client of this cluster agree on it. ``metrics_export_port`` fixes a
-    local Ray's Prometheus endpoint (0 = Ray's choice)."""
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if ray.is_initialized():
-        return
-    addr = os.environ.get("RAY_ADDRESS")
-    if addr:
-        ray.init(address=addr, ignore_reinit_error=True, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=dashboard, ignore_reinit_error=True, log_to_driver=False,
-                 **({"_metrics_export_port": metrics_export_port} if metrics_export_port else {}))
 
 
 def check_lite_free(cfg: Config) -> None:
