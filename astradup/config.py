@@ -38,6 +38,13 @@ class EmbedderConfig:
     # (docs/performance.md). Index and queries must use the same value: changing it means re-indexing.
     short_side: int = 224
     query_flip: bool = False  # also embed mirrored query frames (for CLIP; SSCD is mirror-invariant)
+    # Frame descriptor = the model's output projected on its top singular vectors (fitted by
+    # scripts/fit_projection.py, shipped for sscd_onnx/sscd_distilled): 256 halves the shards'
+    # frame bytes with dev-benchmark scores within 0.01. 0 = the full output. Used only when the
+    # fitted basis is for the configured model. Index and queries must agree: changing it means
+    # re-indexing from the videos.
+    pca_dims: int = 256
+    pca_file: str = "builtin"  # builtin (astradup/data/projection.npz) or a path to such a file
 
 
 @dataclass
@@ -125,6 +132,7 @@ class VectorsConfig:
     projection: str = "builtin"  # builtin | none | path/to/projection.npz (scripts/fit_projection.py)
     frame_stride: int = 2  # index every n-th frame (queries search with every frame)
     audio_stride: int = 2  # index every n-th audio window
+    phash: str = "auto"  # auto (a pHash collection on a server, none on Lite) | on | off
 
 
 @dataclass

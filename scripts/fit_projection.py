@@ -1,11 +1,13 @@
 """Fit the projection of the Milvus copy (store/projection.py) on a folder of videos.
 
     .venv/bin/python scripts/fit_projection.py VIDEOS_DIR [--out astradup/data/projection.npz] \
-        [--frames-dim 32] [--audio-dim 32] [--config my.yaml]
+        [--frames-dim 32] [--audio-dim 32] [--descriptor-dim 256] [--config my.yaml]
 
 Decodes every video with the configured decoder, embeds its frames with the configured embedder
-and computes its audio window vectors (indexing step), then keeps the top singular vectors of
-each set. Fit it on media like what you index; the builtin file was fitted on the sources and
+(its full output) and computes its audio window vectors (indexing step), then keeps the top
+singular vectors of each set: ``descriptor`` (the frame descriptor the embedder hands on, see
+``embedder.pca_dims``) and ``frames`` (the Milvus copy) come from the same decomposition, so the
+Milvus basis is the descriptor's first columns. Fit it on media like what you index; the builtin file was fitted on the sources and
 queries of the development benchmark made by ``../shared/bench/make_bench.py --sources 10
 --seed 1`` (real photos, videos and music from Debian packages), never on the seed-2 benchmark
 used to check it. After changing the projection of an existing index, run ``astradup reindex``.
@@ -36,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(BUILTIN))
     ap.add_argument("--frames-dim", type=int, default=32)
     ap.add_argument("--audio-dim", type=int, default=32)
+    ap.add_argument("--descriptor-dim", type=int, default=256)
     ap.add_argument("--config", default=None)
     ap.add_argument("--label", default="", help="what the videos are, stored with the bases")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
+    cfg.embedder.pca_dims = 0  # fit on the model's own output, not on an earlier fit's
     emb = get_embedder(cfg.embedder)
     frames, audio, n_videos, t0 = [], [], 0, time.time()
     for uri, _ in list_videos(args.videos, cfg.s3_endpoint):
@@ -57,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     if not frames:
         raise SystemExit("no decodable video found")
     fr, au = np.concatenate(frames), (np.concatenate(audio) if audio else None)
-    fb = fit_basis(fr, args.frames_dim)
+    db = fit_basis(fr, max(args.descriptor_dim, args.frames_dim)) if args.descriptor_dim else None
+    fb = db[:, :args.frames_dim] if db is not None else fit_basis(fr, args.frames_dim)
     ab = fit_basis(au, args.audio_dim) if au is not None and len(au) >= args.audio_dim else None
     info = {"kind": cfg.embedder.kind, "model": cfg.embedder.model, "short_side": cfg.embedder.short_side,
             "n_videos": n_videos, "n_frames": len(fr), "n_windows": 0 if au is None else len(au),
             "fitted_on": args.label or ", ".join(args.videos)}
-    save(args.out, fb, ab, info)
+    save(args.out, fb, ab, info, descriptor=db)
     kept = float(np.linalg.norm(fr @ fb, axis=1).mean())
+    if db is not None:
+        print(f"mean norm kept by the {db.shape[1]}-d descriptor {float(np.linalg.norm(fr @ db, axis=1).mean()):.4f}")
     print(f"fitted on {n_videos} videos ({len(fr)} frames, {info['n_windows']} audio windows) in "
           f"{time.time() - t0:.0f} s; mean norm kept by the frame projection {kept:.3f}; wrote {args.out}")
     return 0

@@ -46,3 +46,30 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest):
     name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
     fs.mkdir(name)
     return fs, name
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop what the tests left running in this process (a local Ray, cached ONNX sessions, open
+    Milvus Lite stores) while the interpreter is whole: native libraries torn down by the
+    interpreter's own exit, in whatever order it picks, crashed it once after a green run."""
+    import gc
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    if "astradup.features.embedder" in sys.modules:
+        sys.modules["astradup.features.embedder"].clear_embedder_cache()
+    gc.collect()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pytest's faulthandler stops at unconfigure; a crash at interpreter exit should still say
+    where it happened in the CI log."""
+    import faulthandler
+    import sys
+
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)

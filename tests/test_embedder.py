@@ -55,7 +55,7 @@ def _check_contract(e: FrameEmbedder, frames: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def sscd() -> dict[str, FrameEmbedder]:
-    return {m: make_embedder(EmbedderConfig(kind="sscd_onnx", model=m, device="cpu", batch_size=4))
+    return {m: make_embedder(EmbedderConfig(kind="sscd_onnx", model=m, device="cpu", batch_size=4, pca_dims=0))
             for m in ("sscd_distilled", "sscd")}
 
 
@@ -73,7 +73,7 @@ def test_sscd_contract_and_chunking(sscd, model):
     assert isinstance(e, FrameEmbedder) and e.dim == 512 and model in e.name
     frames = _random_frames(6)  # non-square: exercises the short-side resize
     v = _check_contract(e, frames)  # batch_size 4 -> chunks of 4 + 2
-    whole = make_embedder(EmbedderConfig(kind="sscd_onnx", model=model, device="cpu",
+    whole = make_embedder(EmbedderConfig(kind="sscd_onnx", model=model, device="cpu", pca_dims=0,
                                          batch_size=64)).embed(frames)
     np.testing.assert_allclose(v, whole, atol=1e-4)
 

@@ -36,7 +36,8 @@ def indexed(milvus_uri, tmp_path_factory):
     q = make_copy(a, queries / "a_copy.mp4", vf="scale=240:180", crf=30)
     over = {"data_dir": str(root / "data"), "pipeline": {"dashboard": False, "decode_concurrency": 1}}
     server_cfg = load_config(overrides={**over, "milvus_uri": milvus_uri})
-    lite_cfg = load_config(overrides={**over, "data_dir": str(root / "lite")})
+    # pHash codes in Lite too (vectors.phash: on), so that both pHash searches can be compared.
+    lite_cfg = load_config(overrides={**over, "data_dir": str(root / "lite"), "vectors": {"phash": "on"}})
     reports = {"server": index([str(lib)], server_cfg), "lite": index([str(lib)], lite_cfg)}
     return {"server": server_cfg, "lite": lite_cfg, "reports": reports, "lib": lib, "query": q}
 

@@ -35,7 +35,7 @@ def make(vid: str, seed: int, t: int = 6, w: int = 3) -> VideoFeatures:
 
 @pytest.fixture()
 def store(tmp_path):
-    s = VectorStore(str(tmp_path / "milvus.db"), prefix="t", visual_dim=D, audio_dim=DA)
+    s = VectorStore(str(tmp_path / "milvus.db"), prefix="t", visual_dim=D, audio_dim=DA, phash="on")
     yield s
     s.close()
 
@@ -148,10 +148,10 @@ def test_video_without_audio_and_odd_ids(store):
 def test_reopen_lite_file_and_search_again(tmp_path):
     path = str(tmp_path / "m.db")
     f = make("keep", seed=11)
-    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA, phash="on") as s:
         s.upsert_many([f, make("gone", seed=12)])
         s.delete_video("gone")
-    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA, phash="on") as s:
         assert s.count() == {"frames": 6, "phash": 6, "audio": 3}
         assert s.search_frames(f.embeddings[3], k=1)[0][0][:2] == ("keep", 3.0)
         assert s.search_phash(f.phash[2:3], k=1)[0][0] == ("keep", 2.0, 1.0)
@@ -207,3 +207,29 @@ def test_uri_kinds(tmp_path):
     assert not is_lite_uri("http://127.0.0.1:19530") and not is_lite_uri("https://x.zillizcloud.com")
     with pytest.raises(ConfigError, match=r"\.db"):
         VectorStore(str(tmp_path / "milvus"), visual_dim=D, audio_dim=DA)
+
+
+def test_lite_keeps_phash_codes_out_of_milvus_by_default(tmp_path):
+    """vectors.phash: auto = no pHash collection on Lite (scoring reads the codes from the shards);
+    a database made with one still opens, its rows untouched, and reindex (recreate) drops it."""
+    path = str(tmp_path / "m.db")
+    f = make("keep", seed=11)
+    with VectorStore(path, prefix="t", visual_dim=D, audio_dim=DA) as s:
+        assert not s.phash_enabled
+        s.upsert_many([f])
+        assert s.phash not in s.client.list_collections()
+        assert s.count() == {"frames": 6, "phash": 0, "audio": 3}
+        assert s.search_frames(f.embeddings[3], k=1)[0][0][:2] == ("keep", 3.0)
+        with pytest.raises(ConfigError, match="vectors.phash"):
+            s.search_phash(f.phash[:1], k=1)
+        s.delete_video("keep")
+        assert s.count() == {"frames": 0, "phash": 0, "audio": 0}
+    with VectorStore(path, prefix="old", visual_dim=D, audio_dim=DA, phash="on") as s:
+        s.upsert_many([f])
+    with VectorStore(path, prefix="old", visual_dim=D, audio_dim=DA) as s:
+        assert s.phash in s.client.list_collections() and s.count()["phash"] == 0
+        assert s.search_frames(f.embeddings[0], k=1)[0][0][:2] == ("keep", 0.0)
+    with VectorStore(path, prefix="old", visual_dim=D, audio_dim=DA, recreate=True) as s:
+        assert s.phash not in s.client.list_collections()
+    with pytest.raises(ConfigError, match="vectors.phash"):
+        VectorStore(path, prefix="x", visual_dim=D, audio_dim=DA, phash="maybe")

@@ -333,7 +333,16 @@ class HFClipEmbedder:
 
 
 def make_embedder(cfg: EmbedderConfig) -> FrameEmbedder:
-    """A fresh embedder for ``cfg``; prefer ``get_embedder`` in long-lived processes."""
+    """A fresh embedder for ``cfg`` (with its descriptor projection, ``pca_dims``); prefer
+    ``get_embedder`` in long-lived processes."""
+    from astradup.features.descriptor import ReducedEmbedder, load_basis
+
+    base = _make_model(cfg)
+    basis = load_basis(cfg.pca_file, int(cfg.pca_dims), kind=cfg.kind, model=cfg.model, full_dim=base.dim)
+    return base if basis is None else ReducedEmbedder(base, basis)
+
+
+def _make_model(cfg: EmbedderConfig) -> FrameEmbedder:
     if cfg.kind == "sscd_onnx":
         return SSCDOnnxEmbedder(cfg.model, cfg.batch_size, cfg.device, short_side=cfg.short_side)
     if cfg.kind == "open_clip":
@@ -350,7 +359,8 @@ _cache_lock = threading.Lock()
 
 def _cache_key(cfg: EmbedderConfig) -> tuple[Any, ...]:
     # query_flip changes what callers feed in, not the model, so it is not part of the key.
-    return (cfg.kind, cfg.model, cfg.pretrained, int(cfg.batch_size), cfg.device, int(cfg.short_side))
+    return (cfg.kind, cfg.model, cfg.pretrained, int(cfg.batch_size), cfg.device, int(cfg.short_side),
+            int(cfg.pca_dims), cfg.pca_file)
 
 
 def get_embedder(cfg: EmbedderConfig) -> FrameEmbedder:

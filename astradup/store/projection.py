@@ -89,9 +89,12 @@ class IndexProjection:
             audio_windows=win[akeep], audio_vectors=_project(av[akeep], self.audio_basis) if len(av) else av)
 
 
-def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any]) -> None:
+def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any],
+         descriptor: np.ndarray | None = None) -> None:
     """Write bases + what they were fitted for (model, dims) so a mismatch is caught on load."""
     arrays: dict[str, Any] = {"info": np.array(repr(sorted(info.items())))}
+    if descriptor is not None:
+        arrays["descriptor"] = descriptor.astype(np.float32)
     if frames is not None:
         arrays["frames"] = frames.astype(np.float32)
     if audio is not None:
@@ -120,10 +123,16 @@ def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embed
         audio = z["audio"] if "audio" in z else None
         model = str(z["info_model"]) if "info_model" in z else ""
         kind = str(z["info_kind"]) if "info_kind" in z else ""
+        descriptor = z["descriptor"] if "descriptor" in z else None
     if frames is not None and (model != embedder_model or kind != embedder_kind):
         log.info("vectors.projection %s was fitted for %s/%s, not %s/%s: frames are indexed whole",
                  path, kind, model, embedder_kind, embedder_model)
         frames = None
+    if frames is not None and frames.shape[0] != frame_dim and descriptor is not None \
+            and descriptor.shape[0] == frames.shape[0] and descriptor.shape[1] >= frame_dim:
+        # The embedder hands on its output already reduced by this file's descriptor basis
+        # (embedder.pca_dims): the same map expressed on the reduced vectors.
+        frames = (descriptor[:, :frame_dim].T @ frames).astype(np.float32)
     for name, basis, dim in (("frames", frames, frame_dim), ("audio", audio, audio_dim)):
         if basis is not None and basis.shape[0] != dim:
             raise ConfigError(f"vectors.projection {path}: {name} basis is for {basis.shape[0]}-d vectors, "
@@ -151,7 +160,7 @@ class ProjectedVectors:
         """Rows one write of ``f`` puts in each collection (what a count should find per video)."""
         g = self.projection.reduce(f)
         t = len(np.asarray(g.timestamps).reshape(-1))
-        return {"frames": t, "phash": t if len(g.phash) else 0,
+        return {"frames": t, "phash": t if len(g.phash) and getattr(self.store, "phash_enabled", True) else 0,
                 "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
     def search_frames(self, vectors: np.ndarray, k: int, exclude: str | None = None):

@@ -14,6 +14,9 @@ frames). Milvus Lite has no binary vectors, so there the bits are stored as a 25
 vector of +-1 searched by inner product: ``ip = 256 - 2 * hamming``, which is exact and uses
 the same matrix-product path as the frame search. (0/1 floats with L2 would also give Hamming,
 but Lite's brute-force L2 materialises a [queries, rows, 256] difference tensor.)
+No search path reads the pHash collection (scoring takes the codes from the shards), and on
+Lite that float copy was 2.06 of 5.7 MB per hour of video, so ``phash="auto"`` (the default)
+makes it on a server only, where BINARY_VECTOR costs 32 bytes a row.
 
 Milvus Lite allows one process per database: it takes a lock on the ``.db`` directory, and a
 second process fails to open it (reported as ConfigError). Within a process, stores on the same
@@ -64,6 +67,7 @@ PK_MAX = VIDEO_ID_MAX + 11  # VARCHAR length of the "<video_id>/<row>" primary k
 # once and skips that wait when it has written nothing (a search service), Bounded lets a search
 # miss rows written in the last few seconds. Lite answers every level alike.
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
+PHASH_MODES = ("auto", "on", "off")  # auto: a pHash collection on a Milvus server, none on Lite
 _SEARCH_CHUNK = 256  # query vectors per search request
 _INSERT_CHUNK = 4096  # rows per insert request (~8 MiB at 512-d, well under gRPC limits)
 _DELETE_CHUNK = 500  # video ids per delete filter
@@ -109,12 +113,16 @@ class VectorStore:
     def __init__(self, uri: str, token: str = "", prefix: str = "astradup", visual_dim: int = 512,
                  audio_dim: int = DEFAULT_AUDIO_DIM, index_type: str = "AUTOINDEX",
                  retry: RetryPolicy | None = None, consistency: str = "Strong",
-                 recreate: bool = False) -> None:
+                 recreate: bool = False, phash: str = "auto") -> None:
         """``recreate`` drops this prefix's collections first (``reindex``: the shards refill them,
-        whatever dims or layout the old ones had)."""
+        whatever dims or layout the old ones had). ``phash`` (PHASH_MODES): whether the pHash codes
+        get a collection; ``auto`` = on a server only (see PHASH_MODES)."""
         if visual_dim < 1 or audio_dim < 1:
             raise ConfigError(f"vector dims must be positive, got visual={visual_dim} audio={audio_dim}")
         self.lite = is_lite_uri(uri)
+        if phash not in PHASH_MODES:
+            raise ConfigError(f"vectors.phash must be one of {', '.join(PHASH_MODES)}, got {phash!r}")
+        self.phash_enabled = phash == "on" or (phash == "auto" and not self.lite)
         self.visual_dim, self.audio_dim = int(visual_dim), int(audio_dim)
         self.prefix = prefix
         self.index_type = index_type
@@ -213,6 +221,11 @@ class VectorStore:
 
     # ---------------------------------------------------------------- schema
 
+    @property
+    def _collections(self) -> tuple[str, ...]:
+        """The collections this store writes and counts."""
+        return (self.frames, self.phash, self.audio) if self.phash_enabled else (self.frames, self.audio)
+
     def _open_collections(self) -> bool:
         """Create missing collections, check dims of existing ones, load all; returns pHash mode."""
         existing = set(self._call("list_collections", lambda c: c.list_collections()))
@@ -222,6 +235,12 @@ class VectorStore:
                 self._check_dim(name, field, dim)
             else:
                 self._create(name, self._schema(name, field, DataType.FLOAT_VECTOR, dim), field, "IP")
+        if not self.phash_enabled:
+            if self.phash in existing:
+                LOG.info("collection %s is not used (vectors.phash: off here; scoring reads the codes from "
+                         "the shards): `astradup reindex` drops it", self.phash)
+            self._load_all()
+            return False
         if self.phash in existing:
             kind, dim = self._field(self.phash, "code")
             if dim != PHASH_BITS:
@@ -244,7 +263,11 @@ class VectorStore:
                              "code", "IP", index_type="FLAT" if self.lite else None)
         if not self.lite and self.phash not in existing:  # another writer may have created it first
             binary = self._field(self.phash, "code")[0] == DataType.BINARY_VECTOR
-        for name in (self.frames, self.phash, self.audio):
+        self._load_all()
+        return binary
+
+    def _load_all(self) -> None:
+        for name in self._collections:
             if self._field(name, "id")[0] == DataType.INT64:
                 self._legacy.add(name)
             # A reopened Lite database (and any server collection) starts released; search needs it
@@ -254,7 +277,6 @@ class VectorStore:
             LOG.warning("collections %s use auto-id keys: writes there are delete-then-insert, which two "
                         "concurrent writers can duplicate; run `astradup reindex` to re-create them with "
                         "per-row keys", sorted(self._legacy))
-        return binary
 
     def _schema(self, name: str, field: str, dtype: DataType, dim: int) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -364,13 +386,13 @@ class VectorStore:
         frames: list[dict] = []
         codes: list[dict] = []
         audio: list[dict] = []
-        counts: dict[str, dict[str, int]] = {self.frames: {}, self.phash: {}, self.audio: {}}
+        counts: dict[str, dict[str, int]] = {name: {} for name in self._collections}
         for vid, f in latest.items():
             ts = np.asarray(f.timestamps, np.float32).reshape(-1).tolist()
             emb = np.asarray(f.embeddings, np.float32)
             frames.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t": t, "vector": v}
                           for i, (t, v) in enumerate(zip(ts, emb)))
-            ph = np.asarray(f.phash, np.uint8)
+            ph = np.asarray(f.phash, np.uint8) if self.phash_enabled else np.zeros((0, PHASH_BYTES), np.uint8)
             codes.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t": t, "code": c}
                          for i, (t, c) in enumerate(zip(ts, self._codes_to_field(ph))))
             win = np.asarray(f.audio_windows, np.float32).reshape(-1, 2).tolist()
@@ -378,9 +400,12 @@ class VectorStore:
             audio.extend({"id": _pk(vid, i), "video_id": vid, "row": i, "t_start": s, "t_end": e, "vector": v}
                          for i, ((s, e), v) in enumerate(zip(win, av)))
             counts[self.frames][vid] = len(emb)
-            counts[self.phash][vid] = min(len(ts), len(ph))
+            if self.phash_enabled:
+                counts[self.phash][vid] = min(len(ts), len(ph))
             counts[self.audio][vid] = min(len(win), len(av))
         for name, rows in ((self.frames, frames), (self.phash, codes), (self.audio, audio)):
+            if name not in counts:
+                continue
             if name in self._legacy:
                 self._replace_legacy(name, list(latest), rows)
                 continue
@@ -437,7 +462,7 @@ class VectorStore:
     def _delete_ids(self, ids: list[str]) -> None:
         for i in range(0, len(ids), _DELETE_CHUNK):
             flt = _id_filter(ids[i:i + _DELETE_CHUNK])
-            for name in (self.frames, self.phash, self.audio):
+            for name in self._collections:
                 self._call(f"delete {name}", lambda c, n=name: c.delete(n, filter=flt))
 
     # ---------------------------------------------------------------- reads
@@ -461,6 +486,9 @@ class VectorStore:
         flt = "" if video_id is None else f"video_id == {quote(video_id)}"
         out = {}
         for key, name in (("frames", self.frames), ("phash", self.phash), ("audio", self.audio)):
+            if name not in self._collections:
+                out[key] = 0
+                continue
             res = self._call(f"count {name}", lambda c, n=name: c.query(
                 n, filter=flt, output_fields=["count(*)"], consistency_level="Strong"))
             out[key] = int(res[0]["count(*)"])
@@ -495,6 +523,10 @@ class VectorStore:
     def search_phash(self, codes: np.ndarray, k: int,
                      exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
         """Per query code: (video_id, t, 1 - hamming/256) nearest first."""
+        if not self.phash_enabled:
+            raise ConfigError("pHash codes are not indexed in this Milvus database (vectors.phash: auto keeps "
+                              "them out of Milvus Lite, where only a float copy is possible); set vectors.phash: "
+                              "on and run `astradup reindex` to search them")
         c = np.asarray(codes)
         if c.ndim != 2 or c.shape[1] != PHASH_BYTES or c.dtype != np.uint8:
             raise ValueError(f"phash queries must be uint8 [Q, {PHASH_BYTES}], got {c.dtype} {c.shape}")
