@@ -16,6 +16,7 @@ import re
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Literal
 
@@ -281,40 +282,44 @@ class Gateway:
 
     # ------------------------------------------------------------------ search
 
+    @contextmanager
+    def _searching(self, kind: str):
+        """Count and time one search request by kind and outcome (ok / rejected: a 4xx / failed)."""
+        rec = {"kind": kind, "outcome": "rejected"}
+        t0 = time.perf_counter()
+        try:
+            yield rec
+            rec["outcome"] = "ok"
+        except ApiError:
+            raise
+        except Exception:
+            rec["outcome"] = "failed"
+            raise
+        finally:
+            self.metrics.search(rec["kind"], rec["outcome"], time.perf_counter() - t0)
+
     @api.post("/search", openapi_extra=SEARCH_OPENAPI,
               summary="Ranked matches of an uploaded video, an indexed video id or an s3:// URI")
     async def search(self, request: Request) -> dict:
-        t0 = time.perf_counter()
-        kind, outcome = "invalid", "rejected"
-        try:
+        with self._searching("invalid") as rec:
             fields, upload = await self._search_request(request)
             top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
             include_none = _field_bool(fields.get("include_none", False), "include_none")
             if upload is not None:
-                kind = "upload"
+                rec["kind"] = "upload"
                 data = await upload.read()
                 upload.file.close()
                 container = self._check_upload(data)
                 name = Path((upload.filename or "").replace("\\", "/")).name[:200]
-                res = await self._call(self.search.search_upload.remote(data, container, top, include_none, name))
-            elif "video_id" in fields:
-                kind = "video"
-                res = await self._call(self.search.search_video.remote(_check_id(fields["video_id"]), top))
-            else:
-                kind = "uri"
-                uri = fields["uri"]
-                if not isinstance(uri, str) or not uri.startswith("s3://"):
-                    raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
-                res = await self._call(self.search.search_uri.remote(uri, top, include_none))
-            outcome = "ok"
-            return res
-        except ApiError:
-            raise
-        except Exception:
-            outcome = "failed"
-            raise
-        finally:
-            self.metrics.search(kind, outcome, time.perf_counter() - t0)
+                return await self._call(self.search.search_upload.remote(data, container, top, include_none, name))
+            if "video_id" in fields:
+                rec["kind"] = "video"
+                return await self._call(self.search.search_video.remote(_check_id(fields["video_id"]), top))
+            rec["kind"] = "uri"
+            uri = fields["uri"]
+            if not isinstance(uri, str) or not uri.startswith("s3://"):
+                raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
+            return await self._call(self.search.search_uri.remote(uri, top, include_none))
 
     async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None]:
         """(fields, upload): exactly one of a 'file' part, 'video_id' or 'uri'."""
@@ -425,19 +430,8 @@ class Gateway:
 
     @api.get("/videos/{video_id}/matches", summary="The indexed video searched against the rest of the index")
     async def video_matches(self, video_id: VideoId, top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict:
-        t0 = time.perf_counter()
-        outcome = "rejected"
-        try:
-            res = await self._call(self.search.search_video.remote(video_id, top))
-            outcome = "ok"
-            return res
-        except ApiError:
-            raise
-        except Exception:
-            outcome = "failed"
-            raise
-        finally:
-            self.metrics.search("video", outcome, time.perf_counter() - t0)
+        with self._searching("video"):
+            return await self._call(self.search.search_video.remote(video_id, top))
 
     @api.delete("/videos/{video_id}", summary="Remove a video's vectors (its records stay, marked deleted)")
     async def delete_video(self, video_id: VideoId) -> dict:
