@@ -209,27 +209,14 @@ def faiss_reference(real_f: np.ndarray, filler: Filler, n: int, qs, budget_s: fl
     return out
 
 
-def start_server(base: Path, timeout: float = 300.0):
-    """A Milvus standalone server on 127.0.0.1 (embedded etcd, local storage); (server, uri)."""
-    import urllib.request
+def start_server(base: Path):
+    """A Milvus standalone server on 127.0.0.1 (the tests' harness: free ports for Milvus and its
+    embedded etcd, so it can run beside another server); (server, uri)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.milvus_harness import MilvusHarness
 
-    from milvus import MilvusServer
-
-    server = MilvusServer(wait_for_started=False)
-    server.set_base_dir(str(base))
-    server.start()
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.webservice_port}/healthz", timeout=2) as r:
-                if b"OK" in r.read():
-                    break
-        except OSError:
-            pass
-        if server.server_proc.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"Milvus server did not start (logs in {base}/logs)")
-        time.sleep(0.5)
-    return server, f"http://127.0.0.1:{server.listen_port}"
+    server = MilvusHarness(base)
+    return server, server.start()
 
 
 def main() -> int:
