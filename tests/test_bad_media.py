@@ -199,9 +199,13 @@ INDEXED_SHORT = [k for k in SHORT_KINDS if KINDS[k][1] == "indexed"]
 def test_every_indexed_kind_streams_to_the_same_features(kind, media, cfg):
     """The streamed path on the odd files, in chunks of 2 frames: decord failing part way hands
     over to ffmpeg at the right frame, no audio / one frame / rotation / VFR behave the same."""
+    import dataclasses
+
     from astradup.features.embedder import get_embedder
 
-    emb = get_embedder(cfg.embedder)
+    # The model's full output: this compares pictures, and the 256-d descriptor's re-normalisation
+    # magnifies small differences on synthetic frames that lie outside its fitted subspace.
+    emb = get_embedder(dataclasses.replace(cfg.embedder, pca_dims=0))
     dec = decode_path(str(media[kind]), cfg.decode)
     whole = add_embeddings(cpu_features(dec, cfg), dec.frames, emb)
     part = streamed_features(str(media[kind]), dec.ref, cfg, emb, chunk=2)

@@ -4,8 +4,11 @@ Frames are sampled at ``cfg.fps`` at the centre of each sampling period, t_k = (
 so a copy that starts a fraction of a period later still samples nearly the same pictures, and are
 resized once, at decode time, to ``frame_size`` x ``frame_size`` (every feature works on that).
 decord does the work (it seeks and skips without converting unwanted frames); an ffmpeg pipe is
-the fallback for files decord cannot open or read. Audio always comes from an ffmpeg pipe, in a
-thread running alongside the frame decode.
+the fallback for files decord cannot open or read. Audio of an ordinary clip is decoded in-process
+by PyAV (the same libavcodec + libswresample as ffmpeg, so the same PCM) after the frames: starting
+an ffmpeg process per file cost more CPU than decoding its audio. The ffmpeg pipe, in a thread
+alongside the frames, remains for long tracks, for streamed decodes (its chunks feed the audio
+features as they come) and for any track PyAV fails on, so odd files keep the pipe's result.
 
 Two ways out: :func:`decode_video` returns every frame and the whole PCM at once (what features,
 search and the embedder pool want for ordinary clips); :func:`decode_streamed` hands them over in
@@ -20,6 +23,7 @@ import os
 import subprocess
 import tempfile
 import threading
+from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -371,6 +375,103 @@ class _AudioJob:
         return pcm
 
 
+# False sends every track to the ffmpeg pipe (how benchmarks measure the old cost, tests the reference).
+INPROCESS_AUDIO = True
+# Tracks up to this long (the decoded duration) are decoded in-process, after the frames; longer
+# ones by the ffmpeg pipe, alongside the frames. Memory does not set the limit: both hold the whole
+# PCM (4 bytes x sample_rate per second, 53 MB for 20 min at 11025 Hz). Measured on a 10-min stereo
+# 44.1 kHz AAC track to 11025 Hz mono (25 MB of PCM), 2 busy cores: in-process peak RSS +33 MB,
+# 1.1 s CPU; the pipe +25 MB here plus a 58 MB ffmpeg process. (decord's AudioReader, for the
+# record: +112 MB, and +441 MB through ar[:].) What grows with length is the wall time: in-process,
+# the audio's ~2 ms of CPU per media-second adds to the frames' instead of overlapping them in a
+# second process. 20 min is STREAM_FRAMES at the default 1 fps, so every file decode_video gets at
+# the default settings is decoded in-process; longer ones only come here under a lower decode.fps.
+INPROCESS_AUDIO_MAX_S = 1200.0
+
+
+def _trim_samples(max_seconds: float, sample_rate: int) -> int:
+    """How many samples ``ffmpeg -t`` (as _AudioJob formats it) lets through: the %.6f text read as
+    microseconds, rescaled to samples rounding half up (av_rescale), as the atrim it inserts does."""
+    whole, _, frac = f"{max_seconds:.6f}".partition(".")
+    us = int(whole) * 1_000_000 + int(frac or 0)
+    return (us * int(sample_rate) + 500_000) // 1_000_000
+
+
+def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: float) -> np.ndarray:
+    """What ``_AudioJob(path, sample_rate, seconds, max_seconds).result()`` returns, via PyAV.
+
+    The same libavcodec decoder and libswresample conversion (mono downmix, resampling) as the
+    ffmpeg command, without starting a process: 1.9 ms of CPU per media-second against 4.7 for
+    the pipe, ffmpeg's start-up included (10 dev20 clips, 44.1 kHz stereo AAC to 11025 Hz mono).
+    Raises on anything at all (PyAV missing, a decode error, no samples): the caller then runs the
+    pipe, so an odd track gets exactly the pipe's result or error. decord's AudioReader (cheaper
+    still, ~1 ms per media-second) is not used: it flushes its resampler after every decoded frame,
+    which on the dev20 clips (44.1 -> 11.025 kHz) delayed the track by 16 samples and left it up to
+    0.2-0.4 away from the pipe's PCM even re-aligned (correlation 0.02-0.4 as decoded).
+    """
+    import av
+
+    limit = _trim_samples(max_seconds, sample_rate) if max_seconds > 0 else None
+    # As _AudioJob: a second of slack over the container's duration, the first guess capped.
+    size = int(math.ceil(min(seconds + 1.0, 3600.0) * sample_rate))
+    buf = np.empty(max(1, min(size, limit) if limit is not None else size), np.float32)
+    filled = 0
+
+    def put(frames) -> None:
+        nonlocal buf, filled
+        for fr in frames:
+            pcm = fr.to_ndarray().reshape(-1)
+            if filled + len(pcm) > len(buf):
+                grown = np.empty(max(filled + len(pcm), len(buf) + len(buf) // 4), np.float32)
+                grown[:filled] = buf[:filled]
+                buf = grown
+            buf[filled:filled + len(pcm)] = pcm
+            filled += len(pcm)
+
+    # ffmpeg's -t cuts by timestamp, so cutting by sample count gives the same PCM only when the
+    # timestamps count samples: a 1/sample_rate time base (MP4, MOV, Ogg, not Matroska's or FLV's
+    # milliseconds), the first frame at the file's start, no gap before the cut. Otherwise a cut
+    # is left to ffmpeg.
+    next_pts = None
+    with av.open(path, metadata_errors="replace") as c:
+        stream = c.streams.audio[0]
+        start = Fraction(c.start_time, 1_000_000) if c.start_time is not None else None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        for packet in c.demux(stream):  # the last packet is empty: decoding it drains the decoder
+            for frame in packet.decode():
+                if limit is not None:  # only a cut needs the timestamps
+                    counts = frame.pts is not None and frame.time_base == Fraction(1, frame.sample_rate)
+                    if counts and next_pts is None:
+                        counts = start is not None and frame.pts * frame.time_base == start
+                    elif counts:
+                        counts = frame.pts == next_pts
+                    if not counts:
+                        raise RuntimeError("timestamps do not count samples: the cut is left to ffmpeg -t")
+                    next_pts = frame.pts + frame.samples
+                put(resampler.resample(frame))
+            if limit is not None and filled >= limit:
+                break
+        else:
+            put(resampler.resample(None))
+    n = filled if limit is None else min(filled, limit)
+    if n == 0:
+        raise RuntimeError("no audio samples decoded")
+    pcm = buf[:n] if len(buf) - n <= sample_rate else buf[:n].copy()
+    np.clip(pcm, -1.0, 1.0, out=pcm)
+    return pcm
+
+
+def _decode_pcm(path: str, sample_rate: int, seconds: float, max_seconds: float) -> np.ndarray:
+    """The whole mono PCM of a track: in-process when it is modest (INPROCESS_AUDIO_MAX_S) and
+    that works, else the ffmpeg pipe, whose RuntimeError (ffmpeg's message) is the one raised."""
+    if INPROCESS_AUDIO and seconds <= INPROCESS_AUDIO_MAX_S:
+        try:
+            return _pcm_in_process(path, sample_rate, seconds, max_seconds)
+        except Exception:  # noqa: BLE001 - the pipe decides what an odd track gives
+            pass
+    return _AudioJob(path, sample_rate, seconds, max_seconds).result()
+
+
 def _plan(meta: dict[str, Any], cfg: DecodeConfig) -> tuple[float, float, int, np.ndarray]:
     """(duration decoded, fps, frame size, sample times) for a probed file under ``cfg``."""
     duration = meta["duration"]
@@ -401,8 +502,12 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
     meta = dict(probe(path) if meta is None else meta)
     duration, fps, size, times = _plan(meta, cfg)
 
-    job = _AudioJob(path, cfg.sample_rate, duration, duration if cfg.max_seconds > 0 else 0.0) \
-        if meta.get("has_audio") else None
+    audio_limit = duration if cfg.max_seconds > 0 else 0.0
+    # A modest track is decoded in-process once the frames are in; a long one by the pipe, started
+    # now so that it runs beside the frames.
+    later = bool(meta.get("has_audio")) and INPROCESS_AUDIO and duration <= INPROCESS_AUDIO_MAX_S
+    job = _AudioJob(path, cfg.sample_rate, duration, audio_limit) \
+        if meta.get("has_audio") and not later else None
     try:
         frames, decoder = None, "decord"
         decord_error = ""
@@ -424,9 +529,10 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
         raise
 
     audio = None
-    if job is not None:
+    if job is not None or later:
         try:
-            audio = job.result()
+            audio = job.result() if job is not None else \
+                _decode_pcm(path, cfg.sample_rate, duration, audio_limit)
         except Exception as e:  # noqa: BLE001 - a broken audio track is recorded, never fatal
             meta["audio_error"] = str(e) or type(e).__name__
     if decord_error:
@@ -499,4 +605,4 @@ def decode_audio(path: str, sample_rate: int) -> np.ndarray | None:
     meta = probe(path)
     if not meta.get("has_audio"):
         return None
-    return _AudioJob(path, sample_rate, float(meta.get("duration") or 0.0), 0.0).result()
+    return _decode_pcm(path, sample_rate, float(meta.get("duration") or 0.0), 0.0)
