@@ -14,6 +14,7 @@ import numpy as np
 
 from astradup import telemetry
 from astradup.config import Config
+from astradup.errors import ConfigError
 from astradup.io.sources import is_remote, storage_options
 from astradup.records import STATUS_OK, VideoFeatures
 
@@ -44,6 +45,7 @@ class Catalog:
         self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if root.startswith("s3://") else None)
         self._embedder = embedder
         self._vectors = None
+        self._dim_checked = False
 
     @property
     def embedder(self):
@@ -81,6 +83,9 @@ class Catalog:
         if not batch:
             return
         ok = [f for f in batch if f.status == STATUS_OK]
+        if ok and not self._dim_checked and len(ok[0].embeddings):
+            self.check_frame_dim(int(np.asarray(ok[0].embeddings).shape[1]))  # before writing anything
+            self._dim_checked = True
         if ok:
             with telemetry.timed(telemetry.INDEX_STAGE_LATENCY, stage="write_milvus"):
                 self.vectors.upsert_many(ok)
@@ -101,11 +106,27 @@ class Catalog:
         self.shards.mark_deleted(video_id)
         return rows
 
+    def check_frame_dim(self, dim: int | None = None) -> None:
+        """ConfigError when the shards hold frame vectors of another size than the embedder makes
+        (another model, ``embedder.pca_dims`` changed since the index was built): mixing them would
+        fail deep in scoring, or index videos that no query could be compared with. One video is
+        read: an index is written with one setting at a time."""
+        dim = self.embedder.dim if dim is None else dim
+        sample = next((v for v, r in self.shards.latest_status().items() if r["status"] == STATUS_OK), None)
+        f = self.shards.load_features([sample]).get(sample) if sample else None
+        have = int(np.asarray(f.embeddings).shape[1]) if f is not None and len(f.embeddings) else None
+        if have is not None and have != dim:
+            raise ConfigError(
+                f"the index in {self.cfg.resolved_shards_dir} holds {have}-d frame vectors, the configured "
+                f"embedder makes {dim}-d: use the embedder settings it was built with (embedder.model, "
+                f"embedder.pca_dims: {have if have < dim else 0}), or index the videos again into a new data dir")
+
     def reindex(self) -> int:
         """Rebuild the Milvus copy from the shards, from empty collections: this is also how an
         index moves to another embedder dim or ``vectors.projection`` (the old collections would
         not even open under the new config)."""
         n = 0
+        self.check_frame_dim()
         if self._vectors is not None:
             self._vectors.close()
         self._vectors = self._open_vectors(recreate=True)

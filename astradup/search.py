@@ -13,6 +13,7 @@ import numpy as np
 from astradup import telemetry
 from astradup.catalog import Catalog
 from astradup.config import Config
+from astradup.errors import ConfigError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
 from astradup.io.ids import content_id
@@ -31,6 +32,16 @@ STAGE = telemetry.QUERY_STAGE_LATENCY  # no-op without Ray (the CLI), a Ray hist
 class Query:
     features: VideoFeatures
     mirror: np.ndarray | None  # embeddings of mirrored frames (finds hflip copies), None if unavailable
+
+
+def _check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
+    """A query embedded with other settings than the index cannot be scored against it: say so
+    (Catalog.check_frame_dim) instead of failing inside the scorer."""
+    dq, ds = np.asarray(q.embeddings).shape, np.asarray(s.embeddings).shape
+    if len(dq) == 2 and len(ds) == 2 and dq[0] and ds[0] and dq[1] != ds[1]:
+        raise ConfigError(f"{s.video_id} was indexed with {ds[1]}-d frame vectors and the query has {dq[1]}-d: "
+                          "the index and the queries must use the same embedder settings (embedder.model, "
+                          "embedder.pca_dims)")
 
 
 class Searcher:
@@ -73,6 +84,7 @@ class Searcher:
             s = feats.get(vid)
             if s is None:
                 continue
+            _check_dims(q.features, s)
             ev = pair_evidence(q.features, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)

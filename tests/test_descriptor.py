@@ -90,3 +90,36 @@ def test_default_embedder_hands_on_256_d_descriptors_that_score_like_the_full_on
     copy_red = np.diag(emb.embed(fa[:n]) @ emb.embed(fc[:n]).T)
     assert copy_red.min() > 0.9 and np.abs(copy_red - copy_full).max() < 0.01
     assert (emb.embed(fa) @ emb.embed(fb).T).max() < cfg.score.emb_lo - 0.1
+
+
+def _features(vid: str, d: int, t: int = 4) -> "VideoFeatures":
+    from astradup.records import VideoFeatures
+
+    rng = np.random.default_rng(len(vid) + d)
+    e = rng.normal(size=(t, d)).astype(np.float32)
+    return VideoFeatures(
+        video_id=vid, uri=f"/{vid}.mp4", timestamps=np.arange(t, dtype=np.float32) + 0.5,
+        embeddings=e / np.linalg.norm(e, axis=1, keepdims=True),
+        phash=rng.integers(0, 256, (t, 32), dtype=np.uint8), audio_windows=np.zeros((0, 2), np.float32),
+        audio_vectors=np.zeros((0, 218), np.float32), chromaprint=np.zeros(0, np.uint32), chromaprint_hz=0.0,
+        meta={})
+
+
+def test_an_index_refuses_frame_vectors_of_another_size(tmp_path):
+    """An index built with one descriptor size, then written or searched with another (pca_dims
+    changed): a ConfigError naming the setting, and nothing written."""
+    from astradup.catalog import Catalog
+    from astradup.search import Query, Searcher
+
+    cfg = load_config(overrides={"data_dir": str(tmp_path / "data"), "vectors": {"projection": "none"}})
+    cat = Catalog(cfg, embedder=_Fixed(np.eye(64, dtype=np.float32)))
+    cat.write([_features("a", 64)])
+    cat.vectors.close()
+    again = Catalog(cfg, embedder=_Fixed(np.eye(32, dtype=np.float32)))
+    with pytest.raises(ConfigError, match="pca_dims"):
+        again.write([_features("b", 32)])
+    assert set(again.shards.latest_status()) == {"a"}
+    with pytest.raises(ConfigError, match="pca_dims"):
+        Searcher(cfg, again).score(Query(_features("q", 32), None), ["a"])
+    with pytest.raises(ConfigError, match="pca_dims"):
+        again.reindex()
