@@ -1,30 +1,35 @@
 """Ingest speed on CPU: what each stage costs per media-second, decode alone, and the whole pipeline.
 
     .venv/bin/python benchmarks/ingest_speed.py --bench /work/benchdata/dev20 \
-        [--files N] [--skip-pipeline] [--variants current,sscd288,embed_shares_cores] [--quality] [--json OUT]
+        [--files N] [--skip-pipeline] [--variants current,sscd288,embed_shares_cores,pyav_fast] [--quality] [--json OUT]
 
 A. Stages, one process, one thread each (OMP_NUM_THREADS=1, decord and ONNX Runtime at 1 thread),
    CPU seconds of the process and its ffmpeg children per media-second, so "x realtime per core"
    = media seconds / CPU seconds, which a busy shared machine disturbs far less than wall time:
    probe; frame decoding (decord as the pipeline runs it, decord with its own threading, decord
    seeking per sample, decord at half size, the ffmpeg fallback pipe, PyAV sequential / skipping
-   non-reference frames / also skipping the loop filter / keyframes only); audio decoding; pHash;
+   non-reference frames / also skipping the loop filter (decode.decoder = pyav_fast) / keyframes
+   only, all through astradup.io.decode.pyav_samples); audio decoding; pHash;
    blank-frame check; Chromaprint + MFCC windows; SSCD distilled at 288 and 224 px input; the
    pickling of what a decode task ships.
 B. Decode alone at the pipeline's parallelism: one process per core, each decoding files
-   (frames + audio, as decode_video does), wall time -> x realtime per core.
+   (frames + audio, as decode_video does), wall time -> x realtime per core; once per
+   decode.decoder (decord, the default, and pyav_fast).
 C. The full pipeline (astradup.pipeline.index: Ray Data decode tasks -> SSCD actor -> Parquet +
    Milvus Lite) on the same files, Ray started beforehand (its start-up is printed, not counted),
-   wall time -> x realtime per core, and as a fraction of B. Variants: ``current`` (the config's
+   wall time -> x realtime per core, and as a fraction of B with the same decoder. Variants: ``current`` (the config's
    defaults: SSCD fed the 224 px frames as decoded); ``sscd288`` (SSCD's recommended 288 px input,
    the default before 2026-11-26); ``embed_shares_cores`` (current, and the CPU embed
    actor reserves no CPU, so every core runs a decode task and the embedder shares them: decoding
-   is the larger cost, and a reserved core idles whenever the embedder waits for frames).
+   is the larger cost, and a reserved core idles whenever the embedder waits for frames);
+   ``pyav_fast`` (current with decode.decoder = pyav_fast: PyAV skipping non-reference frames and
+   the loop filter).
 D. ``--quality``: the bench scored offline (fingerprint_size.score_corpus) with SSCD at 288 and
    at 224 px input, to decide whether 224 may become the default (scores must stay within 0.01).
 
 Every figure is a ratio against media time measured in the same run; the load average is printed
-so figures from a busy machine can be read as such. The last line is the pipeline's speed.
+so figures from a busy machine can be read as such. The last lines are the pipeline's speed per
+variant, the first variant's last.
 """
 from __future__ import annotations
 
@@ -51,10 +56,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fingerprint_size import cpu_seconds  # noqa: E402
 
-from astradup.config import load_config  # noqa: E402
+from astradup.config import DECODERS, load_config  # noqa: E402
 from astradup.features.metadata import _probe_ffprobe, probe  # noqa: E402
-from astradup.io.decode import (_AudioJob, _decode_pcm, _decode_decord, _decode_ffmpeg, _frame_indices,  # noqa: E402
-                                decode_video, sample_times)
+from astradup.io.decode import (_AudioJob, _decode_pcm, _decode_decord, _decode_ffmpeg, _decode_pyav,  # noqa: E402
+                                _frame_indices, decode_video, sample_times)
 from astradup.records import VideoRef  # noqa: E402
 
 SIZE = 224
@@ -81,42 +86,15 @@ def decord_per_sample(path: str, times: np.ndarray, size: int) -> np.ndarray:
 def pyav_frames(path: str, times: np.ndarray, size: int, skip: str | None = None,
                 no_loop_filter: bool = False) -> np.ndarray:
     """Sequential PyAV decode, one thread; the frame on screen at each sample time is converted.
+    The pipeline's own sampler (astradup.io.decode.pyav_samples, decode.decoder = pyav_fast is
+    "NONREF" + no loop filter) with other things left out:
 
     ``skip="NONREF"`` drops frames no other frame references (most B-frames): the sample then takes
     the last decoded frame, at most a few frames (~0.1 s) early. ``skip="NONKEY"`` decodes
     keyframes only, so samples between keyframes repeat the last one (the effective rate is
     printed). ``no_loop_filter`` skips H.264's deblocking, slightly changing the pixels.
     """
-    import av
-
-    out: list[np.ndarray] = []
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        s.thread_count = 1
-        if skip:
-            s.codec_context.skip_frame = skip
-        if no_loop_filter:
-            s.codec_context.options = {"skip_loop_filter": "all"}
-        k, n = 0, len(times)
-        prev, prev_rgb = None, None  # last decoded frame, converted only if a sample needs it
-        for fr in c.decode(s):
-            if fr.pts is None:
-                continue
-            t = float(fr.pts * s.time_base)
-            while k < n and times[k] < t and prev is not None:  # prev was on screen at times[k]
-                if prev_rgb is None:
-                    prev_rgb = prev.to_ndarray(width=size, height=size, format="rgb24")
-                out.append(prev_rgb)
-                k += 1
-            if k >= n:
-                break
-            prev, prev_rgb = fr, None
-        while k < n and prev is not None:
-            if prev_rgb is None:
-                prev_rgb = prev.to_ndarray(width=size, height=size, format="rgb24")
-            out.append(prev_rgb)
-            k += 1
-    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+    return _decode_pyav(path, times, size, skip_frame=skip, skip_loop_filter=no_loop_filter)
 
 
 def ffmpeg_frames_1thread(path: str, times: np.ndarray, size: int) -> np.ndarray:
@@ -222,25 +200,26 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _decode_only(args: tuple[str, float]) -> tuple[float, float, float]:
+def _decode_only(args: tuple[str, str]) -> tuple[float, float, float]:
     """(media seconds, CPU seconds of this process, CPU seconds of its ffprobe/ffmpeg children) for
-    probe + decode_video of one file, as a pipeline decode task runs them."""
-    path, _ = args
-    cfg = load_config(None, {})
+    probe + decode_video of one file with decode.decoder = the given one, as a pipeline decode task
+    runs them."""
+    path, decoder = args
+    cfg = load_config(None, {"decode": {"decoder": decoder}})
     c0, k0 = time.process_time(), _children_cpu()
     meta = probe(path)
     d = decode_video(path, VideoRef("x", path, 0), cfg.decode, meta=meta)
     return float(d.meta.get("duration") or 0.0), time.process_time() - c0, _children_cpu() - k0
 
 
-def decode_only(files: list[str], procs: int) -> tuple[float, float, float, float]:
+def decode_only(files: list[str], procs: int, decoder: str = "decord") -> tuple[float, float, float, float]:
     """(media s, wall s, CPU s, of which children's CPU s) of probe + decode_video over the files,
-    one process per core."""
+    one process per core, with decode.decoder = ``decoder``."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(procs) as pool:
-        pool.map(_decode_only, [(files[0], 0.0)] * procs)  # start-up and imports are not decode time
+        pool.map(_decode_only, [(files[0], decoder)] * procs)  # start-up and imports are not decode time
         t0 = time.perf_counter()
-        got = pool.map(_decode_only, [(f, 0.0) for f in files], chunksize=1)
+        got = pool.map(_decode_only, [(f, decoder) for f in files], chunksize=1)
         wall = time.perf_counter() - t0
     return sum(g[0] for g in got), wall, sum(g[1] + g[2] for g in got), sum(g[2] for g in got)
 
@@ -261,7 +240,8 @@ def run_pipeline(files: list[str], variant: str, work: Path) -> dict:
     data = work / f"data-{variant}"
     shutil.rmtree(data, ignore_errors=True)
     cfg = load_config(None, {"data_dir": str(data), "pipeline": {"dashboard": False},
-                             **({"embedder": {"short_side": 288}} if variant == "sscd288" else {})})
+                             **({"embedder": {"short_side": 288}} if variant == "sscd288" else {}),
+                             **({"decode": {"decoder": "pyav_fast"}} if variant == "pyav_fast" else {})})
     saved = (P.EmbedStage, P.plan_embedder, P.build_dataset)
     held: dict = {}
 
@@ -383,15 +363,24 @@ def main() -> int:
 
     # Ray's per-task CPU figures leave out child processes (an ffprobe or ffmpeg fallback); what
     # they cost per media-second is measured here, in the same code path, and added to C.
+    # Each decode.decoder (decord, the default; pyav_fast) alone: a pipeline variant is compared
+    # with decode-only under its own decoder.
     print(f"\n## B. decode alone (probe + frames + audio, decode_video), {ncpu} processes")
-    dm, dw, dc, dk = decode_only(files, ncpu)
-    child_ms = 1000 * dk / dm if dm else 0.0
-    dec_x, dec_cx = dm / dw / ncpu, dm / dc
-    print(f"  {dm:.0f} s of media in {dw:.1f} s wall: {dm / dw:.1f}x realtime = {dec_x:.1f}x per core (wall); "
-          f"{dc:.1f} CPU s = {dec_cx:.1f}x per core (CPU, of which ffprobe/ffmpeg children {child_ms:.2f} ms/media-s)")
-    out["decode_only"] = {"media_s": dm, "wall_s": dw, "cpu_s": dc, "x_per_core": dec_x, "x_per_core_cpu": dec_cx}
+    out["decode_only"] = {}
+    dec: dict[str, dict] = {}
+    for decoder in DECODERS:
+        dm, dw, dc, dk = decode_only(files, ncpu, decoder)
+        d = {"media_s": dm, "wall_s": dw, "cpu_s": dc, "x_per_core": dm / dw / ncpu, "x_per_core_cpu": dm / dc,
+             "child_ms": 1000 * dk / dm if dm else 0.0}
+        dec[decoder] = out["decode_only"][decoder] = d
+        print(f"  {decoder:<10} {dm:.0f} s of media in {dw:.1f} s wall: {dm / dw:.1f}x realtime = "
+              f"{d['x_per_core']:.1f}x per core (wall); {dc:.1f} CPU s = {d['x_per_core_cpu']:.1f}x per core "
+              f"(CPU, of which ffprobe/ffmpeg children {d['child_ms']:.2f} ms/media-s)", flush=True)
 
-    pipe_x = None
+    def decoder_of(variant: str) -> str:
+        return "pyav_fast" if variant == "pyav_fast" else "decord"
+
+    timed_variants: list[str] = []
     if not args.skip_pipeline:
         from astradup.pipeline import ensure_ray
 
@@ -406,33 +395,36 @@ def main() -> int:
         print(f"  warm-up on 2 files: {w['wall_s']:.1f} s wall (first-use imports and compilation; not counted)")
         out["pipeline"] = {"warmup": w}
         for v in [x for x in args.variants.split(",") if x]:
+            d = dec[decoder_of(v)]
             r = run_pipeline(files, v, work)
             x = r["media_s"] / r["wall_s"] / max(r["cpus"], 1)
-            r["cpu_s"] += child_ms * r["media_s"] / 1000
+            children = d["child_ms"] * r["media_s"] / 1000
+            r["cpu_s"] += children
             cx = r["media_s"] / r["cpu_s"] if r["cpu_s"] else float("nan")
-            r.update(x_per_core=x, fraction_of_decode_only=x / dec_x, x_per_core_cpu=cx,
-                     cpu_fraction_of_decode_only=cx / dec_cx)
+            r.update(decoder=decoder_of(v), x_per_core=x, fraction_of_decode_only=x / d["x_per_core"],
+                     x_per_core_cpu=cx, cpu_fraction_of_decode_only=cx / d["x_per_core_cpu"])
             out["pipeline"][v] = r
+            timed_variants.append(v)
             print(f"  {v:<18} {r['media_s']:.0f} s of media in {r['wall_s']:.1f} s wall on {r['cpus']:g} CPUs: "
-                  f"{x:5.1f}x realtime per core = {x / dec_x:.2f} of decode-only (wall); CPU "
+                  f"{x:5.1f}x realtime per core = {x / d['x_per_core']:.2f} of decode-only ({r['decoder']}, wall); CPU "
                   + ", ".join(f"{k} {v2:.1f} s" for k, v2 in r["operator_cpu_s"].items())
-                  + f", driver {r['driver_cpu_s']:.1f} s, ffmpeg children {child_ms * r['media_s'] / 1000:.1f} s: "
-                  f"{cx:.1f}x per core = {cx / dec_cx:.2f} of decode-only (CPU)",
+                  + f", driver {r['driver_cpu_s']:.1f} s, ffmpeg children {children:.1f} s: "
+                  f"{cx:.1f}x per core = {cx / d['x_per_core_cpu']:.2f} of decode-only (CPU)",
                   flush=True)
-            if pipe_x is None:
-                pipe_x = (v, x, cx)
         shutil.rmtree(work, ignore_errors=True)
 
         # decode alone again: the load of a shared machine drifts, so the ratio uses both runs
-        dm2, dw2, _, _ = decode_only(files, ncpu)
-        dec_x2 = dm2 / dw2 / ncpu
-        print(f"\n## B again after C: {dm2:.0f} s of media in {dw2:.1f} s wall = {dec_x2:.1f}x per core "
-              f"(mean of both runs {0.5 * (dec_x + dec_x2):.1f}x per core is the reference)")
-        dec_x = 0.5 * (dec_x + dec_x2)
-        out["decode_only"]["x_per_core_mean"] = dec_x
-        for v, r in out["pipeline"].items():
-            if v != "warmup":
-                r["fraction_of_decode_only"] = r["x_per_core"] / dec_x
+        print("\n## B again after C")
+        for decoder in sorted({decoder_of(v) for v in timed_variants}):
+            d = dec[decoder]
+            dm2, dw2, _, _ = decode_only(files, ncpu, decoder)
+            x2 = dm2 / dw2 / ncpu
+            d["x_per_core_mean"] = 0.5 * (d["x_per_core"] + x2)
+            print(f"  {decoder:<10} {dm2:.0f} s of media in {dw2:.1f} s wall = {x2:.1f}x per core "
+                  f"(mean of both runs {d['x_per_core_mean']:.1f}x per core is the reference)", flush=True)
+        for v in timed_variants:
+            r = out["pipeline"][v]
+            r["fraction_of_decode_only"] = r["x_per_core"] / dec[r["decoder"]]["x_per_core_mean"]
 
     if args.quality:
         out["quality"] = quality(bench, Path(args.cache))
@@ -440,13 +432,19 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
     print(f"\nload average at end {os.getloadavg()[0]:.1f} (2-core machine shared with other jobs)")
-    if pipe_x:
-        v, x, cx = pipe_x
-        print(f"pipeline ({v}): {x:.1f}x realtime per core by wall time = {x / dec_x:.2f} of decode-only "
-              f"({dec_x:.1f}x per core); by CPU time {cx:.1f}x per core = {cx / dec_cx:.2f} of decode-only "
-              f"({dec_cx:.1f}x); targets >= 60x per core and >= 0.70")
+    if timed_variants:
+        # the first variant's line comes last: the pipeline's speed as configured
+        for v in timed_variants[1:] + timed_variants[:1]:
+            r = out["pipeline"][v]
+            d = dec[r["decoder"]]
+            dx = d.get("x_per_core_mean", d["x_per_core"])
+            print(f"pipeline ({v}): {r['x_per_core']:.1f}x realtime per core by wall time = "
+                  f"{r['fraction_of_decode_only']:.2f} of decode-only with {r['decoder']} ({dx:.1f}x per core); "
+                  f"by CPU time {r['x_per_core_cpu']:.1f}x per core = {r['cpu_fraction_of_decode_only']:.2f} "
+                  f"of decode-only ({d['x_per_core_cpu']:.1f}x); targets >= 60x per core and >= 0.70")
     else:
-        print(f"decode-only: {dec_x:.1f}x realtime per core")
+        print("decode-only: " + ", ".join(f"{k} {d['x_per_core']:.1f}x realtime per core (wall), "
+                                          f"{d['x_per_core_cpu']:.1f}x (CPU)" for k, d in dec.items()))
     return 0
 
 

@@ -4,7 +4,9 @@ Frames are sampled at ``cfg.fps`` at the centre of each sampling period, t_k = (
 so a copy that starts a fraction of a period later still samples nearly the same pictures, and are
 resized once, at decode time, to ``frame_size`` x ``frame_size`` (every feature works on that).
 decord does the work (it seeks and skips without converting unwanted frames); an ffmpeg pipe is
-the fallback for files decord cannot open or read. Audio of an ordinary clip is decoded in-process
+the fallback for files decord cannot open or read. ``decode.decoder = pyav_fast`` (opt-in) puts
+a PyAV sampler first (:func:`pyav_samples`: one thread, non-reference frames and the loop filter
+skipped, about a third less frame-decoding CPU), decord and then ffmpeg behind it. Audio of an ordinary clip is decoded in-process
 by PyAV (the same libavcodec + libswresample as ffmpeg, so the same PCM) after the frames: starting
 an ffmpeg process per file cost more CPU than decoding its audio. The ffmpeg pipe, in a thread
 alongside the frames, remains for long tracks, for streamed decodes (its chunks feed the audio
@@ -13,8 +15,9 @@ features as they come) and for any track PyAV fails on, so odd files keep the pi
 Two ways out: :func:`decode_video` returns every frame and the whole PCM at once (what features,
 search and the embedder pool want for ordinary clips); :func:`decode_streamed` hands them over in
 chunks to callbacks, so a file of any length (more than STREAM_FRAMES samples) is decoded with
-bounded memory. Both pick the same frames. Rotated files come out upright from either decoder:
-decord 0.6 and ffmpeg both apply the display matrix (tests/test_bad_media.py checks 90/180/270).
+bounded memory. Both pick the same frames. Rotated files come out upright from every decoder:
+decord 0.6 and ffmpeg both apply the display matrix (tests/test_bad_media.py checks 90/180/270),
+the PyAV sampler turns its pictures by probe()'s rotation, the same matrix.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from astradup.config import DecodeConfig
+from astradup.config import DecodeConfig, check_decode
 from astradup.errors import MediaError
 from astradup.features.metadata import probe
 from astradup.io.ids import content_id
@@ -126,6 +129,144 @@ def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None 
         return out
     finally:
         del vr
+
+
+# decode.decoder = pyav_fast: what PyAV is told to leave out. Non-reference frames (most B-frames)
+# are not decoded at all, so a sample takes the last decoded picture before it (a few frames, about
+# 0.1 s, early at most on x264's defaults); the loop filter (H.264's deblocking) is skipped, which
+# leaves slightly blockier pixels. On dev20 (640x360 H.264, 1 fps to 224 px, one thread) frames cost
+# 6.5 ms of CPU per media-second this way against 10.0 for decord (benchmarks/ingest_speed.py).
+PYAV_SKIP_FRAME = "NONREF"
+PYAV_SKIP_LOOP_FILTER = "all"
+
+
+def _pyav_video_stream(c: Any) -> Any:
+    """The first video stream that is not cover art (an attached picture), as probe() reads it."""
+    import av
+
+    cover = int(av.stream.Disposition.attached_pic)
+    for s in c.streams.video:
+        if not int(s.disposition) & cover:
+            return s
+    raise RuntimeError("no video stream")
+
+
+def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | None = PYAV_SKIP_FRAME,
+                 skip_loop_filter: bool = True, rotation: int = 0,
+                 stats: dict[str, int] | None = None) -> Iterator[np.ndarray]:
+    """One ``size`` x ``size`` RGB frame per sample time, in order, decoded sequentially by PyAV on
+    one thread: for each time, the latest decoded picture whose timestamp is <= t (the picture on
+    screen at t among those decoded; the first one for times before it), as _frame_indices picks.
+
+    Times count from the stream's start, as decord's timestamps do. Decoding stops once the last
+    time is passed; a stream that ends early gives fewer frames (none past the end of its last
+    packet). Pictures are resized as decord resizes them (a plain bilinear resize to size x size,
+    converting to RGB in the same step: a mean 0.014 grey levels from decord's output for the same
+    picture on the dev20 clips, 1.5-2.6 on sharp synthetic test patterns) and then turned upright by
+    ``rotation`` (degrees counter-clockwise: probe()'s "rotation", the container's display matrix,
+    which decord applies; an orientation only in the bitstream is ignored, as decord ignores it).
+    A frame yielded for several times is the same array: copy it before changing it. ``skip_frame``
+    (a PyAV skip_frame value, None = decode all) and ``skip_loop_filter`` choose what is left out;
+    ``stats`` receives "packets" (demuxed) and "decoded" (pictures out of the decoder). Raises on
+    anything odd (no video stream, timestamps going back, a rotation that is not a right angle).
+    """
+    import av
+
+    if rotation % 90:
+        raise RuntimeError(f"rotation {rotation} is not a right angle")
+    turns = (rotation // 90) % 4
+    n = len(times)
+    stats = stats if stats is not None else {}
+    stats["packets"] = stats["decoded"] = 0
+    if n == 0:
+        return
+    with av.open(path, metadata_errors="replace") as c:
+        s = _pyav_video_stream(c)
+        cc = s.codec_context
+        cc.thread_count = 1
+        if skip_frame:
+            cc.skip_frame = skip_frame
+        if skip_loop_filter:  # read when the decoder opens, at the first packet
+            cc.options = {**(cc.options or {}), "skip_loop_filter": PYAV_SKIP_LOOP_FILTER}
+        tb = s.time_base
+        origin = s.start_time  # decord's timestamps count from the stream's start
+        end = None  # the latest packet end seen, in time_base units
+        k = 0
+        prev, prev_t, rgb = None, 0.0, None
+
+        def picture() -> np.ndarray:
+            nonlocal rgb
+            if rgb is None:
+                rgb = prev.to_ndarray(width=size, height=size, format="rgb24",
+                                      interpolation="BILINEAR", threads=1)
+                if turns:
+                    rgb = np.rot90(rgb, turns)
+            return rgb
+
+        for packet in c.demux(s):  # the last packet is empty: decoding it drains the decoder
+            stats["packets"] += packet.size > 0
+            if packet.pts is not None:
+                e = packet.pts + (packet.duration or 0)
+                end = e if end is None else max(end, e)
+            for fr in packet.decode():
+                stats["decoded"] += 1
+                if fr.pts is None:
+                    continue
+                if origin is None:
+                    origin = fr.pts
+                t = float((fr.pts - origin) * tb)
+                if prev is not None and t < prev_t:
+                    raise RuntimeError("picture timestamps go back")
+                while k < n and prev is not None and times[k] < t:  # prev is on screen at times[k]
+                    yield picture()
+                    k += 1
+                if k >= n:
+                    return
+                prev, prev_t, rgb = fr, t, None
+        if prev is None:
+            return
+        # Past the last picture: as far as the stream lasts (its last packet's end), one nominal
+        # frame period past the last picture when the packets carry no durations.
+        last_end = float((end - origin) * tb) if end is not None and origin is not None else prev_t
+        if last_end <= prev_t:
+            rate = float(s.average_rate or 0) or float(s.base_rate or 0)
+            last_end = prev_t + (1.0 / rate if rate > 0 else 0.0)
+        while k < n and times[k] <= last_end + 1e-6:
+            yield picture()
+            k += 1
+
+
+def _decode_pyav(path: str, times: np.ndarray, size: int, rotation: int = 0,
+                 stats: dict[str, int] | None = None, **kw: Any) -> np.ndarray:
+    """Frames at ``times`` via :func:`pyav_samples` in one array; fewer rows if the stream ends early."""
+    out = np.empty((len(times), size, size, 3), np.uint8)
+    got = 0
+    for frame in pyav_samples(path, times, size, rotation=rotation, stats=stats, **kw):
+        out[got] = frame
+        got += 1
+    return out if got == len(out) else out[:got].copy()
+
+
+def _iter_pyav(path: str, times: np.ndarray, size: int, chunk: int, rotation: int = 0,
+               stats: dict[str, int] | None = None) -> Iterator[np.ndarray]:
+    """Frames at ``times`` via :func:`pyav_samples`, ``chunk`` at a time."""
+    out = np.empty((min(chunk, len(times)), size, size, 3), np.uint8)
+    got = k = 0
+    for frame in pyav_samples(path, times, size, rotation=rotation, stats=stats):
+        out[k] = frame
+        k += 1
+        got += 1
+        if k == len(out):
+            yield out
+            k = 0
+            if got < len(times):
+                out = np.empty((min(chunk, len(times) - got), size, size, 3), np.uint8)
+    if k:
+        yield out[:k].copy()
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int) -> list[str]:
@@ -234,26 +375,51 @@ def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int
 
 
 def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int = STREAM_CHUNK,
-                info: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+                info: dict[str, Any] | None = None, decoder: str = "decord",
+                rotation: int = 0) -> Iterator[np.ndarray]:
     """The frames :func:`decode_video` would return, as chunks of at most ``chunk`` frames.
 
-    decord first; if it cannot open the file or fails part way (a damaged GOP), the ffmpeg pipe
-    takes over from the first frame not yet delivered (earlier ones are decoded and dropped, never
-    held). ``info`` receives "decoder" and, when decord failed, "decord_error".
+    ``decoder="pyav_fast"`` (decode.decoder) starts with the PyAV sampler (``rotation``: probe()'s,
+    which it applies itself); then, or first, decord; if one cannot open the file or fails part way
+    (a damaged GOP), the next takes over from the first frame not yet delivered (decord seeks
+    there; the ffmpeg pipe decodes and drops the earlier ones, never holding them). ``info``
+    receives "decoder" (those that delivered, joined by "+") and "pyav_error" / "decord_error"
+    for a decoder that failed.
     """
     info = info if info is not None else {}
-    info["decoder"] = "decord"
+    check_decode(DecodeConfig(decoder=decoder))
     done = 0
+    used: list[str] = []
+    if decoder == "pyav_fast":
+        try:
+            for block in _iter_pyav(path, times, size, chunk, rotation):
+                done += len(block)
+                yield block
+        except Exception as e:  # noqa: BLE001 - anything odd goes to decord
+            info["pyav_error"] = _first_line(e)
+        else:
+            if done:
+                info["decoder"] = "pyav_fast"
+                return
+        if done:
+            used.append("pyav_fast")
+        if done and done >= len(times):  # it failed after the last frame (closing the file)
+            info["decoder"] = "pyav_fast"
+            return
+    start = done
     try:
-        for block in _iter_decord(path, times, size, chunk):
+        for block in _iter_decord(path, times[start:], size, chunk):
             done += len(block)
             yield block
     except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
-        info["decord_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        info["decord_error"] = _first_line(e)
     else:
-        if done:
+        if done > start:
+            info["decoder"] = "+".join([*used, "decord"])
             return
-    info["decoder"] = "ffmpeg" if done == 0 else "decord+ffmpeg"
+    if done > start:
+        used.append("decord")
+    info["decoder"] = "+".join([*used, "ffmpeg"])
     yield from _iter_ffmpeg(path, times, fps, size, chunk, skip=done)
 
 
@@ -496,9 +662,13 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
     A track whose audio fails to decode is not fatal (the visual evidence is still worth indexing):
     ``audio`` is then None and ``meta['audio_error']`` says why. ``meta`` is the file's
     :func:`probe` result when the caller already has it (saves a second ffprobe). Everything is
-    held at once: for long files (:func:`should_stream`) use :func:`decode_streamed`.
+    held at once: for long files (:func:`should_stream`) use :func:`decode_streamed`. Frames come
+    from the PyAV sampler when ``cfg.decoder`` is pyav_fast, else (or when it fails or gives none)
+    from decord, else from the ffmpeg pipe; ``meta['decoder']`` says which, ``meta['pyav_error']`` /
+    ``meta['decord_error']`` why one before it gave nothing.
     """
     path = os.fspath(path)
+    check_decode(cfg)
     meta = dict(probe(path) if meta is None else meta)
     duration, fps, size, times = _plan(meta, cfg)
 
@@ -510,11 +680,19 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
         if meta.get("has_audio") and not later else None
     try:
         frames, decoder = None, "decord"
-        decord_error = ""
-        try:
-            frames = _decode_decord(path, times, size)
-        except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
-            decord_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        decord_error = pyav_error = ""
+        if cfg.decoder == "pyav_fast":
+            try:
+                frames, decoder = _decode_pyav(path, times, size, int(meta.get("rotation") or 0)), "pyav_fast"
+            except Exception as e:  # noqa: BLE001 - anything odd goes to decord
+                pyav_error = _first_line(e)
+            if frames is None or len(frames) == 0:
+                frames, decoder = None, "decord"
+        if frames is None:
+            try:
+                frames = _decode_decord(path, times, size)
+            except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
+                decord_error = _first_line(e)
         if frames is None or len(frames) == 0:
             decoder = "ffmpeg"
             try:
@@ -535,6 +713,8 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
                 _decode_pcm(path, cfg.sample_rate, duration, audio_limit)
         except Exception as e:  # noqa: BLE001 - a broken audio track is recorded, never fatal
             meta["audio_error"] = str(e) or type(e).__name__
+    if pyav_error:
+        meta["pyav_error"] = pyav_error
     if decord_error:
         meta["decord_error"] = decord_error
     meta["decoder"] = decoder
@@ -558,6 +738,7 @@ def decode_streamed(path: str, cfg: DecodeConfig, on_frames: Callable[[np.ndarra
     decode_video, and ``meta['audio_samples']`` says how many samples were handed over.
     """
     path = os.fspath(path)
+    check_decode(cfg)
     meta = dict(probe(path) if meta is None else meta)
     duration, fps, size, times = _plan(meta, cfg)
     job = _AudioJob(path, cfg.sample_rate, duration, duration if cfg.max_seconds > 0 else 0.0,
@@ -566,7 +747,8 @@ def decode_streamed(path: str, cfg: DecodeConfig, on_frames: Callable[[np.ndarra
     got = 0
     try:
         try:
-            for block in iter_frames(path, times, fps, size, chunk, info):
+            for block in iter_frames(path, times, fps, size, chunk, info, cfg.decoder,
+                                     int(meta.get("rotation") or 0)):
                 on_frames(times[got:got + len(block)].copy(), block)
                 got += len(block)
         except OSError as e:
