@@ -54,11 +54,12 @@ class EmbedderConfig:
     short_side: int = 224
     query_flip: bool = False  # also embed mirrored query frames (for CLIP; SSCD is mirror-invariant)
     # Frame descriptor = the model's output projected on its top singular vectors (fitted by
-    # scripts/fit_projection.py, shipped for sscd_onnx/sscd_distilled): 256 halves the shards'
-    # frame bytes with dev-benchmark scores within 0.01. 0 = the full output. Used only when the
-    # fitted basis is for the configured model. Index and queries must agree: changing it means
-    # re-indexing from the videos.
-    pca_dims: int = 256
+    # scripts/fit_projection.py, shipped for sscd_onnx/sscd_distilled). 256 halves the shards'
+    # frame bytes (index 3.7 -> 2.8 MB/h) but moved the dev40 scores by more than 0.01 (LCT
+    # 0.978 -> 0.967, an audio-only copy lost: docs/performance.md), so the default keeps the
+    # full output (0). Used only when the basis is for the configured model. Index and queries
+    # must agree: changing it means indexing the videos again.
+    pca_dims: int = 0
     pca_file: str = "builtin"  # builtin (astradup/data/projection.npz) or a path to such a file
 
 
@@ -148,6 +149,9 @@ class VectorsConfig:
     frame_stride: int = 2  # index every n-th frame (queries search with every frame)
     audio_stride: int = 2  # index every n-th audio window
     phash: str = "auto"  # auto (a pHash collection on a server, none on Lite) | on | off
+    # Vector index of the frame and audio collections: AUTOINDEX = the engine's choice (HNSW on
+    # Lite); Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE. Applies when a collection is made.
+    index_type: str = "AUTOINDEX"
 
 
 @dataclass

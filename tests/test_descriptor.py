@@ -66,8 +66,8 @@ def test_milvus_projection_composed_on_the_descriptor_is_the_old_map():
     assert np.allclose(new.query_frames(reduced), old.query_frames(x), atol=1e-4)
 
 
-def test_default_embedder_hands_on_256_d_descriptors_that_score_like_the_full_ones(tmp_path):
-    """The real SSCD model: the default config's embedder is 256-d; a re-encoded copy's frame
+def test_pca_256_embedder_hands_on_descriptors_that_score_like_the_full_ones(tmp_path):
+    """The real SSCD model with embedder.pca_dims: 256 (the default keeps the full 512); a re-encoded copy's frame
     similarities stay within 0.01 of the full 512-d ones, and unrelated frames stay far below
     the score calibration's floor (emb_lo). These synthetic frames lie further outside the fitted
     subspace (~0.8 of the norm kept) than real footage (0.995 on the fit set), so unrelated
@@ -77,9 +77,10 @@ def test_default_embedder_hands_on_256_d_descriptors_that_score_like_the_full_on
     from astradup.io.decode import decode_path
     from tests.media import make_copy, make_video
 
-    cfg = load_config()
+    cfg = load_config(overrides={"embedder": {"pca_dims": 256}})
     emb = make_embedder(cfg.embedder)
     full = make_embedder(EmbedderConfig(**{**cfg.embedder.__dict__, "pca_dims": 0}))
+    assert make_embedder(load_config().embedder).dim == 512  # the default
     assert emb.dim == 256 and full.dim == 512 and emb.name.endswith("+pca256")
     a = make_video(tmp_path / "a.mp4", seconds=4, size=(320, 240), source="mandelbrot", seed=1)
     b = make_video(tmp_path / "b.mp4", seconds=4, size=(320, 240), source="life", seed=2)

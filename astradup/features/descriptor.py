@@ -1,11 +1,13 @@
 """The frame descriptor: the embedder's output projected on its top singular vectors.
 
-SSCD's 512 dimensions are far from equally used: on the development media the top 256 singular
-vectors of the (uncentred) unit vectors keep nearly all of every inner product, and the dev
-benchmark's recall, localisation and segment scores move by less than 0.01 (docs/performance.md),
-while every stored frame row (Parquet int8) halves. Because the basis is one uncentred SVD, its
-first k columns are the best k-d map for any k, which is also how the Milvus copy's 32-d basis
-relates to this one (store/projection.py composes them).
+SSCD's 512 dimensions are far from equally used: 256 singular vectors (uncentred, fitted on dev10)
+keep 0.95 of a frame's norm on unseen dev media, and every stored frame row (Parquet int8) halves
+(index 3.7 -> 2.8 MB per hour). The cost, measured (docs/performance.md): dev20 unchanged, dev40
+LCT 0.978 -> 0.967 and one audio-only copy lost, because re-normalising the projected rows lifts
+the similarity of unrelated frames (0.07 -> 0.12 on synthetic ones). So it is an option
+(``embedder.pca_dims``), off by default. Because the basis is one uncentred SVD, its first k
+columns are the best k-d map for any k, which is also how the Milvus copy's 32-d basis relates to
+this one (store/projection.py composes them).
 
 Projected rows are L2-normalised again, so the embedder contract (unit rows, IP = cosine) holds.
 """
