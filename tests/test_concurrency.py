@@ -64,7 +64,8 @@ def stored_rows(vectors, f: VideoFeatures) -> dict[str, int]:
     proj = getattr(vectors, "projection", None)
     g = proj.reduce(f) if proj is not None else f
     t = len(np.asarray(g.timestamps).reshape(-1))
-    return {"frames": t, "phash": t if len(g.phash) else 0, "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
+    phash = t if len(g.phash) and getattr(vectors, "phash_enabled", True) else 0  # none on Lite by default
+    return {"frames": t, "phash": phash, "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
 
 def assert_each_video_once(vectors, feats: dict[str, VideoFeatures]) -> None:
@@ -261,7 +262,8 @@ def test_deletes_while_searching_never_fail_nor_return_a_deleted_video(corpus, t
 
 def test_two_threads_upserting_the_same_videos_leave_each_row_once(tmp_path):
     vids = {f"v{i}": synthetic(f"v{i}", i) for i in range(8)}
-    with VectorStore(str(tmp_path / "m.db"), prefix="t", visual_dim=D, audio_dim=DA) as store:
+    # phash="on": the pHash collection (a server's default; opt-in on Lite) is written too.
+    with VectorStore(str(tmp_path / "m.db"), prefix="t", visual_dim=D, audio_dim=DA, phash="on") as store:
         errors: list[BaseException] = []
 
         def upserts() -> None:
@@ -303,7 +305,7 @@ def test_collections_of_the_auto_id_layout_still_work_and_drop_all_rekeys_them(t
     server_manager_instance.release_server(os.path.abspath(path))
 
     with caplog.at_level(logging.WARNING, logger="astradup.store"):
-        store = VectorStore(path, prefix="old", visual_dim=D, audio_dim=DA)
+        store = VectorStore(path, prefix="old", visual_dim=D, audio_dim=DA, phash="on")
     assert any("auto-id" in r.getMessage() for r in caplog.records)
     try:
         f = synthetic("a", 1)
