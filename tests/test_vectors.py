@@ -233,3 +233,29 @@ def test_lite_keeps_phash_codes_out_of_milvus_by_default(tmp_path):
         assert s.phash not in s.client.list_collections()
     with pytest.raises(ConfigError, match="vectors.phash"):
         VectorStore(path, prefix="x", visual_dim=D, audio_dim=DA, phash="maybe")
+
+
+def test_index_type_reaches_the_collections_and_searches_still_work(tmp_path):
+    """vectors.index_type (IVF_SQ8: a smaller Lite index) goes from the config to the frame and
+    audio collections; KNN still finds a frame itself."""
+    from astradup.catalog import Catalog
+    from astradup.config import load_config
+
+    cfg = load_config(overrides={"data_dir": str(tmp_path / "data"), "vectors": {"index_type": "IVF_SQ8",
+                                 "projection": "none", "frame_stride": 1, "audio_stride": 1}})
+
+    class _Dim:
+        dim, name = D, "fixed"
+
+    cat = Catalog(cfg, embedder=_Dim())
+    store = cat.vectors.store  # collections are made (with their index) when the store opens
+    assert store.index_type == "IVF_SQ8"
+    for name in (store.frames, store.audio):
+        assert store.client.describe_index(name, "vector")["index_type"] == "IVF_SQ8"
+    cat.vectors.close()
+    f = make("keep", seed=11)
+    with VectorStore(str(tmp_path / "m.db"), prefix="t", visual_dim=D, audio_dim=DA, index_type="IVF_SQ8") as s:
+        s.upsert_many([f, make("other", seed=12)])
+        assert s.search_frames(f.embeddings[3], k=1)[0][0][:2] == ("keep", 3.0)
+        start, end = (float(x) for x in f.audio_windows[1])
+        assert s.search_audio(f.audio_vectors[1], k=1)[0][0][:3] == ("keep", start, end)
