@@ -7,10 +7,10 @@ Decodes every video with the configured decoder, embeds its frames with the conf
 (its full output) and computes its audio window vectors (indexing step), then keeps the top
 singular vectors of each set: ``descriptor`` (the frame descriptor the embedder hands on, see
 ``embedder.pca_dims``) and ``frames`` (the Milvus copy) come from the same decomposition, so the
-Milvus basis is the descriptor's first columns. Fit it on media like what you index; the builtin file was fitted on the sources and
-queries of the development benchmark made by ``../shared/bench/make_bench.py --sources 10
---seed 1`` (real photos, videos and music from Debian packages), never on the seed-2 benchmark
-used to check it. After changing the projection of an existing index, run ``astradup reindex``.
+Milvus basis is the descriptor's first columns. Fit it on media like what you index; the builtin
+file was fitted on the sources and queries of the development benchmark made by
+``../shared/bench/make_bench.py --sources 10 --seed 1`` (real photos, videos and music from Debian
+packages), never on the seed-2 benchmark used to check it. After changing the projection of an existing index, run ``astradup reindex``.
 """
 from __future__ import annotations
 

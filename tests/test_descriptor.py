@@ -7,7 +7,7 @@ import pytest
 
 from astradup.config import EmbedderConfig, load_config
 from astradup.errors import ConfigError
-from astradup.features.descriptor import BUILTIN, ReducedEmbedder, load_basis, project_rows
+from astradup.features.descriptor import ReducedEmbedder, load_basis, project_rows
 from astradup.store.projection import load_projection, save
 
 SSCD = dict(kind="sscd_onnx", model="sscd_distilled", full_dim=512)

@@ -14,22 +14,13 @@ Projected rows are L2-normalised again, so the embedder contract (unit rows, IP 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from astradup.errors import ConfigError
+from astradup.store.projection import project_rows, read_fit
 
 log = logging.getLogger(__name__)
-
-BUILTIN = Path(__file__).resolve().parent.parent / "data" / "projection.npz"
-
-
-def project_rows(x: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` times ``basis``, re-normalised (a zero row stays zero)."""
-    y = np.asarray(x, np.float32) @ basis
-    n = np.linalg.norm(y, axis=1, keepdims=True)
-    return np.divide(y, n, out=np.zeros_like(y), where=n > 0)
 
 
 def load_basis(setting: str, dims: int, *, kind: str, model: str, full_dim: int) -> np.ndarray | None:
@@ -41,13 +32,8 @@ def load_basis(setting: str, dims: int, *, kind: str, model: str, full_dim: int)
     """
     if dims <= 0 or dims >= full_dim:
         return None
-    path = BUILTIN if (setting or "builtin").strip().lower() == "builtin" else Path(setting)
-    if not path.exists():
-        raise ConfigError(f"embedder.pca_file: file not found: {path}")
-    with np.load(path) as z:
-        fitted_kind = str(z["info_kind"]) if "info_kind" in z else ""
-        fitted_model = str(z["info_model"]) if "info_model" in z else ""
-        basis = z["descriptor"] if "descriptor" in z else None
+    path, fit = read_fit(setting or "builtin", "embedder.pca_file")
+    fitted_kind, fitted_model, basis = fit["kind"], fit["model"], fit["descriptor"]
     if (fitted_kind, fitted_model) != (kind, model):
         log.info("embedder.pca_file %s was fitted for %s/%s, not %s/%s: frame vectors are kept whole",
                  path, fitted_kind, fitted_model, kind, model)

@@ -155,25 +155,34 @@ def _probe_ffprobe(path: str) -> dict[str, Any]:
     if duration is None or duration <= 0:
         raise MediaError(path, "unreadable duration")
 
-    fps = _ratio(v.get("avg_frame_rate")) or _ratio(v.get("r_frame_rate"))
-    rotation = _rotation(v)
-    width, height = int(v.get("width") or 0), int(v.get("height") or 0)
+    a = audios[0] if audios else None
+    return _meta(duration=duration, fps=_ratio(v.get("avg_frame_rate")) or _ratio(v.get("r_frame_rate")),
+                 width=int(v.get("width") or 0), height=int(v.get("height") or 0), rotation=_rotation(v),
+                 vcodec=v.get("codec_name"), acodec=a.get("codec_name") if a else None, container=container,
+                 size=size, bit_rate=_int(fmt.get("bit_rate")),
+                 audio_sample_rate=_int(a.get("sample_rate")) if a else None, has_audio=a is not None)
+
+
+def _meta(*, duration: float, fps: float, width: int, height: int, rotation: int, vcodec: str | None,
+          acodec: str | None, container: str, size: int, bit_rate: int | None,
+          audio_sample_rate: int | None, has_audio: bool) -> dict[str, Any]:
+    """probe()'s dict, whichever reader filled it: width and height as displayed (a 90/270 degree
+    rotation swaps the coded ones)."""
     if rotation in (90, 270):
         width, height = height, width
-    a = audios[0] if audios else None
     return {
         "duration": float(duration),
         "fps": float(fps),
         "width": width,
         "height": height,
         "rotation": rotation,
-        "vcodec": v.get("codec_name"),
-        "acodec": a.get("codec_name") if a else None,
+        "vcodec": vcodec,
+        "acodec": acodec,
         "container": container,
         "size": int(size),
-        "bit_rate": _int(fmt.get("bit_rate")),
-        "has_audio": a is not None,
-        "audio_sample_rate": _int(a.get("sample_rate")) if a else None,
+        "bit_rate": bit_rate,
+        "has_audio": has_audio,
+        "audio_sample_rate": audio_sample_rate,
     }
 
 
@@ -226,15 +235,21 @@ def _probe_pyav(path: str) -> dict[str, Any] | None:
         return None
 
 
+def pyav_video_stream(c: Any, av: Any) -> Any | None:
+    """The first video stream of an open PyAV container that is not cover art (an attached
+    picture, as _probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
+    frame sampler (io/decode.py) decodes."""
+    cover = int(av.stream.Disposition.attached_pic)
+    return next((s for s in c.streams.video if not int(s.disposition) & cover), None)
+
+
 def _describe_pyav(c: Any, path: str, av: Any) -> dict[str, Any] | None:
     container = str(c.format.name or "")
     if container not in _PYAV_CONTAINERS:
         return None
-    cover = int(av.stream.Disposition.attached_pic)  # cover art, as in _probe_ffprobe
-    videos = [s for s in c.streams.video if not int(s.disposition) & cover]
-    if not videos:
+    v = pyav_video_stream(c, av)
+    if v is None:
         return None  # ffprobe says which of "no video stream" / a still image
-    v = videos[0]
     cc = v.codec_context
     vcodec = cc.codec.canonical_name if cc is not None else None
     if vcodec not in _PYAV_VCODECS:
@@ -262,22 +277,9 @@ def _describe_pyav(c: Any, path: str, av: Any) -> dict[str, Any] | None:
     rotation = _pyav_rotation(c, v, container, av)
     if rotation is None:
         return None
-    if rotation in (90, 270):
-        width, height = height, width
-    return {
-        "duration": float(duration),
-        "fps": float(fps),
-        "width": width,
-        "height": height,
-        "rotation": rotation,
-        "vcodec": vcodec,
-        "acodec": acodec,
-        "container": container,
-        "size": int(size),
-        "bit_rate": bit_rate,
-        "has_audio": a is not None,
-        "audio_sample_rate": sample_rate,
-    }
+    return _meta(duration=duration, fps=fps, width=width, height=height, rotation=rotation, vcodec=vcodec,
+                 acodec=acodec, container=container, size=size, bit_rate=bit_rate,
+                 audio_sample_rate=sample_rate, has_audio=a is not None)
 
 
 def _reference_timing(c: Any, container: str, path: str, size: int) -> tuple[int | None, int | None]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from astradup.config import DecodeConfig, check_decode
 from astradup.errors import MediaError
-from astradup.features.metadata import probe
+from astradup.features.metadata import probe, pyav_video_stream
 from astradup.io.ids import content_id
 from astradup.records import Decoded, VideoRef
 
@@ -140,17 +140,6 @@ PYAV_SKIP_FRAME = "NONREF"
 PYAV_SKIP_LOOP_FILTER = "all"
 
 
-def _pyav_video_stream(c: Any) -> Any:
-    """The first video stream that is not cover art (an attached picture), as probe() reads it."""
-    import av
-
-    cover = int(av.stream.Disposition.attached_pic)
-    for s in c.streams.video:
-        if not int(s.disposition) & cover:
-            return s
-    raise RuntimeError("no video stream")
-
-
 def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | None = PYAV_SKIP_FRAME,
                  skip_loop_filter: bool = True, rotation: int = 0,
                  stats: dict[str, int] | None = None) -> Iterator[np.ndarray]:
@@ -181,7 +170,9 @@ def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | N
     if n == 0:
         return
     with av.open(path, metadata_errors="replace") as c:
-        s = _pyav_video_stream(c)
+        s = pyav_video_stream(c, av)
+        if s is None:
+            raise RuntimeError("no video stream")
         cc = s.codec_context
         cc.thread_count = 1
         if skip_frame:
@@ -239,20 +230,16 @@ def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | N
 def _decode_pyav(path: str, times: np.ndarray, size: int, rotation: int = 0,
                  stats: dict[str, int] | None = None, **kw: Any) -> np.ndarray:
     """Frames at ``times`` via :func:`pyav_samples` in one array; fewer rows if the stream ends early."""
-    out = np.empty((len(times), size, size, 3), np.uint8)
-    got = 0
-    for frame in pyav_samples(path, times, size, rotation=rotation, stats=stats, **kw):
-        out[got] = frame
-        got += 1
-    return out if got == len(out) else out[:got].copy()
+    blocks = list(_iter_pyav(path, times, size, max(1, len(times)), rotation, stats, **kw))  # one chunk at most
+    return blocks[0] if blocks else np.zeros((0, size, size, 3), np.uint8)
 
 
 def _iter_pyav(path: str, times: np.ndarray, size: int, chunk: int, rotation: int = 0,
-               stats: dict[str, int] | None = None) -> Iterator[np.ndarray]:
-    """Frames at ``times`` via :func:`pyav_samples`, ``chunk`` at a time."""
+               stats: dict[str, int] | None = None, **kw: Any) -> Iterator[np.ndarray]:
+    """Frames at ``times`` via :func:`pyav_samples`, ``chunk`` at a time; ``kw`` as it takes them."""
     out = np.empty((min(chunk, len(times)), size, size, 3), np.uint8)
     got = k = 0
-    for frame in pyav_samples(path, times, size, rotation=rotation, stats=stats):
+    for frame in pyav_samples(path, times, size, rotation=rotation, stats=stats, **kw):
         out[k] = frame
         k += 1
         got += 1
@@ -627,10 +614,15 @@ def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: fl
     return pcm
 
 
+def _audio_in_process(seconds: float) -> bool:
+    """Whether a track of ``seconds`` is decoded in-process first (see INPROCESS_AUDIO_MAX_S)."""
+    return INPROCESS_AUDIO and seconds <= INPROCESS_AUDIO_MAX_S
+
+
 def _decode_pcm(path: str, sample_rate: int, seconds: float, max_seconds: float) -> np.ndarray:
     """The whole mono PCM of a track: in-process when it is modest (INPROCESS_AUDIO_MAX_S) and
     that works, else the ffmpeg pipe, whose RuntimeError (ffmpeg's message) is the one raised."""
-    if INPROCESS_AUDIO and seconds <= INPROCESS_AUDIO_MAX_S:
+    if _audio_in_process(seconds):
         try:
             return _pcm_in_process(path, sample_rate, seconds, max_seconds)
         except Exception:  # noqa: BLE001 - the pipe decides what an odd track gives
@@ -675,7 +667,7 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
     audio_limit = duration if cfg.max_seconds > 0 else 0.0
     # A modest track is decoded in-process once the frames are in; a long one by the pipe, started
     # now so that it runs beside the frames.
-    later = bool(meta.get("has_audio")) and INPROCESS_AUDIO and duration <= INPROCESS_AUDIO_MAX_S
+    later = bool(meta.get("has_audio")) and _audio_in_process(duration)
     job = _AudioJob(path, cfg.sample_rate, duration, audio_limit) \
         if meta.get("has_audio") and not later else None
     try:

@@ -42,7 +42,8 @@ def fit_basis(x: np.ndarray, k: int) -> np.ndarray:
     return vt[:k].T.astype(np.float32)
 
 
-def _project(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+def project_rows(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """Rows of ``x`` times ``basis``, re-normalised (a zero row stays zero); ``x`` when None."""
     x = np.asarray(x, np.float32)
     if basis is None or len(x) == 0:
         return x if basis is None else np.zeros((0, basis.shape[1]), np.float32)
@@ -67,10 +68,10 @@ class IndexProjection:
         return full if self.audio_basis is None else int(self.audio_basis.shape[1])
 
     def query_frames(self, x: np.ndarray) -> np.ndarray:
-        return _project(x, self.frame_basis)
+        return project_rows(x, self.frame_basis)
 
     def query_audio(self, x: np.ndarray) -> np.ndarray:
-        return _project(x, self.audio_basis)
+        return project_rows(x, self.audio_basis)
 
     def reduce(self, f: VideoFeatures) -> VideoFeatures:
         """The record as Milvus stores it: projected vectors of every n-th frame / window (the
@@ -84,9 +85,9 @@ class IndexProjection:
         ph = np.asarray(f.phash, np.uint8)
         return dataclasses.replace(
             f, timestamps=ts[keep],
-            embeddings=_project(emb[keep], self.frame_basis) if len(emb) else emb,
+            embeddings=project_rows(emb[keep], self.frame_basis) if len(emb) else emb,
             phash=ph[keep] if len(ph) else ph,
-            audio_windows=win[akeep], audio_vectors=_project(av[akeep], self.audio_basis) if len(av) else av)
+            audio_windows=win[akeep], audio_vectors=project_rows(av[akeep], self.audio_basis) if len(av) else av)
 
 
 def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any],
@@ -104,6 +105,19 @@ def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, 
     np.savez_compressed(path, **arrays)
 
 
+def read_fit(setting: str, key: str) -> tuple[Path, dict[str, Any]]:
+    """(path, contents) of a file written by :func:`save`: ``builtin`` or a path, named by the
+    config ``key`` when missing. Contents: the "frames", "audio" and "descriptor" bases (None when
+    absent) and the "kind" / "model" they were fitted for ("" when unknown)."""
+    path = BUILTIN if setting.strip().lower() == "builtin" else Path(setting)
+    if not path.exists():
+        raise ConfigError(f"{key}: file not found: {path}")
+    with np.load(path) as z:
+        fit: dict[str, Any] = {k: (z[k] if k in z else None) for k in ("frames", "audio", "descriptor")}
+        fit.update({k: (str(z[f"info_{k}"]) if f"info_{k}" in z else "") for k in ("kind", "model")})
+    return path, fit
+
+
 def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embedder_kind: str,
                     embedder_model: str, frame_dim: int, audio_dim: int) -> IndexProjection:
     """The projection the config names, checked against the embedder and audio vectors in use.
@@ -115,15 +129,9 @@ def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embed
     setting = (setting or "none").strip()
     if setting.lower() in ("none", "off", ""):
         return IndexProjection(None, None, max(1, frame_stride), max(1, audio_stride))
-    path = BUILTIN if setting.lower() == "builtin" else Path(setting)
-    if not path.exists():
-        raise ConfigError(f"vectors.projection: file not found: {path}")
-    with np.load(path) as z:
-        frames = z["frames"] if "frames" in z else None
-        audio = z["audio"] if "audio" in z else None
-        model = str(z["info_model"]) if "info_model" in z else ""
-        kind = str(z["info_kind"]) if "info_kind" in z else ""
-        descriptor = z["descriptor"] if "descriptor" in z else None
+    path, fit = read_fit(setting, "vectors.projection")
+    frames, audio, descriptor = fit["frames"], fit["audio"], fit["descriptor"]
+    kind, model = fit["kind"], fit["model"]
     if frames is not None and (model != embedder_model or kind != embedder_kind):
         log.info("vectors.projection %s was fitted for %s/%s, not %s/%s: frames are indexed whole",
                  path, kind, model, embedder_kind, embedder_model)
