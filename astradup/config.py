@@ -6,6 +6,7 @@ Env overrides use ``__`` between section and key, e.g. ``ASTRADUP_FUSION__VISUAL
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,14 @@ class DecodeConfig:
     # blockier pixels; decord, then ffmpeg, take over on any failure). Index and queries must use
     # the same value: changing it means re-indexing.
     decoder: str = "decord"
+    # Limits checked on the probe before any frame is decoded (0 = none): they bound the memory a
+    # picture costs (a 16000x16000 frame is 384 MB of YUV before any copy) and the work per second
+    # of media. 8K (8192x4320) and 240 fps cover real cameras; a file over either is refused.
+    max_pixels: int = 8192 * 4320
+    max_fps: float = 240.0
+    # Wall-time budget of one file's decode (frames and audio), 0 = none. Indexing leaves it off
+    # (a three-hour file legitimately takes minutes); the HTTP service sets its own for queries.
+    max_decode_seconds: float = 0.0
 
 
 DECODERS = ("decord", "pyav_fast")
@@ -39,6 +48,10 @@ def check_decode(cfg: DecodeConfig) -> None:
     """ConfigError naming the setting when a decode setting has no meaning."""
     if cfg.decoder not in DECODERS:
         raise ConfigError(f"decode.decoder must be one of {', '.join(DECODERS)}, got {cfg.decoder!r}")
+    for name in ("max_pixels", "max_fps", "max_decode_seconds"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"decode.{name} must be a number >= 0 (0 = no limit), got {value!r}")
 
 
 @dataclass

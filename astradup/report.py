@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from astradup.config import Config
+from astradup.errors import MediaError
+from astradup.io.gate import admit
 from astradup.io.sources import is_remote, local_copy, storage_options
 from astradup.records import SegmentMatch, VideoMatch
 
@@ -140,7 +142,11 @@ def _gone_reason(uri: str, endpoint: str) -> str:
 
 
 def _ffmpeg_jpeg(path: str, t: float, width: int, out: Path) -> bool:
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", "-i", path, "-frames:v", "1",
+    try:
+        gated = admit(path)  # the same gate as every decoder: forced demuxer, file protocol only
+    except MediaError:
+        return False
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", *gated.ffmpeg_input(), "-frames:v", "1",
            "-vf", f"scale={width}:-2", "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", str(out)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S)

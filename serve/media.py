@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from astradup.errors import MediaError
+from astradup.io.gate import admit
 from astradup.io.sources import is_remote, local_copy, storage_options
 
 CHUNK = 256 << 10  # bytes per read while streaming a range
@@ -125,7 +127,11 @@ class ThumbCache:
 
 
 def _ffmpeg_frame(path: str, t: float, width: int, out: str) -> bool:
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", "-i", path, "-frames:v", "1",
+    try:
+        gated = admit(path)  # the same gate as every decoder: forced demuxer, file protocol only
+    except MediaError:
+        return False
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", *gated.ffmpeg_input(), "-frames:v", "1",
            "-vf", f"scale={width}:-2", "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", out]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S)

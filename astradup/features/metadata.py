@@ -22,6 +22,7 @@ import subprocess
 from typing import Any, Callable, Iterator
 
 from astradup.errors import MediaError
+from astradup.io.gate import Admitted, admit
 
 FFPROBE_TIMEOUT_S = 60.0
 
@@ -65,8 +66,10 @@ def _clean_ffprobe_message(stderr: str, path: str) -> str:
     lines: list[str] = []
     for line in stderr.splitlines():
         line = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", line.strip())
-        if line.startswith(path + ":"):
-            line = line[len(path) + 1:].strip()
+        for name in ("file:" + path, path):
+            if line.startswith(name + ":"):
+                line = line[len(name) + 1:].strip()
+                break
         if line and line not in lines:
             lines.append(line)
     if not lines:
@@ -97,8 +100,10 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(round(-r)) % 360 if r is not None else 0
 
 
-def _run_ffprobe(path: str) -> dict[str, Any]:
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", path]
+def _run_ffprobe(gated: Admitted) -> dict[str, Any]:
+    path = gated.path
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           *gated.ffmpeg_input()]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=FFPROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
@@ -125,14 +130,21 @@ def probe(path: str) -> dict[str, Any]:
         raise MediaError(path, "is a directory, not a file")
     if os.path.getsize(path) == 0:
         raise MediaError(path, "empty file (0 bytes)")
-    meta = _probe_pyav(path) if PYAV_PROBE else None
-    return meta if meta is not None else _probe_ffprobe(path)
+    gated = admit(path)  # every reader below opens the file through the gate's forced demuxer
+    meta = _probe_pyav(gated) if PYAV_PROBE else None
+    return meta if meta is not None else _probe_ffprobe(gated)
 
 
-def _probe_ffprobe(path: str) -> dict[str, Any]:
+def _gated(path: str | Admitted) -> Admitted:
+    return path if isinstance(path, Admitted) else admit(path)
+
+
+def _probe_ffprobe(path: str | Admitted) -> dict[str, Any]:
     """probe()'s dict from ffprobe's JSON: the reference, and the only path that raises."""
-    size = os.path.getsize(path)
-    info = _run_ffprobe(path)
+    gated = _gated(path)
+    path = gated.path
+    size = gated.size
+    info = _run_ffprobe(gated)
     fmt = info.get("format") or {}
     streams = info.get("streams") or []
     # Cover art in an .m4a/.mp3 shows up as a one-frame video stream flagged attached_pic.
@@ -218,7 +230,7 @@ def _fmt_seconds(ts: int, num: int, den: int) -> float:
     return float("%f" % (ts * (num / den)))
 
 
-def _probe_pyav(path: str) -> dict[str, Any] | None:
+def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
     """probe()'s dict read in-process through PyAV, or None when ffprobe must answer instead.
 
     None is the answer to anything unexpected: PyAV missing, an error of any kind, a container,
@@ -229,8 +241,9 @@ def _probe_pyav(path: str) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - no PyAV: ffprobe it is
         return None
     try:
-        with av.open(path, metadata_errors="replace") as c:
-            return _describe_pyav(c, path, av)
+        gated = _gated(path)
+        with gated.open_pyav(metadata_errors="replace") as c:
+            return _describe_pyav(c, gated.path, av, gated.container.demuxer)
     except Exception:  # noqa: BLE001 - whatever went wrong, ffprobe gives the reference answer
         return None
 
@@ -243,8 +256,8 @@ def pyav_video_stream(c: Any, av: Any) -> Any | None:
     return next((s for s in c.streams.video if not int(s.disposition) & cover), None)
 
 
-def _describe_pyav(c: Any, path: str, av: Any) -> dict[str, Any] | None:
-    container = str(c.format.name or "")
+def _describe_pyav(c: Any, path: str, av: Any, container: str) -> dict[str, Any] | None:
+    """``container``: the demuxer's full name (a forced open reports only the name it was given)."""
     if container not in _PYAV_CONTAINERS:
         return None
     v = pyav_video_stream(c, av)

@@ -21,6 +21,7 @@ the PyAV sampler turns its pictures by probe()'s rotation, the same matrix.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -34,6 +35,7 @@ import numpy as np
 from astradup.config import DecodeConfig, check_decode
 from astradup.errors import MediaError
 from astradup.features.metadata import probe, pyav_video_stream
+from astradup.io.gate import NO_DEADLINE, Deadline, admit, check_limits, decord_reader
 from astradup.io.ids import content_id
 from astradup.records import Decoded, VideoRef
 
@@ -111,12 +113,13 @@ def thread_budget() -> int:
         return 0
 
 
-def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None = None) -> np.ndarray:
+def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None = None,
+                   deadline: Deadline = NO_DEADLINE) -> np.ndarray:
     """Frames at ``times`` via decord, read in sorted batches; fewer rows if the stream ends early."""
     import decord  # imported here: a worker that only searches never needs the codec libraries
 
-    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size,
-                            num_threads=thread_budget() if threads is None else int(threads))
+    vr = decord_reader(path, ctx=decord.cpu(0), width=size, height=size,
+                       num_threads=thread_budget() if threads is None else int(threads))
     try:
         n = len(vr)
         ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
@@ -125,6 +128,7 @@ def _decode_decord(path: str, times: np.ndarray, size: int, threads: int | None 
         idx = idx[idx >= 0]  # times are sorted, so a truncated stream loses only the tail
         out = np.empty((len(idx), size, size, 3), np.uint8)
         for i in range(0, len(idx), BATCH):
+            deadline.check()
             out[i:i + BATCH] = vr.get_batch(idx[i:i + BATCH].tolist()).asnumpy()
         return out
     finally:
@@ -142,7 +146,8 @@ PYAV_SKIP_LOOP_FILTER = "all"
 
 def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | None = PYAV_SKIP_FRAME,
                  skip_loop_filter: bool = True, rotation: int = 0,
-                 stats: dict[str, int] | None = None) -> Iterator[np.ndarray]:
+                 stats: dict[str, int] | None = None,
+                 deadline: Deadline = NO_DEADLINE) -> Iterator[np.ndarray]:
     """One ``size`` x ``size`` RGB frame per sample time, in order, decoded sequentially by PyAV on
     one thread: for each time, the latest decoded picture whose timestamp is <= t (the picture on
     screen at t among those decoded; the first one for times before it), as _frame_indices picks.
@@ -157,7 +162,8 @@ def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | N
     A frame yielded for several times is the same array: copy it before changing it. ``skip_frame``
     (a PyAV skip_frame value, None = decode all) and ``skip_loop_filter`` choose what is left out;
     ``stats`` receives "packets" (demuxed) and "decoded" (pictures out of the decoder). Raises on
-    anything odd (no video stream, timestamps going back, a rotation that is not a right angle).
+    anything odd (no video stream, timestamps going back, a rotation that is not a right angle);
+    MediaError when ``deadline`` passes.
     """
     import av
 
@@ -169,7 +175,7 @@ def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | N
     stats["packets"] = stats["decoded"] = 0
     if n == 0:
         return
-    with av.open(path, metadata_errors="replace") as c:
+    with admit(path).open_pyav(metadata_errors="replace") as c:
         s = pyav_video_stream(c, av)
         if s is None:
             raise RuntimeError("no video stream")
@@ -195,6 +201,7 @@ def pyav_samples(path: str, times: np.ndarray, size: int, *, skip_frame: str | N
             return rgb
 
         for packet in c.demux(s):  # the last packet is empty: decoding it drains the decoder
+            deadline.check()
             stats["packets"] += packet.size > 0
             if packet.pts is not None:
                 e = packet.pts + (packet.duration or 0)
@@ -256,7 +263,7 @@ def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int) -> list[str]:
+def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int, max_pixels: int = 0) -> list[str]:
     """The ffmpeg command whose rgb24 output is the frames at ``times`` (see _decode_ffmpeg)."""
     if len(times) == 1 and times[0] < 0.5 / fps:  # a clip shorter than one period: its middle frame
         vf = f"select=gte(t\\,{float(times[0]):.6f}),scale={size}:{size}"
@@ -266,7 +273,8 @@ def _ffmpeg_frames_cmd(path: str, times: np.ndarray, fps: float, size: int) -> l
         # pts <= (k + 0.5) / fps: the same frame decord's timestamp lookup picks.
         vf = f"setpts=PTS-{0.5 / fps:.6f}/TB,fps={fps:.6f}:round=up,scale={size}:{size}"
         extra = []
-    return ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0", "-an", "-sn",
+    return ["ffmpeg", "-nostdin", "-loglevel", "error", *admit(path).ffmpeg_input(max_pixels), "-map", "0:v:0",
+            "-an", "-sn",
             "-vf", vf, *extra, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 
 
@@ -282,14 +290,32 @@ def _read_frame(stream, frame: np.ndarray) -> bool:
     return True
 
 
-def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.ndarray:
+@contextlib.contextmanager
+def _killed_at(proc: subprocess.Popen, deadline: Deadline) -> Iterator[None]:
+    """Kill ``proc`` when ``deadline`` passes (a blocked pipe read then ends); on leaving, raise the
+    deadline's MediaError if that is what ended it."""
+    left = deadline.remaining()
+    timer = threading.Timer(left, proc.kill) if left is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+    deadline.check()
+
+
+def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int,
+                   deadline: Deadline = NO_DEADLINE, max_pixels: int = 0) -> np.ndarray:
     """Fallback: ffmpeg's fps filter picks, for output k, the frame on screen at (k + 0.5) / fps.
 
     Frames are read one at a time into a preallocated array and ffmpeg is stopped as soon as enough
     have arrived, so a damaged file cannot make us buffer more than the frames we keep.
     """
     n = len(times)
-    cmd = _ffmpeg_frames_cmd(path, times, fps, size)
+    cmd = _ffmpeg_frames_cmd(path, times, fps, size, max_pixels)
     # Grown as frames arrive rather than sized from the container's duration, which can be bogus
     # on exactly the damaged files that end up here.
     out = np.empty((min(n, 64), size, size, 3), np.uint8)
@@ -297,13 +323,14 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         try:
-            assert proc.stdout is not None
-            while got < n:
-                if got == len(out):
-                    out = np.concatenate([out, np.empty((min(n, 2 * got) - got, size, size, 3), np.uint8)])
-                if not _read_frame(proc.stdout, out[got]):
-                    break
-                got += 1
+            with _killed_at(proc, deadline):
+                assert proc.stdout is not None
+                while got < n:
+                    if got == len(out):
+                        out = np.concatenate([out, np.empty((min(n, 2 * got) - got, size, size, 3), np.uint8)])
+                    if not _read_frame(proc.stdout, out[got]):
+                        break
+                    got += 1
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -311,11 +338,12 @@ def _decode_ffmpeg(path: str, times: np.ndarray, fps: float, size: int) -> np.nd
     return out if got == len(out) else out[:got].copy()
 
 
-def _iter_decord(path: str, times: np.ndarray, size: int, chunk: int) -> Iterator[np.ndarray]:
+def _iter_decord(path: str, times: np.ndarray, size: int, chunk: int,
+                 deadline: Deadline = NO_DEADLINE) -> Iterator[np.ndarray]:
     """Frames at ``times`` via decord, ``chunk`` at a time (see _decode_decord, which it mirrors)."""
     import decord
 
-    vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size, num_threads=thread_budget())
+    vr = decord_reader(path, ctx=decord.cpu(0), width=size, height=size, num_threads=thread_budget())
     try:
         n = len(vr)
         ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
@@ -326,6 +354,7 @@ def _iter_decord(path: str, times: np.ndarray, size: int, chunk: int) -> Iterato
         for c0 in range(0, len(idx), chunk):
             out = np.empty((min(chunk, len(idx) - c0), size, size, 3), np.uint8)
             for i in range(0, len(out), BATCH):
+                deadline.check()
                 out[i:i + BATCH] = vr.get_batch(idx[c0 + i:c0 + min(i + BATCH, len(out))].tolist()).asnumpy()
             yield out
     finally:
@@ -333,24 +362,25 @@ def _iter_decord(path: str, times: np.ndarray, size: int, chunk: int) -> Iterato
 
 
 def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int,
-                 skip: int = 0) -> Iterator[np.ndarray]:
+                 skip: int = 0, deadline: Deadline = NO_DEADLINE, max_pixels: int = 0) -> Iterator[np.ndarray]:
     """Frames at ``times`` from the ffmpeg pipe, ``chunk`` at a time, after dropping the first
     ``skip`` (those another decoder already delivered). ffmpeg is killed when the caller stops."""
     got = 0
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(_ffmpeg_frames_cmd(path, times, fps, size), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_ffmpeg_frames_cmd(path, times, fps, size, max_pixels), stdout=subprocess.PIPE,
                                 stderr=err)
         try:
             assert proc.stdout is not None
             while got < len(times):
                 out = np.empty((min(chunk, len(times) - got), size, size, 3), np.uint8)
                 k = 0
-                while k < len(out):
-                    if not _read_frame(proc.stdout, out[k]):
-                        break
-                    got += 1
-                    if got > skip:
-                        k += 1
+                with _killed_at(proc, deadline):
+                    while k < len(out):
+                        if not _read_frame(proc.stdout, out[k]):
+                            break
+                        got += 1
+                        if got > skip:
+                            k += 1
                 if k:
                     yield out if k == len(out) else out[:k].copy()
                 if k < len(out):
@@ -363,7 +393,8 @@ def _iter_ffmpeg(path: str, times: np.ndarray, fps: float, size: int, chunk: int
 
 def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int = STREAM_CHUNK,
                 info: dict[str, Any] | None = None, decoder: str = "decord",
-                rotation: int = 0) -> Iterator[np.ndarray]:
+                rotation: int = 0, deadline: Deadline = NO_DEADLINE,
+                max_pixels: int = 0) -> Iterator[np.ndarray]:
     """The frames :func:`decode_video` would return, as chunks of at most ``chunk`` frames.
 
     ``decoder="pyav_fast"`` (decode.decoder) starts with the PyAV sampler (``rotation``: probe()'s,
@@ -379,9 +410,11 @@ def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int 
     used: list[str] = []
     if decoder == "pyav_fast":
         try:
-            for block in _iter_pyav(path, times, size, chunk, rotation):
+            for block in _iter_pyav(path, times, size, chunk, rotation, deadline=deadline):
                 done += len(block)
                 yield block
+        except MediaError:
+            raise  # the gate's refusal or the time budget: no other decoder may try
         except Exception as e:  # noqa: BLE001 - anything odd goes to decord
             info["pyav_error"] = _first_line(e)
         else:
@@ -395,9 +428,11 @@ def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int 
             return
     start = done
     try:
-        for block in _iter_decord(path, times[start:], size, chunk):
+        for block in _iter_decord(path, times[start:], size, chunk, deadline):
             done += len(block)
             yield block
+    except MediaError:
+        raise
     except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
         info["decord_error"] = _first_line(e)
     else:
@@ -407,7 +442,7 @@ def iter_frames(path: str, times: np.ndarray, fps: float, size: int, chunk: int 
     if done > start:
         used.append("decord")
     info["decoder"] = "+".join([*used, "ffmpeg"])
-    yield from _iter_ffmpeg(path, times, fps, size, chunk, skip=done)
+    yield from _iter_ffmpeg(path, times, fps, size, chunk, skip=done, deadline=deadline, max_pixels=max_pixels)
 
 
 class _AudioJob:
@@ -420,9 +455,10 @@ class _AudioJob:
     """
 
     def __init__(self, path: str, sample_rate: int, seconds: float, max_seconds: float,
-                 sink: Callable[[np.ndarray], None] | None = None) -> None:
-        cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0", "-vn",
-               "-sn", "-ac", "1", "-ar", str(int(sample_rate))]
+                 sink: Callable[[np.ndarray], None] | None = None,
+                 deadline: Deadline = NO_DEADLINE) -> None:
+        cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", *admit(path).ffmpeg_input(), "-map", "0:a:0",
+               "-vn", "-sn", "-ac", "1", "-ar", str(int(sample_rate))]
         if max_seconds > 0:
             cmd += ["-t", f"{max_seconds:.6f}"]
         cmd += ["-f", "f32le", "-"]
@@ -436,6 +472,12 @@ class _AudioJob:
         self._filled = 0
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err)
+        self._deadline = deadline
+        left = deadline.remaining()
+        self._timer = threading.Timer(left, self._proc.kill) if left is not None else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
         self._thread = threading.Thread(target=self._drain if sink is None else self._drain_to_sink,
                                         name="astradup-audio", daemon=True)
         self._thread.start()
@@ -488,6 +530,8 @@ class _AudioJob:
     def _finish(self) -> int:
         self._thread.join()
         rc = self._proc.wait()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         return rc
@@ -508,6 +552,7 @@ class _AudioJob:
         self._buf = bytearray()
         if self._sink_error is not None:
             raise self._sink_error
+        self._deadline.check()
         if self._filled < 4:
             raise RuntimeError(message[0] if message else f"ffmpeg exited with {rc} and no audio")
         return self._filled // 4
@@ -518,6 +563,7 @@ class _AudioJob:
         self._err.seek(0)
         message = self._err.read().decode("utf-8", "replace").strip().splitlines()
         self._err.close()
+        self._deadline.check()
         usable = self._filled - self._filled % 4
         if usable == 0:
             raise RuntimeError(message[0] if message else f"ffmpeg exited with {rc} and no audio")
@@ -550,7 +596,8 @@ def _trim_samples(max_seconds: float, sample_rate: int) -> int:
     return (us * int(sample_rate) + 500_000) // 1_000_000
 
 
-def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: float) -> np.ndarray:
+def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: float,
+                    deadline: Deadline = NO_DEADLINE) -> np.ndarray:
     """What ``_AudioJob(path, sample_rate, seconds, max_seconds).result()`` returns, via PyAV.
 
     The same libavcodec decoder and libswresample conversion (mono downmix, resampling) as the
@@ -586,11 +633,12 @@ def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: fl
     # milliseconds), the first frame at the file's start, no gap before the cut. Otherwise a cut
     # is left to ffmpeg.
     next_pts = None
-    with av.open(path, metadata_errors="replace") as c:
+    with admit(path).open_pyav(metadata_errors="replace") as c:
         stream = c.streams.audio[0]
         start = Fraction(c.start_time, 1_000_000) if c.start_time is not None else None
         resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
         for packet in c.demux(stream):  # the last packet is empty: decoding it drains the decoder
+            deadline.check()
             for frame in packet.decode():
                 if limit is not None:  # only a cut needs the timestamps
                     counts = frame.pts is not None and frame.time_base == Fraction(1, frame.sample_rate)
@@ -619,15 +667,19 @@ def _audio_in_process(seconds: float) -> bool:
     return INPROCESS_AUDIO and seconds <= INPROCESS_AUDIO_MAX_S
 
 
-def _decode_pcm(path: str, sample_rate: int, seconds: float, max_seconds: float) -> np.ndarray:
+def _decode_pcm(path: str, sample_rate: int, seconds: float, max_seconds: float,
+                deadline: Deadline = NO_DEADLINE) -> np.ndarray:
     """The whole mono PCM of a track: in-process when it is modest (INPROCESS_AUDIO_MAX_S) and
-    that works, else the ffmpeg pipe, whose RuntimeError (ffmpeg's message) is the one raised."""
+    that works, else the ffmpeg pipe, whose RuntimeError (ffmpeg's message) is the one raised.
+    The gate's refusal and the time budget (MediaError) are final: the pipe is not tried."""
     if _audio_in_process(seconds):
         try:
-            return _pcm_in_process(path, sample_rate, seconds, max_seconds)
+            return _pcm_in_process(path, sample_rate, seconds, max_seconds, deadline)
+        except MediaError:
+            raise
         except Exception:  # noqa: BLE001 - the pipe decides what an odd track gives
             pass
-    return _AudioJob(path, sample_rate, seconds, max_seconds).result()
+    return _AudioJob(path, sample_rate, seconds, max_seconds, deadline=deadline).result()
 
 
 def _plan(meta: dict[str, Any], cfg: DecodeConfig) -> tuple[float, float, int, np.ndarray]:
@@ -662,33 +714,40 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
     path = os.fspath(path)
     check_decode(cfg)
     meta = dict(probe(path) if meta is None else meta)
+    check_limits(meta, cfg, path)
+    deadline = Deadline(cfg.max_decode_seconds, path)
     duration, fps, size, times = _plan(meta, cfg)
 
     audio_limit = duration if cfg.max_seconds > 0 else 0.0
     # A modest track is decoded in-process once the frames are in; a long one by the pipe, started
     # now so that it runs beside the frames.
     later = bool(meta.get("has_audio")) and _audio_in_process(duration)
-    job = _AudioJob(path, cfg.sample_rate, duration, audio_limit) \
+    job = _AudioJob(path, cfg.sample_rate, duration, audio_limit, deadline=deadline) \
         if meta.get("has_audio") and not later else None
     try:
         frames, decoder = None, "decord"
         decord_error = pyav_error = ""
         if cfg.decoder == "pyav_fast":
             try:
-                frames, decoder = _decode_pyav(path, times, size, int(meta.get("rotation") or 0)), "pyav_fast"
+                frames, decoder = _decode_pyav(path, times, size, int(meta.get("rotation") or 0),
+                                               deadline=deadline), "pyav_fast"
+            except MediaError:
+                raise  # the gate's refusal or the time budget: no other decoder may try
             except Exception as e:  # noqa: BLE001 - anything odd goes to decord
                 pyav_error = _first_line(e)
             if frames is None or len(frames) == 0:
                 frames, decoder = None, "decord"
         if frames is None:
             try:
-                frames = _decode_decord(path, times, size)
+                frames = _decode_decord(path, times, size, deadline=deadline)
+            except MediaError:
+                raise
             except Exception as e:  # noqa: BLE001 - decord raises its own error types for odd files
                 decord_error = _first_line(e)
         if frames is None or len(frames) == 0:
             decoder = "ffmpeg"
             try:
-                frames = _decode_ffmpeg(path, times, fps, size)
+                frames = _decode_ffmpeg(path, times, fps, size, deadline, cfg.max_pixels)
             except OSError as e:
                 raise MediaError(path, f"cannot run ffmpeg ({e})") from e
         if len(frames) == 0:
@@ -702,9 +761,10 @@ def decode_video(path: str, ref: VideoRef, cfg: DecodeConfig,
     if job is not None or later:
         try:
             audio = job.result() if job is not None else \
-                _decode_pcm(path, cfg.sample_rate, duration, audio_limit)
+                _decode_pcm(path, cfg.sample_rate, duration, audio_limit, deadline)
         except Exception as e:  # noqa: BLE001 - a broken audio track is recorded, never fatal
             meta["audio_error"] = str(e) or type(e).__name__
+    deadline.check()  # an audio decode cut short by the budget does not pass as a file without sound
     if pyav_error:
         meta["pyav_error"] = pyav_error
     if decord_error:
@@ -732,15 +792,17 @@ def decode_streamed(path: str, cfg: DecodeConfig, on_frames: Callable[[np.ndarra
     path = os.fspath(path)
     check_decode(cfg)
     meta = dict(probe(path) if meta is None else meta)
+    check_limits(meta, cfg, path)
+    deadline = Deadline(cfg.max_decode_seconds, path)
     duration, fps, size, times = _plan(meta, cfg)
     job = _AudioJob(path, cfg.sample_rate, duration, duration if cfg.max_seconds > 0 else 0.0,
-                    sink=on_audio) if meta.get("has_audio") and on_audio is not None else None
+                    sink=on_audio, deadline=deadline) if meta.get("has_audio") and on_audio is not None else None
     info: dict[str, Any] = {}
     got = 0
     try:
         try:
             for block in iter_frames(path, times, fps, size, chunk, info, cfg.decoder,
-                                     int(meta.get("rotation") or 0)):
+                                     int(meta.get("rotation") or 0), deadline, cfg.max_pixels):
                 on_frames(times[got:got + len(block)].copy(), block)
                 got += len(block)
         except OSError as e:
