@@ -60,6 +60,11 @@ def plain(obj):
     return obj
 
 
+def _tighter(a: float, b: float) -> float:
+    """The stricter of two limits where 0 means none."""
+    return min(x for x in (a, b) if x > 0) if a > 0 or b > 0 else 0
+
+
 def _error(status: int, message: str) -> dict:
     return {"error": message, "status": status}
 
@@ -92,6 +97,9 @@ class SearchService:
         limit = self.settings.max_query_seconds
         if limit and (not dcfg.max_seconds or dcfg.max_seconds > limit):
             dcfg = dataclasses.replace(dcfg, max_seconds=limit)
+        dcfg = dataclasses.replace(dcfg, max_decode_seconds=_tighter(dcfg.max_decode_seconds,
+                                                                     self.settings.max_decode_seconds),
+                                   max_pixels=int(_tighter(dcfg.max_pixels, self.settings.max_query_pixels)))
         try:
             vid = content_id(path)
             with telemetry.timed(STAGE, stage="decode"):

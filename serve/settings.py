@@ -24,6 +24,12 @@ class ServeSettings:
     api_key: str = ""  # "" = no key required
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * MB
     max_query_seconds: float = 1800.0  # a longer query is searched on its first 30 min (bounds memory and time)
+    # Wall time one query's decode may take (decode.max_decode_seconds for queries): a file made to
+    # be expensive (4K at 30 fps with one keyframe a minute) is refused once it passes this, not
+    # decoded for minutes while holding a decode slot.
+    max_decode_seconds: float = 60.0
+    # Pictures larger than this are refused before decoding (decode.max_pixels for queries): 4K UHD.
+    max_query_pixels: int = 3840 * 2160
     gateway_replicas: int = 1
     search_replicas: int = 1  # forced to 1 on a Milvus Lite file (one process per database)
     embedder_min_replicas: int = 1
