@@ -31,12 +31,12 @@ from starlette.formparsers import FormParser, MultiPartParser
 
 from astradup.catalog import Catalog
 from astradup.config import Config
+from astradup.io.gate import HEAD_BYTES, refusal, sniff
 from astradup.records import STATUS_OK
 from serve.media import MediaGone, ThumbCache, content_type, iter_range, media_size
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve import state
 from serve.settings import ServeSettings
-from serve.sniff import HEAD_BYTES, sniff_container
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
@@ -388,11 +388,10 @@ class Gateway:
             raise ApiError(400, "empty upload")
         if len(data) > self.settings.max_upload_bytes:
             raise ApiError(413, f"upload is over the limit of {self.settings.max_upload_bytes} bytes")
-        container = sniff_container(data[:HEAD_BYTES])
+        container = sniff(data[:HEAD_BYTES], len(data))
         if container is None:
-            raise ApiError(415, "not a video file: its first bytes match no known container "
-                                "(MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV, ASF, Ogg)")
-        return container
+            raise ApiError(415, refusal(data[:HEAD_BYTES]))
+        return container.name
 
     # ------------------------------------------------------------------ videos
 

@@ -28,6 +28,7 @@ from astradup.config import Config
 from astradup.errors import MediaError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
+from astradup.io.gate import Container
 from astradup.io.ids import content_id
 from astradup.io.sources import local_copy, storage_options
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
@@ -35,7 +36,6 @@ from astradup.reviews import REJECTED, ReviewStore, pair_key
 from astradup.search import Query, Searcher
 from serve.embedding import RemoteEmbedder
 from serve.settings import ServeSettings
-from serve.sniff import SUFFIX
 
 STAGE = telemetry.QUERY_STAGE_LATENCY
 _INFLIGHT = telemetry.inflight(telemetry.SEARCH_INFLIGHT)  # searches inside this replica right now
@@ -150,7 +150,7 @@ class SearchService:
     def search_upload(self, data: bytes, container: str, top: int, include_none: bool = False,
                       name: str = "") -> dict:
         t0 = time.time()
-        fd, tmp = tempfile.mkstemp(prefix="astradup-query-", suffix=SUFFIX.get(container, ".bin"))
+        fd, tmp = tempfile.mkstemp(prefix="astradup-query-", suffix=Container[container].suffix)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -19,7 +19,7 @@ from astradup.features.metadata import probe
 from astradup.io import decode as D
 from astradup.io.gate import Container, Deadline, admit, confirm_guess, decord_reader, sniff
 from astradup.records import VideoRef
-from tests.media import make_video, run_ffmpeg
+from tests.media import make_broken, make_video, run_ffmpeg
 
 CFG = DecodeConfig(fps=1.0, frame_size=64, sample_rate=11025)
 
@@ -125,6 +125,28 @@ def test_non_regular_files_are_refused(tmp_path):
         admit(str(fifo))
     with pytest.raises(MediaError, match="not a regular file"):
         admit(str(tmp_path))
+
+
+def test_sniff_known_containers_and_refusals(tmp_path):
+    mp4 = make_video(tmp_path / "v.mp4", seconds=1, audio=None)
+    assert sniff(mp4.read_bytes()[:1024]) is Container.MP4
+    from tests.media import run_ffmpeg
+
+    for ext, want in ((".mkv", Container.MATROSKA), (".webm", Container.MATROSKA), (".avi", Container.AVI),
+                      (".ts", Container.MPEGTS), (".mpg", Container.MPEGPS), (".flv", Container.FLV)):
+        out = tmp_path / f"v{ext}"
+        codec = ["-c:v", "libvpx-vp9", "-b:v", "100k"] if ext == ".webm" else ["-c:v", "mpeg2video"] \
+            if ext in (".mpg", ".ts") else ["-c:v", "flv"] if ext == ".flv" else ["-c:v", "mpeg4"]
+        run_ffmpeg("-i", str(mp4), *codec, str(out))
+        assert sniff(out.read_bytes()[:1024]) is want, ext
+        confirm_guess(admit(str(out)))  # and libavformat, guessing, agrees
+    not_video = make_broken("not_video", tmp_path / "t.mp4")
+    image = make_broken("image", tmp_path / "i.mp4")
+    m4a = make_broken("no_video_stream", tmp_path / "a.mp4")  # ftyp M4A: audio-only brand
+    for p in (not_video, image, m4a):
+        assert sniff(p.read_bytes()[:1024]) is None, p
+    assert sniff(b"") is None
+    assert sniff(b"\x47" + b"\x00" * 187) is None  # one sync byte alone is not MPEG-TS
 
 
 def test_sniff_wants_a_first_box_that_fits_the_file():

@@ -12,34 +12,12 @@ from PIL import Image
 from astradup.reviews import CONFIRMED, REJECTED, ReviewStore
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve.settings import ServeSettings, config_from_env, settings_from_env
-from serve.sniff import sniff_container
 from tests import serve_harness
 from tests.serve_harness import srv  # noqa: F401  (the shared running app)
 from tests.media import make_broken, make_video
 
 # ---------------------------------------------------------------------------------------------
 # pure pieces
-
-
-def test_sniff_known_containers_and_refusals(tmp_path):
-    mp4 = make_video(tmp_path / "v.mp4", seconds=1, audio=None)
-    assert sniff_container(mp4.read_bytes()[:1024]) == "mp4"
-    from tests.media import run_ffmpeg
-
-    for ext, want in ((".mkv", "matroska"), (".webm", "matroska"), (".avi", "avi"), (".ts", "mpegts"),
-                      (".mpg", "mpegps"), (".flv", "flv")):
-        out = tmp_path / f"v{ext}"
-        codec = ["-c:v", "libvpx-vp9", "-b:v", "100k"] if ext == ".webm" else ["-c:v", "mpeg2video"] \
-            if ext in (".mpg", ".ts") else ["-c:v", "flv"] if ext == ".flv" else ["-c:v", "mpeg4"]
-        run_ffmpeg("-i", str(mp4), *codec, str(out))
-        assert sniff_container(out.read_bytes()[:1024]) == want, ext
-    not_video = make_broken("not_video", tmp_path / "t.mp4")
-    image = make_broken("image", tmp_path / "i.mp4")
-    m4a = make_broken("no_video_stream", tmp_path / "a.mp4")  # ftyp M4A: audio-only brand
-    for p in (not_video, image, m4a):
-        assert sniff_container(p.read_bytes()[:1024]) is None, p
-    assert sniff_container(b"") is None
-    assert sniff_container(b"\x47" + b"\x00" * 187) is None  # one sync byte alone is not MPEG-TS
 
 
 @pytest.mark.parametrize("header,size,want", [
