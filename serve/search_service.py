@@ -25,7 +25,7 @@ from ray import serve
 from astradup import telemetry
 from astradup.catalog import Catalog
 from astradup.config import Config
-from astradup.errors import MediaError
+from astradup.errors import MediaError, path_free
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
 from astradup.io.gate import Container
@@ -109,7 +109,7 @@ class SearchService:
         except MediaError as e:
             raise BadMedia(e.reason) from e
         except Exception as e:  # a decoder crash on hostile bytes is still the bytes' fault
-            raise BadMedia(f"cannot decode: {type(e).__name__}: {e}") from e
+            raise BadMedia(path_free(f"cannot decode: {type(e).__name__}: {e}")) from e
         emb = self.searcher.embedder
         with telemetry.timed(STAGE, stage="embed"):
             feats = add_embeddings(feats, dec.frames, emb)

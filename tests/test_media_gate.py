@@ -217,3 +217,11 @@ def test_decode_video_enforces_the_budget(tmp_path):
         D.decode_video(str(v), VideoRef("x", str(v), 0), cfg)
     ok = D.decode_video(str(v), VideoRef("x", str(v), 0), DecodeConfig(frame_size=64, max_decode_seconds=60))
     assert len(ok.frames) == 20 and np.isfinite(ok.audio).all()
+
+
+def test_reasons_never_carry_a_path(tmp_path):
+    """A decoder's message that names a file (its own temp copy or another) reaches a client path-free."""
+    e = MediaError(str(tmp_path / "q.mp4"), f"Invalid data found when processing input: '{tmp_path}/q.mp4' "
+                                            f"(at file:/etc/passwd, 30000/1001 fps)")
+    assert "/etc" not in e.reason and str(tmp_path) not in e.reason
+    assert "30000/1001" in e.reason and str(tmp_path) in str(e)  # the operator's text keeps its path
