@@ -36,6 +36,7 @@ from astradup.records import STATUS_OK
 from serve.media import MediaGone, ThumbCache, content_type, iter_range, media_size
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve import state
+from serve.bodies import BadJson, BodyLimit, parse_json
 from serve.settings import ServeSettings
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -87,6 +88,15 @@ async def _http_error(request: Request, e: StarletteHTTPException) -> JSONRespon
     if e.status_code == 404 and msg == "Not Found":
         msg = f"no such endpoint: {request.method} {request.url.path[:200]}"
     return _json_error(e.status_code, msg, getattr(e, "headers", None))
+
+
+def _body_limit(path: str) -> int:
+    """The most bytes a request body on ``path`` may have: an upload's on /search, BODY_MAX elsewhere."""
+    return int(state.GATEWAY["upload_limit"]) + FORM_OVERHEAD if path == "/search" else BODY_MAX
+
+
+# Added before _guard, so it runs inside it: the API key is checked (and errors counted) first.
+api.add_middleware(BodyLimit, limit_for=_body_limit, buffer_max=BODY_MAX)
 
 
 @api.middleware("http")
@@ -230,7 +240,7 @@ class Gateway:
         self._status_lock = threading.Lock()
         self._index_html = (STATIC_DIR / "index.html").read_text()
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
-        state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics)
+        state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics, upload_limit=settings.max_upload_bytes)
 
     # ------------------------------------------------------------------ helpers
 
@@ -355,9 +365,9 @@ class Gateway:
         elif media_type == "application/json":
             body = await _read_body(request, BODY_MAX)
             try:
-                fields = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise ApiError(400, f"body is not valid JSON: {str(e)[:120]}") from None
+                fields = parse_json(body)
+            except BadJson as e:
+                raise ApiError(400, str(e)) from None
             if not isinstance(fields, dict):
                 raise ApiError(400, "JSON body must be an object such as {\"video_id\": \"...\"}")
         else:

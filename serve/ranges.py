@@ -7,6 +7,16 @@ import re
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
+# Positions longer than this are past any file (2**63 has 19 digits); int() of a 5,000-digit
+# number would raise (Python's 4,300-digit guard) or waste CPU, so such a number is read as BEYOND.
+_MAX_DIGITS = 18
+BEYOND = 10 ** _MAX_DIGITS
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _MAX_DIGITS else BEYOND
+
+
 class RangeNotSatisfiable(ValueError):
     """Answered 416 with ``Content-Range: bytes */size``."""
 
@@ -27,14 +37,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable(f"bytes -{n} of a {size}-byte file")
         return max(0, size - n), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if last != "" and int(last) < start:
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if last != "" and _position(last) < start:
         return None  # invalid range spec: ignored, per the RFC
     if start >= size:
-        raise RangeNotSatisfiable(f"bytes {start}- of a {size}-byte file")
+        shown = first if len(first) <= _MAX_DIGITS else f"{first[:_MAX_DIGITS]}... ({len(first)} digits)"
+        raise RangeNotSatisfiable(f"bytes {shown}- of a {size}-byte file")
     return start, end

@@ -9,4 +9,4 @@ from __future__ import annotations
 
 from typing import Any
 
-GATEWAY: dict[str, Any] = {"api_key": "", "metrics": None}
+GATEWAY: dict[str, Any] = {"api_key": "", "metrics": None, "upload_limit": 0}

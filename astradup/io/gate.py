@@ -35,10 +35,11 @@ from astradup.errors import MediaError
 HEAD_BYTES = 1024  # enough for every signature below (MPEG-TS needs three 188-byte packets)
 PROTOCOLS = "file"  # the only protocol an input may use (outputs to a pipe are not inputs)
 
-NOT_A_VIDEO = ("not a media file we read: its first bytes match no video container "
-               "(MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV, ASF, Ogg)")
-DISAGREES = "not a media file we read: its content does not parse as the container its first bytes name"
-AUDIO_ONLY = "no video stream (an audio-only MP4/M4A file)"
+NOT_A_VIDEO = ("not a media file: not a video container we read (its first bytes match none of "
+               "MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV, ASF, Ogg)")
+DISAGREES = ("not a media file: not a video container we read (its content does not parse as the "
+             "container its first bytes name)")
+AUDIO_ONLY = "not a video: no video stream (an audio-only MP4/M4A file)"
 NOT_A_FILE = "not a regular file"
 UNREADABLE = "cannot be read"
 
