@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,19 @@ from astradup import telemetry
 from astradup.config import Config
 from astradup.errors import ConfigError
 from astradup.io.sources import is_remote, storage_options
-from astradup.records import STATUS_OK, VideoFeatures
+from astradup.records import STATUS_DELETED, STATUS_OK, VideoFeatures
+
+DELETE_DONE = "deleted"
+DELETE_ALREADY = "already_deleted"
+DELETE_NOT_INDEXED = "not_indexed"
+
+
+class Deletion(NamedTuple):
+    """What ``Catalog.remove`` did: ``state`` is one of the DELETE_* values; ``vectors_removed``
+    is the row count when this call deleted the video, else None."""
+
+    state: str
+    vectors_removed: int | None
 
 
 @functools.lru_cache(maxsize=8)
@@ -93,18 +106,29 @@ class Catalog:
             self.shards.write_features(batch)
 
     def delete(self, video_id: str) -> int | None:
-        """Remove a video's vectors and tombstone it; returns the rows removed, None when not indexed.
+        """Remove a video's vectors and tombstone it; returns the rows removed, None when not indexed
+        (or already deleted: ``remove`` tells the two apart)."""
+        return self.remove(video_id).vectors_removed
 
+    def remove(self, video_id: str) -> Deletion:
+        """Delete one video exactly once: check its state, remove its vectors, write its tombstone.
+
+        All three happen inside ``ShardStore.delete_guard()``, so of several concurrent deletes of
+        one id only the first finds it ``ok`` and writes a tombstone; the others get
+        ``already_deleted`` and write nothing (before, each saw ``ok`` and wrote its own).
         The rows are counted on this video alone, so another process indexing meanwhile does not
         skew the figure. Vectors go first: a search that got this video from its KNN just before
         finds no features once the tombstone lands, and drops the match (``Searcher.score``)."""
-        status = self.shards.latest_status().get(video_id)
-        if status is None or status["status"] != STATUS_OK:
-            return None
-        rows = sum(self.vectors.count(video_id).values())
-        self.vectors.delete_video(video_id)
-        self.shards.mark_deleted(video_id)
-        return rows
+        with self.shards.delete_guard():
+            status = self.shards.status_of(video_id)
+            if status is not None and status["status"] == STATUS_DELETED:
+                return Deletion(DELETE_ALREADY, None)
+            if status is None or status["status"] != STATUS_OK:
+                return Deletion(DELETE_NOT_INDEXED, None)
+            rows = sum(self.vectors.count(video_id).values())
+            self.vectors.delete_video(video_id)
+            self.shards.mark_deleted(video_id)
+        return Deletion(DELETE_DONE, rows)
 
     def check_frame_dim(self, dim: int | None = None) -> None:
         """ConfigError when the shards hold frame vectors of another size than the embedder makes
@@ -136,5 +160,8 @@ class Catalog:
         return n
 
     def stats(self) -> dict:
+        """Shard and vector counts; ``quarantined`` names each damaged shard and why (the count is
+        ``shards.shards_quarantined``), so the operator knows which file to restore or remove."""
         return {"shards": self.shards.stats(), "vectors": self.vectors.count(),
+                "quarantined": self.shards.quarantined(),
                 "milvus_uri": self.cfg.resolved_milvus_uri, "shards_dir": self.cfg.resolved_shards_dir}

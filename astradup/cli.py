@@ -189,12 +189,15 @@ def cmd_eval(args, cfg: Config) -> int:
 
 
 def cmd_delete(args, cfg: Config) -> int:
-    from astradup.catalog import Catalog
+    from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
 
-    removed = Catalog(cfg).delete(args.video_id)
-    print(f"deleted {args.video_id}: {removed} vectors removed" if removed is not None
+    res = Catalog(cfg).remove(args.video_id)
+    if res.state == DELETE_DONE:
+        print(f"deleted {args.video_id}: {res.vectors_removed} vectors removed")
+        return 0
+    print(f"{args.video_id}: already deleted" if res.state == DELETE_ALREADY
           else f"{args.video_id}: not in the index")
-    return 0 if removed is not None else 1
+    return 1
 
 
 def cmd_stats(args, cfg: Config) -> int:
@@ -207,9 +210,31 @@ def cmd_stats(args, cfg: Config) -> int:
 def cmd_reindex(args, cfg: Config) -> int:
     from astradup.catalog import Catalog
 
-    n = Catalog(cfg).reindex()
+    catalog = Catalog(cfg)
+    n = catalog.reindex()
     print(f"rebuilt the vector store from the Parquet shards: {n} videos")
-    return 0
+    return _report_quarantine(catalog)
+
+
+def _report_quarantine(catalog) -> int:
+    """After a rebuild: name each damaged (quarantined) shard and what re-does its videos; 1 if any.
+
+    The rebuild used every readable shard. A quarantined features shard's videos are missing from
+    it; their ids still have ok status rows, and ``lost_ids`` lists them. A quarantined status
+    shard's rows cannot be read at all, so its videos have no status and are simply not done. Both
+    kinds are what an index / backfill over the original sources indexes again (it skips only ids
+    with a readable ok status and readable features), so that is the command to run.
+    """
+    bad = catalog.shards.quarantined()
+    if not bad:
+        return 0
+    for path, reason in bad.items():
+        print(f"astradup: quarantined shard (left on disk, skipped): {path}: {reason}", file=sys.stderr)
+    lost = catalog.shards.lost_ids()
+    print(f"astradup: {len(bad)} damaged shard(s) skipped; {len(lost)} indexed video(s) lost their features. "
+          "Run `astradup index <sources>` (or python -m jobs.backfill --source ...) over the original "
+          "videos to re-index what they held, then move the damaged files away.", file=sys.stderr)
+    return 1
 
 
 def cmd_serve(args, cfg: Config) -> int:
@@ -227,7 +252,7 @@ def cmd_serve(args, cfg: Config) -> int:
     if args.max_upload_mb:
         over["max_upload_bytes"] = int(args.max_upload_mb * (1 << 20))
     settings = settings_from_env(**over)
-    url = local.start(cfg, settings, host=args.host, port=args.port)
+    url = local.start(cfg, settings, host=args.host, port=args.port, insecure=args.insecure)
     signal.signal(signal.SIGTERM, _stop)  # after start: ray.init installs a handler of its own
     print(f"AstraDup is serving {url}/ (API docs {url}/docs; API key {'required' if settings.api_key else 'off'})."
           " Ctrl-C stops it.", flush=True)
@@ -322,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedder-replicas", type=int, default=2, help="most embedder replicas (autoscaled from 1)")
     s.add_argument("--max-upload-mb", type=float, default=0,
                    help="upload size limit (default $ASTRADUP_MAX_UPLOAD_MB or 512)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without $ASTRADUP_API_KEY (an open API)")
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("demo", help="build a sample corpus from real media, index it, print duplicate groups")
     s.add_argument("--out", default="demo_corpus")

@@ -54,7 +54,7 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
     from astradup.features.extract import cpu_features, streamed_features
     from astradup.features.metadata import probe
     from astradup.io.decode import decode_video, should_stream
-    from astradup.io.ids import content_id
+    from astradup.io.ids import content_id, head_hash
 
     video_id = ""
     try:
@@ -65,6 +65,8 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
                         "payload": b""}
             ref = VideoRef(video_id, uri, size)
             meta = probe(path)
+            # Kept with the features (meta_json): the service checks it before serving the file.
+            meta["head_hash"] = head_hash(path)
             if should_stream(meta, cfg.decode):
                 from astradup.features.embedder import get_embedder
 
@@ -284,7 +286,10 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     catalog = catalog or Catalog(cfg)
     listed = list_videos(inputs, cfg.s3_endpoint)
     report = IndexReport(listed=len(listed))
-    skip, done_refs = done_listing(catalog.shards.latest_status())
+    # Ids whose features only a quarantined (damaged) shard held are not done, whatever their status
+    # row says: leaving them out of the listing makes this run index them again.
+    lost = catalog.shards.lost_ids()
+    skip, done_refs = done_listing({v: r for v, r in catalog.shards.latest_status().items() if v not in lost})
     items = [x for x in listed if not (trust_listing and x in done_refs)]
     report.skipped = report.skipped_unread = len(listed) - len(items)
     if progress and report.skipped:

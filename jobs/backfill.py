@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             notify_backfill_end(cfg.notify, {"error": f"{type(e).__name__}: {e}"}, log=log)
             raise
         counts = vectors.count()
+        # Damaged shards were skipped, and the videos they held indexed again by this run (their ids
+        # had no readable ok status, or ShardStore.lost_ids); the files stay for the operator.
+        quarantined = catalog.shards.quarantined(refresh=False)
+        for path, reason in quarantined.items():
+            log(f"quarantined shard (left on disk, skipped): {path}: {reason}")
         if args.report:
             report_info = _write_report(cfg, catalog, _local_abs(args.report), log)
     finally:
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             vectors.close()
     summary = report.to_dict()
     summary["vectors"] = counts
+    summary["shards_quarantined"] = len(quarantined)
     if report_info is not None:
         summary["report"] = report_info
         if report_info.get("error"):

@@ -220,3 +220,126 @@ def test_bad_shapes_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="embeddings"):
         store.write_features([f])
     assert store.shard_paths() == []
+
+
+def _truncate(path: str) -> int:
+    """Cut a shard to half its bytes in place (what a full disk or a killed copy leaves); new size."""
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return len(data) // 2
+
+
+def _status_files(root) -> list[str]:
+    return sorted(str(p) for p in (root / "status").iterdir() if p.name.startswith("part-"))
+
+
+@pytest.fixture
+def quarantine_log(monkeypatch):
+    """Every 'shard quarantined' record, whatever handlers the logging setup left on the logger."""
+    import astradup.store.shards as shards_mod
+
+    seen: list[str] = []
+    real = shards_mod.log.error
+
+    def record(msg, *args, **kw):
+        seen.append(msg % args)
+        real(msg, *args, **kw)
+    monkeypatch.setattr(shards_mod.log, "error", record)
+    return seen
+
+
+def test_truncated_shards_are_quarantined_and_the_rest_keeps_serving(tmp_path, quarantine_log):
+    writer = ShardStore(str(tmp_path))
+    feat_a = writer.write_features([make_features("v1", seed=1), make_features("v2", seed=2)])
+    writer.write_features([make_features("v3", seed=3)])
+    writer.write_status([{"video_id": "v4", "status": STATUS_FAILED, "error": "boom"}])
+    status_a, status_b, status_c = _status_files(tmp_path)  # (v1, v2), (v3), (v4), in write order
+    size_a = _truncate(feat_a)
+    _truncate(status_b)
+
+    store = ShardStore(str(tmp_path))
+    st = store.latest_status()  # used to raise ArrowInvalid: every listing answered 500
+    assert set(st) == {"v1", "v2", "v4"}  # v3's status rows were in the damaged file
+    assert set(store.load_features(["v1", "v2", "v3"])) == {"v3"}  # v1, v2's features were in feat_a
+    assert [f.video_id for b in store.iter_features() for f in b] == ["v3"]
+    assert_same(make_features("v3", seed=3), store.load_features(["v3"])["v3"])
+    s = store.stats()
+    assert s["shards_quarantined"] == 2 and s["shards"] == 1 and s["status_shards"] == 2
+    assert s["videos_unreadable"] == 2 and s["videos_live"] == 1
+    assert store.lost_ids() == {"v1", "v2"}  # what a backfill over the sources indexes again
+    q = store.quarantined()
+    assert set(q) == {feat_a, status_b} and all("ArrowInvalid" in r for r in q.values())
+    with pytest.raises(ValueError, match="damaged shard"):
+        store.read_shard(feat_a)
+    # Left on disk, untouched, for the operator; logged once each however often it is read.
+    assert os.path.getsize(feat_a) == size_a and os.path.exists(status_b)
+    assert sorted(m.split(": ")[1] for m in quarantine_log if "quarantined" in m) == sorted([feat_a, status_b])
+    assert {os.path.basename(p) for p in _status_files(tmp_path)} == {os.path.basename(p) for p in
+                                                                      (status_a, status_b, status_c)}
+
+
+def test_restored_shard_leaves_quarantine(tmp_path):
+    store = ShardStore(str(tmp_path))
+    path = store.write_features([make_features("v1")])
+    good = open(path, "rb").read()
+    _truncate(path)
+    fresh = ShardStore(str(tmp_path))
+    assert fresh.load_features(["v1"]) == {} and fresh.stats()["shards_quarantined"] == 1
+    open(path, "wb").write(good)  # the operator restored it from a backup: its size changed back
+    assert_same(make_features("v1"), fresh.load_features(["v1"])["v1"])
+    assert fresh.stats()["shards_quarantined"] == 0 and fresh.quarantined() == {}
+
+
+def test_shard_damaged_after_it_was_indexed(tmp_path):
+    store = ShardStore(str(tmp_path))
+    feat = store.write_features([make_features("v1", seed=1)])
+    store.write_features([make_features("v2", seed=2)])
+    assert set(store.load_features(["v1", "v2"])) == {"v1", "v2"}  # index built and cached
+    # Same size, garbage bytes: the cached index cannot notice, the read itself fails.
+    size = os.path.getsize(feat)
+    with open(feat, "wb") as f:
+        f.write(b"\0" * size)
+    assert set(store.load_features(["v1", "v2"])) == {"v2"}
+    assert set(store.load_features(["v1", "v2"])) == {"v2"}  # and stays so, without a rebuild loop
+    assert store.stats()["shards_quarantined"] == 1 and store.lost_ids() == {"v1"}
+    # A status shard truncated under a warm store: the size change makes it re-read, then skip it.
+    _truncate(_status_files(tmp_path)[1])
+    assert set(store.latest_status()) == {"v1"}
+    assert store.stats()["shards_quarantined"] == 2 and os.path.getsize(feat) == size
+
+
+def test_status_shard_with_foreign_rows_is_quarantined(tmp_path):
+    """A readable Parquet file that is not what our writer writes (no ``at``, unknown status)."""
+    store = ShardStore(str(tmp_path))
+    store.write_features([make_features("v1")])
+    import pyarrow as pa
+
+    bad = tmp_path / "status" / "part-20240101T000000000000Z-0badc0de.parquet"
+    pq.write_table(pa.table({"video_id": ["x"], "status": ["weird"]}), str(bad))
+    bad2 = tmp_path / "status" / "part-20240101T000000000001Z-0badc0df.parquet"
+    pq.write_table(pa.table({"video_id": ["y"], "status": ["bogus"], "at": pa.array([1], pa.timestamp("us", "UTC"))}),
+                   str(bad2))
+    fresh = ShardStore(str(tmp_path))
+    assert set(fresh.latest_status()) == {"v1"}
+    assert set(fresh.quarantined()) == {str(bad), str(bad2)}
+
+
+def test_reindex_report_names_the_quarantined_shards_and_what_to_run(tmp_path, capsys):
+    """`astradup reindex` rebuilds from the readable shards, then says which were skipped and how
+    their videos come back (exit 1, so a scheduled rebuild does not pass for complete)."""
+    from types import SimpleNamespace
+
+    from astradup.cli import _report_quarantine
+
+    store = ShardStore(str(tmp_path))
+    bad = store.write_features([make_features("v1"), make_features("v2")])
+    store.write_features([make_features("v3")])
+    assert _report_quarantine(SimpleNamespace(shards=store)) == 0
+    _truncate(bad)
+    fresh = ShardStore(str(tmp_path))
+    assert [f.video_id for b in fresh.iter_features() for f in b] == ["v3"]  # what reindex upserts
+    assert _report_quarantine(SimpleNamespace(shards=fresh)) == 1
+    err = capsys.readouterr().err
+    assert bad in err and "2 indexed video(s) lost" in err and "astradup index" in err
+    assert os.path.exists(bad)

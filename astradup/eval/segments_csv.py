@@ -3,8 +3,14 @@
 Columns: ``query_id,query_segment,source_id,source_segment`` plus ``score`` for predictions;
 segments are ``"start-end"`` in seconds. Truth files may carry more columns (``transform``...):
 they are kept in ``SegmentRow.extra`` because the per-transform report needs them, and a row
-that cannot be parsed raises ``MediaError`` naming file and line, since a silently skipped truth
-row would bias every metric computed from the file.
+that cannot be parsed raises ``SegmentsCsvError`` naming file and line, since a silently skipped
+truth row would bias every metric computed from the file.
+
+Every way a file can be bad ends in that one error (the CLI prints it as one line, exit 2):
+bytes that are not UTF-8, a field over ``MAX_FIELD_CHARS``, a line or record over
+``MAX_RECORD_CHARS``, more than ``MAX_ROWS`` rows, malformed CSV quoting, and numbers that are not
+finite or are longer than ``MAX_NUMBER_CHARS`` (a 400-digit bound used to parse as infinity and
+turn every metric into nan). The limits keep memory and time bounded whatever the file holds.
 """
 from __future__ import annotations
 
@@ -13,15 +19,38 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 from astradup.errors import MediaError
 
 REQUIRED = ("query_id", "query_segment", "source_id", "source_segment")
 SCORE = "score"
 
+MAX_FIELD_CHARS = 128 * 1024  # one field; ids and segments are short, so this only stops hostile files
+MAX_RECORD_CHARS = 1 << 20  # one physical line, and one record (quoted fields may span lines)
+MAX_ROWS = 5_000_000  # rows a file may hold (several times the largest benchmark's predictions)
+MAX_NUMBER_CHARS = 24  # characters of one number: plenty for any float's repr, bounds float() work
+MAX_SECONDS = 1e9  # a segment bound past ~31 years is a broken file, not a video
+
 # Non-negative seconds: "12", "12.5", "12." ; the separator is the dash between the two numbers.
 _SEGMENT = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*$")
+# A plain decimal score, optionally with an exponent; no nan / inf / underscores.
+_SCORE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+class SegmentsCsvError(MediaError):
+    """A truth or prediction CSV that cannot be read: carries ``path``, ``line`` (1-based physical
+    line, None when the file as a whole is at fault) and ``reason``; ``str()`` is one line,
+    ``"<path>: line <n>: <reason>"``."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        super().__init__(path, reason if line is None else f"line {line}: {reason}")
+        self.line = line
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """A value quoted for an error message, cut short: the message stays one readable line."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -44,11 +73,22 @@ def parse_segment(text: str) -> tuple[float, float]:
     """``"start-end"`` -> (start, end); raises ValueError with the reason."""
     m = _SEGMENT.match(text)
     if not m:
-        raise ValueError(f"segment {text!r} is not 'start-end' in seconds")
-    start, end = float(m.group(1)), float(m.group(2))
+        raise ValueError(f"segment {_show(text)} is not 'start-end' in seconds")
+    start, end = _seconds(m.group(1), text), _seconds(m.group(2), text)
     if end < start:
-        raise ValueError(f"segment {text!r} ends before it starts")
+        raise ValueError(f"segment {_show(text)} ends before it starts")
     return start, end
+
+
+def _seconds(num: str, text: str) -> float:
+    """One bound of a segment as a finite float within ``MAX_SECONDS``; ValueError saying why not."""
+    if len(num) > MAX_NUMBER_CHARS:
+        raise ValueError(f"segment {_show(text)}: a bound of {len(num)} characters is longer than "
+                         f"{MAX_NUMBER_CHARS}")
+    v = float(num)
+    if not math.isfinite(v) or v > MAX_SECONDS:
+        raise ValueError(f"segment {_show(text)}: bound {_show(num)} is over {MAX_SECONDS:g} seconds")
+    return v
 
 
 def format_segment(start: float, end: float) -> str:
@@ -62,37 +102,104 @@ def _fmt_seconds(x: float) -> str:
 
 
 def read_rows(path: str | Path) -> list[SegmentRow]:
-    """Parse a truth or prediction CSV; raises MediaError(path, "line N: ...") on a bad row."""
+    """Parse a truth or prediction CSV; raises SegmentsCsvError(path, line, reason) on anything bad.
+
+    The one reader for both files, so every check (strict UTF-8, field, record and row limits,
+    finite bounded numbers) holds for truth and predictions alike."""
     p = str(path)
     try:
-        f = open(p, newline="", encoding="utf-8")
+        f = open(p, "rb")
     except OSError as e:
-        raise MediaError(p, f"cannot open: {e.strerror or e}") from e
+        raise SegmentsCsvError(p, None, f"cannot open: {e.strerror or e}") from e
     with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        while header is not None and not any(c.strip() for c in header):
-            header = next(reader, None)  # leading blank lines
-        if header is None:
-            raise MediaError(p, f"empty file; expected a header with {','.join(REQUIRED)}")
-        names = [c.strip() for c in header]
-        missing = [c for c in REQUIRED if c not in names]
-        if missing:
-            raise MediaError(p, f"line {reader.line_num}: header lacks column(s) {', '.join(missing)}")
-        dup = sorted({c for c in names if names.count(c) > 1})
-        if dup:
-            raise MediaError(p, f"line {reader.line_num}: duplicate column(s) {', '.join(dup)}")
-        idx = {c: i for i, c in enumerate(names)}
-        extra_cols = [c for c in names if c not in REQUIRED and c != SCORE]
-        rows: list[SegmentRow] = []
-        for rec in reader:
-            if not any(c.strip() for c in rec):
-                continue
-            try:
-                rows.append(_parse_record(rec, names, idx, extra_cols))
-            except ValueError as e:
-                raise MediaError(p, f"line {reader.line_num}: {e}") from None
+        lines = _Lines(f, p)
+        reader = csv.reader(lines)
+        try:
+            return _read_records(reader, lines, p)
+        except csv.Error as e:  # bad quoting, a field over the csv module's own limit, NUL...
+            raise SegmentsCsvError(p, lines.line, f"malformed CSV: {_csv_reason(e)}") from None
+        except OSError as e:
+            raise SegmentsCsvError(p, lines.line, f"cannot read: {e.strerror or e}") from None
+
+
+def _csv_reason(e: csv.Error) -> str:
+    msg = str(e)
+    if "field larger than field limit" in msg:
+        return f"a field is over {MAX_FIELD_CHARS // 1024} KiB"
+    return msg
+
+
+class _Lines:
+    """The file's physical lines as strict-UTF-8 text, for ``csv.reader``.
+
+    Reading bytes and decoding each line (instead of a text-mode file) puts a bad byte on its own
+    line number, and ``readline`` with a cap keeps one line, and one record (``pending``, reset by
+    the caller after each record), within ``MAX_RECORD_CHARS`` however the file is made.
+    """
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self.f, self.path = f, path
+        self.line = 0
+        self.pending = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline(MAX_RECORD_CHARS + 1)
+        if not raw:
+            raise StopIteration
+        self.line += 1
+        self.pending += len(raw)
+        if len(raw) > MAX_RECORD_CHARS or self.pending > MAX_RECORD_CHARS:
+            raise SegmentsCsvError(self.path, self.line, f"record longer than {MAX_RECORD_CHARS // 1024} KiB")
+        try:
+            text = raw.decode("utf-8")  # strict: a wrong byte is an error, never a silent U+FFFD
+        except UnicodeDecodeError as e:
+            raise SegmentsCsvError(self.path, self.line, f"not UTF-8: byte 0x{raw[e.start]:02x} at "
+                                                         f"byte {e.start + 1} of the line") from None
+        return text[1:] if self.line == 1 and text.startswith("\ufeff") else text
+
+
+def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[SegmentRow]:
+    header = _next_record(reader, lines, p)
+    while header is not None and not any(c.strip() for c in header):
+        header = _next_record(reader, lines, p)  # leading blank lines
+    if header is None:
+        raise SegmentsCsvError(p, None, f"empty file; expected a header with {','.join(REQUIRED)}")
+    names = [c.strip() for c in header]
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise SegmentsCsvError(p, lines.line, f"header lacks column(s) {', '.join(map(_show, missing))}")
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise SegmentsCsvError(p, lines.line, f"duplicate column(s) {', '.join(map(_show, dup))}")
+    idx = {c: i for i, c in enumerate(names)}
+    extra_cols = [c for c in names if c not in REQUIRED and c != SCORE]
+    rows: list[SegmentRow] = []
+    while (rec := _next_record(reader, lines, p)) is not None:
+        if not any(c.strip() for c in rec):
+            continue
+        if len(rows) >= MAX_ROWS:
+            raise SegmentsCsvError(p, lines.line, f"more than {MAX_ROWS} rows")
+        try:
+            rows.append(_parse_record(rec, names, idx, extra_cols))
+        except ValueError as e:
+            raise SegmentsCsvError(p, lines.line, str(e)) from None
     return rows
+
+
+def _next_record(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[str] | None:
+    """The next record, None at the end; a field over ``MAX_FIELD_CHARS`` is an error here too,
+    whatever ``csv.field_size_limit`` the process runs with (it is global, others may raise it)."""
+    rec = next(reader, None)
+    lines.pending = 0
+    if rec is not None:
+        for i, c in enumerate(rec, 1):
+            if len(c) > MAX_FIELD_CHARS:
+                raise SegmentsCsvError(p, lines.line, f"field {i} is over {MAX_FIELD_CHARS // 1024} KiB "
+                                                      f"({len(c)} characters)")
+    return rec
 
 
 def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
@@ -107,12 +214,13 @@ def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
     score = 1.0
     if SCORE in idx:
         raw = rec[idx[SCORE]].strip()
-        try:
-            score = float(raw)
-        except ValueError:
-            raise ValueError(f"score {raw!r} is not a number") from None
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise ValueError(f"score of {len(raw)} characters is longer than {MAX_NUMBER_CHARS}")
+        if not _SCORE.match(raw):
+            raise ValueError(f"score {_show(raw)} is not a number")
+        score = float(raw)
         if not math.isfinite(score):
-            raise ValueError(f"score {raw!r} is not finite")
+            raise ValueError(f"score {_show(raw)} is not finite")
     extra = {c: rec[idx[c]].strip() for c in extra_cols}
     return SegmentRow(qid, qs, qe, sid, ss, se, score, extra)
 

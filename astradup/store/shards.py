@@ -22,10 +22,25 @@ writer left). Each writer's temp file is its own (pid and random part in the nam
 order rows by ``(at, file name, row)``, a total order every reader computes the same way, so
 each process sees the same latest status per video whatever order it listed the files in.
 Across machines that order is only as good as the clocks.
+
+Damaged shards are quarantined, never fatal. Every shard read goes through
+``ShardStore._guarded``: a file that cannot be read or does not hold what our writer writes
+(truncated, overwritten, not Parquet, wrong columns) is logged once, recorded by path in the
+quarantine (``stats()["shards_quarantined"]``, ``quarantined()``), left on disk untouched for the
+operator, and skipped, so one bad file can no longer turn every status listing, feature load and
+search into an error. What that costs: the videos whose newest features sit in a quarantined
+shard read as missing (search drops them, their ids show in ``lost_ids()`` and a backfill over
+the sources indexes them again); the rows of a quarantined status shard are unknown, so those
+videos have no readable status and a backfill re-indexes them, and a tombstone that was in it
+is lost (the video is live again until deleted again). A quarantined file whose size changes
+(the operator restored it), or after ``QUARANTINE_RETRY_S`` (a transient storage error), is
+read again.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -35,7 +50,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import fsspec
 import numpy as np
@@ -159,6 +174,21 @@ _META_COLUMNS: tuple[tuple[str, type, tuple[type, ...]], ...] = (
     ("size", int, (int,)),
 )
 _INT32_MAX = 2**31 - 1
+
+log = logging.getLogger(__name__)
+# What a damaged shard raises: pyarrow's own errors (ArrowInvalid "magic bytes not found" on a
+# truncated file is a ValueError), OSError for a short read or a bad compressed page, and what our
+# own row decoding raises on values that do not fit (a ValueError from _matrix, a KeyError...).
+_UNREADABLE: tuple[type[BaseException], ...] = (pa.ArrowException, OSError, ValueError, KeyError,
+                                                TypeError, IndexError, UnicodeDecodeError)
+QUARANTINE_RETRY_S = 300.0  # a quarantined shard is read again after this (the error may have been transient)
+_logged_quarantine: set[tuple[str, int]] = set()  # (path, size) already logged by this process
+_logged_lock = threading.Lock()
+# One lock per shards root for delete's check-then-tombstone, shared by every ShardStore of the root in
+# this process (the serve replica and a CLI in one interpreter may hold different instances).
+_delete_locks: dict[str, threading.Lock] = {}
+_delete_locks_guard = threading.Lock()
+_DELETE_LOCK_FILE = ".delete.lock"  # in <root>/status/; a dot name, so no listing takes it for a shard
 
 _clock_lock = threading.Lock()
 _last_us = 0
@@ -383,6 +413,67 @@ class ShardStore:
         self._feat_best: dict[str, _Key] = {}  # video_id -> newest ok features row
         self._status_files: dict[str, int] = {}
         self._status_latest: dict[str, tuple[_Key, dict[str, Any]]] = {}
+        # path -> (size when it failed, monotonic time it failed, reason): shards skipped as damaged.
+        self._quarantine: dict[str, tuple[int, float, str]] = {}
+        self._feat_stale = False  # a features shard failed at read time: rebuild the index next refresh
+
+    # ---------------------------------------------------------------- quarantine
+
+    def _guarded(self, path: str, size: int, read: Callable[[], Any]) -> Any | None:
+        """Run one read of the shard at ``path``; on a damaged file quarantine it and return None.
+
+        The one place that decides a shard is unreadable, so status listings, feature loads and
+        audits all degrade the same way: the file is logged (once per path and size), recorded,
+        never deleted or moved (it is the operator's evidence and maybe their only copy), and the
+        caller goes on without it. A file that vanished meanwhile (FileNotFoundError) is not
+        damage: it is skipped and the next listing no longer shows it.
+        """
+        try:
+            return read()
+        except FileNotFoundError:
+            return None
+        except _UNREADABLE as e:
+            self._quarantine_file(path, size, f"{type(e).__name__}: {e}")
+            return None
+
+    def _quarantine_file(self, path: str, size: int, reason: str) -> None:
+        reason = reason.replace("\n", " ")[:500]
+        with self._lock:
+            self._quarantine[path] = (size, time.monotonic(), reason)
+        with _logged_lock:
+            first = (path, size) not in _logged_quarantine
+            _logged_quarantine.add((path, size))
+        if first:
+            log.error("shard quarantined (left on disk, skipped by every read): %s: %s", path, reason,
+                      extra={"stage": "shards", "shard": path})
+
+    def _skip_quarantined(self, path: str, size: int) -> bool:
+        """True while a listed file is a known-bad shard: same size and not yet due for a retry."""
+        q = self._quarantine.get(path)
+        return q is not None and q[0] == size and time.monotonic() - q[1] < QUARANTINE_RETRY_S
+
+    def quarantined(self, refresh: bool = True) -> dict[str, str]:
+        """Shard path -> why it was quarantined, for the damaged files the last reads skipped.
+
+        ``refresh=False`` answers from what the reads so far found, without listing the storage
+        (cheap enough for a health probe)."""
+        if refresh:
+            self._refresh()
+        with self._lock:
+            return {p if self._local else self._url(p): r for p, (_, _, r) in sorted(self._quarantine.items())}
+
+    def lost_ids(self) -> set[str]:
+        """Ids whose latest status is ok but whose features no readable shard holds.
+
+        Empty unless a features shard is quarantined: their newest features sat in it. A backfill
+        treats them as not done (``pipeline.index``), so re-running it over the sources restores them.
+        """
+        self._refresh()
+        with self._lock:
+            if not self._quarantine:
+                return set()
+            return {vid for vid, (_, row) in self._status_latest.items()
+                    if row["status"] == STATUS_OK and vid not in self._feat_best}
 
     # ---------------------------------------------------------------- writing
 
@@ -433,8 +524,48 @@ class ShardStore:
         return self._write(pa.Table.from_pylist(clean, schema=STATUS_SCHEMA), "status", now)
 
     def mark_deleted(self, video_id: str, uri: str = "") -> None:
-        """Tombstone: the features stay on disk (auditable) but are no longer returned."""
+        """Tombstone: the features stay on disk (auditable) but are no longer returned.
+
+        Unconditional; a delete that must happen once (the API, the CLI) checks the status and
+        writes this inside ``delete_guard()`` (``Catalog.remove``)."""
         self.write_status([{"video_id": video_id, "uri": uri, "status": STATUS_DELETED}])
+
+    @contextlib.contextmanager
+    def delete_guard(self) -> Iterator[None]:
+        """Serialise check-then-tombstone on this shards root, so one id is deleted exactly once.
+
+        Without it three concurrent DELETEs of one id all saw it ``ok`` and wrote three tombstones.
+        A lock per root is shared by every ShardStore of this process, and on a local root an
+        exclusive ``flock`` on ``status/.delete.lock`` extends it to other processes (a CLI
+        ``delete`` next to the server). An object store has no such lock: there two processes
+        deleting the same id at the same instant can still both write a tombstone (harmless to
+        readers: the state is "deleted" either way).
+        """
+        with _delete_locks_guard:
+            lock = _delete_locks.setdefault(self._path, threading.Lock())
+        with lock:
+            if not self._local:
+                yield
+                return
+            import fcntl
+
+            directory = f"{self._path}/status"
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(f"{directory}/{_DELETE_LOCK_FILE}", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing drops the flock
+
+    def status_of(self, video_id: str) -> dict | None:
+        """The latest status row of one video (``at`` as a UTC datetime), None when it has none."""
+        self._refresh()
+        with self._lock:
+            got = self._status_latest.get(video_id)
+        if got is None:
+            return None
+        return {**got[1], "at": datetime.fromtimestamp(got[1]["at"] / 1e6, tz=timezone.utc)}
 
     def _write(self, table: pa.Table, kind: str, us: int, row_group_size: int | None = None,
                compression: str | dict[str, str] = "zstd",
@@ -500,14 +631,23 @@ class ShardStore:
         """Index shards that appeared since the last call (only their key columns are read)."""
         with self._lock:
             feats = self._list("features")
-            if not set(self._feat_files) <= set(feats):  # shards removed (compaction): rebuild
-                self._feat_files, self._feat_best = {}, {}
+            stats = self._list("status")
+            listed = {**feats, **stats}
+            for path in [p for p in self._quarantine if p not in listed]:
+                del self._quarantine[path]  # the operator removed it: nothing left to report
+            # Shards removed (compaction) or changed size (files are never rewritten, so a new size
+            # means a damaged or restored file), or one failed at read time: rebuild from scratch.
+            if self._feat_stale or _changed(self._feat_files, feats):
+                self._feat_files, self._feat_best, self._feat_stale = {}, {}, False
             for path in sorted(set(feats) - set(self._feat_files)):
-                t = pq.read_table(path, columns=["video_id", "status", "indexed_at"], filesystem=self._pafs)
-                vids = t.column("video_id").to_pylist()
-                stat = t.column("status").to_pylist()
-                ats = pc.cast(t.column("indexed_at"), pa.int64()).to_pylist()
-                for i, (vid, st, at) in enumerate(zip(vids, stat, ats)):
+                if self._skip_quarantined(path, feats[path]):
+                    continue
+                keys = self._guarded(path, feats[path], lambda: _feature_keys(pq.read_table(
+                    path, columns=["video_id", "status", "indexed_at"], filesystem=self._pafs)))
+                if keys is None:
+                    continue
+                self._quarantine.pop(path, None)
+                for i, (vid, st, at) in enumerate(keys):
                     if st != STATUS_OK:
                         continue
                     key = _Key(at, path, i)
@@ -516,13 +656,17 @@ class ShardStore:
                         self._feat_best[vid] = key
                 self._feat_files[path] = feats[path]
 
-            stats = self._list("status")
-            if not set(self._status_files) <= set(stats):
+            if _changed(self._status_files, stats):
                 self._status_files, self._status_latest = {}, {}
             for path in sorted(set(stats) - set(self._status_files)):
-                t = pq.read_table(path, filesystem=self._pafs)
-                t = t.set_column(t.schema.get_field_index("at"), "at", pc.cast(t.column("at"), pa.int64()))
-                for i, row in enumerate(t.to_pylist()):
+                if self._skip_quarantined(path, stats[path]):
+                    continue
+                rows = self._guarded(path, stats[path], lambda: _status_rows(pq.read_table(
+                    path, columns=STATUS_SCHEMA.names, filesystem=self._pafs)))
+                if rows is None:
+                    continue
+                self._quarantine.pop(path, None)
+                for i, row in enumerate(rows):
                     key = _Key(row["at"], path, i)
                     cur = self._status_latest.get(row["video_id"])
                     if cur is None or cur[0] < key:
@@ -577,10 +721,30 @@ class ShardStore:
 
     def _read(self, wanted: dict[str, _Key]) -> dict[str, VideoFeatures]:
         """Read exactly the indexed rows: a dataset scan filtered on video_id (row groups whose
-        id range misses are skipped) over only the shards that hold them."""
+        id range misses are skipped) over only the shards that hold them.
+
+        When the scan fails, one of those shards is damaged and the scan cannot say which: each is
+        then read on its own through ``_guarded``, and the videos of the bad one read as missing
+        (the caller gets the others; search drops the missing ones) rather than failing the call."""
         if not wanted:
             return {}
         files = sorted({k.file for k in wanted.values()})
+        try:
+            return self._scan(files, wanted)
+        except _UNREADABLE:
+            pass
+        out: dict[str, VideoFeatures] = {}
+        for path in files:
+            part = {vid: k for vid, k in wanted.items() if k.file == path}
+            got = self._guarded(path, self._feat_files.get(path, -1),
+                                lambda: self._scan([path], part))  # noqa: B023 (called at once)
+            if got is None:
+                self._drop_features_shard(path)
+                continue
+            out.update(got)
+        return out
+
+    def _scan(self, files: list[str], wanted: dict[str, _Key]) -> dict[str, VideoFeatures]:
         dataset = ds.dataset(files, format="parquet", filesystem=self._pafs, schema=FEATURES_SCHEMA)
         table = dataset.to_table(
             columns=[*FEATURES_SCHEMA.names, "__filename"],
@@ -593,10 +757,30 @@ class ShardStore:
                 keep[vid] = i  # later rows of the same file win, as in the index
         return {f.video_id: f for f in _rows_to_features(table, sorted(keep.values()))}
 
+    def _drop_features_shard(self, path: str) -> None:
+        """Forget a features shard that failed at read time: its videos read as missing now, and
+        the next refresh rebuilds the index without it (an older readable copy of a video, if any,
+        then serves again)."""
+        with self._lock:
+            self._feat_best = {vid: k for vid, k in self._feat_best.items() if k.file != path}
+            self._feat_files.pop(path, None)
+            self._feat_stale = True
+
     def read_shard(self, path: str) -> list[VideoFeatures]:
-        """Every row of one features shard, failed ones included (audit / debugging)."""
+        """Every row of one features shard, failed ones included (audit / debugging).
+
+        A damaged shard is quarantined as on any other read and reported as a ValueError naming
+        it (an audit asked for this file, so silence would mislead); a missing one raises
+        FileNotFoundError."""
         fs_path = path.split("://", 1)[1] if "://" in path else path
-        return _rows_to_features(pq.read_table(fs_path, filesystem=self._pafs, schema=FEATURES_SCHEMA))
+        key = os.path.abspath(fs_path) if self._local else fs_path
+        size = int(self.fs.size(fs_path))
+        rows = self._guarded(key, size, lambda: _rows_to_features(
+            pq.read_table(fs_path, filesystem=self._pafs, schema=FEATURES_SCHEMA)))
+        if rows is None:
+            reason = self._quarantine.get(key, (0, 0.0, "vanished while read"))[2]
+            raise ValueError(f"{path}: damaged shard, quarantined: {reason}")
+        return rows
 
     def shard_paths(self) -> list[str]:
         """Published features shards, oldest first."""
@@ -606,7 +790,11 @@ class ShardStore:
         return files if self._local else [self._url(f) for f in files]
 
     def stats(self) -> dict[str, int]:
-        """Counts by latest status, live videos, shard files and bytes on storage."""
+        """Counts by latest status, live videos, shard files and bytes on storage.
+
+        ``shards`` / ``status_shards`` / ``bytes`` count readable shards only; damaged ones are
+        ``shards_quarantined`` (which: ``quarantined()``), and ``videos_unreadable`` are the ok
+        videos whose features only a quarantined shard held (``lost_ids()``)."""
         self._refresh()
         with self._lock:
             counts = {s: 0 for s in _STATUSES}
@@ -618,7 +806,49 @@ class ShardStore:
                 "videos_live": sum(1 for v in self._feat_best if self._live(v) is not None),
                 "shards": len(self._feat_files), "status_shards": len(self._status_files),
                 "bytes": sum(self._feat_files.values()) + sum(self._status_files.values()),
+                "shards_quarantined": len(self._quarantine),
+                "videos_unreadable": 0 if not self._quarantine else sum(
+                    1 for v, (_, row) in self._status_latest.items()
+                    if row["status"] == STATUS_OK and v not in self._feat_best),
             }
+
+
+def _changed(cached: dict[str, int], listed: dict[str, int]) -> bool:
+    """Whether a shard the index holds was removed or changed size since it was read."""
+    return any(listed.get(path) != size for path, size in cached.items())
+
+
+def _feature_keys(t: pa.Table) -> list[tuple[str, str, int]]:
+    """(video_id, status, indexed_at us) per row of a features shard's key columns.
+
+    Raises ValueError when they are not what ``write_features`` writes (a null id or time, an
+    unknown status, a column of another type): such a file is not one of ours, or is damaged."""
+    ids = t.column("video_id")
+    stat = t.column("status")
+    if not pa.types.is_string(ids.type) or not pa.types.is_string(stat.type):
+        raise ValueError(f"video_id / status columns are {ids.type} / {stat.type}, not strings")
+    if not pa.types.is_timestamp(t.column("indexed_at").type):
+        raise ValueError(f"indexed_at column is {t.column('indexed_at').type}, not a timestamp")
+    ats = pc.cast(t.column("indexed_at"), pa.int64())
+    if ids.null_count or ats.null_count:
+        raise ValueError("null video_id or indexed_at")
+    vids, sts = ids.to_pylist(), stat.to_pylist()
+    if not set(sts) <= {STATUS_OK, STATUS_FAILED}:
+        raise ValueError(f"unknown features status in {sorted(map(str, set(sts)))[:5]}")
+    return list(zip(vids, sts, ats.to_pylist()))
+
+
+def _status_rows(t: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a status shard (``at`` as UTC epoch microseconds), checked like ``_feature_keys``."""
+    t = t.select(STATUS_SCHEMA.names).cast(STATUS_SCHEMA)
+    t = t.set_column(t.schema.get_field_index("at"), "at", pc.cast(t.column("at"), pa.int64()))
+    if t.column("video_id").null_count or t.column("at").null_count or t.column("status").null_count:
+        raise ValueError("null video_id, status or at")
+    rows = t.to_pylist()
+    bad = {r["status"] for r in rows} - set(_STATUSES)
+    if bad:
+        raise ValueError(f"unknown status {sorted(bad)[:5]}")
+    return rows
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
