@@ -24,6 +24,9 @@ from serve.search_service import SearchService
 from serve.settings import ServeSettings, config_from_env, settings_from_env
 
 APP_NAME = "astradup"
+# Requests a search replica takes besides its decode slots: searches by video_id, pings, verdicts,
+# and the refusals of decodes past the slots, which must reach the replica to be answered 503.
+SEARCH_OTHER_REQUESTS = 6
 
 
 def absolute_paths(cfg: Config) -> Config:
@@ -57,7 +60,8 @@ def deployment_options(cfg: Config, s: ServeSettings) -> dict[str, dict]:
         "FrameEmbedder": emb,
         # One process per Milvus Lite file: the search deployment must be that one process.
         "SearchService": {"num_replicas": 1 if is_lite_uri(cfg.resolved_milvus_uri) else s.search_replicas,
-                          "ray_actor_options": {"num_cpus": s.search_num_cpus}},
+                          "ray_actor_options": {"num_cpus": s.search_num_cpus},
+                          "max_ongoing_requests": s.decode_slots + SEARCH_OTHER_REQUESTS},
         "Gateway": {"num_replicas": s.gateway_replicas, "ray_actor_options": {"num_cpus": s.gateway_num_cpus}},
     }
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from starlette.datastructures import UploadFile
@@ -33,10 +34,11 @@ from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.io.gate import HEAD_BYTES, refusal, sniff
 from astradup.records import STATUS_OK
-from serve.media import MediaGone, ThumbCache, content_type, iter_range, media_size
+from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve import state
 from serve.bodies import BadJson, BodyLimit, parse_json
+from serve.hosts import HostPolicy
 from serve.settings import ServeSettings
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -101,7 +103,15 @@ api.add_middleware(BodyLimit, limit_for=_body_limit, buffer_max=BODY_MAX)
 
 @api.middleware("http")
 async def _guard(request: Request, call_next):
-    """API key, body size of non-upload requests, and the error counter."""
+    """Host, API key, body size of non-upload requests, and the error counter.
+
+    The Host check comes first and covers every path, the page included: it is what stops a
+    DNS-rebinding page from talking to the service as if it were same-origin.
+    """
+    hosts: HostPolicy = state.GATEWAY["hosts"]
+    host = request.headers.get("host")
+    if not hosts.allows(host):
+        return _count(_json_error(400, hosts.refusal(host)))
     path = request.url.path
     key = state.GATEWAY["api_key"]
     if key and path not in PUBLIC_PATHS and not path.startswith("/static/"):
@@ -238,9 +248,11 @@ class Gateway:
         self.metrics = Metrics()
         self._status: tuple[float, dict[str, dict]] | None = None
         self._status_lock = threading.Lock()
+        self._heads: dict[str, str | None] = {}  # video id -> head_hash of its features (fixed per id)
         self._index_html = (STATIC_DIR / "index.html").read_text()
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
-        state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics, upload_limit=settings.max_upload_bytes)
+        state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics, upload_limit=settings.max_upload_bytes,
+                             hosts=HostPolicy(settings.bind_host, tuple(settings.allowed_hosts)))
 
     # ------------------------------------------------------------------ helpers
 
@@ -258,10 +270,28 @@ class Gateway:
             raise ApiError(404, f"{video_id}: not indexed ({row['status']})")
         return row
 
+    def _record(self, video_id: str, row: dict) -> Indexed:
+        """What /media and /thumbs check a file against before serving it (serve.media.open_verified).
+
+        The head hash sits in the features' meta; an id is the hash of the whole content, so it
+        never changes for an id and is read once per replica. Records indexed before head hashes
+        existed give None: their files are checked on size alone.
+        """
+        if video_id not in self._heads:
+            f = self.shards.load_features([video_id]).get(video_id)
+            if f is None:
+                return Indexed(row["uri"], row.get("size"), None)  # not cached: the shard may come back
+            h = f.meta.get("head_hash")
+            self._heads[video_id] = h if isinstance(h, str) and h else None
+        return Indexed(row["uri"], row.get("size"), self._heads[video_id])
+
     async def _call(self, response) -> dict:
         res = await response
         if "error" in res:
-            raise ApiError(int(res.get("status", 400)), res["error"])
+            # A busy search replica says when to come back (503 + Retry-After: decode slots full).
+            retry = res.get("retry_after")
+            raise ApiError(int(res.get("status", 400)), res["error"],
+                           {"Retry-After": str(int(retry))} if retry else None)
         return res
 
     # ------------------------------------------------------------------ page and health
@@ -287,8 +317,9 @@ class Gateway:
         except Exception as e:
             raise ApiError(503, f"search deployment not responding: {type(e).__name__}") from None
         statuses = await asyncio.to_thread(self._statuses)
+        # Damaged shards are skipped, not fatal (ShardStore._guarded); the count tells the operator.
         return {"status": "ok", "videos": sum(1 for r in statuses.values() if r["status"] == STATUS_OK),
-                **self.metrics.counts}
+                "shards_quarantined": len(self.shards.quarantined(refresh=False)), **self.metrics.counts}
 
     # ------------------------------------------------------------------ search
 
@@ -300,7 +331,7 @@ class Gateway:
         try:
             yield rec
             rec["outcome"] = "ok"
-        except ApiError:
+        except (ApiError, StarletteHTTPException):  # a 4xx (BodyTooLarge is an HTTPException)
             raise
         except Exception:
             rec["outcome"] = "failed"
@@ -388,7 +419,7 @@ class Gateway:
     async def _parse(parser):
         try:
             return await parser.parse()
-        except ApiError:
+        except (ApiError, StarletteHTTPException):  # BodyTooLarge from receive stays a 413, not a 400
             raise
         except Exception as e:  # whatever the parser trips on is in the client's bytes
             raise ApiError(400, f"malformed form body: {str(e)[:120] or type(e).__name__}") from None
@@ -454,15 +485,17 @@ class Gateway:
     @api.api_route("/media/{video_id}", methods=["GET", "HEAD"],
                    summary="The video file of an indexed id, with HTTP range requests (206) for seeking")
     def media(self, video_id: VideoId, request: Request) -> Response:
-        uri = self._indexed(video_id)["uri"]
-        try:
-            size = media_size(uri, self.cfg.s3_endpoint)
+        row = self._indexed(video_id)
+        uri = row["uri"]
+        try:  # the file read below is the one checked: a regular file, the indexed size and head
+            f, size = open_verified(self._record(video_id, row), self.cfg.s3_endpoint)
         except MediaGone as e:
-            raise ApiError(404, str(e)) from None
+            raise ApiError(404, f"{video_id}: {e}") from None
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
         try:
             rng = parse_range(request.headers.get("range"), size)
         except RangeNotSatisfiable as e:
+            f.close()
             raise ApiError(416, f"range not satisfiable: {e}", {"Content-Range": f"bytes */{size}"}) from None
         if rng is None:
             status, start, length = 200, 0, size
@@ -471,18 +504,20 @@ class Gateway:
             headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
         headers["Content-Length"] = str(length)
         if request.method == "HEAD":
+            f.close()
             return Response(status_code=status, headers=headers, media_type=content_type(uri))
-        return StreamingResponse(iter_range(uri, start, length, self.cfg.s3_endpoint), status_code=status,
-                                 headers=headers, media_type=content_type(uri))
+        # stream_range closes f when done; the task closes it if the stream never started
+        return StreamingResponse(stream_range(f, start, length), status_code=status, headers=headers,
+                                 media_type=content_type(uri), background=BackgroundTask(f.close))
 
     @api.get("/thumbs/{video_id}", summary="A JPEG frame of an indexed video at t seconds (made once, cached)",
              response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
     def thumb(self, video_id: VideoId, t: Annotated[float, Query(ge=0, le=7 * 86400)] = 0.0) -> Response:
         row = self._indexed(video_id)
         try:
-            jpeg = self.thumbs.get(video_id, row["uri"], t, row.get("duration"))
+            jpeg = self.thumbs.get(video_id, self._record(video_id, row), t, row.get("duration"))
         except MediaGone as e:
-            raise ApiError(404, str(e)) from None
+            raise ApiError(404, f"{video_id}: {e}") from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     # ------------------------------------------------------------------ reviews

@@ -1,6 +1,7 @@
 """Start and stop the application on this machine (``astradup serve``, tests, the load benchmark)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -12,6 +13,7 @@ from astradup.errors import ConfigError
 from astradup.raystart import ensure_ray
 from astradup.store.vectors import is_lite_uri
 from serve.app import APP_NAME, absolute_paths, build_app
+from serve.hosts import BindRefused, check_bind
 from serve.settings import ServeSettings
 
 READY_TIMEOUT_S = 300
@@ -49,10 +51,19 @@ def check_lite_free(cfg: Config) -> None:
 
 
 def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-          timeout: float = READY_TIMEOUT_S) -> str:
-    """Run the app on Serve listening on host:port; returns its base URL once /healthz answers."""
+          timeout: float = READY_TIMEOUT_S, insecure: bool = False) -> str:
+    """Run the app on Serve listening on host:port; returns its base URL once /healthz answers.
+
+    A non-loopback ``host`` without an API key is refused (ConfigError) unless ``insecure``; the
+    gateway is told the bind so that it answers only Host headers naming it (serve/hosts.py).
+    """
     from ray import serve
 
+    try:
+        check_bind(host, settings.api_key, insecure)
+    except BindRefused as e:
+        raise ConfigError(str(e)) from None
+    settings = dataclasses.replace(settings, bind_host=host)
     check_lite_free(cfg)
     ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port)
     serve.start(http_options={"host": host, "port": port})

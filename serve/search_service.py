@@ -11,9 +11,9 @@ cross a deployment handle wrapped in Ray's own types.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import re
 import tempfile
 import threading
 import time
@@ -23,23 +23,31 @@ import numpy as np
 from ray import serve
 
 from astradup import telemetry
-from astradup.catalog import Catalog
+from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
 from astradup.config import Config
 from astradup.errors import MediaError, path_free
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
-from astradup.io.gate import Container
+from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
 from astradup.io.ids import content_id
-from astradup.io.sources import local_copy, storage_options
+from astradup.io.sources import storage_options
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
 from astradup.reviews import REJECTED, ReviewStore, pair_key
 from astradup.search import Query, Searcher
+from astradup.uris import AllowList, BadUri, split_s3
 from serve.embedding import RemoteEmbedder
 from serve.settings import ServeSettings
+from serve.slots import DecodeSlots, decode_slot
 
 STAGE = telemetry.QUERY_STAGE_LATENCY
 _INFLIGHT = telemetry.inflight(telemetry.SEARCH_INFLIGHT)  # searches inside this replica right now
-S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^\x00-\x1f]+$")
+# One answer for every "where" refusal of a uri (outside search.allowed_uris, no such object or
+# bucket, no permission): telling them apart would let a client map what exists, and how large it
+# is, in buckets the server's credentials reach but the client may not read.
+URI_REFUSED = ("uri not allowed or not readable: only existing objects under search.allowed_uris "
+               "(default: the buckets the index was built from) can be searched")
+ALLOW_TTL_S = 10.0  # the default allow-list (buckets of indexed uris) is recomputed at most this often
+S3_CHUNK = 8 << 20  # bytes per ranged GET while a query object is copied
 
 
 def reviews_path(cfg: Config) -> Path:
@@ -73,6 +81,74 @@ class BadMedia(Exception):
     """The query's bytes could not be decoded: the client's fault, answered 422."""
 
 
+class UriRefused(Exception):
+    """A query object that is not read: ``status`` and ``message`` are the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def fetch_query_object(fs, bucket: str, key: str, limit: int) -> tuple[str, Container]:
+    """A temp copy of ``s3://bucket/key`` (the caller unlinks it) and its sniffed container.
+
+    The object is read as one stream: its first HEAD_BYTES are sniffed before anything else is
+    fetched (a DASH/HLS manifest or a picture costs one small GET and reaches no decoder), and the
+    bytes sniffed are the bytes copied, so an object replaced meanwhile cannot slip past the check.
+    The copy stops at ``limit`` bytes whatever the object's size said. Every "cannot read it" is
+    URI_REFUSED (403), the same as outside the allow-list; sizes are never echoed.
+    """
+    try:
+        # cache_type "none": each read is one ranged GET of exactly the bytes asked for.
+        src = fs.open(f"{bucket}/{key}", "rb", cache_type="none")
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        raise UriRefused(403, URI_REFUSED) from None
+    except Exception as e:  # S3 itself failing is the server's problem, not the client's
+        raise UriRefused(502, f"S3 error: {type(e).__name__}") from None
+    fd, tmp = -1, ""
+    try:
+        with src:
+            if (getattr(src, "details", None) or {}).get("type", "file") != "file":
+                raise UriRefused(403, URI_REFUSED)  # a "folder" (a common prefix) is no object either
+            size = int(src.size or 0)
+            if size == 0:
+                raise UriRefused(422, "uri: empty object")
+            if size > limit:
+                raise UriRefused(413, f"uri: object is over the limit of {limit} bytes")
+            head = src.read(HEAD_BYTES)
+            container = sniff(head, size)
+            if container is None:
+                raise UriRefused(415, f"uri: {refusal(head)}")
+            fd, tmp = tempfile.mkstemp(prefix="astradup-query-", suffix=container.suffix)
+            with os.fdopen(fd, "wb") as dst:
+                fd = -1
+                n = len(head)
+                dst.write(head)
+                while chunk := src.read(min(S3_CHUNK, limit + 1 - n)):
+                    n += len(chunk)
+                    if n > limit:
+                        raise UriRefused(413, f"uri: object is over the limit of {limit} bytes")
+                    dst.write(chunk)
+        return tmp, container
+    except UriRefused:
+        _discard(fd, tmp)
+        raise
+    except (FileNotFoundError, PermissionError):  # gone or locked while being read
+        _discard(fd, tmp)
+        raise UriRefused(403, URI_REFUSED) from None
+    except Exception as e:
+        _discard(fd, tmp)
+        raise UriRefused(502, f"S3 error: {type(e).__name__}") from None
+
+
+def _discard(fd: int, tmp: str) -> None:
+    if fd >= 0:
+        os.close(fd)
+    if tmp:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 @serve.deployment(name="SearchService", max_ongoing_requests=4)
 class SearchService:
     async def __init__(self, cfg: Config, settings: ServeSettings, embedder) -> None:
@@ -87,6 +163,29 @@ class SearchService:
         self.catalog.vectors
         self._queue: tuple[tuple, list[dict]] | None = None
         self._queue_lock = threading.Lock()
+        # Uploads and uri searches past this many at once answer 503 + Retry-After (serve/slots.py).
+        self.decodes = DecodeSlots(settings.decode_slots, settings.decode_retry_after_s)
+        self._init_uri_access()
+
+    def _init_uri_access(self) -> None:
+        """The configured allow-list, parsed once (load_config already refused a malformed entry),
+        and the cache of the default one."""
+        self._allow_configured = AllowList.parse(self.cfg.search.allowed_uris) if self.cfg.search.allowed_uris \
+            else None
+        self._allow_default: tuple[float, AllowList] | None = None
+        self._allow_lock = threading.Lock()
+
+    def allow_list(self) -> AllowList:
+        """``search.allowed_uris``, or (empty) the buckets of the indexed uris: recomputed from the
+        status listing at most every ALLOW_TTL_S, so a search costs no extra listing."""
+        if self._allow_configured is not None:
+            return self._allow_configured
+        with self._allow_lock:
+            now = time.monotonic()
+            if self._allow_default is None or now - self._allow_default[0] > ALLOW_TTL_S:
+                status = self.catalog.shards.latest_status()
+                self._allow_default = (now, AllowList.from_indexed(r.get("uri") or "" for r in status.values()))
+            return self._allow_default[1]
 
     # ------------------------------------------------------------------ queries
 
@@ -147,6 +246,7 @@ class SearchService:
                       "took_ms": round(1000 * (time.time() - t0), 1)})
 
     @_INFLIGHT.track
+    @decode_slot
     def search_upload(self, data: bytes, container: str, top: int, include_none: bool = False,
                       name: str = "") -> dict:
         t0 = time.time()
@@ -162,33 +262,31 @@ class SearchService:
         return self._answer(q, "upload", top, include_none, t0, name=name)
 
     @_INFLIGHT.track
+    @decode_slot
     def search_uri(self, uri: str, top: int, include_none: bool = False) -> dict:
+        """Search with an S3 object: inside the allow-list, existing, within the upload limit and
+        sniffed as a video container (the same gate as uploads) before any decoder sees a byte."""
         t0 = time.time()
-        if not S3_URI_RE.match(uri):
-            return _error(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
+        try:
+            bucket, key = split_s3(uri)
+        except BadUri as e:
+            return _error(400, f"uri must be s3://bucket/key: {e}")
+        if not self.allow_list().allows(bucket, key):
+            return _error(403, URI_REFUSED)
         try:
             import fsspec
 
             fs = fsspec.filesystem("s3", **storage_options(self.cfg.s3_endpoint))
-            size = int(fs.size(uri))
-        except FileNotFoundError:
-            return _error(404, f"{uri}: no such object")
-        except PermissionError:
-            return _error(403, f"{uri}: access denied")
-        except Exception as e:
-            return _error(502, f"{uri}: S3 error: {type(e).__name__}")
-        if size == 0:
-            return _error(422, f"{uri}: empty object")
-        if size > self.settings.max_upload_bytes:
-            return _error(413, f"{uri}: {size} bytes is over the limit of {self.settings.max_upload_bytes}")
+            tmp, _ = fetch_query_object(fs, bucket, key, self.settings.max_upload_bytes)
+        except UriRefused as e:
+            return _error(e.status, e.message)
         try:
-            with local_copy(uri, self.cfg.s3_endpoint) as path:
-                q = self._query(path, uri)
+            q = self._query(tmp, uri)
         except BadMedia as e:
             return _error(422, f"{uri}: {e}")
-        except FileNotFoundError:
-            return _error(404, f"{uri}: no such object")
-        return self._answer(q, "uri", top, include_none, t0, name=uri.rsplit("/", 1)[-1])
+        finally:
+            os.unlink(tmp)
+        return self._answer(q, "uri", top, include_none, t0, name=key.rsplit("/", 1)[-1])
 
     @_INFLIGHT.track
     def search_video(self, video_id: str, top: int) -> dict:
@@ -206,10 +304,14 @@ class SearchService:
     # ------------------------------------------------------------------ index changes and verdicts
 
     def delete(self, video_id: str) -> dict:
-        removed = self.catalog.delete(video_id)
-        if removed is None:
+        """Exactly one of several concurrent deletes of an id answers 200 and writes its tombstone
+        (``Catalog.remove`` serialises them); the rest answer 409 "already deleted"."""
+        res = self.catalog.remove(video_id)
+        if res.state == DELETE_ALREADY:
+            return _error(409, f"{video_id}: already deleted")
+        if res.state != DELETE_DONE:
             return _error(404, f"{video_id}: not in the index")
-        return {"deleted": video_id, "vectors_removed": int(removed)}
+        return {"deleted": video_id, "vectors_removed": int(res.vectors_removed or 0)}
 
     def review(self, query_id: str, source_id: str, decision: str, note: str = "") -> dict:
         row = self.catalog.shards.latest_status().get(source_id)
@@ -261,5 +363,6 @@ class SearchService:
                 best[k] = d
         return plain(sorted(best.values(), key=lambda d: (d["confidence"], -d["fused"], d["query_id"])))
 
-    def ping(self) -> dict:
+    async def ping(self) -> dict:
+        """On the replica's event loop, not in its thread pool: answers while decodes run."""
         return {"ok": True}

@@ -14,7 +14,9 @@ from astradup.config import Config, load_config
 
 ENV_API_KEY = "ASTRADUP_API_KEY"
 ENV_MAX_UPLOAD_MB = "ASTRADUP_MAX_UPLOAD_MB"
-SERVE_ENV = (ENV_API_KEY, ENV_MAX_UPLOAD_MB)
+ENV_ALLOWED_HOSTS = "ASTRADUP_ALLOWED_HOSTS"  # comma-separated Host names besides the bind's own
+ENV_DECODE_SLOTS = "ASTRADUP_DECODE_SLOTS"
+SERVE_ENV = (ENV_API_KEY, ENV_MAX_UPLOAD_MB, ENV_ALLOWED_HOSTS, ENV_DECODE_SLOTS)
 MB = 1 << 20
 DEFAULT_MAX_UPLOAD_MB = 512
 
@@ -37,6 +39,16 @@ class ServeSettings:
     search_num_cpus: float = 1.0
     embedder_num_cpus: float = 1.0  # CPU embedder replicas; a GPU replica asks for 0 CPUs
     gateway_num_cpus: float = 0.0  # the gateway mostly waits on I/O and the other deployments
+    # Media decodes (upload and uri searches) one search replica runs at once. One more is answered
+    # 503 with Retry-After at once rather than queued: a few hostile or merely large uploads must
+    # not take every CPU and request slot of the replica, so searches by video_id and /healthz's
+    # ping still answer while they run.
+    decode_slots: int = 2
+    decode_retry_after_s: int = 5  # the Retry-After of that 503
+    # The address the HTTP proxy listens on (set by serve.local.start): the gateway answers only
+    # Host headers that name it (serve/hosts.py), which stops DNS rebinding.
+    bind_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()  # further Host names clients use ("*" = any)
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -45,6 +57,8 @@ class ServeSettings:
             raise ValueError("replica counts must be >= 1")
         if self.embedder_max_replicas < self.embedder_min_replicas:
             raise ValueError("embedder_max_replicas must be >= embedder_min_replicas")
+        if self.decode_slots < 1 or self.decode_retry_after_s < 1:
+            raise ValueError("decode_slots and decode_retry_after_s must be >= 1")
 
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: Any) -> ServeSettings:
@@ -57,6 +71,14 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: Any) -
         except ValueError:
             raise ValueError(f"{ENV_MAX_UPLOAD_MB}={raw!r} is not a number of megabytes") from None
         s = replace(s, max_upload_bytes=max(1, int(mb * MB)))
+    hosts = tuple(h.strip() for h in env.get(ENV_ALLOWED_HOSTS, "").split(",") if h.strip())
+    if hosts:
+        s = replace(s, allowed_hosts=hosts)
+    raw = env.get(ENV_DECODE_SLOTS, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{ENV_DECODE_SLOTS}={raw!r} is not a whole number >= 1")
+        s = replace(s, decode_slots=int(raw))
     return replace(s, **overrides) if overrides else s
 
 

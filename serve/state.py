@@ -9,4 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-GATEWAY: dict[str, Any] = {"api_key": "", "metrics": None, "upload_limit": 0}
+from serve.hosts import HostPolicy
+
+# "hosts" starts as the loopback-only policy, so a replica that never set it answers no foreign Host.
+GATEWAY: dict[str, Any] = {"api_key": "", "metrics": None, "upload_limit": 0, "hosts": HostPolicy()}

@@ -180,6 +180,14 @@ def test_odd_range_headers_never_fail(srv):
             assert len(r.content) == size
 
 
+def test_a_foreign_host_is_refused_through_the_proxy(srv):
+    """DNS rebinding through Serve's real proxy: the app is bound to 127.0.0.1, so a page on
+    another name gets 400 on every path (the key does not help); the loopback names still pass."""
+    for path in ("/", "/healthz", "/videos"):
+        _assert_4xx(srv.get(path, headers={"Host": "rebind.evil.example"}), 400, "not allowed")
+    assert srv.get("/healthz", headers={"Host": "localhost"}).status_code == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # schemathesis over the app's own OpenAPI schema
 
