@@ -142,6 +142,10 @@ class SearchConfig:
     max_candidates: int = 20  # candidate videos scored in full per query
     top: int = 10  # matches returned
     consistency: str = "Session"  # Milvus server searches: Strong | Session | Bounded | Eventually
+    # What a client's {"uri": "s3://..."} may name (the service reads it with its own credentials):
+    # s3://bucket[/prefix] entries, matched on whole path segments (astradup/uris.py). Empty = the
+    # buckets the index's status records came from; a local-only index then allows no URI at all.
+    allowed_uris: list = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +156,9 @@ class PipelineConfig:
     write_batch: int = 100  # videos per Parquet shard / Milvus write
     dashboard: bool = True  # start the Ray dashboard with a local Ray (tests turn it off)
     metrics_export_port: int = 0  # Prometheus endpoint of a local Ray's metrics agent; 0 = Ray's choice
+    # Where a local Ray listens (GCS, raylet, agents, metrics, dashboard): 127.0.0.1 = this machine
+    # only; 0.0.0.0 = every interface (other hosts can reach it; token auth stays on either way).
+    ray_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -227,6 +234,9 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
         if key not in known:
             raise ConfigError(f"unknown config key '{where}{key}'")
         cur = getattr(obj, key)
+        if isinstance(cur, (list, tuple)) and not isinstance(val, (list, tuple)):
+            # list("s3://b") would be a list of characters: a scalar where a list belongs is an error
+            raise ConfigError(f"config key '{where}{key}' must be a list, got {val!r}")
         if dataclasses.is_dataclass(cur):
             if not isinstance(val, dict):
                 raise ConfigError(f"config key '{where}{key}' must be a mapping")
@@ -271,4 +281,17 @@ def load_config(path: str | os.PathLike[str] | None = None,
     for layer in layers:
         _merge(cfg, layer, "")
     check_decode(cfg.decode)
+    check_search(cfg.search)
     return cfg
+
+
+def check_search(cfg: SearchConfig) -> None:
+    """ConfigError naming the entry when ``search.allowed_uris`` holds anything but s3://bucket[/prefix]:
+    a typo there must not silently widen (or empty) what clients may read."""
+    from astradup.uris import BadUri, split_s3
+
+    for entry in cfg.allowed_uris:
+        try:
+            split_s3(entry, prefix=True)
+        except BadUri as e:
+            raise ConfigError(f"search.allowed_uris entry {entry!r}: {e}") from None

@@ -36,7 +36,10 @@ def ensure_ray(cfg: Config | None = None) -> None:
     """Join RAY_ADDRESS when set (a `ray job submit` or a cluster), else start a local Ray."""
     from astradup.raystart import ensure_ray as _ensure
 
-    _ensure(cfg.pipeline.dashboard if cfg else True, cfg.pipeline.metrics_export_port if cfg else 0)
+    if cfg is None:
+        _ensure()
+    else:
+        _ensure(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port, cfg.pipeline.ray_host)
 
 
 def _fallback_id(uri: str) -> str:

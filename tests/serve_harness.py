@@ -102,8 +102,11 @@ def _start(tmp_path_factory, s3_endpoint: str) -> Served:
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
     fs.mkdir("serve-queries")
     fs.put(str(files["c_query.mp4"]), "serve-queries/c_query.mp4")
+    # The corpus is local, so the default uri allow-list (the indexed buckets) is empty: queries may
+    # come from the query bucket only.
     cfg = load_config(overrides={"data_dir": str(root / "data"), "s3_endpoint": s3_endpoint,
-                                 "pipeline": {"dashboard": False, "decode_concurrency": 1}})
+                                 "pipeline": {"dashboard": False, "decode_concurrency": 1},
+                                 "search": {"allowed_uris": ["s3://serve-queries"]}})
     catalog = Catalog(cfg)
     report = index([str(lib)], cfg, catalog=catalog)
     assert report.indexed == N_VIDEOS and not report.failed, report.summary()

@@ -2,7 +2,9 @@
 the real Ray Serve app on 127.0.0.1 over a small indexed corpus (tests/serve_harness.py)."""
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
 import time
 
@@ -182,8 +184,51 @@ def test_search_an_s3_uri(srv):
     res = r.json()
     assert res["query"]["kind"] == "uri" and res["query"]["name"] == "c_query.mp4"
     assert {m["name"] for m in res["matches"][:2]} == {"c.mp4", "c_copy.mp4"}
-    r = srv.post("/search", json={"uri": "s3://serve-queries/missing.mp4"})
-    assert r.status_code == 404 and "no such object" in r.json()["error"]
+    # Not allowed and not there read alike (403, one text): no object's existence or size leaks.
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": srv.cfg.s3_endpoint}, skip_instance_cache=True)
+    if not fs.exists("serve-private"):
+        fs.mkdir("serve-private")
+    fs.put(str(srv.files["c_query.mp4"]), "serve-private/c_query.mp4")
+    missing = srv.post("/search", json={"uri": "s3://serve-queries/missing.mp4"})
+    other = srv.post("/search", json={"uri": "s3://serve-private/c_query.mp4"})
+    assert missing.status_code == other.status_code == 403, (missing.text, other.text)
+    assert missing.json() == other.json()
+    assert "not allowed" in other.json()["error"] and "c_query" not in other.text
+    # An allowed object is sniffed like an upload: a DASH manifest never reaches a decoder.
+    fs.pipe("serve-queries/manifest.mp4", b'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011">'
+                                         b"<BaseURL>file:///etc/passwd</BaseURL></MPD>")
+    r = srv.post("/search", json={"uri": "s3://serve-queries/manifest.mp4"})
+    assert r.status_code == 415 and "not a media file" in r.json()["error"], r.text
+    assert srv.post("/search", json={"uri": "s3://serve-queries/x/../c_query.mp4"}).status_code == 400
+
+
+def test_media_changed_since_indexing_is_not_served(srv, tmp_path):
+    """A file replaced after indexing (by a symlink to another file, or by other bytes of the same
+    size) is served neither as media nor as thumbnails; put back, it is served again."""
+    vid, path = srv.ids["c_copy.mp4"], srv.files["c_copy.mp4"]
+    data = path.read_bytes()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * (len(data) // 32 + 1))
+    aside = tmp_path / "aside.mp4"
+    os.replace(path, aside)
+    try:
+        os.symlink(secret, path)
+        for route in (f"/media/{vid}", f"/thumbs/{vid}?t=1"):
+            r = srv.get(route)
+            assert r.status_code == 404 and "changed since indexing" in r.json()["error"], route
+            assert b"root:x" not in r.content
+        os.unlink(path)
+        path.write_bytes(b"\0" * 64 + data[64:])  # same size, other head bytes
+        r = srv.get(f"/media/{vid}", headers={"Range": "bytes=100-199"})
+        assert r.status_code == 404 and "changed since indexing" in r.json()["error"]
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.replace(aside, path)
+    r = srv.get(f"/media/{vid}")
+    assert r.status_code == 200 and r.content == data
 
 
 def test_media_serves_byte_ranges(srv):
@@ -257,7 +302,8 @@ def test_delete_removes_the_vectors_and_nothing_else(srv):
     assert srv.get(f"/videos/{d}").json()["status"] == "deleted"
     assert srv.get(f"/media/{d}").status_code == 404
     assert srv.get(f"/thumbs/{d}").status_code == 404
-    assert srv.delete(f"/videos/{d}").status_code == 404
+    again = srv.delete(f"/videos/{d}")
+    assert again.status_code == 409 and "already deleted" in again.json()["error"]
     assert srv.get("/videos").json()["total"] == serve_harness.N_VIDEOS - 1
     assert srv.files["d.mp4"].exists()  # the file itself is never touched
     res = srv.get(f"/videos/{srv.ids['c.mp4']}/matches").json()

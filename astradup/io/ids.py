@@ -27,6 +27,36 @@ def content_id(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
     return h.hexdigest()
 
 
+HEAD_HASH_BYTES = 64 << 10  # what head_hash reads: one small read, even of a multi-GB file
+
+
+def head_hash(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
+    """blake2b-128 (32 hex chars) of the first HEAD_HASH_BYTES bytes.
+
+    Recorded at index time (``meta["head_hash"]``) so the service can check, for the price of one
+    64 KiB read, that the file it is about to serve still starts with the bytes it indexed: with the
+    size, that catches a file replaced by another (or by a symlink to one) without re-hashing it
+    whole. A file object is read from its current position.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(path_or_fileobj, (str, os.PathLike)):
+        with open(path_or_fileobj, "rb") as f:
+            _feed_head(h, f)
+    else:
+        _feed_head(h, path_or_fileobj)
+    return h.hexdigest()
+
+
+def _feed_head(h: hashlib.blake2b, f: BinaryIO) -> None:
+    left = HEAD_HASH_BYTES
+    while left > 0:
+        chunk = f.read(left)
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+
+
 def _feed(h: hashlib.blake2b, f: BinaryIO) -> None:
     while True:
         chunk = f.read(CHUNK)
