@@ -231,11 +231,18 @@ def main() -> int:
     media_s = sum(3 + (i % 2) for i in range(args.n))
     log(f"{len(clips)} clips ({media_s / 60:.1f} min of media) generated in {time.time() - t0:.1f} s")
 
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    # Token auth on (the head, the job clients and the drivers share ~/.ray/auth_token, made 0600 when
+    # missing); the head on 127.0.0.1 only (Ray's single-machine switch), the clients told the same.
+    from astradup.raystart import ensure_token, refresh_auth_state
+
+    ensure_token()
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION="us-east-1", PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                            "AWS_DEFAULT_REGION")})
+    refresh_auth_state()  # this process's job client sends the token too
     import logging
 
     import s3fs

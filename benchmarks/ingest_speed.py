@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy: one BLAS thread = per-core figures
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

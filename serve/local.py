@@ -65,7 +65,7 @@ def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: i
         raise ConfigError(str(e)) from None
     settings = dataclasses.replace(settings, bind_host=host)
     check_lite_free(cfg)
-    ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port)
+    ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port, cfg.pipeline.ray_host)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(cfg, settings), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"

@@ -86,8 +86,7 @@ def test_driver_killed_mid_write_then_rerun_indexes_each_video_once(tmp_path, mo
     args = ["--source", str(videos), "--data-dir", str(tmp_path / "data"), "--write-batch", str(batch),
             "--decode-concurrency", "1"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(KILL_AT="2", ASTRADUP_PIPELINE__DASHBOARD="false", RAY_AUTH_MODE="disabled",
-               PYTHONPATH=str(ROOT))
+    env.update(KILL_AT="2", ASTRADUP_PIPELINE__DASHBOARD="false", PYTHONPATH=str(ROOT))
     # Its own session, so the Ray processes the killed driver leaves behind can be reaped by group.
     proc = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER, *args], cwd=ROOT, env=env,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -302,8 +302,7 @@ def _backfill(args: list[str]) -> tuple[str, TreeMemory, float]:
     sampled is the job's alone (driver + the local Ray it starts), not this test process's; its
     own session lets whatever it leaves behind be reaped by group. (output, memory, seconds)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(ASTRADUP_PIPELINE__DASHBOARD="false", RAY_AUTH_MODE="disabled",
-               PYTHONPATH=str(ROOT))
+    env.update(ASTRADUP_PIPELINE__DASHBOARD="false", PYTHONPATH=str(ROOT))
     t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "jobs.backfill", *args], cwd=ROOT, env=env,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -58,3 +58,16 @@ def test_every_node_installs_the_project_and_ports_are_set(cluster):
     opened = {p["FromPort"] for p in cluster["provider"]["security_group"]["IpPermissions"]}
     assert opened == {8265, 8000}  # dashboard and Serve
     assert (ROOT / "scripts" / "install.sh").is_file()
+
+
+def test_every_node_starts_ray_with_token_auth_and_the_shared_token(cluster):
+    """Head and workers share one token (the file Ray looks for, synced by file_mounts, owner-only)
+    and start Ray with token auth on; nothing in the file turns it off."""
+    assert cluster["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        commands = cluster[key]
+        starts = [c for c in commands if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token" in c for c in starts), key
+        guard = next(i for i, c in enumerate(commands) if "test -s ~/.ray/auth_token" in c)
+        assert "chmod 600 ~/.ray/auth_token" in commands[guard] and guard < commands.index(starts[0]), key
+    assert "disabled" not in (ROOT / "cluster.yaml").read_text()

@@ -83,7 +83,7 @@ def assert_each_video_once(vectors, feats: dict[str, VideoFeatures]) -> None:
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(ASTRADUP_PIPELINE__DASHBOARD="false", RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
+    env.update(ASTRADUP_PIPELINE__DASHBOARD="false", PYTHONPATH=str(ROOT))
     return env
 
 

@@ -179,7 +179,6 @@ def test_a_closed_channel_gets_a_new_client_and_an_unloaded_collection_is_loaded
 
 
 def test_backfill_through_a_milvus_restart_indexes_every_video_once(server, tmp_path, caplog, monkeypatch):
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     videos = tmp_path / "videos"
     videos.mkdir()
     n = 4

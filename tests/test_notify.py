@@ -72,7 +72,6 @@ def videos(tmp_path):
 def test_backfill_posts_counts_failures_and_report_then_survives_a_dead_webhook(videos, tmp_path, capsys,
                                                                                 monkeypatch):
     monkeypatch.setenv("ASTRADUP_PIPELINE__DASHBOARD", "false")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     args = ["--source", str(videos), "--data-dir", str(tmp_path / "data"), "--decode-concurrency", "1"]
     with Receiver() as rx:
         assert main([*args, "--webhook", rx.url, "--report", str(tmp_path / "rep")]) == 0

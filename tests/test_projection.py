@@ -87,7 +87,6 @@ def test_changing_the_projection_needs_reindex_which_rebuilds_from_the_shards(tm
     from astradup.pipeline import index
     from tests.media import make_video
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(2):

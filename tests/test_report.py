@@ -33,7 +33,6 @@ SPECIAL = 'a flip <b>&"x\'.mp4'  # a legal file name that breaks any HTML that f
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """a + a re-encode + a flip (a group of three), b + b re-encode (a pair), one unrelated video."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     root = tmp_path_factory.mktemp("report")
     lib = root / "library"
     lib.mkdir()
