@@ -34,12 +34,14 @@ from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.io.gate import HEAD_BYTES, refusal, sniff
 from astradup.records import STATUS_OK
+from astradup.store.vectors import is_lite_uri
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve import state
 from serve.bodies import BadJson, BodyLimit, parse_json
 from serve.hosts import HostPolicy
 from serve.settings import ServeSettings
+from serve.slots import DecodeSlots
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
@@ -248,7 +250,10 @@ class Gateway:
         self.metrics = Metrics()
         self._status: tuple[float, dict[str, dict]] | None = None
         self._status_lock = threading.Lock()
-        self._heads: dict[str, str | None] = {}  # video id -> head_hash of its features (fixed per id)
+        self._heads: dict[str, str | None] = {}
+        # Uploads held in this gateway's memory at once: the decode slots of the search replicas.
+        replicas = 1 if is_lite_uri(cfg.resolved_milvus_uri) else settings.search_replicas
+        self.uploads = DecodeSlots(settings.decode_slots * replicas, settings.decode_retry_after_s)  # video id -> head_hash of its features (fixed per id)
         self._index_html = (STATIC_DIR / "index.html").read_text()
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
         state.GATEWAY.update(api_key=settings.api_key, metrics=self.metrics, upload_limit=settings.max_upload_bytes,
@@ -348,11 +353,23 @@ class Gateway:
             include_none = _field_bool(fields.get("include_none", False), "include_none")
             if upload is not None:
                 rec["kind"] = "upload"
-                data = await upload.read()
-                upload.file.close()
-                container = self._check_upload(data)
-                name = Path((upload.filename or "").replace("\\", "/")).name[:200]
-                return await self._call(self.search.search_upload.remote(data, container, top, include_none, name))
+                # An upload is held in memory from here until the search replica answers: no more
+                # at once than the search replicas have decode slots (the rest wait on disk, spooled
+                # by the form parser, and are told when to come back).
+                if not self.uploads.try_take():
+                    upload.file.close()
+                    raise ApiError(503, f"busy: {self.uploads.size} uploads already being searched; retry in "
+                                        f"{self.uploads.retry_after_s} s (searches by video_id are not affected)",
+                                   {"Retry-After": str(self.uploads.retry_after_s)})
+                try:
+                    data = await upload.read()
+                    upload.file.close()
+                    container = self._check_upload(data)
+                    name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+                    return await self._call(self.search.search_upload.remote(data, container, top, include_none,
+                                                                             name))
+                finally:
+                    self.uploads.give_back()
             if "video_id" in fields:
                 rec["kind"] = "video"
                 return await self._call(self.search.search_video.remote(_check_id(fields["video_id"]), top))

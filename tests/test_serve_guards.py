@@ -225,3 +225,54 @@ def test_an_over_limit_chunked_upload_stays_a_413():
     with pytest.raises(BodyTooLarge) as e:
         asyncio.run(parse())
     assert e.value.status_code == 413 and "limit" in e.value.detail
+
+
+def test_uploads_held_by_a_gateway_are_bounded_by_the_decode_slots():
+    """A gateway holds an upload in memory until the search replica answers: with every slot taken,
+    one more upload is refused 503 + Retry-After before its bytes are read into memory."""
+    from starlette.requests import Request
+
+    from serve.gateway import ApiError, Gateway
+
+    cls = Gateway.func_or_class
+    gw = cls.__new__(cls)
+    gw.settings = ServeSettings(decode_slots=1, decode_retry_after_s=9)
+    gw.cfg = SimpleNamespace(search=SimpleNamespace(top=5))
+    gw.metrics = SimpleNamespace(search=lambda *a: None)
+    gw.uploads = DecodeSlots(1, 9)
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n'
+            b"Content-Type: video/mp4\r\n\r\n" + MP4_HEAD + b"\x00" * 64 + b"\r\n--B--\r\n")
+
+    def request() -> Request:
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request({"type": "http", "method": "POST", "path": "/search", "query_string": b"",
+                        "headers": [(b"content-type", b"multipart/form-data; boundary=B")]}, receive)
+
+    async def run() -> None:
+        release = asyncio.Event()
+        entered = asyncio.Event()
+
+        async def answer() -> dict:
+            entered.set()
+            await release.wait()
+            return {"query": {}, "matches": []}
+
+        gw.search = SimpleNamespace(search_upload=SimpleNamespace(remote=lambda *a: answer()))
+        first = asyncio.create_task(cls.search(gw, request()))
+        await entered.wait()
+        with pytest.raises(ApiError) as e:
+            await cls.search(gw, request())
+        assert e.value.status == 503 and e.value.headers == {"Retry-After": "9"}
+        release.set()
+        assert (await first)["matches"] == []
+        assert gw.uploads.try_take()  # the slot came back
+
+    asyncio.run(run())
