@@ -59,6 +59,8 @@ class ServeSettings:
             raise ValueError("embedder_max_replicas must be >= embedder_min_replicas")
         if self.decode_slots < 1 or self.decode_retry_after_s < 1:
             raise ValueError("decode_slots and decode_retry_after_s must be >= 1")
+        if not (self.max_decode_seconds >= 0 and self.max_query_pixels >= 0 and self.max_query_seconds >= 0):
+            raise ValueError("max_decode_seconds, max_query_pixels and max_query_seconds must be >= 0 (0 = no limit)")
 
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: Any) -> ServeSettings:
