@@ -35,6 +35,30 @@ videos have no readable status and a backfill re-indexes them, and a tombstone t
 is lost (the video is live again until deleted again). A quarantined file whose size changes
 (the operator restored it), or after ``QUARANTINE_RETRY_S`` (a transient storage error), is
 read again.
+
+Finding new shards, and what a query costs (nothing per query grows with the library). Each
+process holds a ``CatalogIndex`` (store/catalog_index.py: video_id -> shard, row and row group of
+its newest ok features, and its latest status, in numpy columns) built from the key columns of
+each shard once. A query (``load_features``, ``status_of(fresh=False)``, ``statuses_of``) is then
+index lookups, a byte-capped LRU of decoded records (``catalog.feature_cache_mb``), and one read
+per shard of only the row groups that hold the misses. New shards are found incrementally:
+
+* Names are ``part-<utc us>-<8 hex>``, time ordered and never rewritten, so a refresh lists only
+  the names after a watermark (the newest stamp seen) - local: one ``scandir`` compared by name
+  with no Parquet read; S3: ``ListObjectsV2`` with ``StartAfter``, one request when nothing is
+  new, where the old code LISTed every shard and compared every size on every query.
+* At most every ``catalog.refresh_s`` per process (a query in between costs no listing), except
+  that a shard this process published (any ShardStore of the root: a generation counter) shows at
+  once, and an id the index does not know (a video another process just indexed, its vectors
+  already in Milvus) forces a refresh at most every ``_MISS_REFRESH_S``. Calls that return the
+  whole library anyway (``latest_status``, ``stats``, ``iter_features``) and a delete's
+  ``status_of`` refresh first, incrementally.
+* Clock skew: a writer with a slow clock publishes names older than the watermark. Each refresh
+  lists from ``watermark - catalog.lookback_s`` (names already indexed are skipped), so skew up
+  to that is caught at the next refresh; every ``catalog.full_list_s`` a full listing catches any
+  skew, and notices removed or resized shards (compaction, damage, a restore), which rebuilds the
+  index. A read that fails also makes the next refresh a full one. Cost of the look-back: the
+  shards written in that window, listed (not read) again.
 """
 from __future__ import annotations
 
