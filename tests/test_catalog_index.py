@@ -201,3 +201,27 @@ def test_index_arrays_grow_past_their_first_capacity(tmp_path):
     got = store.load_features([f.video_id for f in batch])
     assert set(got) == {f.video_id for f in batch}
     np.testing.assert_array_equal(got["g8"].timestamps, batch[8].timestamps)
+
+
+def test_s3_refresh_lists_only_names_after_the_watermark(s3_bucket, s3_endpoint, other_process):
+    """On S3 a refresh is LIST with StartAfter: one request, answering only the new shards."""
+    from astradup.io.sources import storage_options
+
+    _, bucket = s3_bucket
+    root = f"s3://{bucket}/shards"
+    writer = ShardStore(root, storage_options(s3_endpoint))
+    for i in range(5):
+        writer.write_features([make_features(f"old{i}", seed=i)])
+    reader = ShardStore(root, storage_options(s3_endpoint), refresh_s=0.05, full_list_s=600, lookback_s=0)
+    assert len(reader.statuses_of([f"old{i}" for i in range(5)])) == 5
+    writer.write_features([make_features("new", seed=9)])
+    time.sleep(0.1)
+    before = dict(reader.io)
+    assert_same(make_features("new", seed=9), reader.load_features(["new"])["new"])
+    d = _delta(reader, before)
+    assert d["full_lists"] == 0 and d["lists"] == 2 and d["list_entries"] <= 4
+    assert d["parquet_opens"] == 3  # the new features and status shards, then the one read
+    time.sleep(0.1)
+    before = dict(reader.io)
+    reader.refresh()  # nothing new: one LIST page per kind, listing at most the watermark's own name
+    assert _delta(reader, before)["list_entries"] <= 2 and _delta(reader, before)["parquet_opens"] == 0
