@@ -139,6 +139,12 @@ class CatalogIndex:
             return None
         return int(self.f_file[s]), int(self.f_row[s])
 
+    def where(self, loc: tuple[int, int]) -> tuple[str, int, np.ndarray]:
+        """(path, row, first row of each row group) of a ``locate`` answer: what a read needs,
+        free of shard ids (a rebuild renumbers them)."""
+        fid, row = loc
+        return self.files[fid], row, self.rg_starts[fid]
+
     def known(self, vid: str) -> bool:
         return vid in self.slot
 

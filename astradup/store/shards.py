@@ -520,7 +520,7 @@ class ShardStore:
         Empty unless a features shard is quarantined: their newest features sat in it. A backfill
         treats them as not done (``pipeline.index``), so re-running it over the sources restores them.
         """
-        self._refresh()
+        self._refresh(force=True)
         with self._lock:
             if not self._quarantine:
                 return set()
@@ -827,9 +827,9 @@ class ShardStore:
             if (self.refresh_s > 0 and time.monotonic() - self._last_refresh >= _MISS_REFRESH_S
                     and any(not self._index.known(v) for v in ids)):
                 self._refresh(force=True)
-            wanted = {vid: loc for vid in ids if (loc := self._index.locate(vid)) is not None}
-            files = self._index.files
-            where = {vid: (files[fid], row) for vid, (fid, row) in wanted.items()}
+            # Paths, not shard ids, leave the lock: a rebuild meanwhile renumbers the shards.
+            wanted = {vid: self._index.where(loc) for vid in ids if (loc := self._index.locate(vid)) is not None}
+            where = {vid: (path, row) for vid, (path, row, _) in wanted.items()}
         out: dict[str, VideoFeatures] = {}
         for vid in list(wanted):
             hit = self.cache.get(vid, where[vid])
@@ -848,12 +848,11 @@ class ShardStore:
             raise ValueError("batch_size must be >= 1")
         self._refresh(force=True)
         with self._lock:
-            by_file = {fid: {vid: (fid, row) for vid, row in rows.items()}
+            by_file = {self._index.files[fid]: {vid: self._index.where((fid, row)) for vid, row in rows.items()}
                        for fid, rows in self._index.live_by_file().items()}
-            names = list(self._index.names)
         pending: list[VideoFeatures] = []
-        for fid in sorted(by_file, key=lambda f: names[f]):
-            got = self._read(by_file[fid])
+        for path in sorted(by_file, key=posixpath.basename):
+            got = self._read(by_file[path])
             pending.extend(got[v] for v in sorted(got))
             while len(pending) >= batch_size:
                 yield pending[:batch_size]
@@ -861,19 +860,21 @@ class ShardStore:
         if pending:
             yield pending
 
-    def _read(self, wanted: dict[str, tuple[int, int]]) -> dict[str, VideoFeatures]:
+    def _read(self, wanted: dict[str, tuple[str, int, np.ndarray]]) -> dict[str, VideoFeatures]:
         """Read exactly the indexed rows: per shard, one open and one read of only the row groups
         that hold them. A shard that fails is quarantined through ``_guarded`` and its videos
         read as missing (the caller gets the others; search drops the missing ones)."""
         if not wanted:
             return {}
-        by_file: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        for vid, (fid, row) in wanted.items():
-            by_file[fid].append((row, vid))
+        by_file: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        starts_of: dict[str, np.ndarray] = {}
+        for vid, (path, row, starts) in wanted.items():
+            by_file[path].append((row, vid))
+            starts_of[path] = starts
         out: dict[str, VideoFeatures] = {}
-        for fid, rows in by_file.items():
+        for path, rows in by_file.items():
+            starts = starts_of[path]
             with self._lock:
-                path, starts = self._index.files[fid], self._index.rg_starts.get(fid)
                 size = self._feat_files.get(path, -1)
             got = self._guarded(path, size, lambda: self._read_rows(path, starts, rows))  # noqa: B023
             if got is None:
@@ -882,11 +883,11 @@ class ShardStore:
             out.update(got)
         return out
 
-    def _read_rows(self, path: str, starts: np.ndarray | None, rows: list[tuple[int, str]]
+    def _read_rows(self, path: str, starts: np.ndarray, rows: list[tuple[int, str]]
                    ) -> dict[str, VideoFeatures]:
         pf = self._open(path)
         md = pf.metadata
-        if starts is None or len(starts) != md.num_row_groups:
+        if len(starts) != md.num_row_groups:
             raise ValueError(f"row groups changed since the shard was indexed ({md.num_row_groups})")
         rows = sorted(rows)
         groups = sorted({int(np.searchsorted(starts, r, side="right")) - 1 for r, _ in rows})
