@@ -76,13 +76,13 @@ def test_another_writers_shard_is_found_after_the_interval_without_a_full_listin
     writer = ShardStore(str(tmp_path))
     for i in range(20):
         writer.write_features([make_features(f"old{i}", seed=i)])
-    reader = ShardStore(str(tmp_path), refresh_s=0.3, full_list_s=600, lookback_s=0)
+    reader = ShardStore(str(tmp_path), refresh_s=1.0, full_list_s=600, lookback_s=0)
     assert len(reader.statuses_of([f"old{i}" for i in range(20)])) == 20
     writer.write_features([make_features("new", seed=99)])
     before = dict(reader.io)
     assert reader.statuses_of(["new"]) == {}  # within refresh_s: not listed yet
     assert _delta(reader, before)["lists"] == 0
-    time.sleep(0.35)
+    time.sleep(1.05)
     assert reader.statuses_of(["new"])["new"]["status"] == STATUS_OK
     d = _delta(reader, before)
     assert d["full_lists"] == 0 and d["lists"] == 2  # one scan per kind (features, status)
@@ -119,7 +119,7 @@ def test_a_name_from_a_slow_clock_is_found(tmp_path, other_process, monkeypatch)
     writer = ShardStore(str(tmp_path))
     writer.write_features([make_features("now", seed=1)])
     look = ShardStore(str(tmp_path), refresh_s=0.05, full_list_s=600, lookback_s=30)
-    late = ShardStore(str(tmp_path), refresh_s=0.05, full_list_s=1.0, lookback_s=0)
+    late = ShardStore(str(tmp_path), refresh_s=0.05, full_list_s=3.0, lookback_s=0)
     assert set(look.load_features(["now"])) == set(late.load_features(["now"])) == {"now"}
     real = shards_mod._now_us
     monkeypatch.setattr(shards_mod, "_now_us", lambda: real() - 10_000_000)  # a clock 10 s slow
@@ -130,7 +130,7 @@ def test_a_name_from_a_slow_clock_is_found(tmp_path, other_process, monkeypatch)
     assert set(look.load_features(["slow"])) == {"slow"} and look.io["full_lists"] == 1
     # Without a look-back an incremental refresh misses it; the periodic full listing does not.
     assert late.load_features(["slow"]) == {}
-    time.sleep(1.0)
+    time.sleep(3.0)
     assert set(late.load_features(["slow"])) == {"slow"} and late.io["full_lists"] == 2
     assert_same(make_features("slow", seed=2), late.load_features(["slow"])["slow"])
 
