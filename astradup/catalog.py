@@ -55,7 +55,10 @@ class Catalog:
         uri = cfg.resolved_milvus_uri
         if "://" not in uri:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if root.startswith("s3://") else None)
+        c = cfg.catalog
+        self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if root.startswith("s3://") else None,
+                                 refresh_s=c.refresh_s, full_list_s=c.full_list_s, lookback_s=c.lookback_s,
+                                 cache_bytes=int(c.feature_cache_mb * (1 << 20)))
         self._embedder = embedder
         self._vectors = None
         self._dim_checked = False

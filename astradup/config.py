@@ -149,6 +149,16 @@ class SearchConfig:
 
 
 @dataclass
+class CatalogConfig:
+    """How a process keeps its index of the shards current (store/shards.py, "Finding new shards")."""
+
+    refresh_s: float = 2.0  # look for new shards at most this often per process (0 = on every call)
+    full_list_s: float = 300.0  # list every shard this often: removed/resized shards, very late names
+    lookback_s: float = 60.0  # each refresh re-lists names up to this much older than the newest seen
+    feature_cache_mb: float = 256.0  # decoded features kept in memory per process (LRU by bytes; 0 = off)
+
+
+@dataclass
 class PipelineConfig:
     decode_concurrency: int = 2
     embed_concurrency: int = 1
@@ -210,6 +220,7 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -282,7 +293,20 @@ def load_config(path: str | os.PathLike[str] | None = None,
         _merge(cfg, layer, "")
     check_decode(cfg.decode)
     check_search(cfg.search)
+    check_catalog(cfg.catalog)
     return cfg
+
+
+def check_catalog(cfg: CatalogConfig) -> None:
+    """ConfigError naming the setting when a catalog setting is negative, not a number or
+    inconsistent (a full listing more often than the incremental refresh means nothing)."""
+    for name in ("refresh_s", "full_list_s", "lookback_s", "feature_cache_mb"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"catalog.{name} must be a number >= 0, got {value!r}")
+    if cfg.full_list_s and cfg.full_list_s < cfg.refresh_s:
+        raise ConfigError(f"catalog.full_list_s ({cfg.full_list_s}) must be 0 (every refresh lists all) "
+                          f"or >= catalog.refresh_s ({cfg.refresh_s})")
 
 
 def check_search(cfg: SearchConfig) -> None:

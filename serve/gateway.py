@@ -268,7 +268,7 @@ class Gateway:
             return self._status[1]
 
     def _indexed(self, video_id: str) -> dict:
-        row = self._statuses().get(video_id)
+        row = self.shards.status_of(video_id, fresh=False)  # by id: O(1), no whole status listing
         if row is None:
             raise ApiError(404, f"{video_id}: not in the index")
         if row["status"] != STATUS_OK:
@@ -473,7 +473,7 @@ class Gateway:
 
     @api.get("/videos/{video_id}", summary="One video: its status record and, when indexed, its metadata")
     def video(self, video_id: VideoId) -> dict:
-        row = self._statuses().get(video_id) or self._statuses(fresh=True).get(video_id)
+        row = self.shards.status_of(video_id, fresh=False) or self.shards.status_of(video_id)
         if row is None:
             raise ApiError(404, f"{video_id}: not in the index")
         out = self._video_row(video_id, row)

@@ -231,7 +231,8 @@ class SearchService:
 
     def _report(self, query_id: str, kind: str, matches: list[VideoMatch], decided: dict[str, str], top: int,
                 t0: float, query: dict) -> dict:
-        status = self.catalog.shards.latest_status()
+        # Only the rows of the matches: O(matches) per query, not a dict of every indexed video.
+        status = self.catalog.shards.statuses_of(m.source_id for m in matches)
         out = []
         for m in matches:
             if decided.get(m.source_id) == REJECTED:
@@ -314,7 +315,7 @@ class SearchService:
         return {"deleted": video_id, "vectors_removed": int(res.vectors_removed or 0)}
 
     def review(self, query_id: str, source_id: str, decision: str, note: str = "") -> dict:
-        row = self.catalog.shards.latest_status().get(source_id)
+        row = self.catalog.shards.status_of(source_id)
         if row is None or row["status"] != STATUS_OK:
             return _error(404, f"{source_id}: not in the index")
         try:

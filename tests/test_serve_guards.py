@@ -40,7 +40,7 @@ def _service(slots: int):
     feats = SimpleNamespace(uri="s3://b/x.mp4", meta={"duration": 3.0}, has_audio=False, timestamps=np.zeros(3),
                             video_id=VID)
     svc.catalog = SimpleNamespace(shards=SimpleNamespace(load_features=lambda ids: {VID: feats},
-                                                         latest_status=lambda: {}))
+                                                         latest_status=lambda: {}, statuses_of=lambda ids: {}))
     svc.reviews = SimpleNamespace(decisions_for=lambda vid: {})
     svc.searcher = SimpleNamespace(search=lambda *a, **kw: [])
     started, release = threading.Event(), threading.Event()

@@ -35,6 +35,30 @@ videos have no readable status and a backfill re-indexes them, and a tombstone t
 is lost (the video is live again until deleted again). A quarantined file whose size changes
 (the operator restored it), or after ``QUARANTINE_RETRY_S`` (a transient storage error), is
 read again.
+
+Finding new shards, and what a query costs (nothing per query grows with the library). Each
+process holds a ``CatalogIndex`` (store/catalog_index.py: video_id -> shard, row and row group of
+its newest ok features, and its latest status, in numpy columns) built from the key columns of
+each shard once. A query (``load_features``, ``status_of(fresh=False)``, ``statuses_of``) is then
+index lookups, a byte-capped LRU of decoded records (``catalog.feature_cache_mb``), and one read
+per shard of only the row groups that hold the misses. New shards are found incrementally:
+
+* Names are ``part-<utc us>-<8 hex>``, time ordered and never rewritten, so a refresh lists only
+  the names after a watermark (the newest stamp seen) - local: one ``scandir`` compared by name
+  with no Parquet read; S3: ``ListObjectsV2`` with ``StartAfter``, one request when nothing is
+  new, where the old code LISTed every shard and compared every size on every query.
+* At most every ``catalog.refresh_s`` per process (a query in between costs no listing), except
+  that a shard this process published (any ShardStore of the root: a generation counter) shows at
+  once, and an id the index does not know (a video another process just indexed, its vectors
+  already in Milvus) forces a refresh at most every ``_MISS_REFRESH_S``. Calls that return the
+  whole library anyway (``latest_status``, ``stats``, ``iter_features``) and a delete's
+  ``status_of`` refresh first, incrementally.
+* Clock skew: a writer with a slow clock publishes names older than the watermark. Each refresh
+  lists from ``watermark - catalog.lookback_s`` (names already indexed are skipped), so skew up
+  to that is caught at the next refresh; every ``catalog.full_list_s`` a full listing catches any
+  skew, and notices removed or resized shards (compaction, damage, a restore), which rebuilds the
+  index. A read that fails also makes the next refresh a full one. Cost of the look-back: the
+  shards written in that window, listed (not read) again.
 """
 from __future__ import annotations
 
@@ -48,7 +72,6 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
@@ -56,13 +79,13 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from astradup.store.compact import (CODES_DIM, audio_mfcc_part, dequantise_rows, quantise_rows,
                                     rebuild_audio_vectors)
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
+from astradup.store.catalog_index import CatalogIndex, FeatureCache
 
 PHASH_BYTES = 32  # 256-bit pHash per frame
 
@@ -189,6 +212,33 @@ _logged_lock = threading.Lock()
 _delete_locks: dict[str, threading.Lock] = {}
 _delete_locks_guard = threading.Lock()
 _DELETE_LOCK_FILE = ".delete.lock"  # in <root>/status/; a dot name, so no listing takes it for a shard
+
+# Per root, bumped by every shard this process publishes: another ShardStore of the root in this
+# process (the CLI next to a replica, a test's second instance) sees it at once, whatever refresh_s.
+_generations: dict[str, int] = defaultdict(int)
+_MISS_REFRESH_S = 0.25  # an id the index does not know forces a refresh at most this often
+_STAMP_RE = re.compile(r"^part-(\d{8}T\d{12})Z-")
+
+
+def _bump_generation(root: str) -> None:
+    with _delete_locks_guard:
+        _generations[root] += 1
+
+
+def _stamp_us(name: str) -> int:
+    m = _STAMP_RE.match(name)
+    if not m:
+        return 0
+    dt = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+
+
+def _name_prefix(us: int) -> str:
+    """``part-<stamp>``: every name stamped at or after ``us`` sorts after it."""
+    us = max(0, us)
+    return "part-" + datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).strftime("%Y%m%dT%H%M%S") + \
+        f"{us % 1_000_000:06d}"
+
 
 _clock_lock = threading.Lock()
 _last_us = 0
@@ -380,28 +430,22 @@ def _rows_to_features(table: pa.Table, rows: list[int] | None = None) -> list[Vi
     return out
 
 
-@dataclass(frozen=True)
-class _Key:
-    """Total order of writes: time, then file name (embeds the time), then row in file."""
-
-    at: int
-    file: str
-    row: int
-
-    def __lt__(self, other: "_Key") -> bool:
-        return (self.at, posixpath.basename(self.file), self.row) < (
-            other.at, posixpath.basename(other.file), other.row)
-
-
 class ShardStore:
     """Append-only Parquet store of VideoFeatures and status rows.
 
-    Reads keep an in-memory index (video_id -> newest ok row's shard; video_id -> latest
-    status), built from the narrow key columns only and refreshed incrementally whenever a
-    listing shows new shards, so repeated ``load_features`` calls read one row group each.
+    Reads keep a compact in-memory index (``CatalogIndex``: video_id -> newest ok row's shard,
+    row and row group; video_id -> latest status), built from the narrow key columns only and
+    refreshed incrementally (see "Finding new shards" in the module docstring), so a
+    ``load_features`` call reads only the row groups that hold the wanted rows, one read per
+    shard, behind a byte-capped cache.
+
+    ``refresh_s`` 0, ``full_list_s`` 0 (the defaults): every call lists the whole root, as a
+    CLI or a test wants (always current). The service and jobs get the scalable settings from
+    the config (``catalog.*``, through ``Catalog``).
     """
 
-    def __init__(self, root: str, storage_options: dict | None = None) -> None:
+    def __init__(self, root: str, storage_options: dict | None = None, *, refresh_s: float = 0.0,
+                 full_list_s: float = 0.0, lookback_s: float = 60.0, cache_bytes: int = 0) -> None:
         self.root = root
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self._local = "file" in _protocols(self.fs)
@@ -409,10 +453,18 @@ class ShardStore:
         # pyarrow's own local filesystem is faster than going through the fsspec handler.
         self._pafs = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         self._lock = threading.RLock()
+        self.refresh_s, self.full_list_s, self.lookback_s = float(refresh_s), float(full_list_s), float(lookback_s)
+        self._index = CatalogIndex()
         self._feat_files: dict[str, int] = {}  # path -> bytes, shards already indexed
-        self._feat_best: dict[str, _Key] = {}  # video_id -> newest ok features row
         self._status_files: dict[str, int] = {}
-        self._status_latest: dict[str, tuple[_Key, dict[str, Any]]] = {}
+        self._watermark = {"features": 0, "status": 0}  # newest part-name stamp (us) seen per kind
+        self._last_refresh = -1e18  # monotonic time of the last refresh
+        self._last_full = -1e18  # ... and of the last full listing
+        self._seen_gen = -1  # this root's in-process write generation at the last refresh
+        self.cache = FeatureCache(cache_bytes)
+        # What reads cost, for tests and benchmarks: listing calls (a directory scan or one LIST
+        # page), entries they returned, full listings, Parquet files opened.
+        self.io = {"lists": 0, "list_entries": 0, "full_lists": 0, "parquet_opens": 0}
         # path -> (size when it failed, monotonic time it failed, reason): shards skipped as damaged.
         self._quarantine: dict[str, tuple[int, float, str]] = {}
         self._feat_stale = False  # a features shard failed at read time: rebuild the index next refresh
@@ -468,12 +520,11 @@ class ShardStore:
         Empty unless a features shard is quarantined: their newest features sat in it. A backfill
         treats them as not done (``pipeline.index``), so re-running it over the sources restores them.
         """
-        self._refresh()
+        self._refresh(force=True)
         with self._lock:
             if not self._quarantine:
                 return set()
-            return {vid for vid, (_, row) in self._status_latest.items()
-                    if row["status"] == STATUS_OK and vid not in self._feat_best}
+            return self._index.unreadable_ids()
 
     # ---------------------------------------------------------------- writing
 
@@ -558,14 +609,21 @@ class ShardStore:
             finally:
                 os.close(fd)  # closing drops the flock
 
-    def status_of(self, video_id: str) -> dict | None:
-        """The latest status row of one video (``at`` as a UTC datetime), None when it has none."""
+    def status_of(self, video_id: str, fresh: bool = True) -> dict | None:
+        """The latest status row of one video (``at`` as a UTC datetime), None when it has none.
+
+        ``fresh`` (the default: a delete decides on it) looks for new shards first, incrementally;
+        ``fresh=False`` answers from an index at most ``refresh_s`` old (the per-query path)."""
+        self._refresh(force=fresh)
+        with self._lock:
+            return self._index.status_row(video_id)
+
+    def statuses_of(self, video_ids: Iterable[str]) -> dict[str, dict]:
+        """Latest status rows of the given ids only (absent: no status), from an index at most
+        ``refresh_s`` old: what a search reports per match, without building every row."""
         self._refresh()
         with self._lock:
-            got = self._status_latest.get(video_id)
-        if got is None:
-            return None
-        return {**got[1], "at": datetime.fromtimestamp(got[1]["at"] / 1e6, tz=timezone.utc)}
+            return {v: row for v in set(video_ids) if (row := self._index.status_row(v)) is not None}
 
     def _write(self, table: pa.Table, kind: str, us: int, row_group_size: int | None = None,
                compression: str | dict[str, str] = "zstd",
@@ -594,6 +652,7 @@ class ShardStore:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
+            _bump_generation(self._path)
             return final
         final = f"{directory}/{name}"
         for _ in range(_NAME_TRIES):
@@ -604,6 +663,7 @@ class ShardStore:
             final = f"{directory}/{_part_name(us)}"
         pq.write_table(table, final, filesystem=self._pafs, row_group_size=row_group_size,
                        compression=compression, use_dictionary=use_dictionary)
+        _bump_generation(self._path)
         return self._url(final)
 
     def _url(self, path: str) -> str:
@@ -613,12 +673,15 @@ class ShardStore:
     # ---------------------------------------------------------------- index
 
     def _list(self, kind: str) -> dict[str, int]:
+        """Every published shard of ``kind`` (a full listing): path -> bytes."""
         directory = f"{self._path}/{kind}"
         self.fs.invalidate_cache(directory)  # s3fs caches listings; new shards must show up
+        self.io["lists"] += 1
         try:
             entries = self.fs.ls(directory, detail=True)
         except FileNotFoundError:
             return {}
+        self.io["list_entries"] += len(entries)
         out = {}
         for e in entries:
             name = e["name"].rstrip("/")
@@ -627,88 +690,166 @@ class ShardStore:
                 out[name if not self._local else os.path.abspath(name)] = int(e.get("size") or 0)
         return out
 
-    def _refresh(self) -> None:
-        """Index shards that appeared since the last call (only their key columns are read)."""
+    def _list_after(self, kind: str, after: str) -> dict[str, int]:
+        """Published shards of ``kind`` whose name sorts after ``after``: path -> bytes.
+
+        Local: one directory scan, names compared before any stat (no Parquet read). S3: LIST
+        with ``StartAfter``, so when nothing is new a refresh is one request answering (nearly)
+        nothing, whatever the number of shards. Other fsspec stores: a listing, filtered."""
+        directory = f"{self._path}/{kind}"
+        out: dict[str, int] = {}
+        if self._local:
+            self.io["lists"] += 1
+            try:
+                with os.scandir(directory) as it:
+                    for e in it:
+                        if e.name > after and _PART_RE.match(e.name) and e.is_file():
+                            self.io["list_entries"] += 1
+                            size = e.stat().st_size
+                            if size:
+                                out[f"{directory}/{e.name}"] = size
+            except FileNotFoundError:
+                pass
+            return out
+        if "s3" in _protocols(self.fs) and hasattr(self.fs, "call_s3"):
+            bucket, _, prefix = directory.partition("/")
+            prefix = f"{prefix}/" if prefix else ""
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "StartAfter": prefix + after}
+            while True:
+                self.io["lists"] += 1
+                resp = self.fs.call_s3("list_objects_v2", **kw)
+                for o in resp.get("Contents", []):
+                    self.io["list_entries"] += 1
+                    name = o["Key"][len(prefix):]
+                    if "/" not in name and _PART_RE.match(name) and o.get("Size"):
+                        out[f"{bucket}/{o['Key']}"] = int(o["Size"])
+                if not resp.get("IsTruncated"):
+                    return out
+                kw["ContinuationToken"] = resp["NextContinuationToken"]
+        return {p: n for p, n in self._list(kind).items() if posixpath.basename(p) > after}
+
+    def refresh(self) -> None:
+        """Look for new shards now (incrementally), whatever ``refresh_s`` says."""
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Index shards that appeared since the last refresh (only their key columns are read).
+
+        At most every ``refresh_s`` (unless ``force``, or a shard was published by this process):
+        a listing of the names after the watermark minus ``lookback_s``. Every ``full_list_s``,
+        or after a read failed: a full listing, which also notices removed or resized shards."""
         with self._lock:
-            feats = self._list("features")
-            stats = self._list("status")
-            listed = {**feats, **stats}
-            for path in [p for p in self._quarantine if p not in listed]:
-                del self._quarantine[path]  # the operator removed it: nothing left to report
-            # Shards removed (compaction) or changed size (files are never rewritten, so a new size
-            # means a damaged or restored file), or one failed at read time: rebuild from scratch.
-            if self._feat_stale or _changed(self._feat_files, feats):
-                self._feat_files, self._feat_best, self._feat_stale = {}, {}, False
-            for path in sorted(set(feats) - set(self._feat_files)):
-                if self._skip_quarantined(path, feats[path]):
-                    continue
-                keys = self._guarded(path, feats[path], lambda: _feature_keys(pq.read_table(
-                    path, columns=["video_id", "status", "indexed_at"], filesystem=self._pafs)))
-                if keys is None:
-                    continue
-                self._quarantine.pop(path, None)
-                for i, (vid, st, at) in enumerate(keys):
-                    if st != STATUS_OK:
-                        continue
-                    key = _Key(at, path, i)
-                    cur = self._feat_best.get(vid)
-                    if cur is None or cur < key:
-                        self._feat_best[vid] = key
-                self._feat_files[path] = feats[path]
+            now = time.monotonic()
+            gen = _generations[self._path]
+            if (not force and self.refresh_s > 0 and gen == self._seen_gen
+                    and now - self._last_refresh < self.refresh_s):
+                return
+            self._seen_gen, self._last_refresh = gen, now
+            full = self.full_list_s <= 0 or self._feat_stale or now - self._last_full >= self.full_list_s
+            if full:
+                self._last_full = now
+                self.io["full_lists"] += 1
+                feats, stats = self._list("features"), self._list("status")
+                listed = {**feats, **stats}
+                for path in [p for p in self._quarantine if p not in listed]:
+                    del self._quarantine[path]  # the operator removed it: nothing left to report
+                # Shards removed (compaction) or changed size (files are never rewritten, so a new
+                # size means a damaged or restored file), or one failed at read time: rebuild.
+                if (self._feat_stale or _changed(self._feat_files, feats)
+                        or _changed(self._status_files, stats)):
+                    self._index = CatalogIndex()
+                    self._feat_files, self._status_files, self._feat_stale = {}, {}, False
+                    self._watermark = {"features": 0, "status": 0}
+                    self.cache.clear()
+            else:
+                look = int(self.lookback_s * 1e6)
+                feats = self._list_after("features", _name_prefix(self._watermark["features"] - look))
+                stats = self._list_after("status", _name_prefix(self._watermark["status"] - look))
+            self._ingest_features({p: n for p, n in feats.items() if p not in self._feat_files})
+            self._ingest_status({p: n for p, n in stats.items() if p not in self._status_files})
 
-            if _changed(self._status_files, stats):
-                self._status_files, self._status_latest = {}, {}
-            for path in sorted(set(stats) - set(self._status_files)):
-                if self._skip_quarantined(path, stats[path]):
-                    continue
-                rows = self._guarded(path, stats[path], lambda: _status_rows(pq.read_table(
-                    path, columns=STATUS_SCHEMA.names, filesystem=self._pafs)))
-                if rows is None:
-                    continue
-                self._quarantine.pop(path, None)
-                for i, row in enumerate(rows):
-                    key = _Key(row["at"], path, i)
-                    cur = self._status_latest.get(row["video_id"])
-                    if cur is None or cur[0] < key:
-                        self._status_latest[row["video_id"]] = (key, row)
-                self._status_files[path] = stats[path]
+    def _ingest_features(self, new: dict[str, int]) -> None:
+        for path in sorted(new, key=posixpath.basename):
+            size = new[path]
+            if self._skip_quarantined(path, size):
+                continue
+            got = self._guarded(path, size, lambda: self._feature_keys(path))  # noqa: B023
+            if got is None:
+                continue
+            self._quarantine.pop(path, None)
+            self._index.add_features(path, *got)
+            self._feat_files[path] = size
+            self._watermark["features"] = max(self._watermark["features"], _stamp_us(posixpath.basename(path)))
 
-    def _live(self, video_id: str) -> _Key | None:
-        """Newest ok features row, unless a later tombstone removed the video."""
-        key = self._feat_best.get(video_id)
-        if key is None:
-            return None
-        st = self._status_latest.get(video_id)
-        if st is not None and st[1]["status"] == STATUS_DELETED and st[0].at >= key.at:
-            return None
-        return key
+    def _ingest_status(self, new: dict[str, int]) -> None:
+        for path in sorted(new, key=posixpath.basename):
+            size = new[path]
+            if self._skip_quarantined(path, size):
+                continue
+            table = self._guarded(path, size, lambda: _status_table(self._open(path).read(  # noqa: B023
+                columns=STATUS_SCHEMA.names)))
+            if table is None:
+                continue
+            self._quarantine.pop(path, None)
+            self._index.add_status(path, table)
+            self._status_files[path] = size
+            self._watermark["status"] = max(self._watermark["status"], _stamp_us(posixpath.basename(path)))
+
+    def _open(self, path: str) -> pq.ParquetFile:
+        self.io["parquet_opens"] += 1
+        return pq.ParquetFile(path, filesystem=self._pafs)
+
+    def _feature_keys(self, path: str) -> tuple[list[str], list[str], list[int], list[int]]:
+        pf = self._open(path)
+        vids, sts, ats = _feature_keys(pf.read(columns=["video_id", "status", "indexed_at"]))
+        md = pf.metadata
+        return vids, sts, ats, [md.row_group(i).num_rows for i in range(md.num_row_groups)]
 
     # ---------------------------------------------------------------- reading
 
     def latest_status(self) -> dict[str, dict]:
-        """video_id -> its latest status row (``at`` as a UTC datetime)."""
-        self._refresh()
+        """video_id -> its latest status row (``at`` as a UTC datetime). Every row: for listings
+        and jobs; a query wants ``status_of`` / ``statuses_of``."""
+        self._refresh(force=True)
         with self._lock:
-            return {vid: {**row, "at": datetime.fromtimestamp(row["at"] / 1e6, tz=timezone.utc)}
-                    for vid, (_, row) in self._status_latest.items()}
+            return self._index.all_status()
 
     def load_features(self, video_ids: Iterable[str]) -> dict[str, VideoFeatures]:
-        """Latest ok features per id; ids unknown, failed-only or deleted are absent."""
+        """Latest ok features per id; ids unknown, failed-only or deleted are absent.
+
+        O(ids) whatever the library's size: index lookups, then the cache, then one read per
+        shard of only the row groups holding the rest. An id the index does not know (a video
+        another process just indexed, found by its vectors) looks for new shards first, at most
+        every ``_MISS_REFRESH_S``."""
+        ids = set(video_ids)
         self._refresh()
         with self._lock:
-            wanted = {vid: k for vid in set(video_ids) if (k := self._live(vid)) is not None}
-        return self._read(wanted)
+            if (self.refresh_s > 0 and time.monotonic() - self._last_refresh >= _MISS_REFRESH_S
+                    and any(not self._index.known(v) for v in ids)):
+                self._refresh(force=True)
+            # Paths, not shard ids, leave the lock: a rebuild meanwhile renumbers the shards.
+            wanted = {vid: self._index.where(loc) for vid in ids if (loc := self._index.locate(vid)) is not None}
+            where = {vid: (path, row) for vid, (path, row, _) in wanted.items()}
+        out: dict[str, VideoFeatures] = {}
+        for vid in list(wanted):
+            hit = self.cache.get(vid, where[vid])
+            if hit is not None:
+                out[vid] = hit
+                del wanted[vid]
+        got = self._read(wanted)
+        for vid, f in got.items():
+            self.cache.put(vid, where[vid], f)
+        out.update(got)
+        return out
 
     def iter_features(self, batch_size: int = 100) -> Iterator[list[VideoFeatures]]:
         """Every live video, a shard at a time, so memory stays at one shard's worth."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self._refresh()
+        self._refresh(force=True)
         with self._lock:
-            by_file: dict[str, dict[str, _Key]] = defaultdict(dict)
-            for vid in self._feat_best:
-                if (k := self._live(vid)) is not None:
-                    by_file[k.file][vid] = k
+            by_file = {self._index.files[fid]: {vid: self._index.where((fid, row)) for vid, row in rows.items()}
+                       for fid, rows in self._index.live_by_file().items()}
         pending: list[VideoFeatures] = []
         for path in sorted(by_file, key=posixpath.basename):
             got = self._read(by_file[path])
@@ -719,50 +860,57 @@ class ShardStore:
         if pending:
             yield pending
 
-    def _read(self, wanted: dict[str, _Key]) -> dict[str, VideoFeatures]:
-        """Read exactly the indexed rows: a dataset scan filtered on video_id (row groups whose
-        id range misses are skipped) over only the shards that hold them.
-
-        When the scan fails, one of those shards is damaged and the scan cannot say which: each is
-        then read on its own through ``_guarded``, and the videos of the bad one read as missing
-        (the caller gets the others; search drops the missing ones) rather than failing the call."""
+    def _read(self, wanted: dict[str, tuple[str, int, np.ndarray]]) -> dict[str, VideoFeatures]:
+        """Read exactly the indexed rows: per shard, one open and one read of only the row groups
+        that hold them. A shard that fails is quarantined through ``_guarded`` and its videos
+        read as missing (the caller gets the others; search drops the missing ones)."""
         if not wanted:
             return {}
-        files = sorted({k.file for k in wanted.values()})
-        try:
-            return self._scan(files, wanted)
-        except _UNREADABLE:
-            pass
+        by_file: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        starts_of: dict[str, np.ndarray] = {}
+        for vid, (path, row, starts) in wanted.items():
+            by_file[path].append((row, vid))
+            starts_of[path] = starts
         out: dict[str, VideoFeatures] = {}
-        for path in files:
-            part = {vid: k for vid, k in wanted.items() if k.file == path}
-            got = self._guarded(path, self._feat_files.get(path, -1),
-                                lambda: self._scan([path], part))  # noqa: B023 (called at once)
+        for path, rows in by_file.items():
+            starts = starts_of[path]
+            with self._lock:
+                size = self._feat_files.get(path, -1)
+            got = self._guarded(path, size, lambda: self._read_rows(path, starts, rows))  # noqa: B023
             if got is None:
                 self._drop_features_shard(path)
                 continue
             out.update(got)
         return out
 
-    def _scan(self, files: list[str], wanted: dict[str, _Key]) -> dict[str, VideoFeatures]:
-        dataset = ds.dataset(files, format="parquet", filesystem=self._pafs, schema=FEATURES_SCHEMA)
-        table = dataset.to_table(
-            columns=[*FEATURES_SCHEMA.names, "__filename"],
-            filter=pc.field("video_id").isin(list(wanted)) & (pc.field("status") == STATUS_OK))
-        fnames = table.column("__filename").to_pylist()
-        vids = table.column("video_id").to_pylist()
-        keep: dict[str, int] = {}
-        for i, (vid, fn) in enumerate(zip(vids, fnames)):
-            if _same_path(fn, wanted[vid].file):
-                keep[vid] = i  # later rows of the same file win, as in the index
-        return {f.video_id: f for f in _rows_to_features(table, sorted(keep.values()))}
+    def _read_rows(self, path: str, starts: np.ndarray, rows: list[tuple[int, str]]
+                   ) -> dict[str, VideoFeatures]:
+        pf = self._open(path)
+        md = pf.metadata
+        if len(starts) != md.num_row_groups:
+            raise ValueError(f"row groups changed since the shard was indexed ({md.num_row_groups})")
+        rows = sorted(rows)
+        groups = sorted({int(np.searchsorted(starts, r, side="right")) - 1 for r, _ in rows})
+        sizes = [md.row_group(g).num_rows for g in groups]
+        offset = dict(zip(groups, np.concatenate([[0], np.cumsum(sizes)])[:-1].tolist()))
+        present = set(pf.schema_arrow.names)
+        table = _conform(pf.read_row_groups(groups, columns=[c for c in FEATURES_SCHEMA.names if c in present]))
+        ids = table.column("video_id")
+        pos = []
+        for r, vid in rows:
+            g = int(np.searchsorted(starts, r, side="right")) - 1
+            p = offset[g] + r - int(starts[g])
+            if p >= table.num_rows or ids[p].as_py() != vid:
+                raise ValueError(f"row {r} is not {vid}: the shard changed since it was indexed")
+            pos.append(p)
+        return {f.video_id: f for f in _rows_to_features(table, pos)}
 
     def _drop_features_shard(self, path: str) -> None:
         """Forget a features shard that failed at read time: its videos read as missing now, and
-        the next refresh rebuilds the index without it (an older readable copy of a video, if any,
-        then serves again)."""
+        the next refresh (a full listing) rebuilds the index without it (an older readable copy of
+        a video, if any, then serves again)."""
         with self._lock:
-            self._feat_best = {vid: k for vid, k in self._feat_best.items() if k.file != path}
+            self._index.drop_features_file(path)
             self._feat_files.pop(path, None)
             self._feat_stale = True
 
@@ -784,7 +932,7 @@ class ShardStore:
 
     def shard_paths(self) -> list[str]:
         """Published features shards, oldest first."""
-        self._refresh()
+        self._refresh(force=True)
         with self._lock:
             files = sorted(self._feat_files, key=posixpath.basename)
         return files if self._local else [self._url(f) for f in files]
@@ -795,21 +943,17 @@ class ShardStore:
         ``shards`` / ``status_shards`` / ``bytes`` count readable shards only; damaged ones are
         ``shards_quarantined`` (which: ``quarantined()``), and ``videos_unreadable`` are the ok
         videos whose features only a quarantined shard held (``lost_ids()``)."""
-        self._refresh()
+        self._refresh(force=True)
         with self._lock:
-            counts = {s: 0 for s in _STATUSES}
-            for _, row in self._status_latest.values():
-                counts[row["status"]] += 1
+            counts = self._index.status_counts()
             return {
                 "videos_ok": counts[STATUS_OK], "videos_failed": counts[STATUS_FAILED],
                 "videos_deleted": counts[STATUS_DELETED],
-                "videos_live": sum(1 for v in self._feat_best if self._live(v) is not None),
+                "videos_live": int(self._index.live_mask().sum()),
                 "shards": len(self._feat_files), "status_shards": len(self._status_files),
                 "bytes": sum(self._feat_files.values()) + sum(self._status_files.values()),
                 "shards_quarantined": len(self._quarantine),
-                "videos_unreadable": 0 if not self._quarantine else sum(
-                    1 for v, (_, row) in self._status_latest.items()
-                    if row["status"] == STATUS_OK and v not in self._feat_best),
+                "videos_unreadable": 0 if not self._quarantine else len(self._index.unreadable_ids()),
             }
 
 
@@ -818,8 +962,8 @@ def _changed(cached: dict[str, int], listed: dict[str, int]) -> bool:
     return any(listed.get(path) != size for path, size in cached.items())
 
 
-def _feature_keys(t: pa.Table) -> list[tuple[str, str, int]]:
-    """(video_id, status, indexed_at us) per row of a features shard's key columns.
+def _feature_keys(t: pa.Table) -> tuple[list[str], list[str], list[int]]:
+    """(video_ids, statuses, indexed_at us) of a features shard's key columns.
 
     Raises ValueError when they are not what ``write_features`` writes (a null id or time, an
     unknown status, a column of another type): such a file is not one of ours, or is damaged."""
@@ -835,29 +979,31 @@ def _feature_keys(t: pa.Table) -> list[tuple[str, str, int]]:
     vids, sts = ids.to_pylist(), stat.to_pylist()
     if not set(sts) <= {STATUS_OK, STATUS_FAILED}:
         raise ValueError(f"unknown features status in {sorted(map(str, set(sts)))[:5]}")
-    return list(zip(vids, sts, ats.to_pylist()))
+    return vids, sts, ats.to_pylist()
 
 
-def _status_rows(t: pa.Table) -> list[dict[str, Any]]:
-    """The rows of a status shard (``at`` as UTC epoch microseconds), checked like ``_feature_keys``."""
+def _status_table(t: pa.Table) -> pa.Table:
+    """A status shard's rows (``at`` as UTC epoch microseconds), checked like ``_feature_keys``."""
     t = t.select(STATUS_SCHEMA.names).cast(STATUS_SCHEMA)
     t = t.set_column(t.schema.get_field_index("at"), "at", pc.cast(t.column("at"), pa.int64()))
     if t.column("video_id").null_count or t.column("at").null_count or t.column("status").null_count:
         raise ValueError("null video_id, status or at")
-    rows = t.to_pylist()
-    bad = {r["status"] for r in rows} - set(_STATUSES)
+    bad = set(pc.unique(t.column("status")).to_pylist()) - set(_STATUSES)
     if bad:
         raise ValueError(f"unknown status {sorted(bad)[:5]}")
-    return rows
+    return t.combine_chunks()
+
+
+def _conform(t: pa.Table) -> pa.Table:
+    """A features table in FEATURES_SCHEMA: columns an older shard lacks read as nulls."""
+    cols = [t.column(f.name) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+            for f in FEATURES_SCHEMA]
+    return pa.Table.from_arrays(cols, names=FEATURES_SCHEMA.names).cast(FEATURES_SCHEMA)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     p = fs.protocol
     return (p,) if isinstance(p, str) else tuple(p)
-
-
-def _same_path(a: str, b: str) -> bool:
-    return a == b or a.lstrip("/") == b.lstrip("/")
 
 
 def _as_int(v: Any) -> int | None:
