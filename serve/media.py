@@ -101,18 +101,7 @@ def _open_local(path: str, rec: Indexed) -> tuple[BinaryIO, int]:
     if not regular or st.st_size != rec.size:
         os.close(fd)
         raise MediaGone()
-    f = os.fdopen(fd, "rb")
-    try:
-        if rec.head_hash and head_hash(f) != rec.head_hash:
-            raise MediaGone()
-        f.seek(0)
-    except OSError:
-        f.close()
-        raise MediaGone() from None
-    except BaseException:
-        f.close()
-        raise
-    return f, int(st.st_size)
+    return _head_checked(os.fdopen(fd, "rb"), rec), int(st.st_size)
 
 
 def _open_remote(rec: Indexed, endpoint: str) -> tuple[BinaryIO, int]:
@@ -123,7 +112,20 @@ def _open_remote(rec: Indexed, endpoint: str) -> tuple[BinaryIO, int]:
     except OSError:  # FileNotFoundError, PermissionError
         raise MediaGone() from None
     try:
-        if int(f.size) != rec.size or (rec.head_hash and head_hash(f) != rec.head_hash):
+        size = int(f.size)
+    except OSError:
+        f.close()
+        raise MediaGone() from None
+    if size != rec.size:
+        f.close()
+        raise MediaGone()
+    return _head_checked(f, rec), int(rec.size)
+
+
+def _head_checked(f: BinaryIO, rec: Indexed) -> BinaryIO:
+    """``f`` rewound, when its first bytes still hash to the indexed head (closed and MediaGone if not)."""
+    try:
+        if rec.head_hash and head_hash(f) != rec.head_hash:
             raise MediaGone()
         f.seek(0)
     except OSError:
@@ -132,7 +134,7 @@ def _open_remote(rec: Indexed, endpoint: str) -> tuple[BinaryIO, int]:
     except BaseException:
         f.close()
         raise
-    return f, int(rec.size)
+    return f
 
 
 def stream_range(f: BinaryIO, start: int, length: int) -> Iterator[bytes]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 CHUNK = 1 << 20  # 1 MiB: streamed, so a multi-GB video never sits in memory
 
@@ -18,13 +18,7 @@ def content_id(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
     A file object is read from its current position to the end (and left there), so a caller that
     already holds an open stream (e.g. from fsspec/S3) does not have to download it to disk first.
     """
-    h = hashlib.blake2b(digest_size=16)
-    if isinstance(path_or_fileobj, (str, os.PathLike)):
-        with open(path_or_fileobj, "rb") as f:
-            _feed(h, f)
-    else:
-        _feed(h, path_or_fileobj)
-    return h.hexdigest()
+    return _digest(path_or_fileobj, _feed)
 
 
 HEAD_HASH_BYTES = 64 << 10  # what head_hash reads: one small read, even of a multi-GB file
@@ -38,12 +32,18 @@ def head_hash(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
     size, that catches a file replaced by another (or by a symlink to one) without re-hashing it
     whole. A file object is read from its current position.
     """
+    return _digest(path_or_fileobj, _feed_head)
+
+
+def _digest(path_or_fileobj: str | os.PathLike[str] | BinaryIO,
+            feed: Callable[[hashlib.blake2b, BinaryIO], None]) -> str:
+    """blake2b-128 hex of what ``feed`` reads from a path (opened here) or an open file object."""
     h = hashlib.blake2b(digest_size=16)
     if isinstance(path_or_fileobj, (str, os.PathLike)):
         with open(path_or_fileobj, "rb") as f:
-            _feed_head(h, f)
+            feed(h, f)
     else:
-        _feed_head(h, path_or_fileobj)
+        feed(h, path_or_fileobj)
     return h.hexdigest()
 
 
