@@ -127,6 +127,20 @@ def test_non_regular_files_are_refused(tmp_path):
         admit(str(tmp_path))
 
 
+def test_a_fifo_listed_for_indexing_fails_at_once(tmp_path):
+    """Hashing comes before probing when indexing: a FIFO named like a video must not block it."""
+    from astradup.config import Config
+    from astradup.io.ids import content_id
+    from astradup.pipeline import decode_one
+
+    fifo = tmp_path / "stuck.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(MediaError, match="not a regular file"):
+        content_id(str(fifo))
+    row = decode_one(str(fifo), 0, Config(), frozenset())
+    assert row["status"] == "failed" and row["error"] == "not a regular file"
+
+
 def test_sniff_known_containers_and_refusals(tmp_path):
     mp4 = make_video(tmp_path / "v.mp4", seconds=1, audio=None)
     assert sniff(mp4.read_bytes()[:1024]) is Container.MP4

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from typing import BinaryIO, Callable
+
+from astradup.errors import MediaError
+from astradup.io.gate import NOT_A_FILE
 
 CHUNK = 1 << 20  # 1 MiB: streamed, so a multi-GB video never sits in memory
 
@@ -40,7 +44,13 @@ def _digest(path_or_fileobj: str | os.PathLike[str] | BinaryIO,
     """blake2b-128 hex of what ``feed`` reads from a path (opened here) or an open file object."""
     h = hashlib.blake2b(digest_size=16)
     if isinstance(path_or_fileobj, (str, os.PathLike)):
-        with open(path_or_fileobj, "rb") as f:
+        # Non-blocking open and a regular-file check first: a FIFO or a device named as a video
+        # (a file listed for indexing may come from anyone) would otherwise block or never end.
+        fd = os.open(path_or_fileobj, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise MediaError(os.fspath(path_or_fileobj), NOT_A_FILE)
+        with os.fdopen(fd, "rb") as f:
             feed(h, f)
     else:
         feed(h, path_or_fileobj)
