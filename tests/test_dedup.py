@@ -136,8 +136,14 @@ def test_new_video_alone_is_joined_and_pairs_with_the_library(corpus, full_run, 
     assert len(added) == 1 and added[0]["ids"] == [new] and len(man.batches) == 4
     groups = {frozenset(v["video_id"] for v in g["videos"]) for g in out["groups"]}
     assert frozenset({ids["b.mp4"], ids["b_flip.mp4"], new}) in groups, groups
-    s = run_job(cfg)
-    assert s.searched == []
+    # the job's entry point (what `ray job submit` runs): nothing left to join
+    from jobs.dedup import SUMMARY_TAG, main
+
+    assert main(["--data-dir", cfg.data_dir]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(SUMMARY_TAG)
+    summary = json.loads(last.split(" ", 1)[1])
+    assert summary["searched"] == 0 and summary["live"] == 6 and summary["joined_before"] == 6
 
 
 def _match(src: str, fused: float, conf: float, review: bool, label: str = "near-duplicate") -> VideoMatch:
