@@ -385,6 +385,37 @@ def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: in
         close = getattr(it, "close", None)
         if close is not None:
             close()  # a driver that stops early (killed, a hook raised) stops the actors now
+        if _is_lite(cfg):
+            _wait_lite_free(cfg.resolved_milvus_uri)
+
+
+LITE_RELEASE_WAIT_S = 60.0
+
+
+def _wait_lite_free(uri: str, timeout: float = LITE_RELEASE_WAIT_S) -> bool:
+    """After the job: wait until the actor that held the Milvus Lite file has exited (Ray kills a
+    finished pool's actors asynchronously), so whatever opens the file next (the caller, a search
+    replica) finds it free. Milvus Lite holds an advisory flock on ``<file>.db/LOCK``; taking and
+    dropping it on a descriptor of our own tells, without disturbing a holder."""
+    import fcntl
+
+    lock = os.path.join(os.path.abspath(uri), "LOCK")
+    if not os.path.exists(lock):
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                log.warning("the Milvus Lite file %s is still held %.0f s after the dedup job", uri, timeout)
+                return False
+        finally:
+            os.close(fd)
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- reading the job's output
