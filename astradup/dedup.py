@@ -14,7 +14,7 @@ The job (``run_job``)::
 On disk, under ``<data_dir>/dedup/``::
 
     parts/<batch>.parquet   the pairs one batch of query videos found (one row per match found)
-    manifest.json           finished batches: their ids and part; written atomically after each part
+    manifest.jsonl          finished batches: their ids and part; a line appended after each part
 
 * **Resumable**: a part and its manifest entry are written (temp file + rename) when its batch has
   finished; a job killed halfway leaves finished batches in the manifest, and the re-run joins only
@@ -59,7 +59,7 @@ from astradup.records import STATUS_OK, SegmentMatch, VideoMatch
 log = get_logger(__name__)
 
 LABEL_RANK = {"duplicate": 3, "near-duplicate": 2, "similar": 1, "none": 0}
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.jsonl"
 PARTS = "parts"
 DEFAULT_BATCH = 50  # query videos per batch (one Parquet part, one manifest entry)
 PAIR_COLUMNS = ("a", "b", "query_id", "source_id", "source_uri", "fused", "confidence", "label", "review",
@@ -183,20 +183,46 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
 
 @dataclass
 class Manifest:
-    """What the job has joined: finished batches -> the query ids they searched and their part."""
+    """What the job has joined: finished batches -> the query ids they searched and their part.
+
+    On disk one JSON line per finished batch, appended (and fsynced) after its part is in place: a
+    batch costs one short append however large the library (a rewritten file would cost the whole
+    manifest per batch). A line torn by a kill mid-append is ignored on load (its batch is re-run)."""
 
     batches: dict[str, dict[str, Any]]
 
     @classmethod
     def load(cls, root: Path) -> "Manifest":
         try:
-            data = json.loads((root / MANIFEST).read_text())
+            text = (root / MANIFEST).read_text()
         except FileNotFoundError:
             return cls({})
-        return cls(dict(data.get("batches") or {}))
+        batches: dict[str, dict[str, Any]] = {}
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                batches[entry["batch"]] = entry
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line
+        return cls(batches)
+
+    def append(self, root: Path, name: str, entry: dict[str, Any]) -> None:
+        entry = {"batch": name, **entry}
+        path = root / MANIFEST
+        with open(path, "a+b") as f:
+            if f.seek(0, os.SEEK_END):
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")  # after a torn line, start a fresh one
+            f.write((json.dumps(entry) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        self.batches[name] = entry
 
     def save(self, root: Path) -> None:
-        _atomic_bytes(root / MANIFEST, json.dumps({"version": 1, "batches": self.batches}, indent=0).encode())
+        """The whole manifest at once (temp file + rename)."""
+        _atomic_bytes(root / MANIFEST, "".join(json.dumps({"batch": k, **v}) + "\n"
+                                               for k, v in self.batches.items()).encode())
 
     def joined(self) -> set[str]:
         return {v for b in self.batches.values() for v in b["ids"]}
@@ -339,8 +365,8 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
 
     def finished(name: str, rows: list[dict[str, Any]]) -> None:
         rel = write_part(root, name, rows)
-        man.batches[name] = {"ids": ids_of[name], "part": rel, "pairs": len(rows), "at": time.time()}
-        man.save(root)  # after the part: a batch in the manifest always has its part on disk
+        # after the part: a batch in the manifest always has its part on disk
+        man.append(root, name, {"ids": ids_of[name], "part": rel, "pairs": len(rows), "at": time.time()})
         summary.batches_done += 1
         summary.pairs_written += len(rows)
         summary.searched += ids_of[name]

@@ -194,3 +194,16 @@ def test_union_find_many_pairs():
     pairs = [(f"v{x}", f"v{y}") for x, y in rng.integers(0, 300, (400, 2)).tolist() if x != y]
     assert components([p[0] for p in pairs], [p[1] for p in pairs]) == connected_components(pairs)
     assert components([], []) == []
+
+
+def test_manifest_appends_and_ignores_a_line_torn_by_a_kill(tmp_path):
+    from astradup.dedup import MANIFEST
+
+    m = Manifest.load(tmp_path)
+    m.append(tmp_path, "b-1", {"ids": ["x"], "part": "parts/b-1.parquet"})
+    with open(tmp_path / MANIFEST, "ab") as f:
+        f.write(b'{"batch": "b-2", "ids": ["y"')  # the driver died mid-append
+    m = Manifest.load(tmp_path)
+    assert set(m.batches) == {"b-1"} and m.joined() == {"x"}  # b-2 counts as not done: re-run
+    m.append(tmp_path, "b-2", {"ids": ["y"], "part": "parts/b-2.parquet"})
+    assert set(Manifest.load(tmp_path).batches) == {"b-1", "b-2"} and Manifest.load(tmp_path).joined() == {"x", "y"}
