@@ -449,24 +449,32 @@ def _wait_lite_free(uri: str, timeout: float = LITE_RELEASE_WAIT_S) -> bool:
 
 def read_pairs(cfg: Config, live: set[str] | None = None) -> dict[tuple[str, str], tuple[str, VideoMatch]]:
     """(a, b) -> (query id, best match) over every part in the manifest, pairs of live ids only;
-    the direction with the higher fused score wins (on a tie, the search from ``a``)."""
+    the direction with the higher fused score wins (on a tie, the search from ``a``).
+
+    The choice is made in Arrow (filter, sort, first of each pair), so only the pairs kept become
+    Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     root = dedup_dir(cfg)
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in Manifest.load(root).batches.values():
-        path = root / entry["part"]
-        if not path.is_file():
-            continue
-        for r in pq.read_table(path).to_pylist():
-            if live is not None and (r["a"] not in live or r["b"] not in live):
-                continue
-            k = (r["a"], r["b"])
-            # the higher fused score wins; on a tie the search from the smaller id (order-free)
-            if k not in best or (r["fused"], r["query_id"] == r["a"]) > (best[k]["fused"],
-                                                                         best[k]["query_id"] == r["a"]):
-                best[k] = r
-    return {k: (r["query_id"], row_to_match(r)) for k, r in best.items()}
+    tables = [pq.read_table(root / e["part"]) for e in Manifest.load(root).batches.values()
+              if (root / e["part"]).is_file()]
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return {}
+    t = pa.concat_tables(tables)
+    if live is not None:
+        ids = pa.array(sorted(live), type=pa.string())
+        t = t.filter(pc.and_(pc.is_in(t["a"], value_set=ids), pc.is_in(t["b"], value_set=ids)))
+    t = t.append_column("from_a", pc.cast(pc.equal(t["query_id"], t["a"]), pa.int8()))
+    t = t.sort_by([("a", "ascending"), ("b", "ascending"), ("fused", "descending"), ("from_a", "descending")])
+    a = np.asarray(t["a"].to_pylist(), dtype=object)
+    b = np.asarray(t["b"].to_pylist(), dtype=object)
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    kept = t.filter(pa.array(first)).drop_columns(["from_a"])
+    return {(r["a"], r["b"]): (r["query_id"], row_to_match(r)) for r in kept.to_pylist()}
 
 
 def stale(cfg: Config, shards) -> bool:
