@@ -113,6 +113,11 @@ def test_rejected_verdict_removes_the_pair_from_dedup(corpus, full_run, capsys):
         groups = {frozenset(v["video_id"] for v in g["videos"]) for g in out["groups"]}
         assert groups == {frozenset({ids["b.mp4"], ids["b_flip.mp4"]})}
         assert all({p["a"], p["b"]} != {a, a2} for g in out["groups"] for p in g["pairs"])
+        rep = corpus["root"] / "report_rejected"
+        assert cli_main(["--data-dir", cfg.data_dir, "report", "--out", str(rep), "--thumbs", "0", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["groups"] == 1
+        csv_text = (rep / "report.csv").read_text()
+        assert ids["b_flip.mp4"] in csv_text and a2 not in csv_text  # the rejected pair is not reported
         store.forget(a, a2)
         assert cli_main(["--data-dir", cfg.data_dir, "dedup", "--json"]) == 0
         out = json.loads(capsys.readouterr().out)
