@@ -11,9 +11,6 @@ from pathlib import Path
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
 
-LABEL_RANK = {"duplicate": 3, "near-duplicate": 2, "similar": 1, "none": 0}
-
-
 def _cfg(args: argparse.Namespace) -> Config:
     over: dict = {}
     if args.data_dir:
@@ -108,33 +105,16 @@ def cmd_search(args, cfg: Config) -> int:
     return 0
 
 
-def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None):
-    """Every indexed video searched against the others; pairs at or above min_label grouped."""
-    from astradup.match.groups import connected_components
-    from astradup.search import Query, Searcher
-
-    searcher = searcher or Searcher(cfg)
-    best: dict[tuple[str, str], object] = {}
-    uris: dict[str, str] = {}
-    partial: list[tuple[str, object]] = []  # (query video id, SegmentMatch) below the whole-video label
-    for batch in searcher.catalog.shards.iter_features():
-        for f in batch:
-            uris[f.video_id] = f.uri
-            for m in searcher.search(Query(f, None), exclude=f.video_id):
-                if LABEL_RANK[m.label] < LABEL_RANK[min_label]:
-                    partial += [(f.video_id, sg) for sg in m.segments]
-                    continue
-                key = tuple(sorted((f.video_id, m.source_id)))
-                if key not in best or m.fused > best[key].fused:
-                    best[key] = m
-    groups = connected_components(best.keys())
-    grouped = {v for g in groups for v in g}
-    partial = [(q, sg) for q, sg in partial if not (q in grouped and sg.source_id in grouped)]
-    return groups, best, uris, partial
+def _progress(msg: str) -> None:
+    print(f"[dedup] {msg}", file=sys.stderr)
 
 
 def cmd_dedup(args, cfg: Config) -> int:
-    groups, best, uris, partial = dedup_groups(cfg, args.min_label)
+    """The groups from the dedup job's pairs (the job runs first, on a local Ray, when its output is
+    missing or stale: videos indexed since it last ran are joined against the library)."""
+    from astradup.dedup import dedup_groups
+
+    groups, best, uris, partial = dedup_groups(cfg, args.min_label, progress=_progress)
     if args.json:
         print(json.dumps({"groups": [
             {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
@@ -275,9 +255,17 @@ def cmd_demo(args, cfg: Config) -> int:
     t0 = time.time()
     info = build_demo_corpus(out)
     print(f"[demo] sample corpus in {out}/videos ({time.time() - t0:.0f} s)")
-    report = index([str(out / "videos")], cfg, progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    from astradup.catalog import Catalog
+    from astradup.dedup import release_vectors
+
+    catalog = Catalog(cfg)
+    report = index([str(out / "videos")], cfg, catalog=catalog,
+                   progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    release_vectors(catalog)  # the dedup job's worker opens the Milvus Lite file next
     print(report.summary())
-    groups, best, uris, partial = dedup_groups(cfg, "similar")
+    from astradup.dedup import dedup_groups
+
+    groups, best, uris, partial = dedup_groups(cfg, "similar", progress=_progress)
     name = {v: Path(u).name for v, u in uris.items()}
     print(f"\n{len(groups)} group(s) of copies found (pairs labelled similar or above):")
     for i, g in enumerate(groups, 1):

@@ -2,7 +2,7 @@
 
 `astradup dedup` answers on a terminal; a librarian deciding what to delete wants to *see* the
 copies. This module takes exactly the groups and pairs that ``dedup`` computes
-(:func:`astradup.cli.dedup_groups`, i.e. connected components from :mod:`astradup.match.groups`),
+(:func:`astradup.dedup.dedup_groups`: the dedup job's pairs, grouped by its union-find),
 adds a few frames of every grouped video (ffmpeg, from the uri the index recorded, local or s3),
 and writes::
 
@@ -96,13 +96,12 @@ class ReportData:
 
 def collect(cfg: Config, min_label: str = "near-duplicate", searcher=None) -> ReportData:
     """The groups and pairs exactly as ``astradup dedup`` computes them, plus durations for thumbnails."""
-    from astradup.cli import dedup_groups
-    from astradup.search import Searcher
+    from astradup.catalog import Catalog
+    from astradup.dedup import dedup_groups
 
     min_label = normalise_label(min_label)
-    searcher = searcher or Searcher(cfg)
     groups, best, uris, partial = dedup_groups(cfg, min_label, searcher=searcher)
-    status = searcher.catalog.shards.latest_status()
+    status = (searcher.catalog if searcher is not None else Catalog(cfg)).shards.latest_status()
     group_of = {v: i for i, g in enumerate(groups, 1) for v in g}
     pairs = sorted((PairEntry(group_of[a], a, b, m) for (a, b), m in best.items()),
                    key=lambda p: (p.group_id, -p.match.fused, p.a, p.b))

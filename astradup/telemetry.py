@@ -77,6 +77,9 @@ SEARCH_INFLIGHT = "astradup_search_inflight"
 SEARCHES = "astradup_searches"
 SEARCH_LATENCY = "astradup_search_latency_s"
 HTTP_ERRORS = "astradup_http_errors"
+# --- the dedup job (jobs/dedup.py, astradup dedup)
+DEDUP_BATCHES_DONE = "astradup_dedup_batches_done"
+DEDUP_BATCHES_TOTAL = "astradup_dedup_batches_total"
 
 SPECS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec(VIDEOS_PROCESSED, COUNTER,
@@ -100,6 +103,8 @@ SPECS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec(SEARCHES, COUNTER, "Searches answered, by kind and outcome", ("kind", "outcome")),
     MetricSpec(SEARCH_LATENCY, HISTOGRAM, "Search latency in seconds", ("kind",), SEARCH_BOUNDS),
     MetricSpec(HTTP_ERRORS, COUNTER, "HTTP responses with status >= 400", ("status",)),
+    MetricSpec(DEDUP_BATCHES_DONE, GAUGE, "Batches of query videos the running dedup job has joined and written"),
+    MetricSpec(DEDUP_BATCHES_TOTAL, GAUGE, "Batches of query videos the running dedup job has to join"),
 )}
 
 # Ray Serve's own metrics that the Grafana dashboard also plots (not defined here; Ray makes them).

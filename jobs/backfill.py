@@ -88,15 +88,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _write_report(cfg: Config, catalog, out_dir: str, log) -> dict[str, Any]:
-    """The duplicate report over the whole index, on the job's own catalog (a Milvus Lite file takes
-    one client per process). A report that fails is logged and reported, not fatal: the videos are
-    indexed either way, and `astradup report` can make it again."""
+    """The duplicate report over the whole index. It runs the dedup job first (astradup.dedup, on this
+    Ray: only the videos not joined before are searched), so the driver lets go of its vector store:
+    a Milvus Lite file takes one process, here the job's worker. A report that fails is logged and
+    reported, not fatal: the videos are indexed either way, and `astradup report` can make it again."""
+    from astradup.dedup import release_vectors
     from astradup.report import write_report
-    from astradup.search import Searcher
 
     log(f"writing the duplicate report to {out_dir}")
     try:
-        info = write_report(cfg, out_dir, searcher=Searcher(cfg, catalog))
+        release_vectors(catalog)
+        info = write_report(cfg, out_dir)
     except Exception as e:
         log(f"report NOT written: {type(e).__name__}: {e}")
         return {"error": f"{type(e).__name__}: {e}"}

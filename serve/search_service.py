@@ -32,7 +32,7 @@ from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
 from astradup.io.ids import content_id
 from astradup.io.sources import storage_options
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
-from astradup.reviews import REJECTED, ReviewStore, pair_key
+from astradup.reviews import REJECTED, ReviewStore
 from astradup.search import Query, Searcher
 from astradup.uris import AllowList, BadUri, split_s3
 from serve.embedding import RemoteEmbedder
@@ -331,38 +331,27 @@ class SearchService:
         """Pairs of indexed videos whose match is flagged for review (low confidence) and that no
         one has confirmed or rejected yet, least confident first.
 
-        Every indexed video is searched against the rest, so the list is cached until the set of
-        indexed videos or the verdicts change.
+        Read from the dedup job's pairs (``astradup.dedup``; ``python -m jobs.dedup`` or
+        ``astradup dedup`` writes them): a request never searches the library pair by pair. The list
+        is cached until the job's manifest, the set of indexed videos or the verdicts change.
         """
+        from astradup.dedup import MANIFEST, dedup_dir, review_items
+
         t0 = time.time()
         status = self.catalog.shards.latest_status()
-        live = tuple(sorted(v for v, r in status.items() if r["status"] == STATUS_OK))
-        key = (live, self.reviews.version())
+        live = {v: r for v, r in status.items() if r["status"] == STATUS_OK}
+        try:
+            mtime = (dedup_dir(self.cfg) / MANIFEST).stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        key = (tuple(sorted(live)), self.reviews.version(), mtime)
         with self._queue_lock:
             if self._queue is None or self._queue[0] != key:
-                self._queue = (key, self._scan_queue(live, status))
+                decided = {tuple(sorted((r.query_id, r.source_id))) for r in self.reviews.all(limit=10 ** 9)}
+                self._queue = (key, plain(review_items(self.cfg, live, decided)))
             items = self._queue[1]
-        return {"items": items[:limit], "total": len(items), "took_ms": round(1000 * (time.time() - t0), 1)}
-
-    def _scan_queue(self, live: tuple[str, ...], status: dict) -> list[dict]:
-        best: dict[str, dict] = {}
-        for vid in live:
-            f = self.catalog.shards.load_features([vid]).get(vid)
-            if f is None:
-                continue
-            decided = self.reviews.decisions_for(vid)
-            for m in self.searcher.search(Query(f, None), exclude=vid, include_none=False):
-                if not m.review or m.source_id in decided:
-                    continue
-                k = pair_key(vid, m.source_id)
-                if k in best and best[k]["fused"] >= m.fused:
-                    continue
-                d = plain(m.to_dict())
-                d.update(query_id=vid, query_name=Path(f.uri).name, name=Path(m.source_uri).name,
-                         duration=(status.get(m.source_id) or {}).get("duration"),
-                         query_duration=f.meta.get("duration"))
-                best[k] = d
-        return plain(sorted(best.values(), key=lambda d: (d["confidence"], -d["fused"], d["query_id"])))
+        return {"items": items[:limit], "total": len(items), "took_ms": round(1000 * (time.time() - t0), 1),
+                "joined": bool(mtime)}
 
     async def ping(self) -> dict:
         """On the replica's event loop, not in its thread pool: answers while decodes run."""

@@ -1,0 +1,79 @@
+"""Dedup job: every indexed video not yet joined, searched against the whole library on Ray workers.
+
+The same command runs on a laptop and on a cluster; only the addresses change::
+
+    python -m jobs.dedup --data-dir ./astradup_data
+    ray job submit --working-dir . -- python -m jobs.dedup \\
+        --data-dir /srv/astradup --shards s3://bucket/features --milvus-uri http://host:19530
+
+Pairs go to ``<data-dir>/dedup/parts/*.parquet`` with ``<data-dir>/dedup/manifest.jsonl`` (see
+``astradup/dedup.py``); ``astradup dedup``, ``astradup report`` and the service's review queue read
+them. Submitting it again after a kill resumes (finished batches are skipped); after a backfill it
+joins only the new videos. Progress: one line per batch here, and the dashboard gauges
+``ray_astradup_dedup_batches_done`` / ``_total``; the last line is ``DEDUP_SUMMARY {json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from astradup.config import Config
+
+SUMMARY_TAG = "DEDUP_SUMMARY"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from astradup.dedup import DEFAULT_BATCH
+
+    p = argparse.ArgumentParser(prog="python -m jobs.dedup", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="data dir (dedup output, reviews, Milvus Lite file, shards by default)")
+    p.add_argument("--shards", help="Parquet shards root (local path or s3://bucket/prefix)")
+    p.add_argument("--milvus-uri", help="http://host:19530 for a server, or a Milvus Lite .db path")
+    p.add_argument("--milvus-token", help="Milvus token (user:password), if the server wants one")
+    p.add_argument("--collection-prefix", help="Milvus collection name prefix")
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL (a local S3, MinIO...)")
+    p.add_argument("--config", help="YAML config (else $ASTRADUP_CONFIG, then configs/default.yaml)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"query videos per batch / Parquet part (default {DEFAULT_BATCH})")
+    p.add_argument("--concurrency", type=int, default=0,
+                   help="search actors on a Milvus server (0 = one per CPU); always 1 on a Milvus Lite file")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    from jobs.backfill import _local_abs
+    from astradup.config import load_config
+
+    over = {}
+    for key, val in (("shards_dir", args.shards), ("milvus_uri", args.milvus_uri),
+                     ("milvus_token", args.milvus_token), ("collection_prefix", args.collection_prefix),
+                     ("data_dir", args.data_dir), ("s3_endpoint", args.s3_endpoint)):
+        if val is not None:
+            over[key] = val
+    cfg = load_config(args.config, overrides=over)
+    cfg.data_dir = _local_abs(cfg.data_dir)  # a submitted job runs in a temporary copy of the working dir
+    if cfg.shards_dir:
+        cfg.shards_dir = _local_abs(cfg.shards_dir)
+    if cfg.milvus_uri and "://" not in cfg.milvus_uri:
+        cfg.milvus_uri = _local_abs(cfg.milvus_uri)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    from astradup.dedup import run_job
+    from astradup.logs import setup_logging
+
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    setup_logging(cfg.log)
+    log = lambda msg: print(f"[dedup {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log(f"shards {cfg.resolved_shards_dir}, milvus {cfg.resolved_milvus_uri} -> {cfg.data_dir}/dedup")
+    summary = run_job(cfg, batch_size=args.batch_size, concurrency=args.concurrency, progress=log)
+    print(f"{SUMMARY_TAG} {json.dumps(summary.to_dict(), sort_keys=True)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
