@@ -195,6 +195,8 @@ class IndexReport:
     cpus: float = 0.0  # CPUs of the Ray cluster while the job ran
     gpus: float = 0.0
     embed_device: str = ""  # where the frame embedder pool ran: "cpu" or "gpu"
+    writers: str = ""  # who wrote the shards and vectors: "driver" or "workers" (pipeline.writers)
+    write_seconds: float = 0.0  # time spent writing batches, summed over the writers
     video_ids: list[str] = field(default_factory=list)
 
     @property
@@ -211,7 +213,8 @@ class IndexReport:
                  f"{self.media_seconds / 3600:.3f} h of media in {self.wall_seconds:.1f} s "
                  f"({self.x_realtime:.1f}x realtime"
                  + (f", {self.x_realtime_per_cpu:.2f}x per CPU core of {self.cpus:g}" if self.cpus else "")
-                 + (f", embedder on {self.embed_device}" if self.embed_device else "") + ")"]
+                 + (f", embedder on {self.embed_device}" if self.embed_device else "")
+                 + (f", written by the {self.writers} in {self.write_seconds:.1f} s" if self.writers else "") + ")"]
         lines += [f"  FAILED {uri}: {reason}" for uri, reason in self.failed]
         return "\n".join(lines)
 
@@ -222,7 +225,8 @@ class IndexReport:
                 "failed": [{"uri": u, "reason": r} for u, r in self.failed],
                 "media_hours": self.media_seconds / 3600, "wall_seconds": self.wall_seconds,
                 "x_realtime": self.x_realtime, "cpus": self.cpus, "gpus": self.gpus,
-                "x_realtime_per_cpu": self.x_realtime_per_cpu, "embed_device": self.embed_device}
+                "x_realtime_per_cpu": self.x_realtime_per_cpu, "embed_device": self.embed_device,
+                "writers": self.writers, "write_seconds": self.write_seconds}
 
 
 @dataclass(frozen=True)
@@ -356,7 +360,7 @@ class WriteStage:
             out["status"].append(STATUS_SKIPPED if f is None else status)
             out["error"].append(err)
             out["duration"].append(float(f.meta.get("duration") or 0.0) if f is not None else 0.0)
-            out["write_s"].append(write_s)
+            out["write_s"].append(write_s / len(rows))  # the batch's time, shared: the rows sum to it
         return {"video_id": np.array(out["video_id"], dtype=object), "uri": np.array(out["uri"], dtype=object),
                 "status": np.array(out["status"], dtype=object), "error": np.array(out["error"], dtype=object),
                 "duration": np.array(out["duration"], dtype=np.float64),
@@ -423,7 +427,7 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     plan = plan_embedder(cfg, res)
     report.embed_device = plan.device
     ds = build_dataset(items, cfg, skip, plan)
-    writers = resolved_writers(cfg)
+    writers = report.writers = resolved_writers(cfg)
     seen: set[str] = set(skip)
     if writers == "workers":
         batches = add_writers(ds, cfg).iter_batches(batch_size=None, batch_format="numpy")
@@ -436,6 +440,7 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
             for vid, uri, status, err, dur in zip(batch["video_id"], batch["uri"], batch["status"],
                                                   batch["error"], batch["duration"]):
                 n_batch += _tally(report, seen, vid, uri, status, err, float(dur))
+            report.write_seconds += float(np.sum(batch["write_s"]))
         else:
             to_write: list[VideoFeatures] = []
             for vid, uri, status, err, payload in _rows(batch):
@@ -447,8 +452,9 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
                 to_write.append(feats)
             t_write = time.perf_counter()
             catalog.write(to_write)
-            log.info("wrote batch", extra={"stage": "write", "duration_s": time.perf_counter() - t_write,
-                                           "videos": len(to_write)})
+            write_s = time.perf_counter() - t_write
+            report.write_seconds += write_s
+            log.info("wrote batch", extra={"stage": "write", "duration_s": write_s, "videos": len(to_write)})
             n_batch = len(to_write)
         written = report.indexed + len(report.failed) + report.skipped - report.skipped_unread
         _count_written(report, before, len(items) - written)

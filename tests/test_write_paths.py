@@ -98,6 +98,9 @@ def test_workers_path_writes_what_the_driver_path_writes(both):
     assert drep.indexed == wrep.indexed == N_VIDEOS and len(drep.failed) == len(wrep.failed) == 1
     assert sorted(drep.video_ids) == sorted(wrep.video_ids)
     assert drep.media_seconds == pytest.approx(wrep.media_seconds)
+    assert (drep.writers, wrep.writers) == ("driver", "workers")
+    assert drep.write_seconds > 0 and wrep.write_seconds > 0
+    assert wrep.to_dict()["writers"] == "workers" and "written by the workers" in wrep.summary()
     dcat, wcat = Catalog(dcfg), Catalog(wcfg)
     ids = set(drep.video_ids)
     assert dcat.vectors.video_ids() == wcat.vectors.video_ids() == ids
