@@ -51,8 +51,8 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from astradup.errors import ConfigError
 from astradup.records import STATUS_OK, VideoFeatures
-from astradup.uris import is_lite_uri  # noqa: F401 (re-exported: callers import it from here)
 from astradup.store.retry import RetryPolicy, is_connection_error, is_dead_channel, is_not_loaded, retry_call
+from astradup.uris import is_lite_uri  # noqa: F401 (re-exported: callers import it from here)
 
 LOG = logging.getLogger("astradup.store")
 T = TypeVar("T")
