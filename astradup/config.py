@@ -169,6 +169,15 @@ class PipelineConfig:
     # Where a local Ray listens (GCS, raylet, agents, metrics, dashboard): 127.0.0.1 = this machine
     # only; 0.0.0.0 = every interface (other hosts can reach it; token auth stays on either way).
     ray_host: str = "127.0.0.1"
+    # Who writes the Parquet shards and the Milvus vectors: driver (the job's driver, one writer:
+    # what a Milvus Lite file needs) | workers (a pool of writer actors, the graph's last stage, each
+    # with its own Milvus client and shard store: needs a Milvus server) | auto (workers on a
+    # server, driver on Lite). Either way vectors go first, then the shard with the "ok" rows.
+    writers: str = "auto"
+    write_concurrency: int = 2  # writer actors when writers are workers
+
+
+WRITERS = ("auto", "driver", "workers")
 
 
 @dataclass
@@ -294,7 +303,32 @@ def load_config(path: str | os.PathLike[str] | None = None,
     check_decode(cfg.decode)
     check_search(cfg.search)
     check_catalog(cfg.catalog)
+    check_pipeline(cfg)
     return cfg
+
+
+def check_pipeline(cfg: Config) -> None:
+    """ConfigError naming the setting when ``pipeline.writers`` is unknown, or asks for several
+    writers on a Milvus Lite file (one process per file: a second writer would fail or corrupt it)."""
+    from astradup.uris import is_lite_uri
+
+    p = cfg.pipeline
+    if p.writers not in WRITERS:
+        raise ConfigError(f"pipeline.writers must be one of {', '.join(WRITERS)}, got {p.writers!r}")
+    if p.writers == "workers" and is_lite_uri(cfg.resolved_milvus_uri):
+        raise ConfigError("pipeline.writers: workers needs a Milvus server URI (milvus_uri: http://host:19530); "
+                          f"Milvus Lite ({cfg.resolved_milvus_uri}) allows one writing process: use auto or driver")
+    if isinstance(p.write_concurrency, bool) or not isinstance(p.write_concurrency, int) or p.write_concurrency < 1:
+        raise ConfigError(f"pipeline.write_concurrency must be an integer >= 1, got {p.write_concurrency!r}")
+
+
+def resolved_writers(cfg: Config) -> str:
+    """"driver" or "workers": what ``pipeline.writers`` means for the configured Milvus URI."""
+    from astradup.uris import is_lite_uri
+
+    if cfg.pipeline.writers == "auto":
+        return "driver" if is_lite_uri(cfg.resolved_milvus_uri) else "workers"
+    return cfg.pipeline.writers
 
 
 def check_catalog(cfg: CatalogConfig) -> None:

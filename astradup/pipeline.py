@@ -5,10 +5,25 @@ Frames cross the object store once (decode -> embedder); PCM never does, which i
 audio run in the decode task instead of pools of their own. The streaming executor keeps only
 a bounded number of blocks in flight, so memory follows the concurrency, not the corpus.
 
-The driver is the only writer of Parquet shards and Milvus, which keeps a Milvus Lite file safe
-(it wants one writer) and makes the write order explicit: vectors first, then the shard whose
-status row says "ok", so a job killed in between re-does that batch (upsert => no duplicate
-vectors) instead of believing it done.
+Who writes the Parquet shards and Milvus (``pipeline.writers``, see ``resolved_writers``):
+
+* driver (Milvus Lite, always): the driver is the only writer, which keeps a Lite file safe (it
+  wants one writing process). Batches stream back to it and it writes each one.
+* workers (a Milvus server, which takes many writers): the graph's last stage is a pool of
+  writer actors (``WriteStage``, ``pipeline.write_concurrency`` of them); each keeps its own
+  Catalog (Milvus client + ShardStore) for every batch it gets and returns only a small summary
+  per video (id, uri, status, error, media seconds, write seconds). The driver adds the summaries
+  into the same IndexReport and writes nothing. An actor pool rather than a ``ray.data.Datasink``:
+  a Datasink's write tasks would open a Milvus client and a shard index per task, and hand their
+  results to the driver only when the whole write ends (no progress, no per-batch counters).
+
+Either way one batch is written in one order, by ``Catalog.write``: vectors first, then the shard
+whose status row says "ok", so a job (or a writer) killed in between re-does that batch (upsert =>
+no duplicate vectors) instead of believing it done. Shard names are unique and published with
+O_EXCL, so several writers never overwrite each other. The one thing only the driver path
+guarantees is that two files with the same bytes in one run are written once: two writer actors
+may each write such a video (the same vectors, upserted twice; two status rows, the latest wins);
+the report still counts it once.
 """
 from __future__ import annotations
 
@@ -22,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from astradup import telemetry
-from astradup.config import Config
+from astradup.config import Config, check_pipeline, resolved_writers
 from astradup.errors import MediaError
 from astradup.io.sources import list_videos, local_copy
 from astradup.logs import get_logger, setup_logging
@@ -180,6 +195,8 @@ class IndexReport:
     cpus: float = 0.0  # CPUs of the Ray cluster while the job ran
     gpus: float = 0.0
     embed_device: str = ""  # where the frame embedder pool ran: "cpu" or "gpu"
+    writers: str = ""  # who wrote the shards and vectors: "driver" or "workers" (pipeline.writers)
+    write_seconds: float = 0.0  # time spent writing batches, summed over the writers
     video_ids: list[str] = field(default_factory=list)
 
     @property
@@ -196,7 +213,8 @@ class IndexReport:
                  f"{self.media_seconds / 3600:.3f} h of media in {self.wall_seconds:.1f} s "
                  f"({self.x_realtime:.1f}x realtime"
                  + (f", {self.x_realtime_per_cpu:.2f}x per CPU core of {self.cpus:g}" if self.cpus else "")
-                 + (f", embedder on {self.embed_device}" if self.embed_device else "") + ")"]
+                 + (f", embedder on {self.embed_device}" if self.embed_device else "")
+                 + (f", written by the {self.writers} in {self.write_seconds:.1f} s" if self.writers else "") + ")"]
         lines += [f"  FAILED {uri}: {reason}" for uri, reason in self.failed]
         return "\n".join(lines)
 
@@ -207,7 +225,8 @@ class IndexReport:
                 "failed": [{"uri": u, "reason": r} for u, r in self.failed],
                 "media_hours": self.media_seconds / 3600, "wall_seconds": self.wall_seconds,
                 "x_realtime": self.x_realtime, "cpus": self.cpus, "gpus": self.gpus,
-                "x_realtime_per_cpu": self.x_realtime_per_cpu, "embed_device": self.embed_device}
+                "x_realtime_per_cpu": self.x_realtime_per_cpu, "embed_device": self.embed_device,
+                "writers": self.writers, "write_seconds": self.write_seconds}
 
 
 @dataclass(frozen=True)
@@ -267,6 +286,103 @@ def build_dataset(items: list[tuple[str, int]], cfg: Config, skip_ids: frozenset
                           num_cpus=plan.num_cpus, num_gpus=plan.num_gpus or None)
 
 
+def add_writers(ds, cfg: Config):
+    """The writing stage of the workers path: ``pipeline.write_concurrency`` WriteStage actors,
+    ``pipeline.write_batch`` videos per call (one shard, one upsert). They reserve no CPU: their
+    work is mostly waiting on Milvus and storage, and a reserved core would idle a decoder."""
+    from ray.data import ActorPoolStrategy
+
+    n = max(1, cfg.pipeline.write_concurrency)
+    return ds.map_batches(WriteStage, batch_size=cfg.pipeline.write_batch, fn_constructor_kwargs={"cfg": cfg},
+                          compute=ActorPoolStrategy(min_size=1, max_size=n), num_cpus=0, batch_format="numpy")
+
+
+class _FrameDim:
+    """What a writer's Catalog needs of the embedder: the frame vector size (read off the features
+    it writes), so a writer actor never loads the model."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+
+def _new_rows(rows, seen: set[str]):
+    """(video_id, uri, status, error, payload) rows -> [(row, features or None)]: features for the
+    rows to write (first ok sight of an id, failures), None for the ones to skip. Adds to ``seen``."""
+    out = []
+    for row in rows:
+        vid, _uri, status, _err, payload = row
+        if status == STATUS_SKIPPED or (status == STATUS_OK and vid in seen):
+            out.append((row, None))
+            continue
+        feats, _ = pickle.loads(payload)
+        if status == STATUS_OK:
+            seen.add(vid)
+        out.append((row, feats))
+    return out
+
+
+def _rows(batch: dict[str, np.ndarray]):
+    return zip(batch["video_id"], batch["uri"], batch["status"], batch["error"], batch["payload"])
+
+
+class WriteStage:
+    """A writer actor of the workers path: writes the batches it gets (``Catalog.write``: vectors,
+    then the shard with the status rows) and returns one small summary row per video."""
+
+    def __init__(self, cfg: Config) -> None:
+        setup_logging(cfg.log)
+        self.cfg = cfg
+        self.catalog = None
+        self.seen: set[str] = set()  # ids this actor wrote ok (other actors' are the driver's to count)
+
+    def _catalog(self, feats: list[VideoFeatures]):
+        if self.catalog is None:
+            from astradup.catalog import Catalog
+
+            dim = next((int(np.asarray(f.embeddings).shape[1]) for f in feats
+                        if f.status == STATUS_OK and len(f.embeddings)), None)
+            self.catalog = Catalog(self.cfg, embedder=_FrameDim(dim) if dim is not None else None)
+        return self.catalog
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = _new_rows(list(_rows(batch)), self.seen)
+        to_write = [f for _, f in rows if f is not None]
+        t_write = time.perf_counter()
+        if to_write:
+            self._catalog(to_write).write(to_write)
+        write_s = time.perf_counter() - t_write
+        log.info("wrote batch", extra={"stage": "write", "duration_s": write_s, "videos": len(to_write),
+                                       "writer": "worker"})
+        out = {"video_id": [], "uri": [], "status": [], "error": [], "duration": [], "write_s": []}
+        for (vid, uri, status, err, _), f in rows:
+            out["video_id"].append(vid)
+            out["uri"].append(uri)
+            out["status"].append(STATUS_SKIPPED if f is None else status)
+            out["error"].append(err)
+            out["duration"].append(float(f.meta.get("duration") or 0.0) if f is not None else 0.0)
+            out["write_s"].append(write_s / len(rows))  # the batch's time, shared: the rows sum to it
+        return {"video_id": np.array(out["video_id"], dtype=object), "uri": np.array(out["uri"], dtype=object),
+                "status": np.array(out["status"], dtype=object), "error": np.array(out["error"], dtype=object),
+                "duration": np.array(out["duration"], dtype=np.float64),
+                "write_s": np.array(out["write_s"], dtype=np.float64)}
+
+
+def _tally(report: "IndexReport", seen: set[str], vid: str, uri: str, status: str, err: str,
+           duration: float) -> bool:
+    """Count one video into the report; True when it is new (to be written: first ok, or failed)."""
+    if status == STATUS_SKIPPED or (status == STATUS_OK and vid in seen):
+        report.skipped += 1
+        return False
+    if status == STATUS_OK:
+        seen.add(vid)
+        report.indexed += 1
+        report.video_ids.append(vid)
+        report.media_seconds += duration
+    else:
+        report.failed.append((uri, err))
+    return True
+
+
 def done_listing(status: dict[str, dict]) -> tuple[frozenset[str], set[tuple[str, int]]]:
     """(ids whose latest status is ok, (uri, size) of those rows): what a re-run may skip."""
     ok = {vid: row for vid, row in status.items() if row["status"] == STATUS_OK}
@@ -285,6 +401,7 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     """
     from astradup.catalog import Catalog
 
+    check_pipeline(cfg)  # the config may have been changed since it was loaded (jobs/backfill does)
     t0 = time.time()
     catalog = catalog or Catalog(cfg)
     listed = list_videos(inputs, cfg.s3_endpoint)
@@ -310,33 +427,40 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     plan = plan_embedder(cfg, res)
     report.embed_device = plan.device
     ds = build_dataset(items, cfg, skip, plan)
+    writers = report.writers = resolved_writers(cfg)
     seen: set[str] = set(skip)
-    for batch in ds.iter_batches(batch_size=cfg.pipeline.write_batch, batch_format="numpy"):
+    if writers == "workers":
+        batches = add_writers(ds, cfg).iter_batches(batch_size=None, batch_format="numpy")
+    else:
+        batches = ds.iter_batches(batch_size=cfg.pipeline.write_batch, batch_format="numpy")
+    for batch in batches:
         before = (report.indexed, len(report.failed), report.skipped, report.media_seconds)
-        to_write: list[VideoFeatures] = []
-        for vid, uri, status, err, payload in zip(batch["video_id"], batch["uri"], batch["status"],
-                                                  batch["error"], batch["payload"]):
-            if status == STATUS_SKIPPED or (status == STATUS_OK and vid in seen):
-                report.skipped += 1
-                continue
-            feats, _ = pickle.loads(payload)
-            if status == STATUS_OK:
-                seen.add(vid)
-                report.indexed += 1
-                report.video_ids.append(vid)
-                report.media_seconds += float(feats.meta.get("duration") or 0.0)
-            else:
-                report.failed.append((uri, err))
-            to_write.append(feats)
-        t_write = time.perf_counter()
-        catalog.write(to_write)
-        log.info("wrote batch", extra={"stage": "write", "duration_s": time.perf_counter() - t_write,
-                                       "videos": len(to_write)})
+        if writers == "workers":  # written already: the summaries are only counted
+            n_batch = 0
+            for vid, uri, status, err, dur in zip(batch["video_id"], batch["uri"], batch["status"],
+                                                  batch["error"], batch["duration"]):
+                n_batch += _tally(report, seen, vid, uri, status, err, float(dur))
+            report.write_seconds += float(np.sum(batch["write_s"]))
+        else:
+            to_write: list[VideoFeatures] = []
+            for vid, uri, status, err, payload in _rows(batch):
+                if status == STATUS_SKIPPED or (status == STATUS_OK and vid in seen):
+                    report.skipped += 1
+                    continue
+                feats, _ = pickle.loads(payload)
+                _tally(report, seen, vid, uri, status, err, float(feats.meta.get("duration") or 0.0))
+                to_write.append(feats)
+            t_write = time.perf_counter()
+            catalog.write(to_write)
+            write_s = time.perf_counter() - t_write
+            report.write_seconds += write_s
+            log.info("wrote batch", extra={"stage": "write", "duration_s": write_s, "videos": len(to_write)})
+            n_batch = len(to_write)
         written = report.indexed + len(report.failed) + report.skipped - report.skipped_unread
         _count_written(report, before, len(items) - written)
         if progress:
             el = time.time() - t0
-            progress(f"wrote {len(to_write)} records ({report.indexed} indexed, {report.skipped} already "
+            progress(f"wrote {n_batch} records ({report.indexed} indexed, {report.skipped} already "
                      f"indexed, {len(report.failed)} failed of {len(listed)}; "
                      f"{report.media_seconds / max(el, 1e-9):.1f}x realtime so far)")
     report.wall_seconds = time.time() - t0

@@ -92,3 +92,11 @@ class AllowList:
 
     def describe(self) -> list[str]:
         return sorted(f"s3://{b}/{p}" for b, p in self.entries)
+
+
+_MILVUS_SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
+
+
+def is_lite_uri(uri: str) -> bool:
+    """A Milvus server URI has a scheme; anything else is a Milvus Lite path (one writing process)."""
+    return not uri.lower().startswith(_MILVUS_SERVER_SCHEMES)

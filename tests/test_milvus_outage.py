@@ -186,7 +186,9 @@ def test_backfill_through_a_milvus_restart_indexes_every_video_once(server, tmp_
         make_video(videos / f"v{i}.mp4", seconds=3, size=(160, 120), source=SOURCES[i], audio="music", seed=i)
     cfg = load_config(overrides={
         "data_dir": str(tmp_path / "data"), "milvus_uri": server.uri, "collection_prefix": "outage",
-        "pipeline": {"dashboard": False, "decode_concurrency": 1, "write_batch": 1},
+        # The driver writes (not writer actors, auto's choice on a server): the outage is timed
+        # from its Catalog.write, and its retries are logged in this process.
+        "pipeline": {"dashboard": False, "decode_concurrency": 1, "write_batch": 1, "writers": "driver"},
         # Up to ~2 min of waiting: a restart takes 10-60 s on this machine, more when it is busy.
         "retry": {"attempts": 16, "backoff": 0.5, "max_backoff": 10.0}})
     cat = Catalog(cfg)

@@ -52,6 +52,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from astradup.errors import ConfigError
 from astradup.records import STATUS_OK, VideoFeatures
 from astradup.store.retry import RetryPolicy, is_connection_error, is_dead_channel, is_not_loaded, retry_call
+from astradup.uris import is_lite_uri  # noqa: F401 (re-exported: callers import it from here)
 
 LOG = logging.getLogger("astradup.store")
 T = TypeVar("T")
@@ -74,7 +75,6 @@ _DELETE_CHUNK = 500  # video ids per delete filter
 _STALE_CHUNK = 256  # OR terms per stale-row delete (one per batch of 100; 256 parse on Lite and a 2.3 server)
 _RECONNECT_TIMEOUT = 10.0  # seconds a replacement client waits for its channel
 _QUERY_WINDOW = 16384  # Milvus caps offset+limit of a plain query here; beyond it, iterate
-_SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 
 _lite_lock = threading.Lock()
 _lite_refs: dict[str, int] = {}  # abs .db path -> open VectorStores in this process
@@ -85,11 +85,6 @@ class _DropMvccWarning(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "mvccTs" not in record.getMessage()
-
-
-def is_lite_uri(uri: str) -> bool:
-    """A server URI has a scheme; anything else is a Milvus Lite path."""
-    return not uri.lower().startswith(_SERVER_SCHEMES)
 
 
 def quote(value: str) -> str:
