@@ -73,12 +73,12 @@ class AllowList:
 
     @classmethod
     def from_indexed(cls, uris: Iterable[str]) -> "AllowList":
-        """The buckets of the indexed ``s3://`` URIs (the default list); local paths and
-        malformed URIs give nothing."""
+        """The buckets of the indexed ``s3://`` URIs (objects or bare ``s3://bucket``: the default
+        list); local paths and malformed URIs give nothing."""
         out = set()
         for u in uris:
             try:
-                out.add((split_s3(u)[0], ""))
+                out.add((split_s3(u, prefix=True)[0], ""))
             except BadUri:
                 continue
         return cls(frozenset(out))

@@ -176,15 +176,14 @@ class SearchService:
         self._allow_lock = threading.Lock()
 
     def allow_list(self) -> AllowList:
-        """``search.allowed_uris``, or (empty) the buckets of the indexed uris: recomputed from the
-        status listing at most every ALLOW_TTL_S, so a search costs no extra listing."""
+        """``search.allowed_uris``, or (empty) the buckets of the indexed uris: read from the
+        catalog's incremental index at most every ALLOW_TTL_S, so a search costs no extra listing."""
         if self._allow_configured is not None:
             return self._allow_configured
         with self._allow_lock:
             now = time.monotonic()
             if self._allow_default is None or now - self._allow_default[0] > ALLOW_TTL_S:
-                status = self.catalog.shards.latest_status()
-                self._allow_default = (now, AllowList.from_indexed(r.get("uri") or "" for r in status.values()))
+                self._allow_default = (now, AllowList.from_indexed(self.catalog.shards.indexed_buckets()))
             return self._allow_default[1]
 
     # ------------------------------------------------------------------ queries

@@ -62,6 +62,19 @@ def test_default_allow_list_is_the_indexed_buckets():
     assert AllowList.from_indexed(["/local/only.mp4"]).entries == frozenset()
 
 
+def test_the_store_keeps_the_indexed_buckets_as_shards_arrive(tmp_path):
+    """The default allow-list comes from the catalog's incremental index, not a listing of every row."""
+    store = ShardStore(str(tmp_path / "shards"))
+    store.write_status([{"video_id": "a" * 32, "uri": "s3://lib-one/x/a.mp4", "status": "ok"},
+                        {"video_id": "b" * 32, "uri": "/local/b.mp4", "status": "ok"}])
+    assert store.indexed_buckets() == ["s3://lib-one"]
+    other = ShardStore(str(tmp_path / "shards"))  # another process indexing a second bucket
+    other.write_status([{"video_id": "c" * 32, "uri": "s3://lib-two/c.mp4", "status": "failed", "error": "x"}])
+    assert store.indexed_buckets() == ["s3://lib-one", "s3://lib-two"]
+    allow = AllowList.from_indexed(store.indexed_buckets())
+    assert allow.allows("lib-two", "any/key.mp4") and not allow.allows("lib-three", "k.mp4")
+
+
 def test_config_allowed_uris_are_validated(tmp_path):
     cfg = load_config(overrides={"search": {"allowed_uris": ["s3://corpus/pub/", "s3://other"]}}, environ={})
     assert cfg.search.allowed_uris == ["s3://corpus/pub/", "s3://other"]

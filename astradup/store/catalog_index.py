@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
 
@@ -55,6 +56,7 @@ class CatalogIndex:
         self.file_id: dict[str, int] = {}
         self.rg_starts: dict[int, np.ndarray] = {}  # features shard id -> first row of each row group
         self.status_tables: dict[int, pa.Table] = {}  # status shard id -> its uri/error/size/duration
+        self.s3_buckets: set[str] = set()  # buckets of every s3:// uri in a status row (the default uri allow-list)
         n = capacity
         self.f_file = np.full(n, -1, np.int32)
         self.f_row = np.zeros(n, np.int32)
@@ -112,6 +114,9 @@ class CatalogIndex:
         """Index a status shard (``at`` as int64 microseconds, statuses already checked)."""
         fid = self._file(path)
         self.status_tables[fid] = table.select(list(_STATUS_KEEP))
+        uris = table.column("uri")
+        for uri in pc.unique(pc.filter(uris, pc.starts_with(uris, "s3://"))).to_pylist():
+            self.s3_buckets.add(uri[len("s3://"):].split("/", 1)[0])
         vids = table.column("video_id").to_pylist()
         codes = [_CODE[s] for s in table.column("status").to_pylist()]
         ats = table.column("at").to_numpy()

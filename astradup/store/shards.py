@@ -625,6 +625,13 @@ class ShardStore:
         with self._lock:
             return {v: row for v in set(video_ids) if (row := self._index.status_row(v)) is not None}
 
+    def indexed_buckets(self) -> list[str]:
+        """The S3 buckets that status rows name (``s3://bucket``), kept as shards are indexed, so
+        the service's default uri allow-list costs no listing of every status row."""
+        self._refresh()
+        with self._lock:
+            return [f"s3://{b}" for b in sorted(self._index.s3_buckets)]
+
     def _write(self, table: pa.Table, kind: str, us: int, row_group_size: int | None = None,
                compression: str | dict[str, str] = "zstd",
                use_dictionary: bool | list[str] = True) -> str:
