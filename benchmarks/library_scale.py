@@ -23,11 +23,14 @@ server (in memory, so redone each run) and repeats the search figures with ``sha
 Per N it prints: real query files (p50/p95 of the whole search and of the part after feature
 extraction: KNN + candidate fetch, scoring, alignment), search by indexed id p50/p95, a fresh search
 replica's start-up (Catalog + Searcher + first search, in a subprocess) and its resident memory,
-the dedup job's videos/s on a local Ray with recall/precision of the planted pairs, recall@1 of the
+the dedup job's videos/s on a local Ray with recall/precision of the planted pairs (above
+``--dedup-sample`` videos the job searches a sample, each search against the whole library), recall@1 of the
 real queries among the filler, and growth per 10x against the warm-up size (``--warmup``, 100)
 measured in the same run.
 
-    .venv/bin/python benchmarks/library_scale.py [--sizes 1000,10000] [--s3] [--cache DIR]
+    .venv/bin/python benchmarks/library_scale.py [--sizes 1000,10000] [--s3] [--cache DIR] [--dedup-sample 2000]
+
+Figures from this machine: docs/scaling.md, "Library scale".
 
 Not part of ``make test``.
 """
@@ -355,10 +358,28 @@ def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids:
             "n_query_searches": len(whole), "n_id_searches": len(by_id)}
 
 
-def measure_dedup(cfg, info: dict) -> dict:
-    from astradup.dedup import dedup_dir, read_pairs, run_job
+def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
+    """The dedup job (run_job, Ray Data actors, one per CPU) over the library. With ``sample`` <
+    N, every id but a sample (whole planted groups in their share, the rest plain videos) is first
+    recorded as joined in the job's manifest, so the job searches only the sample, each search
+    still against the whole library; recall then counts the planted pairs with a sampled member."""
+    from astradup.catalog import Catalog
+    from astradup.dedup import Manifest, dedup_dir, live_ids, read_pairs, run_job, write_part
 
-    shutil.rmtree(dedup_dir(cfg), ignore_errors=True)
+    root = dedup_dir(cfg)
+    shutil.rmtree(root, ignore_errors=True)
+    searched = None
+    if sample and sample < info["n"]:
+        live = sorted(live_ids(Catalog(cfg).shards))
+        rng = np.random.default_rng(seed)
+        k_groups = min(len(info["groups"]), max(1, int(round(sample * 3 * len(info["groups"]) / info["n"] / 3))))
+        searched = {v for g in info["groups"][:k_groups] for v in g}
+        rest = [v for v in live if v not in searched]
+        searched |= set(rng.choice(rest, max(0, sample - len(searched)), replace=False).tolist())
+        root.mkdir(parents=True, exist_ok=True)
+        pre = [v for v in live if v not in searched]
+        rel = write_part(root, "pre-joined", [])
+        Manifest.load(root).append(root, "pre-joined", {"ids": pre, "part": rel, "pairs": 0, "at": time.time()})
     t0 = time.time()
     summ = run_job(cfg, batch_size=25, progress=lambda m: None)
     wall = time.time() - t0
@@ -367,9 +388,10 @@ def measure_dedup(cfg, info: dict) -> dict:
     for g in info["groups"]:
         for i in range(len(g)):
             for j in range(i + 1, len(g)):
-                truth.add(tuple(sorted((g[i], g[j]))))
+                if searched is None or g[i] in searched or g[j] in searched:
+                    truth.add(tuple(sorted((g[i], g[j]))))
     real = set(info["real_ids"].values())
-    out = {"videos": len(summ.searched), "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
+    out = {"videos": len(summ.searched), "sampled": searched is not None, "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
            "pairs": len(pairs)}
     for name, keep in [("any", lambda m: True),
                        ("near", lambda m: m.label in ("duplicate", "near-duplicate"))]:
@@ -412,6 +434,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3, help="searches per real query file")
     ap.add_argument("--ids", type=int, default=30, help="searches by indexed id")
     ap.add_argument("--no-dedup", action="store_true")
+    ap.add_argument("--dedup-sample", type=int, default=2000,
+                    help="at a larger N the dedup job searches this many videos (against the whole library)")
     ap.add_argument("--json", default="")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -442,7 +466,7 @@ def main() -> int:
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
             if not args.no_dedup:
-                r["dedup"] = measure_dedup(cfg, info)
+                r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed)
             if args.s3:
                 if moto is None:
                     from moto.server import ThreadedMotoServer
@@ -452,6 +476,9 @@ def main() -> int:
                         so.bind(("127.0.0.1", 0))
                         port = so.getsockname()[1]
                     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+                    import logging
+
+                    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
                     moto.start()
                     endpoint = f"http://127.0.0.1:{port}"
                 root = s3_copy(cfg, n, endpoint)
@@ -491,7 +518,7 @@ def report(r: dict, base: dict | None, n0: int) -> None:
               f"(peak {rp['hwm_mb']:.0f}) {g(rp['rss_mb'], 'rss_mb', brp)}")
     if "dedup" in r:
         d, bd = r["dedup"], b.get("dedup", {})
-        print(f"  dedup job: {d['videos']} videos in {d['wall_s']:.0f} s = {d['videos_per_s']:.1f} videos/s "
+        print(f"  dedup job{' (sampled queries)' if d.get('sampled') else ''}: {d['videos']} videos in {d['wall_s']:.0f} s = {d['videos_per_s']:.1f} videos/s "
               f"{growth(1 / max(d['videos_per_s'], 1e-9), 1 / max(bd.get('videos_per_s', 0), 1e-9), n, n0) if bd else '-'} (per-video time); planted pairs ({d['true_pairs']}): recall {d['recall_any']:.3f}, precision "
               f"{d['precision_any']:.3f} (all {d['pred_any']} reported pairs); at >= near-duplicate recall "
               f"{d['recall_near']:.3f}, precision {d['precision_near']:.3f}")
