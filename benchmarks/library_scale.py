@@ -1,0 +1,536 @@
+"""Library scale: search, dedup and replica figures on a library of N videos (N = 1k, 10k, 100k).
+
+The library per N (built once, cached under ``--cache``; a run finds it and only measures):
+
+* real sources: a few generated videos (tests/media.py ``make_video``) indexed through
+  ``astradup.pipeline.index`` (decode, pHash, audio, SSCD embedding, the writers); their re-encoded
+  copies (``make_copy``) are the real query files, never indexed.
+* synthetic videos: ``VideoFeatures`` records made here, written through ``Catalog.write`` (Milvus
+  upsert through the configured projection + ``ShardStore.write_features``), durations log-uniform
+  10 s .. 10 min at 1 fps. Frame embeddings are unit vectors, AR(1) along frames around a per-video
+  mean, both drawn from a Gaussian with the second-moment matrix of the real sources' SSCD vectors
+  (shrunk 20% towards isotropic: a few real videos give a rank-deficient estimate); audio window
+  vectors the same from the real MFCC windows; pHash bits drift frame to frame; Chromaprint codes at
+  the real rate; metadata from a real record with the duration changed.
+* planted truth among the synthetic ones (``--planted`` of them are group sources): each source gets
+  a near-duplicate (its vectors + noise, cosine ~0.93; 5% pHash bits flipped; audio likewise) and a
+  partial copy (a 30-60% sub-range, timestamps from 0). Every pair inside a group is a true pair.
+
+The vectors go to a Milvus server (``tests/milvus_harness.py``, data under the cache, one collection
+prefix per N), the shards to local disk; ``--s3`` also copies the N's shard files to a moto S3
+server (in memory, so redone each run) and repeats the search figures with ``shards_dir`` there.
+
+Per N it prints: real query files (p50/p95 of the whole search and of the part after feature
+extraction: KNN + candidate fetch, scoring, alignment), search by indexed id p50/p95, a fresh search
+replica's start-up (Catalog + Searcher + first search, in a subprocess) and its resident memory,
+the dedup job's videos/s on a local Ray with recall/precision of the planted pairs (above
+``--dedup-sample`` videos the job searches a sample, each search against the whole library), recall@1 of the
+real queries among the filler, and growth per 10x against the warm-up size (``--warmup``, 100)
+measured in the same run.
+
+    .venv/bin/python benchmarks/library_scale.py [--sizes 1000,10000] [--s3] [--cache DIR] [--dedup-sample 2000]
+
+Figures from this machine: docs/scaling.md, "Library scale".
+
+Not part of ``make test``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # moto (--s3); before Ray starts, workers inherit it
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from astradup.config import load_config  # noqa: E402
+from astradup.records import VideoFeatures  # noqa: E402
+
+N_REAL = 6
+BUILD_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def pct(xs, q) -> float:
+    return float(np.percentile(np.asarray(xs, float) * 1000, q)) if len(xs) else float("nan")
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def vid_of(tag: str) -> str:
+    return hashlib.blake2b(tag.encode(), digest_size=16).hexdigest()
+
+
+class Gauss:
+    """Gaussian with a given second-moment matrix, shrunk towards isotropic (few real samples)."""
+
+    def __init__(self, real: np.ndarray, shrink: float = 0.2) -> None:
+        real = real.astype(np.float64)
+        m = real.T @ real / len(real)
+        d = m.shape[0]
+        m = (1 - shrink) * m + shrink * np.trace(m) / d * np.eye(d)
+        w, v = np.linalg.eigh(m)
+        self.l = (v * np.sqrt(np.maximum(w, 1e-9))).astype(np.float32)
+        self.dim = d
+
+    def draw(self, rng, n: int) -> np.ndarray:
+        return rng.standard_normal((n, self.dim), dtype=np.float32) @ self.l.T
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def ar1(g: Gauss, rng, n: int, rho: float = 0.9, spread: float = 0.8) -> np.ndarray:
+    """n unit vectors: per-video mean + AR(1) deviations along the sequence."""
+    if n == 0:
+        return np.zeros((0, g.dim), np.float32)
+    mu = g.draw(rng, 1)[0]
+    eps = g.draw(rng, n)
+    z = np.empty_like(eps)
+    z[0] = eps[0]
+    c = math.sqrt(1 - rho * rho)
+    for t in range(1, n):
+        z[t] = rho * z[t - 1] + c * eps[t]
+    return unit(mu + spread * z)
+
+
+class Synth:
+    def __init__(self, real: list[VideoFeatures], cfg) -> None:
+        emb = np.concatenate([f.embeddings for f in real if len(f.embeddings)])
+        aud = np.concatenate([f.audio_vectors for f in real if len(f.audio_vectors)])
+        self.frames, self.audio = Gauss(emb), Gauss(aud)
+        self.hz = float(np.median([f.chromaprint_hz for f in real if f.chromaprint_hz > 0] or [7.8]))
+        self.meta = dict(real[0].meta)
+        self.win, self.step = cfg.audio.window, cfg.audio.step
+        print(f"  synthetic statistics from {len(emb)} real frame vectors ({emb.shape[1]}-d) and {len(aud)} "
+              f"audio windows ({aud.shape[1]}-d); Chromaprint {self.hz:.2f}/s", flush=True)
+
+    def video(self, rng, tag: str, dur: float) -> VideoFeatures:
+        t = int(dur)
+        ts = np.arange(t, dtype=np.float32)
+        ph = np.empty((t, 32), np.uint8)
+        cur = rng.integers(0, 256, 32, dtype=np.uint8)
+        for i in range(t):
+            if rng.random() < 0.05:  # a cut
+                cur = rng.integers(0, 256, 32, dtype=np.uint8)
+            flip = np.packbits(rng.random(256) < 0.04)
+            cur = cur ^ flip
+            ph[i] = cur
+        starts = np.arange(0.0, max(dur - self.win, 0.0) + 1e-6, self.step, dtype=np.float32) if dur >= self.win \
+            else np.zeros(0, np.float32)
+        win = np.stack([starts, starts + self.win], 1).astype(np.float32) if len(starts) else np.zeros((0, 2), np.float32)
+        meta = dict(self.meta, duration=float(dur), source="synthetic")
+        return VideoFeatures(video_id=vid_of(tag), uri=f"/synthetic/{tag}.mp4", timestamps=ts,
+                             embeddings=ar1(self.frames, rng, t), phash=ph, audio_windows=win,
+                             audio_vectors=ar1(self.audio, rng, len(win), rho=0.8),
+                             chromaprint=rng.integers(0, 2 ** 32, int(dur * self.hz), dtype=np.uint32),
+                             chromaprint_hz=self.hz, meta=meta)
+
+    def near_dup(self, rng, src: VideoFeatures, tag: str) -> VideoFeatures:
+        def noisy(x, sigma):
+            return unit(x + rng.normal(0, sigma, x.shape).astype(np.float32)) if len(x) else x
+
+        flip = np.packbits(rng.random((len(src.phash), 256)) < 0.05, axis=1)
+        cp = src.chromaprint ^ (rng.random(len(src.chromaprint)) < 0.1).astype(np.uint32) << np.uint32(3)
+        return VideoFeatures(video_id=vid_of(tag), uri=f"/synthetic/{tag}.mp4", timestamps=src.timestamps.copy(),
+                             embeddings=noisy(src.embeddings, 0.0175), phash=src.phash ^ flip,
+                             audio_windows=src.audio_windows.copy(),
+                             audio_vectors=noisy(src.audio_vectors, 0.3 / math.sqrt(max(src.audio_vectors.shape[1], 1))),
+                             chromaprint=cp, chromaprint_hz=src.chromaprint_hz,
+                             meta=dict(src.meta, bitrate=int(src.meta.get("bitrate") or 500000) // 2))
+
+    def partial(self, rng, src: VideoFeatures, tag: str) -> VideoFeatures:
+        t = len(src.timestamps)
+        n = max(10, int(t * rng.uniform(0.3, 0.6)))
+        a = int(rng.integers(0, max(t - n, 0) + 1))
+        w = (src.audio_windows[:, 0] >= a) & (src.audio_windows[:, 1] <= a + n)
+        c0, c1 = int(a * src.chromaprint_hz), int((a + n) * src.chromaprint_hz)
+        return VideoFeatures(video_id=vid_of(tag), uri=f"/synthetic/{tag}.mp4",
+                             timestamps=src.timestamps[a:a + n] - a, embeddings=src.embeddings[a:a + n].copy(),
+                             phash=src.phash[a:a + n].copy(), audio_windows=src.audio_windows[w] - a,
+                             audio_vectors=src.audio_vectors[w].copy(), chromaprint=src.chromaprint[c0:c1].copy(),
+                             chromaprint_hz=src.chromaprint_hz, meta=dict(src.meta, duration=float(n)))
+
+
+# ----------------------------------------------------------------------------- building
+
+def make_media(media: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """N_REAL real-looking sources (10-30 s) and one re-encoded copy of each (the query files)."""
+    from tests.media import make_copy, make_video
+
+    src_dir, q_dir = media / "sources", media / "queries"
+    kinds = [("mandelbrot", "music"), ("life", "music"), ("testsrc2", "sine"), ("gradients", "noise"),
+             ("cellauto", "music"), ("boxes", "music")]
+    done = media / "done"
+    srcs, queries = [], {}
+    if not done.exists():
+        shutil.rmtree(media, ignore_errors=True)
+        src_dir.mkdir(parents=True)
+        q_dir.mkdir(parents=True)
+    for i in range(N_REAL):
+        s, q = src_dir / f"real{i}.mp4", q_dir / f"real{i}_query.mp4"
+        if not done.exists():
+            kind, audio = kinds[i % len(kinds)]
+            make_video(s, seconds=10 + 4 * i, size=(320, 240), source=kind, audio=audio, seed=i + 1)
+            make_copy(s, q, vf="scale=240:180", crf=32)
+        srcs.append(s)
+        queries[q] = s
+    done.write_text("ok")
+    return srcs, queries
+
+
+def cfg_for(cache: Path, n: int, uri: str, **extra):
+    ov = {"data_dir": str(cache / f"n{n}"), "milvus_uri": uri, "collection_prefix": f"lib{n}",
+          "pipeline": {"dashboard": False, "decode_concurrency": 1}, "log": {"level": "WARNING"}}
+    ov.update(extra)
+    return load_config(overrides=ov)
+
+
+def build_library(n: int, cfg, srcs: list[Path], seed: int, planted_frac: float) -> dict:
+    from astradup.catalog import Catalog
+    from astradup.io.ids import content_id
+    from astradup.pipeline import index
+
+    t0 = time.time()
+    shutil.rmtree(cfg.data_dir, ignore_errors=True)
+    catalog = Catalog(cfg)
+    catalog._vectors = catalog._open_vectors(recreate=True)  # a previous half-built collection goes
+    rep = index([str(p) for p in srcs], cfg, catalog=catalog)
+    if rep.indexed != len(srcs):
+        raise SystemExit(f"real sources: {rep.summary()}")
+    real_ids = {str(p): content_id(str(p)) for p in srcs}
+    real = list(catalog.shards.load_features(list(real_ids.values())).values())
+    t_real = time.time() - t0
+    syn = Synth(real, cfg)
+    rng = np.random.default_rng(seed)
+    n_syn = n - len(srcs)
+    n_groups = int(n_syn * planted_frac / 3)
+    n_plain = n_syn - 3 * n_groups
+    durs = np.exp(rng.uniform(math.log(10), math.log(600), n_syn + n_groups))
+    groups, batch, written, frames = [], [], 0, 0
+
+    def put(f: VideoFeatures):
+        nonlocal written, frames
+        batch.append(f)
+        written += 1
+        frames += len(f.embeddings)
+        if len(batch) >= 100:
+            catalog.write(batch)
+            batch.clear()
+
+    k = 0
+    for g in range(n_groups):
+        src = syn.video(rng, f"{n}-g{g}-src", float(durs[k]))
+        k += 1
+        nd, pc = syn.near_dup(rng, src, f"{n}-g{g}-dup"), syn.partial(rng, src, f"{n}-g{g}-part")
+        groups.append([src.video_id, nd.video_id, pc.video_id])
+        for f in (src, nd, pc):
+            put(f)
+    for i in range(n_plain):
+        put(syn.video(rng, f"{n}-v{i}", float(durs[k])))
+        k += 1
+        if written % 1000 == 0:
+            print(f"    {written}/{n_syn} synthetic written ({time.time() - t0:.0f} s)", flush=True)
+    if batch:
+        catalog.write(batch)
+    catalog.vectors.close()
+    info = {"version": BUILD_VERSION, "n": n, "real_ids": real_ids, "groups": groups, "synthetic": n_syn,
+            "frames": frames + sum(len(f.embeddings) for f in real), "build_s": time.time() - t0,
+            "real_index_s": t_real}
+    (Path(cfg.data_dir) / "library.json").write_text(json.dumps(info))
+    print(f"  built N={n}: {len(srcs)} real + {n_syn} synthetic ({n_groups} planted groups), "
+          f"{info['frames']} frames, {info['build_s']:.0f} s", flush=True)
+    return info
+
+
+def cached(cfg, n: int) -> dict | None:
+    p = Path(cfg.data_dir) / "library.json"
+    if not p.exists():
+        return None
+    info = json.loads(p.read_text())
+    if info.get("version") != BUILD_VERSION:
+        return None
+    try:
+        from astradup.catalog import Catalog
+
+        c = Catalog(cfg)
+        counts = c.vectors.count()
+        c.vectors.close()
+        if not counts or not sum(counts.values()):
+            return None
+    except Exception as e:  # noqa: BLE001 - a server that lost its data: rebuild
+        print(f"  cache for N={n} unusable ({str(e)[:80]}): rebuilding")
+        return None
+    return info
+
+
+# ----------------------------------------------------------------------------- measuring
+
+REPLICA = r"""
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+from astradup.config import load_config
+from astradup.catalog import Catalog
+from astradup.search import Searcher
+t1 = time.perf_counter()
+cfg = load_config(overrides=json.loads({ov!r}))
+s = Searcher(cfg, Catalog(cfg))
+s.search_indexed({vid!r})
+t2 = time.perf_counter()
+rss = hwm = 0
+for line in open('/proc/self/status'):
+    if line.startswith('VmRSS:'): rss = int(line.split()[1]) / 1024
+    if line.startswith('VmHWM:'): hwm = int(line.split()[1]) / 1024
+print(json.dumps({{"import_s": t1 - t0, "startup_s": t2 - t1, "rss_mb": rss, "hwm_mb": hwm}}))
+"""
+
+
+def replica(cfg, vid: str) -> dict:
+    ov = {"data_dir": cfg.data_dir, "milvus_uri": cfg.milvus_uri, "collection_prefix": cfg.collection_prefix,
+          "shards_dir": cfg.shards_dir, "s3_endpoint": cfg.s3_endpoint, "log": {"level": "WARNING"}}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", REPLICA.format(root=str(ROOT), ov=json.dumps(ov), vid=vid)],
+                         capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    if out.returncode:
+        return {"error": out.stderr[-500:]}
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["process_s"] = time.perf_counter() - t0
+    return r
+
+
+def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids: int, seed: int) -> dict:
+    from astradup.catalog import Catalog
+    from astradup.search import Searcher
+
+    s = Searcher(cfg, Catalog(cfg))
+    whole, post, knn, score, hits = [], [], [], [], 0
+    items = sorted(queries.items())
+    s.search_file(str(items[0][0]))  # warm: model, collections, shard index
+    for r in range(reps):
+        for q, src in items:
+            t0 = time.perf_counter()
+            qq = s.query_from_file(str(q))
+            t1 = time.perf_counter()
+            cands = s.candidates(qq)
+            t2 = time.perf_counter()
+            ms = s.score(qq, cands)
+            ms.sort(key=lambda m: (-m.fused, m.source_id))
+            t3 = time.perf_counter()
+            whole.append(t3 - t0)
+            post.append(t3 - t1)
+            knn.append(t2 - t1)
+            score.append(t3 - t2)
+            if r == 0:
+                hits += int(bool(ms) and ms[0].source_id == info["real_ids"][str(src)])
+    rng = np.random.default_rng(seed)
+    pool = [g[0] for g in info["groups"]] + [vid_of(f"{info['n']}-v{i}") for i in range(50)]
+    ids = list(rng.choice(pool, min(n_ids, len(pool)), replace=False))
+    s.search_indexed(ids[0])
+    by_id = []
+    for v in ids:
+        t0 = time.perf_counter()
+        s.search_indexed(str(v))
+        by_id.append(time.perf_counter() - t0)
+    s.catalog.vectors.close()
+    return {"whole_p50": pct(whole, 50), "whole_p95": pct(whole, 95), "post_p50": pct(post, 50),
+            "post_p95": pct(post, 95), "knn_p50": pct(knn, 50), "score_p50": pct(score, 50),
+            "id_p50": pct(by_id, 50), "id_p95": pct(by_id, 95), "recall1": hits / len(items),
+            "n_query_searches": len(whole), "n_id_searches": len(by_id)}
+
+
+def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
+    """The dedup job (run_job, Ray Data actors, one per CPU) over the library. With ``sample`` <
+    N, every id but a sample (whole planted groups in their share, the rest plain videos) is first
+    recorded as joined in the job's manifest, so the job searches only the sample, each search
+    still against the whole library; recall then counts the planted pairs with a sampled member."""
+    from astradup.catalog import Catalog
+    from astradup.dedup import Manifest, dedup_dir, live_ids, read_pairs, run_job, write_part
+
+    root = dedup_dir(cfg)
+    shutil.rmtree(root, ignore_errors=True)
+    searched = None
+    if sample and sample < info["n"]:
+        live = sorted(live_ids(Catalog(cfg).shards))
+        rng = np.random.default_rng(seed)
+        k_groups = min(len(info["groups"]), max(1, int(round(sample * 3 * len(info["groups"]) / info["n"] / 3))))
+        searched = {v for g in info["groups"][:k_groups] for v in g}
+        rest = [v for v in live if v not in searched]
+        searched |= set(rng.choice(rest, max(0, sample - len(searched)), replace=False).tolist())
+        root.mkdir(parents=True, exist_ok=True)
+        pre = [v for v in live if v not in searched]
+        rel = write_part(root, "pre-joined", [])
+        Manifest.load(root).append(root, "pre-joined", {"ids": pre, "part": rel, "pairs": 0, "at": time.time()})
+    t0 = time.time()
+    summ = run_job(cfg, batch_size=25, progress=lambda m: None)
+    wall = time.time() - t0
+    pairs = read_pairs(cfg)
+    truth = set()
+    for g in info["groups"]:
+        for i in range(len(g)):
+            for j in range(i + 1, len(g)):
+                if searched is None or g[i] in searched or g[j] in searched:
+                    truth.add(tuple(sorted((g[i], g[j]))))
+    real = set(info["real_ids"].values())
+    out = {"videos": len(summ.searched), "sampled": searched is not None, "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
+           "pairs": len(pairs)}
+    for name, keep in [("any", lambda m: True),
+                       ("near", lambda m: m.label in ("duplicate", "near-duplicate"))]:
+        pred = {tuple(sorted(k)) for k, (_, m) in pairs.items() if keep(m) and not (set(k) & real)}
+        tp = len(pred & truth)
+        out[f"recall_{name}"] = tp / max(len(truth), 1)
+        out[f"precision_{name}"] = tp / max(len(pred), 1)
+        out[f"pred_{name}"] = len(pred)
+    out["true_pairs"] = len(truth)
+    return out
+
+
+def s3_copy(cfg, n: int, endpoint: str) -> str:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+    bucket = f"lib{n}"
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    fs.put(str(Path(cfg.resolved_shards_dir)) + "/", f"{bucket}/shards/", recursive=True)
+    return f"s3://{bucket}/shards"
+
+
+# ----------------------------------------------------------------------------- main
+
+def growth(v: float, base: float, n: int, n0: int) -> str:
+    if not (base > 0 and v > 0) or n <= n0:
+        return "-"
+    r = v / base
+    return f"x{r:.2f} (x{r ** (1 / math.log10(n / n0)):.2f}/10x)"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1000", help="library sizes, comma separated")
+    ap.add_argument("--warmup", type=int, default=100, help="baseline size measured first (0 = none)")
+    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "out" / "library_scale"))
+    ap.add_argument("--s3", action="store_true", help="also search with the shards on a moto S3 server")
+    ap.add_argument("--planted", type=float, default=0.15, help="share of synthetic videos in planted groups")
+    ap.add_argument("--reps", type=int, default=3, help="searches per real query file")
+    ap.add_argument("--ids", type=int, default=30, help="searches by indexed id")
+    ap.add_argument("--no-dedup", action="store_true")
+    ap.add_argument("--dedup-sample", type=int, default=2000,
+                    help="at a larger N the dedup job searches this many videos (against the whole library)")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    all_sizes = sorted({*sizes, *([args.warmup] if args.warmup else [])})
+    cache = Path(args.cache).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    t_all = time.time()
+    print(f"# library scale {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: sizes {all_sizes}, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; cache {cache}", flush=True)
+    srcs, queries = make_media(cache / "media")
+    from tests.milvus_harness import MilvusHarness
+
+    server = MilvusHarness(cache / "milvus")
+    uri = server.start()
+    print(f"  Milvus server {uri} (data in {cache / 'milvus'})", flush=True)
+    moto = endpoint = None
+    results = {}
+    try:
+        for n in all_sizes:
+            cfg = cfg_for(cache, n, uri)
+            info = cached(cfg, n)
+            if info is None:
+                info = build_library(n, cfg, srcs, args.seed + n, args.planted)
+            else:
+                print(f"  N={n}: cached library ({info['frames']} frames, built in {info['build_s']:.0f} s)", flush=True)
+            r = {"n": n, "frames": info["frames"], "build_s": info["build_s"]}
+            r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
+            r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
+            if not args.no_dedup:
+                r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed)
+            if args.s3:
+                if moto is None:
+                    from moto.server import ThreadedMotoServer
+                    import socket
+
+                    with socket.socket() as so:
+                        so.bind(("127.0.0.1", 0))
+                        port = so.getsockname()[1]
+                    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+                    import logging
+
+                    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+                    moto.start()
+                    endpoint = f"http://127.0.0.1:{port}"
+                root = s3_copy(cfg, n, endpoint)
+                cfg3 = cfg_for(cache, n, uri, shards_dir=root, s3_endpoint=endpoint)
+                r["s3_search"] = measure_search(cfg3, info, queries, args.reps, args.ids, args.seed)
+                r["s3_replica"] = replica(cfg3, info["groups"][0][0])
+            results[n] = r
+            report(r, results.get(args.warmup) if args.warmup and n != args.warmup else None, args.warmup)
+    finally:
+        if moto is not None:
+            moto.stop()
+        server.stop()
+    print(f"\n(total wall time {time.time() - t_all:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def report(r: dict, base: dict | None, n0: int) -> None:
+    n, s, rp = r["n"], r["search"], r["replica"]
+    b = base or {}
+    bs, brp = b.get("search", {}), b.get("replica", {})
+    g = (lambda v, k, d=bs: growth(v, d.get(k, 0), n, n0)) if base else (lambda *a, **k: "-")
+    print(f"\n== N = {n} videos ({r['frames']} frames; library built in {r['build_s']:.0f} s) ==")
+    print(f"  real query files ({s['n_query_searches']} searches): whole p50 {s['whole_p50']:.0f} ms, "
+          f"p95 {s['whole_p95']:.0f} ms {g(s['whole_p95'], 'whole_p95')}")
+    print(f"    after extraction (KNN, candidate fetch, scoring, alignment): p50 {s['post_p50']:.0f} ms, "
+          f"p95 {s['post_p95']:.0f} ms {g(s['post_p95'], 'post_p95')}  [KNN p50 {s['knn_p50']:.0f}, "
+          f"fetch+score+align p50 {s['score_p50']:.0f}]")
+    print(f"  search by indexed id ({s['n_id_searches']}): p50 {s['id_p50']:.0f} ms, p95 {s['id_p95']:.0f} ms "
+          f"{g(s['id_p95'], 'id_p95')}")
+    if "error" in rp:
+        print(f"  replica: failed: {rp['error']}")
+    else:
+        print(f"  search replica start-up (Catalog + Searcher + first search, after {rp['import_s']:.1f} s of imports): "
+              f"{rp['startup_s']:.1f} s {g(rp['startup_s'], 'startup_s', brp)}; RSS {rp['rss_mb']:.0f} MB "
+              f"(peak {rp['hwm_mb']:.0f}) {g(rp['rss_mb'], 'rss_mb', brp)}")
+    if "dedup" in r:
+        d, bd = r["dedup"], b.get("dedup", {})
+        print(f"  dedup job{' (sampled queries)' if d.get('sampled') else ''}: {d['videos']} videos in {d['wall_s']:.0f} s = {d['videos_per_s']:.1f} videos/s "
+              f"{growth(1 / max(d['videos_per_s'], 1e-9), 1 / max(bd.get('videos_per_s', 0), 1e-9), n, n0) if bd else '-'} (per-video time); planted pairs ({d['true_pairs']}): recall {d['recall_any']:.3f}, precision "
+              f"{d['precision_any']:.3f} (all {d['pred_any']} reported pairs); at >= near-duplicate recall "
+              f"{d['recall_near']:.3f}, precision {d['precision_near']:.3f}")
+    print(f"  recall@1 of the {N_REAL} real queries among the filler: {s['recall1']:.3f}")
+    if "s3_search" in r:
+        s3, r3 = r["s3_search"], r["s3_replica"]
+        print(f"  shards on S3 (moto): query whole p50 {s3['whole_p50']:.0f} / p95 {s3['whole_p95']:.0f} ms, after "
+              f"extraction p95 {s3['post_p95']:.0f} ms, by id p50 {s3['id_p50']:.0f} / p95 {s3['id_p95']:.0f} ms, "
+              f"replica start-up {r3.get('startup_s', float('nan')):.1f} s, RSS {r3.get('rss_mb', float('nan')):.0f} MB, "
+              f"recall@1 {s3['recall1']:.3f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
