@@ -290,15 +290,22 @@ def _read_frame(stream, frame: np.ndarray) -> bool:
     return True
 
 
+def _kill_timer(proc: subprocess.Popen, deadline: Deadline) -> threading.Timer | None:
+    """A started timer that kills ``proc`` when ``deadline`` passes (None without a deadline)."""
+    left = deadline.remaining()
+    if left is None:
+        return None
+    timer = threading.Timer(left, proc.kill)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 @contextlib.contextmanager
 def _killed_at(proc: subprocess.Popen, deadline: Deadline) -> Iterator[None]:
     """Kill ``proc`` when ``deadline`` passes (a blocked pipe read then ends); on leaving, raise the
     deadline's MediaError if that is what ended it."""
-    left = deadline.remaining()
-    timer = threading.Timer(left, proc.kill) if left is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    timer = _kill_timer(proc, deadline)
     try:
         yield
     finally:
@@ -473,11 +480,7 @@ class _AudioJob:
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err)
         self._deadline = deadline
-        left = deadline.remaining()
-        self._timer = threading.Timer(left, self._proc.kill) if left is not None else None
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
+        self._timer = _kill_timer(self._proc, deadline)
         self._thread = threading.Thread(target=self._drain if sink is None else self._drain_to_sink,
                                         name="astradup-audio", daemon=True)
         self._thread.start()
