@@ -73,3 +73,45 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import sys
 
     faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The address (127.0.0.1:<port>) of one Ray head node, token auth on, shared by the tests whose
+    job drivers run in processes of their own: they join it through $RAY_ADDRESS, as `ray job
+    submit` drivers join a cluster, instead of each starting a local Ray. Starting several local
+    Rays at once on a busy 2-core machine took minutes (the GCS missed its start-up deadline); one
+    head started once does not. Four logical CPUs, so two jobs' actor pools cannot starve each
+    other's tasks. Lives in its own session, reaped by group at the end."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from astradup.raystart import ensure_token
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    ensure_token()
+    port = free_port()
+    log = tmp_path_factory.mktemp("ray_head") / "ray_start.log"
+    ray_cli = Path(sys.executable).with_name("ray")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+             "--num-cpus=4", "--include-dashboard=false", "--disable-usage-stats"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    try:
+        deadline = time.time() + 600
+        while "Ray runtime started" not in log.read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ray start --head did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

@@ -77,7 +77,7 @@ def test_done_listing_skips_only_ok_rows_with_uri_and_size():
     assert ids == {"a", "d"} and refs == {("s3://b/a.mp4", 10)}
 
 
-def test_driver_killed_mid_write_then_rerun_indexes_each_video_once(tmp_path, monkeypatch):
+def test_driver_killed_mid_write_then_rerun_indexes_each_video_once(tmp_path, monkeypatch, ray_head):
     n, batch = 6, 2
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -85,13 +85,14 @@ def test_driver_killed_mid_write_then_rerun_indexes_each_video_once(tmp_path, mo
         make_video(videos / f"v{i}.mp4", seconds=3, size=(160, 120), source=SOURCES[i], audio="sine", seed=i)
     args = ["--source", str(videos), "--data-dir", str(tmp_path / "data"), "--write-batch", str(batch),
             "--decode-concurrency", "1"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(KILL_AT="2", ASTRADUP_PIPELINE__DASHBOARD="false", PYTHONPATH=str(ROOT))
-    # Its own session, so the Ray processes the killed driver leaves behind can be reaped by group.
+    # The driver joins a running cluster, as a `ray job submit` driver does; killing it mid-job is the
+    # case that matters (its actors die with it, the cluster lives on).
+    env = dict(os.environ, RAY_ADDRESS=ray_head, KILL_AT="2", ASTRADUP_PIPELINE__DASHBOARD="false",
+               PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER, *args], cwd=ROOT, env=env,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        out, _ = proc.communicate(timeout=150)
+        out, _ = proc.communicate(timeout=480)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -81,9 +81,13 @@ def assert_each_video_once(vectors, feats: dict[str, VideoFeatures]) -> None:
     assert vectors.count() == total
 
 
-def _env() -> dict[str, str]:
+def _env(ray_address: str = "") -> dict[str, str]:
+    """A child's environment; with ``ray_address`` its driver joins that cluster instead of starting
+    a local Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(ASTRADUP_PIPELINE__DASHBOARD="false", PYTHONPATH=str(ROOT))
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     return env
 
 
@@ -419,7 +423,7 @@ def test_two_processes_upserting_the_same_videos_leave_each_row_once(server, tmp
         assert_each_video_once(store, {f"v{i}": synthetic(f"v{i}", i) for i in range(10)})
 
 
-def test_two_overlapping_backfills_and_a_searcher_end_with_each_video_once(corpus, server, tmp_path):
+def test_two_overlapping_backfills_and_a_searcher_end_with_each_video_once(corpus, server, tmp_path, ray_head):
     paths = corpus["paths"]
     shards = tmp_path / "shards"
     jobs = {"A": paths[:4], "B": paths[2:]}  # v2 and v3 are in both
@@ -429,12 +433,13 @@ def test_two_overlapping_backfills_and_a_searcher_end_with_each_video_once(corpu
                 "--shards", str(shards), "--milvus-uri", server.uri, "--collection-prefix", "bf",
                 "--data-dir", str(tmp_path / f"data_{tag}"), "--write-batch", "1", "--decode-concurrency", "1",
                 "--summary-json", str(tmp_path / f"{tag}.json")]
-        procs[tag] = subprocess.Popen(args, cwd=ROOT, env=_env(), start_new_session=True,
+        # Two drivers on one cluster, as two `ray job submit` backfills would be.
+        procs[tag] = subprocess.Popen(args, cwd=ROOT, env=_env(ray_head), start_new_session=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _search_during_backfills(corpus, server, tmp_path, shards, jobs, procs)
     finally:
-        for p in procs.values():  # each job's own Ray processes share its session: reap them by group
+        for p in procs.values():  # a driver still running when the test fails: reap it by group
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
