@@ -7,8 +7,9 @@ pairs to disk, and every reader reads them.
 The job (``run_job``)::
 
     ok status rows -> ids not yet joined -> batches of ids (a Ray Data dataset)
-      -> map_batches(Joiner): each actor opens the catalog, searches each video of its batch with
-         ``Searcher`` (the scoring of ``astradup search``), keeps the labelled matches
+      -> map_batches(Joiner): each actor opens the catalog; per batch one KNN request per modality
+         for all its videos' rows (``Searcher.join_indexed``, match/selfjoin.py), then each video's
+         candidates scored as ``astradup search`` scores them; keeps the labelled matches
       -> the driver writes one Parquet part per finished batch + the manifest
 
 On disk, under ``<data_dir>/dedup/``::
@@ -284,17 +285,10 @@ class Joiner:
         self.searcher = searcher or Searcher(cfg)
 
     def join(self, ids: list[str]) -> list[dict[str, Any]]:
-        from astradup.search import Query
-
         feats = self.searcher.catalog.shards.load_features(ids)
-        rows: list[dict[str, Any]] = []
-        for vid in ids:
-            f = feats.get(vid)
-            if f is None:  # deleted since the batch was planned
-                continue
-            for m in self.searcher.search(Query(f, None), exclude=vid, include_none=False):
-                rows.append(match_to_row(vid, m))
-        return rows
+        queries = {vid: feats[vid] for vid in ids if vid in feats}  # one deleted since planning is gone
+        found = self.searcher.join_indexed(queries)
+        return [match_to_row(vid, m) for vid in ids for m in found.get(vid, ())]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names, out = [], []

@@ -20,6 +20,7 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
+from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import LABEL_NONE, fuse
 from astradup.match.scoring import informative, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
@@ -77,6 +78,53 @@ class Searcher:
                  weight=AUDIO_VOTE_WEIGHT, votes=votes)
         return top_candidates(votes, self.cfg.search.max_candidates)
 
+    def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
+        """Candidates of several *indexed* videos at once, each as ``candidates(Query(f), exclude=id)``
+        would pick them: one KNN request per modality for all their rows (their own rows filtered
+        out on the server), the neighbours among themselves found exactly in memory (see
+        match/selfjoin.py). ``pruned``: leave out candidates no row came close to (the dedup job,
+        which keeps only labelled matches and copied segments)."""
+        k, vs = self.cfg.search.top_k, self.catalog.vectors
+        proj = vs.projection
+        ids = sorted(queries)
+        reduced = {v: proj.reduce(queries[v]) for v in ids}
+
+        def rows_hits(full: list[np.ndarray], search, project, index: list[tuple[str, np.ndarray, np.ndarray]]):
+            owners = np.asarray([v for v, x in zip(ids, full) for _ in range(len(x))], dtype=object)
+            if not len(owners):
+                return owners, []
+            q = np.concatenate([x for x in full if len(x)]).astype(np.float32)
+            remote = search(q, k, exclude=ids)
+            qp = project(q)
+            local = exact_knn(qp, owners, Rows.stack(index, qp.shape[1]), k)
+            return owners, merge_hits(remote, local, k)
+
+        frames = [np.asarray(queries[v].embeddings, np.float32)[informative(queries[v])]
+                  if len(queries[v].embeddings) else np.zeros((0, 1), np.float32) for v in ids]
+        f_own, f_hits = rows_hits(frames, vs.search_frames, proj.query_frames,
+                                  [(v, reduced[v].embeddings, reduced[v].timestamps) for v in ids])
+        audio = [np.asarray(queries[v].audio_vectors, np.float32) if len(queries[v].audio_vectors)
+                 else np.zeros((0, 1), np.float32) for v in ids]
+        a_own, a_hits = rows_hits(audio, vs.search_audio, proj.query_audio,
+                                  [(v, reduced[v].audio_vectors,
+                                    np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
+                                   for v in ids])
+        vis_floor, aud_floor = floors(self.cfg.segments)
+        by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
+        for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
+            for o, h in zip(owners, hits):
+                by_video[o][slot].append(h)
+        out: dict[str, list[str]] = {}
+        for v in ids:
+            fh, ah = by_video[v]
+            votes = vote(fh)
+            vote(ah, weight=AUDIO_VOTE_WEIGHT, votes=votes)
+            cands = top_candidates(votes, self.cfg.search.max_candidates)
+            if pruned:
+                cands = prune(cands, best_per_video(fh), best_per_video(ah), vis_floor, aud_floor)
+            out[v] = cands
+        return out
+
     def score(self, q: Query, candidates: list[str], segments: bool = True) -> list[VideoMatch]:
         feats = self.catalog.shards.load_features(candidates)
         out: list[VideoMatch] = []
@@ -117,6 +165,19 @@ class Searcher:
             if not include_none:
                 matches = [m for m in matches if m.label != LABEL_NONE or m.segments]
             return matches[: top or self.cfg.search.top]
+
+    def join_indexed(self, queries: dict[str, VideoFeatures]) -> dict[str, list[VideoMatch]]:
+        """Indexed videos against the rest of the library, batched (the dedup job): per video the
+        matches ``search(Query(f), exclude=id, include_none=False)`` keeps, candidates that no row
+        came close to left unscored."""
+        with telemetry.timed(STAGE, stage="knn"):
+            cands = self.candidates_many(queries, pruned=True)
+        out: dict[str, list[VideoMatch]] = {}
+        with telemetry.timed(STAGE, stage="score"):
+            for vid, f in queries.items():
+                matches = self.score(Query(f, None), cands[vid]) if cands[vid] else []
+                out[vid] = [m for m in matches if m.label != LABEL_NONE or m.segments][: self.cfg.search.top]
+        return out
 
     def search_file(self, uri: str, top: int | None = None, segments: bool = True
                     ) -> tuple[Query, list[VideoMatch]]:

@@ -212,3 +212,28 @@ def test_manifest_appends_and_ignores_a_line_torn_by_a_kill(tmp_path):
     assert set(m.batches) == {"b-1"} and m.joined() == {"x"}  # b-2 counts as not done: re-run
     m.append(tmp_path, "b-2", {"ids": ["y"], "part": "parts/b-2.parquet"})
     assert set(Manifest.load(tmp_path).batches) == {"b-1", "b-2"} and Manifest.load(tmp_path).joined() == {"x", "y"}
+
+
+def test_batched_join_finds_what_one_search_per_video_finds(corpus, full_run):
+    """Searcher.join_indexed (one KNN request per modality for a batch, the batch's own neighbours
+    found in memory) against the old way, one search per video with its own rows excluded."""
+    from astradup.search import Query, Searcher
+
+    cfg, ids = corpus["cfg"], corpus["ids"]
+    searcher = Searcher(cfg)
+    try:
+        feats = searcher.catalog.shards.load_features(list(ids.values()))
+        batched = searcher.candidates_many(feats)
+        for vid, f in feats.items():
+            assert set(batched[vid]) == set(searcher.candidates(Query(f, None), exclude=vid)), vid
+            assert vid not in batched[vid]
+        pruned = searcher.candidates_many(feats, pruned=True)
+        assert all(set(pruned[v]) <= set(batched[v]) for v in feats)
+        assert ids["a_reencode.mp4"] in pruned[ids["a.mp4"]] and ids["b_flip.mp4"] in pruned[ids["b.mp4"]]
+        joined = searcher.join_indexed(feats)
+        for vid, f in feats.items():
+            one = searcher.search(Query(f, None), exclude=vid, include_none=False)
+            assert [(m.source_id, m.label, round(m.fused, 6)) for m in joined[vid]] == \
+                   [(m.source_id, m.label, round(m.fused, 6)) for m in one], vid
+    finally:
+        release_vectors(searcher.catalog)

@@ -171,10 +171,10 @@ class ProjectedVectors:
         return {"frames": t, "phash": t if len(g.phash) and getattr(self.store, "phash_enabled", True) else 0,
                 "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
-    def search_frames(self, vectors: np.ndarray, k: int, exclude: str | None = None):
+    def search_frames(self, vectors: np.ndarray, k: int, exclude=None):
         return self.store.search_frames(self.projection.query_frames(vectors), k, exclude=exclude)
 
-    def search_audio(self, vectors: np.ndarray, k: int, exclude: str | None = None):
+    def search_audio(self, vectors: np.ndarray, k: int, exclude=None):
         return self.store.search_audio(self.projection.query_audio(vectors), k, exclude=exclude)
 
     def __getattr__(self, name: str) -> Any:

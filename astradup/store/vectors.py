@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -56,6 +56,7 @@ from astradup.uris import is_lite_uri  # noqa: F401 (re-exported: callers import
 
 LOG = logging.getLogger("astradup.store")
 T = TypeVar("T")
+Exclude = str | Collection[str] | None  # one video id, or several, whose rows a search leaves out
 
 PHASH_BITS = 256
 PHASH_BYTES = PHASH_BITS // 8
@@ -508,15 +509,16 @@ class VectorStore:
         return self._call(f"scan {name}", lambda c: _scan(c, name, flt, fields, 4096))
 
     def search_frames(self, vectors: np.ndarray, k: int,
-                      exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
-        """Per query row: (video_id, t, cosine) best first, ``exclude``'s frames left out."""
+                      exclude: Exclude = None) -> list[list[tuple[str, float, float]]]:
+        """Per query row: (video_id, t, cosine) best first, the frames of ``exclude`` (an id or
+        several) left out."""
         q = _as_queries(vectors, self.visual_dim, "frame")
         hits = self._search(self.frames, "vector", list(q), k, exclude, "IP", ["video_id", "t"])
         return [[(h["entity"]["video_id"], float(h["entity"]["t"]), float(h["distance"])) for h in row]
                 for row in hits]
 
     def search_phash(self, codes: np.ndarray, k: int,
-                     exclude: str | None = None) -> list[list[tuple[str, float, float]]]:
+                     exclude: Exclude = None) -> list[list[tuple[str, float, float]]]:
         """Per query code: (video_id, t, 1 - hamming/256) nearest first."""
         if not self.phash_enabled:
             raise ConfigError("pHash codes are not indexed in this Milvus database (vectors.phash: auto keeps "
@@ -538,18 +540,18 @@ class VectorStore:
         return out
 
     def search_audio(self, vectors: np.ndarray, k: int,
-                     exclude: str | None = None) -> list[list[tuple[str, float, float, float]]]:
+                     exclude: Exclude = None) -> list[list[tuple[str, float, float, float]]]:
         """Per query window: (video_id, t_start, t_end, cosine) best first."""
         q = _as_queries(vectors, self.audio_dim, "audio")
         hits = self._search(self.audio, "vector", list(q), k, exclude, "IP", ["video_id", "t_start", "t_end"])
         return [[(h["entity"]["video_id"], float(h["entity"]["t_start"]), float(h["entity"]["t_end"]),
                   float(h["distance"])) for h in row] for row in hits]
 
-    def _search(self, name: str, field: str, data: list[Any], k: int, exclude: str | None,
+    def _search(self, name: str, field: str, data: list[Any], k: int, exclude: Exclude,
                 metric: str, fields: list[str]) -> list[list[Any]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        flt = f"video_id != {quote(exclude)}" if exclude else ""
+        flt = _exclude_filter(exclude)
         out: list[list[Any]] = []
         for i in range(0, len(data), _SEARCH_CHUNK):
             chunk = data[i:i + _SEARCH_CHUNK]
@@ -629,6 +631,15 @@ def _check_id(video_id: str) -> None:
 
 def _id_filter(ids: Iterable[str]) -> str:
     return f"video_id in [{', '.join(quote(v) for v in ids)}]"
+
+
+def _exclude_filter(exclude: Exclude) -> str:
+    """The search filter that leaves out one video's rows or several videos' rows."""
+    if not exclude:
+        return ""
+    if isinstance(exclude, str):
+        return f"video_id != {quote(exclude)}"
+    return f"video_id not in [{', '.join(quote(v) for v in sorted(exclude))}]"
 
 
 def _as_queries(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:

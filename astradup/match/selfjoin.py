@@ -1,0 +1,98 @@
+"""KNN for a batch of indexed videos searched together (the dedup job's self-join).
+
+One search per video costs one Milvus round trip per modality and scores every candidate in full;
+at library scale the job is that loop. A batch instead sends the rows of all its videos in one
+request, with the batch's own videos filtered out on the server, and finds the neighbours *inside*
+the batch here by exact inner products (a few thousand rows: one matrix product). Merging the two
+gives each row what a search of its video alone would have found (every other indexed row), with
+no self hits.
+
+A candidate that none of a video's rows came close to cannot produce a labelled match or a copied
+segment, so ``prune`` leaves it out before the full scoring (the expensive part); the floors sit a
+margin below the per-frame evidence a copied segment needs (``SegmentConfig``), since the Milvus
+copy's projected similarities are close to, not equal to, the full ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# How far below the per-cell match similarity a candidate's best neighbour may sit and still be
+# scored in full: the projected vectors in Milvus (vectors.projection) move similarities by a few
+# hundredths; 0.1 is several times that.
+PRUNE_MARGIN = 0.1
+CHUNK_CELLS = 16 * 1024 * 1024  # similarities computed at once by exact_knn (float32: 64 MB)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Searchable rows of several videos: vectors [N, D], the owning video of each row, its time."""
+
+    vectors: np.ndarray
+    owners: np.ndarray  # [N] str
+    times: np.ndarray  # [N] float
+
+    @classmethod
+    def stack(cls, parts: list[tuple[str, np.ndarray, np.ndarray]], dim: int) -> "Rows":
+        """(video id, vectors, times) per video -> one Rows (videos without rows add nothing)."""
+        parts = [(v, np.asarray(x, np.float32).reshape(-1, dim), np.asarray(t, np.float64).reshape(-1))
+                 for v, x, t in parts]
+        parts = [p for p in parts if len(p[1])]
+        if not parts:
+            return cls(np.zeros((0, dim), np.float32), np.zeros(0, dtype=object), np.zeros(0))
+        return cls(np.concatenate([x for _, x, _ in parts]),
+                   np.concatenate([np.full(len(x), v, dtype=object) for v, x, _ in parts]),
+                   np.concatenate([t for _, _, t in parts]))
+
+
+def exact_knn(queries: np.ndarray, query_owners: np.ndarray, index: Rows, k: int
+              ) -> list[list[tuple[str, float, float]]]:
+    """Per query row: the ``k`` best (video id, t, inner product) among ``index`` rows of *other*
+    videos than the row's own, best first."""
+    q = np.asarray(queries, np.float32)
+    if not len(q) or not len(index.vectors) or k < 1:
+        return [[] for _ in range(len(q))]
+    owners = np.asarray(query_owners, dtype=object)
+    kk = min(k, len(index.vectors))
+    out: list[list[tuple[str, float, float]]] = []
+    step = max(1, CHUNK_CELLS // len(index.vectors))  # the similarity block stays ~64 MB
+    for lo in range(0, len(q), step):
+        sim = q[lo:lo + step] @ index.vectors.T
+        sim[owners[lo:lo + step, None] == index.owners[None, :]] = -np.inf
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        for i, cols in enumerate(top):
+            cols = cols[np.argsort(-sim[i, cols], kind="stable")]
+            out.append([(str(index.owners[j]), float(index.times[j]), float(sim[i, j]))
+                        for j in cols if np.isfinite(sim[i, j])])
+    return out
+
+
+def merge_hits(a: list[list[tuple]], b: list[list[tuple]], k: int) -> list[list[tuple]]:
+    """Row by row, the ``k`` best of two hit lists (tuples end with the score)."""
+    return [sorted(x + y, key=lambda h: -h[-1])[:k] for x, y in zip(a, b)]
+
+
+def best_per_video(hits: list[list[tuple]]) -> dict[str, float]:
+    """The best score each video reached over all rows."""
+    best: dict[str, float] = {}
+    for row in hits:
+        for h in row:
+            if h[-1] > best.get(h[0], float("-inf")):
+                best[h[0]] = float(h[-1])
+    return best
+
+
+def prune(candidates: list[str], visual_best: dict[str, float], audio_best: dict[str, float],
+          visual_floor: float, audio_floor: float) -> list[str]:
+    """The candidates whose best visual or audio neighbour reached its floor, order kept."""
+    return [c for c in candidates
+            if visual_best.get(c, -1.0) >= visual_floor or audio_best.get(c, -1.0) >= audio_floor]
+
+
+def floors(segments) -> tuple[float, float]:
+    """(visual, audio) floors from the segment config: the similarity at which one frame/window
+    pair becomes match evidence (``cell_threshold`` of the way from lo to hi), less the margin."""
+    c = segments.cell_threshold
+    return (segments.visual_lo + c * (segments.visual_hi - segments.visual_lo) - PRUNE_MARGIN,
+            segments.audio_lo + c * (segments.audio_hi - segments.audio_lo) - PRUNE_MARGIN)

@@ -1,0 +1,64 @@
+"""The batched self-join's numeric core (astradup/match/selfjoin.py): exact in-memory KNN without
+self hits, merging with the server's hits, and the candidate floors."""
+from __future__ import annotations
+
+import numpy as np
+
+from astradup.config import SegmentConfig
+from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_exact_knn_is_brute_force_over_the_other_videos_only():
+    rng = np.random.default_rng(0)
+    parts = [(f"v{i}", _unit(rng.normal(size=(n, 8))), np.arange(n, dtype=float)) for i, n in enumerate((5, 7, 0, 4))]
+    index = Rows.stack(parts, 8)
+    assert len(index.vectors) == 16 and set(index.owners) == {"v0", "v1", "v3"}  # v2 has no rows
+    q, owners = index.vectors, index.owners
+    hits = exact_knn(q, owners, index, k=3)
+    for i, row in enumerate(hits):
+        sims = q[i] @ index.vectors.T
+        others = [j for j in range(len(sims)) if index.owners[j] != owners[i]]
+        want = sorted(others, key=lambda j: -sims[j])[:3]
+        assert [(h[0], h[1]) for h in row] == [(index.owners[j], index.times[j]) for j in want]
+        assert all(h[0] != owners[i] for h in row)
+        assert np.allclose([h[2] for h in row], sims[want], atol=1e-6)
+
+
+def test_exact_knn_chunks_give_the_same_answer(monkeypatch):
+    import astradup.match.selfjoin as sj
+
+    rng = np.random.default_rng(1)
+    index = Rows.stack([(f"v{i}", _unit(rng.normal(size=(30, 4))), np.arange(30.0)) for i in range(4)], 4)
+    whole = exact_knn(index.vectors, index.owners, index, k=5)
+    monkeypatch.setattr(sj, "CHUNK_CELLS", 7 * len(index.vectors))  # 7 query rows per block
+    chunked = exact_knn(index.vectors, index.owners, index, k=5)
+    assert [[h[:2] for h in row] for row in chunked] == [[h[:2] for h in row] for row in whole]
+    assert np.allclose([h[2] for row in chunked for h in row], [h[2] for row in whole for h in row], atol=1e-6)
+
+
+def test_a_video_alone_has_no_neighbours_in_its_batch():
+    index = Rows.stack([("only", _unit(np.ones((3, 2))), np.arange(3.0))], 2)
+    assert exact_knn(index.vectors, index.owners, index, k=4) == [[], [], []]
+    assert exact_knn(np.zeros((0, 2), np.float32), np.zeros(0, dtype=object), index, k=4) == []
+
+
+def test_merge_keeps_the_k_best_of_both_sides_and_best_per_video():
+    remote = [[("a", 0.0, 0.9), ("b", 1.0, 0.5)], []]
+    local = [[("c", 2.0, 0.7)], [("c", 3.0, 0.4)]]
+    merged = merge_hits(remote, local, k=2)
+    assert merged == [[("a", 0.0, 0.9), ("c", 2.0, 0.7)], [("c", 3.0, 0.4)]]
+    assert best_per_video(merged + [[("c", 9.0, 0.8)]]) == {"a": 0.9, "c": 0.8}
+
+
+def test_floors_sit_a_margin_below_the_cell_similarity_and_prune_keeps_order():
+    seg = SegmentConfig()
+    vis, aud = floors(seg)
+    cell_vis = seg.visual_lo + seg.cell_threshold * (seg.visual_hi - seg.visual_lo)
+    assert vis < cell_vis and aud < seg.audio_lo + seg.cell_threshold * (seg.audio_hi - seg.audio_lo)
+    kept = prune(["x", "y", "z", "w"], {"x": vis, "y": vis - 0.01, "w": 0.99}, {"z": aud, "y": aud - 0.01},
+                 vis, aud)
+    assert kept == ["x", "z", "w"]
