@@ -174,6 +174,14 @@ def _token_auth_on() -> None:
                     "can run code in it. Unset it to turn authentication back on.", AUTH_MODE_ENV, mode)
 
 
+def _address_host(address: str) -> str:
+    """The host of a Ray address: "127.0.0.1:6379", "ray://10.0.0.1:10001", "[::1]:6379", "auto"."""
+    rest = address.strip().split("://", 1)[-1]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.rsplit(":", 1)[0] if ":" in rest else rest
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -219,7 +227,10 @@ def ensure_ray(dashboard: bool = True, metrics_export_port: int = 0, host: str =
     addr = os.environ.get("RAY_ADDRESS")
     if addr:
         refresh_auth_state()
-        ray.init(address=addr, **kwargs)
+        # A Ray on this machine's loopback (one started by ensure_ray): this driver must take the
+        # loopback address as its own too, or it looks for the GCS at the machine's outside address.
+        with _bound_to_loopback() if is_loopback(_address_host(addr)) else contextlib.nullcontext():
+            ray.init(address=addr, **kwargs)
         return
     if os.environ[AUTH_MODE_ENV].lower() == "token":
         ensure_token()

@@ -66,17 +66,25 @@ class Searcher:
             mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
-    def candidates(self, q: Query, exclude: str | None = None) -> list[str]:
+    def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
+        """The ``search.max_candidates`` videos most voted for by the KNN neighbours of the query's
+        frames and audio windows. ``pruned``: without those that no frame or window came close to
+        (match/selfjoin.py ``floors``): they cannot reach a label or a copied segment, so a search
+        that lists only those need not score them."""
         k = self.cfg.search.top_k
         vs = self.catalog.vectors
         keep = informative(q.features) if len(q.features.embeddings) else slice(None)
-        votes = vote(vs.search_frames(q.features.embeddings[keep], k, exclude=exclude))
+        frame_hits = vs.search_frames(q.features.embeddings[keep], k, exclude=exclude)
         if q.mirror is not None and len(q.mirror):
-            vote(vs.search_frames(q.mirror[keep], k, exclude=exclude), votes=votes)
-        if len(q.features.audio_vectors):
-            vote(vs.search_audio(q.features.audio_vectors, k, exclude=exclude),
-                 weight=AUDIO_VOTE_WEIGHT, votes=votes)
-        return top_candidates(votes, self.cfg.search.max_candidates)
+            frame_hits = frame_hits + vs.search_frames(q.mirror[keep], k, exclude=exclude)
+        audio_hits = vs.search_audio(q.features.audio_vectors, k, exclude=exclude) \
+            if len(q.features.audio_vectors) else []
+        votes = vote(frame_hits)
+        vote(audio_hits, weight=AUDIO_VOTE_WEIGHT, votes=votes)
+        cands = top_candidates(votes, self.cfg.search.max_candidates)
+        if pruned:
+            cands = prune(cands, best_per_video(frame_hits), best_per_video(audio_hits), *floors(self.cfg.segments))
+        return cands
 
     def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
         """Candidates of several *indexed* videos at once, each as ``candidates(Query(f), exclude=id)``
@@ -159,7 +167,7 @@ class Searcher:
         is none (a short excerpt inside other content is still a copy)."""
         with telemetry.timed(STAGE, stage="search"):
             with telemetry.timed(STAGE, stage="knn"):
-                candidates = self.candidates(q, exclude=exclude)
+                candidates = self.candidates(q, exclude=exclude, pruned=not include_none)
             with telemetry.timed(STAGE, stage="score"):
                 matches = self.score(q, candidates, segments=segments)
             if not include_none:

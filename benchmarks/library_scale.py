@@ -331,10 +331,10 @@ def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids:
             t0 = time.perf_counter()
             qq = s.query_from_file(str(q))
             t1 = time.perf_counter()
-            cands = s.candidates(qq)
+            # The service's search (include_none false): candidates no frame came close to unscored.
+            cands = s.candidates(qq, pruned=True)
             t2 = time.perf_counter()
-            ms = s.score(qq, cands)
-            ms.sort(key=lambda m: (-m.fused, m.source_id))
+            ms = [m for m in s.score(qq, cands) if m.label != "none" or m.segments]
             t3 = time.perf_counter()
             whole.append(t3 - t0)
             post.append(t3 - t1)
@@ -368,6 +368,7 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
 
     root = dedup_dir(cfg)
     shutil.rmtree(root, ignore_errors=True)
+    base = join_baseline(cfg, info, seed)
     searched = None
     if sample and sample < info["n"]:
         live = sorted(live_ids(Catalog(cfg).shards))
@@ -392,7 +393,7 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
                     truth.add(tuple(sorted((g[i], g[j]))))
     real = set(info["real_ids"].values())
     out = {"videos": len(summ.searched), "sampled": searched is not None, "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
-           "pairs": len(pairs)}
+           "pairs": len(pairs), **base}
     for name, keep in [("any", lambda m: True),
                        ("near", lambda m: m.label in ("duplicate", "near-duplicate"))]:
         pred = {tuple(sorted(k)) for k, (_, m) in pairs.items() if keep(m) and not (set(k) & real)}
@@ -402,6 +403,36 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
         out[f"pred_{name}"] = len(pred)
     out["true_pairs"] = len(truth)
     return out
+
+
+def join_baseline(cfg, info: dict, seed: int, n: int = 100) -> dict:
+    """The same ``n`` videos joined in this one process both ways: one search per video (the job
+    before this change: every candidate scored, the video's own rows excluded) and one batched
+    self-join per 25 (``Searcher.join_indexed``, what the job's actors run). Same pairs expected."""
+    from astradup.catalog import Catalog
+    from astradup.dedup import live_ids
+    from astradup.search import Query, Searcher
+
+    s = Searcher(cfg, Catalog(cfg))
+    rng = np.random.default_rng(seed + 1)
+    ids = sorted(rng.choice(sorted(live_ids(s.catalog.shards)), min(n, info["n"]), replace=False).tolist())
+    feats = s.catalog.shards.load_features(ids)
+    s.join_indexed({v: feats[v] for v in ids[:5]})  # warm
+    t0 = time.perf_counter()
+    one = {}
+    for v in ids:  # as before pruning: every candidate scored, then the unlabelled ones dropped
+        q = Query(feats[v], None)
+        ms = s.score(q, s.candidates(q, exclude=v))
+        one[v] = [m for m in ms if m.label != "none" or m.segments][: cfg.search.top]
+    t1 = time.perf_counter()
+    batched = {}
+    for i in range(0, len(ids), 25):
+        batched.update(s.join_indexed({v: feats[v] for v in ids[i:i + 25]}))
+    t2 = time.perf_counter()
+    key = lambda d: {(v, m.source_id, m.label) for v, ms in d.items() for m in ms}  # noqa: E731
+    s.catalog.vectors.close()
+    return {"base_n": len(ids), "base_per_video_vps": len(ids) / (t1 - t0), "base_batched_vps": len(ids) / (t2 - t1),
+            "base_same_pairs": key(one) == key(batched), "base_pairs": len(key(one))}
 
 
 def s3_copy(cfg, n: int, endpoint: str) -> str:
@@ -522,6 +553,11 @@ def report(r: dict, base: dict | None, n0: int) -> None:
               f"{growth(1 / max(d['videos_per_s'], 1e-9), 1 / max(bd.get('videos_per_s', 0), 1e-9), n, n0) if bd else '-'} (per-video time); planted pairs ({d['true_pairs']}): recall {d['recall_any']:.3f}, precision "
               f"{d['precision_any']:.3f} (all {d['pred_any']} reported pairs); at >= near-duplicate recall "
               f"{d['recall_near']:.3f}, precision {d['precision_near']:.3f}")
+    if "dedup" in r and "base_n" in r["dedup"]:
+        d = r["dedup"]
+        print(f"    same {d['base_n']} videos in one process: one search per video {d['base_per_video_vps']:.1f} videos/s, "
+              f"batched self-join {d['base_batched_vps']:.1f} videos/s ({d['base_batched_vps'] / d['base_per_video_vps']:.1f}x); "
+              f"same pairs: {d['base_same_pairs']} ({d['base_pairs']})")
     print(f"  recall@1 of the {N_REAL} real queries among the filler: {s['recall1']:.3f}")
     if "s3_search" in r:
         s3, r3 = r["s3_search"], r["s3_replica"]

@@ -75,40 +75,55 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
+HEAD_DRIVER = """
+import sys, time
+import ray
+from astradup import raystart
+
+raystart._token_auth_on()
+raystart.ensure_token()
+raystart.refresh_auth_state()
+with raystart._bound_to_loopback():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+print("GCS", ray.get_runtime_context().gcs_address, flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The address (127.0.0.1:<port>) of one Ray head node, token auth on, shared by the tests whose
-    job drivers run in processes of their own: they join it through $RAY_ADDRESS, as `ray job
-    submit` drivers join a cluster, instead of each starting a local Ray. Starting several local
-    Rays at once on a busy 2-core machine took minutes (the GCS missed its start-up deadline); one
-    head started once does not. Four logical CPUs, so two jobs' actor pools cannot starve each
-    other's tasks. Lives in its own session, reaped by group at the end."""
+    """The address (127.0.0.1:<port>) of one local Ray, token auth on, shared by the tests whose job
+    drivers run in processes of their own: they join it through $RAY_ADDRESS, as `ray job submit`
+    drivers join a cluster, instead of each starting a local Ray. Starting several local Rays at
+    once on a busy 2-core machine took minutes (the GCS missed its start-up deadline); one started
+    once does not. A driver process of its own holds it (started as the product starts a local Ray:
+    loopback, token), not `ray start`, whose address file would make every later ray.init() in this
+    session join it; four logical CPUs, so two jobs' actor pools cannot starve each other's tasks.
+    Reaped by process group at the end."""
     import signal
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    from astradup.raystart import ensure_token
-
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    ensure_token()
-    port = free_port()
-    log = tmp_path_factory.mktemp("ray_head") / "ray_start.log"
-    ray_cli = Path(sys.executable).with_name("ray")
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path_factory.mktemp("ray_head") / "head.log"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(root)
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-             "--num-cpus=4", "--include-dashboard=false", "--disable-usage-stats"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+        proc = subprocess.Popen([sys.executable, "-c", HEAD_DRIVER], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 600
-        while "Ray runtime started" not in log.read_text():
+        while True:
+            lines = [ln for ln in log.read_text().splitlines() if ln.startswith("GCS ")]
+            if lines:
+                break
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ray start --head did not come up:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"the shared Ray did not come up:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
+        yield lines[0].split()[1]
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

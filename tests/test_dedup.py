@@ -235,5 +235,9 @@ def test_batched_join_finds_what_one_search_per_video_finds(corpus, full_run):
             one = searcher.search(Query(f, None), exclude=vid, include_none=False)
             assert [(m.source_id, m.label, round(m.fused, 6)) for m in joined[vid]] == \
                    [(m.source_id, m.label, round(m.fused, 6)) for m in one], vid
+            # what pruning leaves unscored could not have been listed: the unpruned search, filtered
+            everything = searcher.search(Query(f, None), top=100, exclude=vid, include_none=True)
+            listed = [m for m in everything if m.label != "none" or m.segments][: cfg.search.top]
+            assert [(m.source_id, round(m.fused, 6)) for m in one] == [(m.source_id, round(m.fused, 6)) for m in listed]
     finally:
         release_vectors(searcher.catalog)

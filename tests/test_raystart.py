@@ -99,6 +99,23 @@ def test_a_cluster_address_is_joined_without_a_local_start(monkeypatch):
                       "token")]
 
 
+def test_a_loopback_address_is_joined_as_loopback(monkeypatch):
+    """A driver joining a Ray on this machine's loopback takes the loopback address as its own
+    (else it looks for the GCS at the machine's outside address, where nothing listens)."""
+    import ray
+    from ray._private import ray_constants
+
+    seen = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append((kw["address"], ray_constants.ENABLE_RAY_CLUSTER)))
+    for addr in ("127.0.0.1:6379", "localhost:6379", "[::1]:6379", "10.0.0.1:6379", "ray://10.0.0.1:10001"):
+        monkeypatch.setenv("RAY_ADDRESS", addr)
+        raystart.ensure_ray(dashboard=False)
+    assert seen == [("127.0.0.1:6379", False), ("localhost:6379", False), ("[::1]:6379", False),
+                    ("10.0.0.1:6379", True), ("ray://10.0.0.1:10001", True)]
+    assert ray_constants.ENABLE_RAY_CLUSTER  # put back
+
+
 # ---------------------------------------------------------------- token auth and loopback binding
 
 
