@@ -2,9 +2,12 @@
 
 The library per N (built once, cached under ``--cache``; a run finds it and only measures):
 
-* real sources: a few generated videos (tests/media.py ``make_video``) indexed through
-  ``astradup.pipeline.index`` (decode, pHash, audio, SSCD embedding, the writers); their re-encoded
-  copies (``make_copy``) are the real query files, never indexed.
+* real sources, indexed through ``astradup.pipeline.index`` (decode, pHash, audio, SSCD embedding,
+  the writers): with ``--real DIR`` the sources of a dev benchmark built by
+  ``../shared/bench/make_bench.py`` (real photos, footage, music, speech), its queries that copy one
+  source being the real query files; without it, 6 generated test-pattern videos (tests/media.py
+  ``make_video``) and a re-encoded copy of each (quick, but their narrow statistics make the
+  synthetic filler look alike: many false ``similar`` pairs, few candidates pruned).
 * synthetic videos: ``VideoFeatures`` records made here, written through ``Catalog.write`` (Milvus
   upsert through the configured projection + ``ShardStore.write_features``), durations log-uniform
   10 s .. 10 min at 1 fps. Frame embeddings are unit vectors, AR(1) along frames around a per-video
@@ -28,7 +31,7 @@ the dedup job's videos/s on a local Ray with recall/precision of the planted pai
 real queries among the filler, and growth per 10x against the warm-up size (``--warmup``, 100)
 measured in the same run.
 
-    .venv/bin/python benchmarks/library_scale.py [--sizes 1000,10000] [--s3] [--cache DIR] [--dedup-sample 2000]
+    .venv/bin/python benchmarks/library_scale.py [--sizes 1000,10000] [--real DIR] [--s3] [--cache DIR] [--dedup-sample 2000]
 
 Figures from this machine: docs/scaling.md, "Library scale".
 
@@ -198,6 +201,23 @@ def make_media(media: Path) -> tuple[list[Path], dict[Path, Path]]:
     return srcs, queries
 
 
+def bench_media(bench: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """The sources of a dev benchmark (../shared/bench/make_bench.py output: real photos, footage,
+    music and speech) and its query files that copy exactly one source (truth.csv), query -> source."""
+    import csv
+
+    srcs = sorted((bench / "sources").glob("*.mp4"))
+    if not srcs:
+        raise SystemExit(f"--real {bench}: no sources/*.mp4 (build it with ../shared/bench/make_bench.py)")
+    rows: dict[str, set[str]] = {}
+    with open(bench / "truth.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            rows.setdefault(r["query_id"], set()).add(r["source_id"])
+    queries = {bench / "queries" / f"{q}.mp4": bench / "sources" / f"{next(iter(s))}.mp4"
+               for q, s in sorted(rows.items()) if len(s) == 1}
+    return srcs, {q: s for q, s in queries.items() if q.is_file() and s.is_file()}
+
+
 def cfg_for(cache: Path, n: int, uri: str, **extra):
     ov = {"data_dir": str(cache / f"n{n}"), "milvus_uri": uri, "collection_prefix": f"lib{n}",
           "pipeline": {"dashboard": False, "decode_concurrency": 1}, "log": {"level": "WARNING"}}
@@ -354,7 +374,7 @@ def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids:
     s.catalog.vectors.close()
     return {"whole_p50": pct(whole, 50), "whole_p95": pct(whole, 95), "post_p50": pct(post, 50),
             "post_p95": pct(post, 95), "knn_p50": pct(knn, 50), "score_p50": pct(score, 50),
-            "id_p50": pct(by_id, 50), "id_p95": pct(by_id, 95), "recall1": hits / len(items),
+            "id_p50": pct(by_id, 50), "id_p95": pct(by_id, 95), "recall1": hits / len(items), "n_queries": len(items),
             "n_query_searches": len(whole), "n_id_searches": len(by_id)}
 
 
@@ -459,12 +479,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000", help="library sizes, comma separated")
     ap.add_argument("--warmup", type=int, default=100, help="baseline size measured first (0 = none)")
-    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "out" / "library_scale"))
+    ap.add_argument("--cache", default="", help="where libraries are kept (default benchmarks/out/library_scale, "
+                    "or library_scale_<name> with --real)")
+    ap.add_argument("--real", default="", help="a dev benchmark dir (make_bench.py --out): its sources are the "
+                    "real videos and the synthetic statistics' origin, its single-source queries the query files "
+                    "(default: 6 generated test-pattern videos, whose narrow statistics make the filler look alike)")
     ap.add_argument("--s3", action="store_true", help="also search with the shards on a moto S3 server")
     ap.add_argument("--planted", type=float, default=0.15, help="share of synthetic videos in planted groups")
     ap.add_argument("--reps", type=int, default=3, help="searches per real query file")
     ap.add_argument("--ids", type=int, default=30, help="searches by indexed id")
     ap.add_argument("--no-dedup", action="store_true")
+    ap.add_argument("--build-only", action="store_true", help="build (or find) the libraries, measure nothing")
     ap.add_argument("--dedup-sample", type=int, default=2000,
                     help="at a larger N the dedup job searches this many videos (against the whole library)")
     ap.add_argument("--json", default="")
@@ -472,12 +497,14 @@ def main() -> int:
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
     all_sizes = sorted({*sizes, *([args.warmup] if args.warmup else [])})
-    cache = Path(args.cache).resolve()
+    real = Path(args.real).resolve() if args.real else None
+    default_cache = ROOT / "benchmarks" / "out" / (f"library_scale_{real.name}" if real else "library_scale")
+    cache = Path(args.cache or default_cache).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     print(f"# library scale {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: sizes {all_sizes}, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; cache {cache}", flush=True)
-    srcs, queries = make_media(cache / "media")
+    srcs, queries = bench_media(real) if real else make_media(cache / "media")
     from tests.milvus_harness import MilvusHarness
 
     server = MilvusHarness(cache / "milvus")
@@ -493,6 +520,8 @@ def main() -> int:
                 info = build_library(n, cfg, srcs, args.seed + n, args.planted)
             else:
                 print(f"  N={n}: cached library ({info['frames']} frames, built in {info['build_s']:.0f} s)", flush=True)
+            if args.build_only:
+                continue
             r = {"n": n, "frames": info["frames"], "build_s": info["build_s"]}
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
@@ -558,7 +587,7 @@ def report(r: dict, base: dict | None, n0: int) -> None:
         print(f"    same {d['base_n']} videos in one process: one search per video {d['base_per_video_vps']:.1f} videos/s, "
               f"batched self-join {d['base_batched_vps']:.1f} videos/s ({d['base_batched_vps'] / d['base_per_video_vps']:.1f}x); "
               f"same pairs: {d['base_same_pairs']} ({d['base_pairs']})")
-    print(f"  recall@1 of the {N_REAL} real queries among the filler: {s['recall1']:.3f}")
+    print(f"  recall@1 of the {s['n_queries']} real queries among the filler: {s['recall1']:.3f}")
     if "s3_search" in r:
         s3, r3 = r["s3_search"], r["s3_replica"]
         print(f"  shards on S3 (moto): query whole p50 {s3['whole_p50']:.0f} / p95 {s3['whole_p95']:.0f} ms, after "
