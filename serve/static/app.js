@@ -109,6 +109,9 @@ function resultCard(m, i) {
   const t = m.segments.length ? m.segments[0].s_start : (m.duration || 0) / 2;
   const badges = [el("span", { class: "badge " + m.label }, m.label)];
   if (m.review) badges.push(" ", el("span", { class: "badge review" }, "review"));
+  if (m.audio_copy) badges.push(" ", el("span", { class: "badge audio-copy",
+    title: `soundtrack copied: ${secs(m.audio_copy.q_start)}-${secs(m.audio_copy.q_end)} s of the query = `
+      + `${secs(m.audio_copy.s_start)}-${secs(m.audio_copy.s_end)} s of this video` }, "audio copy"));
   if (m.decision) badges.push(" ", el("span", { class: "badge" }, m.decision));
   return el("li", { class: "result-card", dataset: { sourceId: m.source_id, index: String(i) },
                     onclick: () => selectMatch(i) },
