@@ -140,7 +140,12 @@ function selectMatch(i) {
       onclick: () => goInterval(j) },
     `query ${secs(s.q_start)}–${secs(s.q_end)} s  ↔  source ${secs(s.s_start)}–${secs(s.s_end)} s`
     + `  (score ${fmt(s.score, 2)}${s.modalities.length ? ", " + s.modalities.join("+") : ""})`)));
-  if (!m.segments.length) {
+  if (m.audio_copy) {
+    const a = m.audio_copy;
+    $("intervals").append(el("li", { class: "muted" },
+      `Audio copy (the soundtrack, not the picture): query ${secs(a.q_start)}–${secs(a.q_end)} s  ↔  `
+      + `source ${secs(a.s_start)}–${secs(a.s_end)} s`));
+  } else if (!m.segments.length) {
     $("intervals").append(el("li", { class: "muted" }, "No aligned interval: a whole-video match."));
   }
   state.interval = -1;
