@@ -57,10 +57,17 @@ def cmd_index(args, cfg: Config) -> int:
     return 0 if report.indexed or report.skipped or not report.failed else 1
 
 
+def _kind(sg) -> str:
+    """How a copied stretch is shown: "audio copy" for a copied soundtrack, else its modalities."""
+    from astradup.records import AudioCopy
+
+    return AudioCopy.FLAG if isinstance(sg, AudioCopy) else "+".join(sg.modalities)
+
+
 def _segment_rows(query: str, matches) -> list[dict]:
     return [{"query": query, "query_segment": f"{s.q_start:g}-{s.q_end:g}", "source_id": m.source_id,
              "source_uri": m.source_uri, "source_segment": f"{s.s_start:g}-{s.s_end:g}", "score": s.score,
-             "modalities": "+".join(s.modalities)} for m in matches for s in m.segments]
+             "modalities": _kind(s)} for m in matches for s in m.copied()]
 
 
 def cmd_search(args, cfg: Config) -> int:
@@ -69,7 +76,7 @@ def cmd_search(args, cfg: Config) -> int:
     searcher = Searcher(cfg)
     q, matches = searcher.search_file(args.file, top=args.top)
     if args.segments:
-        matches = [m for m in matches if m.segments]
+        matches = [m for m in matches if m.copied()]
         rows = _segment_rows(args.file, matches)
         if args.csv:
             w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else
@@ -120,11 +127,13 @@ def cmd_dedup(args, cfg: Config) -> int:
             {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
              "pairs": [{"a": a, "b": b, **best[(a, b)].to_dict()} for (a, b) in best if a in g]}
             for g in groups],
-            "partial_copies": [{"video_id": q, **sg.__dict__} for q, sg in partial]}, indent=2))
+            "partial_copies": [{"video_id": q, **sg.__dict__, "audio_copy": _kind(sg) == "audio copy"}
+                               for q, sg in partial]}, indent=2))
         return 0
     print(f"{len(groups)} duplicate group(s) among {len(uris)} indexed video(s) (pairs at >= {args.min_label})")
     for qv, sg in partial:
-        print(f"partial copy: {uris.get(qv, qv)} {sg.q_start:g}-{sg.q_end:g} s <- "
+        what = "audio copy" if _kind(sg) == "audio copy" else "partial copy"
+        print(f"{what}: {uris.get(qv, qv)} {sg.q_start:g}-{sg.q_end:g} s <- "
               f"{uris.get(sg.source_id, sg.source_id)} {sg.s_start:g}-{sg.s_end:g} s (score {sg.score:.3f})")
     for i, g in enumerate(groups, 1):
         print(f"\ngroup {i}: {len(g)} videos")
@@ -277,7 +286,7 @@ def cmd_demo(args, cfg: Config) -> int:
         print("\npartial copies (a stretch of one video re-used in another):")
         for qv, sg in partial:
             print(f"  {name[qv]} {sg.q_start:g}-{sg.q_end:g} s  <-  {name[sg.source_id]} {sg.s_start:g}-{sg.s_end:g} s"
-                  f"  score {sg.score:.3f} ({'+'.join(sg.modalities)})")
+                  f"  score {sg.score:.3f} ({_kind(sg)})")
     expected = info.get("copies") if isinstance(info, dict) else None
     if expected:
         print("\nexpected (truth.json):")

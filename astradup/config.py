@@ -137,6 +137,24 @@ class SegmentConfig:
 
 
 @dataclass
+class AudioCopyConfig:
+    """When a pair whose pictures differ is flagged "audio copy" (soundtrack reuse, match/scoring.py
+    ``audio_copy``). The flag is a report only: fusion weights and labels are untouched.
+    """
+
+    # calibrated audio score (ScoreConfig) from which the soundtrack counts as the same: a faithful
+    # copy calibrates to 1.0, unrelated music stays near 0; 0.8 leaves room for a re-encode's loss
+    min_audio: float = 0.8
+    # calibrated visual score below which the pictures are not a copy: with audio and metadata at 1
+    # the fused score reaches the "similar" label (0.70) only from visual 0.54, so below 0.5 the
+    # label cannot say what the soundtrack shows
+    max_visual: float = 0.5
+    # share of the shorter video's duration the aligned audio interval must span: "a whole copy",
+    # not a shared jingle (shorter stretches are partial copies, reported as segments)
+    min_cover: float = 0.8
+
+
+@dataclass
 class SearchConfig:
     top_k: int = 10  # neighbours per query frame / window
     max_candidates: int = 20  # candidate videos scored in full per query
@@ -228,6 +246,7 @@ class Config:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
+    audio_copy: AudioCopyConfig = field(default_factory=AudioCopyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -302,6 +321,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         _merge(cfg, layer, "")
     check_decode(cfg.decode)
     check_search(cfg.search)
+    check_audio_copy(cfg.audio_copy)
     check_catalog(cfg.catalog)
     check_pipeline(cfg)
     return cfg
@@ -329,6 +349,15 @@ def resolved_writers(cfg: Config) -> str:
     if cfg.pipeline.writers == "auto":
         return "driver" if is_lite_uri(cfg.resolved_milvus_uri) else "workers"
     return cfg.pipeline.writers
+
+
+def check_audio_copy(cfg: AudioCopyConfig) -> None:
+    """ConfigError naming the setting when an audio-copy threshold is not a number in [0, 1]: the
+    scores and the coverage it is compared with all are, so anything else flags all or nothing."""
+    for name in ("min_audio", "max_visual", "min_cover"):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"audio_copy.{name} must be a number in [0, 1], got {value!r}")
 
 
 def check_catalog(cfg: CatalogConfig) -> None:

@@ -55,7 +55,7 @@ import numpy as np
 from astradup import telemetry
 from astradup.config import Config
 from astradup.logs import get_logger
-from astradup.records import STATUS_OK, SegmentMatch, VideoMatch
+from astradup.records import STATUS_OK, AudioCopy, SegmentMatch, VideoMatch
 
 log = get_logger(__name__)
 
@@ -64,7 +64,7 @@ MANIFEST = "manifest.jsonl"
 PARTS = "parts"
 DEFAULT_BATCH = 50  # query videos per batch (one Parquet part, one manifest entry)
 PAIR_COLUMNS = ("a", "b", "query_id", "source_id", "source_uri", "fused", "confidence", "label", "review",
-                "scores", "notes", "segments")
+                "scores", "notes", "segments", "audio_copy")
 
 
 # ---------------------------------------------------------------- union-find
@@ -141,7 +141,24 @@ def match_to_row(query_id: str, m: VideoMatch) -> dict[str, Any]:
             "fused": float(m.fused), "confidence": float(m.confidence), "label": m.label, "review": bool(m.review),
             "scores": json.dumps({k: float(v) for k, v in m.scores.items()}), "notes": json.dumps(list(m.notes)),
             "segments": json.dumps([[s.query_id, float(s.q_start), float(s.q_end), s.source_id, float(s.s_start),
-                                     float(s.s_end), float(s.score), list(s.modalities)] for s in m.segments])}
+                                     float(s.s_end), float(s.score), list(s.modalities)] for s in m.segments]),
+            "audio_copy": _audio_copy_json(m.audio_copy)}
+
+
+def _audio_copy_json(a: AudioCopy | None) -> str | None:
+    """[q_start, q_end, s_start, s_end, score], or None (a null cell) when the pair has no flag."""
+    if a is None:
+        return None
+    return json.dumps([float(a.q_start), float(a.q_end), float(a.s_start), float(a.s_end), float(a.score)])
+
+
+def _audio_copy_of(r: dict[str, Any], query_id: str, source_id: str) -> AudioCopy | None:
+    """The flag of a pair row; parts written before the flag existed have no such column: no flag."""
+    cell = r.get("audio_copy")
+    if not cell:
+        return None
+    qs, qe, ss, se, sc = json.loads(cell)
+    return AudioCopy(query_id, qs, qe, source_id, ss, se, sc, ("audio",))
 
 
 def row_to_match(r: dict[str, Any]) -> VideoMatch:
@@ -149,7 +166,8 @@ def row_to_match(r: dict[str, Any]) -> VideoMatch:
                  for q, qs, qe, s, ss, se, sc, mod in json.loads(r["segments"]))
     return VideoMatch(source_id=r["source_id"], source_uri=r["source_uri"], scores=json.loads(r["scores"]),
                       fused=float(r["fused"]), confidence=float(r["confidence"]), label=r["label"],
-                      review=bool(r["review"]), notes=tuple(json.loads(r["notes"])), segments=segs)
+                      review=bool(r["review"]), notes=tuple(json.loads(r["notes"])), segments=segs,
+                      audio_copy=_audio_copy_of(r, r["query_id"], r["source_id"]))
 
 
 def _pair_schema():
@@ -158,7 +176,8 @@ def _pair_schema():
     return pa.schema([("a", pa.string()), ("b", pa.string()), ("query_id", pa.string()),
                       ("source_id", pa.string()), ("source_uri", pa.string()), ("fused", pa.float64()),
                       ("confidence", pa.float64()), ("label", pa.string()), ("review", pa.bool_()),
-                      ("scores", pa.string()), ("notes", pa.string()), ("segments", pa.string())])
+                      ("scores", pa.string()), ("notes", pa.string()), ("segments", pa.string()),
+                      ("audio_copy", pa.string())])
 
 
 # ---------------------------------------------------------------- the store on disk
@@ -441,6 +460,18 @@ def _wait_lite_free(uri: str, timeout: float = LITE_RELEASE_WAIT_S) -> bool:
 # ---------------------------------------------------------------- reading the job's output
 
 
+def _with_all_columns(t):
+    """A part as the current schema has it: parts written before a column existed (audio_copy) get
+    it as nulls, so old and new parts concatenate and an old pair reads as having no flag."""
+    import pyarrow as pa
+
+    schema = _pair_schema()
+    for f in schema:
+        if f.name not in t.column_names:
+            t = t.append_column(f, pa.nulls(t.num_rows, type=f.type))
+    return t.select([f.name for f in schema])
+
+
 def read_pairs(cfg: Config, live: set[str] | None = None) -> dict[tuple[str, str], tuple[str, VideoMatch]]:
     """(a, b) -> (query id, best match) over every part in the manifest, pairs of live ids only;
     the direction with the higher fused score wins (on a tie, the search from ``a``).
@@ -454,7 +485,7 @@ def read_pairs(cfg: Config, live: set[str] | None = None) -> dict[tuple[str, str
     root = dedup_dir(cfg)
     tables = [pq.read_table(root / e["part"]) for e in Manifest.load(root).batches.values()
               if (root / e["part"]).is_file()]
-    tables = [t for t in tables if t.num_rows]
+    tables = [_with_all_columns(t) for t in tables if t.num_rows]
     if not tables:
         return {}
     t = pa.concat_tables(tables)
@@ -498,12 +529,19 @@ def ensure_joined(cfg: Config, searcher=None, progress: Callable[[str], None] | 
         run_job(cfg, searcher=searcher, progress=progress)
 
 
+def _partial_of(query_id: str, m: VideoMatch) -> list[tuple[str, SegmentMatch]]:
+    """What a pair below the label contributes to the partial copies: its audio copy first (an
+    AudioCopy, a SegmentMatch readers can tell apart), then its segments except the sound-only ones
+    the audio copy already covers (the same stretch of soundtrack, listed once)."""
+    return [(query_id, sg) for sg in m.copied()]
+
+
 def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, run: bool = True,
                  progress: Callable[[str], None] | None = None):
     """(groups, best, uris, partial) from the job's pairs, as ``astradup dedup`` always answered:
     pairs at or above ``min_label`` (rejected ones left out) grouped; ``best`` maps (a, b) to the
     better direction's match; ``partial`` lists copied segments of the pairs below the label whose
-    videos are not both grouped. ``run``: run the job first when its output is missing or stale."""
+    videos are not both grouped, a copied soundtrack as an ``AudioCopy`` segment. ``run``: run the job first when its output is missing or stale."""
     from astradup.catalog import Catalog
 
     if run:
@@ -519,7 +557,7 @@ def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, 
         if LABEL_RANK[m.label] >= LABEL_RANK[min_label]:
             best[k] = m
         else:
-            partial += [(q, sg) for sg in m.segments]
+            partial += _partial_of(q, m)
     groups = components([a for a, _ in best], [b for _, b in best])
     grouped = {v for g in groups for v in g}
     partial = [(q, sg) for q, sg in partial if not (q in grouped and sg.source_id in grouped)]

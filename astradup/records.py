@@ -110,6 +110,30 @@ class SegmentMatch:
 
 
 @dataclass(frozen=True)
+class AudioCopy(SegmentMatch):
+    """The soundtrack of one video copied whole into another whose picture differs (music reuse).
+
+    A SegmentMatch (query and source intervals from the audio alignment), so every reader of copied
+    segments can list it; its own class so a reader can say "audio copy" rather than "partial copy".
+    """
+
+    FLAG = "audio copy"
+
+    def note(self) -> str:
+        return (f"{self.FLAG} q {self.q_start:.1f}-{self.q_end:.1f} s = "
+                f"s {self.s_start:.1f}-{self.s_end:.1f} s")
+
+    def covers(self, sg: SegmentMatch) -> bool:
+        """Whether a sound-only segment is this same stretch of soundtrack (list it once)."""
+        inter = max(0.0, min(sg.q_end, self.q_end) - max(sg.q_start, self.q_start))
+        return tuple(sg.modalities) == ("audio",) and inter >= 0.5 * max(sg.q_end - sg.q_start, 1e-6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"q_start": self.q_start, "q_end": self.q_end, "s_start": self.s_start, "s_end": self.s_end,
+                "score": self.score}
+
+
+@dataclass(frozen=True)
 class VideoMatch:
     """A ranked answer: one indexed video that matches the query, with the evidence per modality."""
 
@@ -122,6 +146,19 @@ class VideoMatch:
     review: bool
     notes: tuple[str, ...] = ()
     segments: tuple[SegmentMatch, ...] = field(default_factory=tuple)
+    audio_copy: AudioCopy | None = None  # the soundtrack is a whole copy while the picture differs
+
+    @property
+    def reportable(self) -> bool:
+        """Whether a search that leaves out label none keeps it: a label, a copied segment, or a
+        copied soundtrack (the label stays what fusion says; the user still needs to see it)."""
+        return self.label != "none" or bool(self.segments) or self.audio_copy is not None
+
+    def copied(self) -> list[SegmentMatch]:
+        """Every copied stretch to list: the audio copy first, then the segments it does not repeat."""
+        if self.audio_copy is None:
+            return list(self.segments)
+        return [self.audio_copy] + [sg for sg in self.segments if not self.audio_copy.covers(sg)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,4 +167,5 @@ class VideoMatch:
             "fused": round(self.fused, 4), "confidence": round(self.confidence, 4),
             "label": self.label, "review": self.review, "notes": list(self.notes),
             "segments": [s.__dict__ for s in self.segments],
+            "audio_copy": None if self.audio_copy is None else self.audio_copy.to_dict(),
         }

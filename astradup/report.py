@@ -33,7 +33,7 @@ from astradup.config import Config
 from astradup.errors import MediaError
 from astradup.io.gate import admit
 from astradup.io.sources import is_remote, local_copy, storage_options
-from astradup.records import SegmentMatch, VideoMatch
+from astradup.records import AudioCopy, SegmentMatch, VideoMatch
 
 LABELS = ("duplicate", "near-duplicate", "similar")
 THUMBS_PER_VIDEO = 3
@@ -238,7 +238,7 @@ th{background:#eef1f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .duplicate{background:#b03a2e}.near-duplicate{background:#d68910}.similar{background:#2874a6}.none{background:#7f8c8d}
 .review{display:inline-block;margin-left:6px;padding:1px 6px;border-radius:10px;background:#f7dc6f;color:#5b4500;
 font-size:12px;font-weight:600}
-ul.iv{margin:0;padding-left:16px}.notes{color:#5a6478;font-size:12px}code{font-size:12px}
+.audio-copy{background:#6c3483}ul.iv{margin:0;padding-left:16px}.notes{color:#5a6478;font-size:12px}code{font-size:12px}
 """
 
 
@@ -267,8 +267,8 @@ def _pair_html(p: PairEntry, data: ReportData) -> str:
     ivs = "".join(
         f"<li>{_e(name(q))} {sg.q_start:g}&ndash;{sg.q_end:g} s &larr; "
         f"{_e(name(s))} {sg.s_start:g}&ndash;{sg.s_end:g} s"
-        f" <span class=\"notes\">(score {sg.score:.3f}, {_e('+'.join(sg.modalities) or '-')})</span></li>"
-        for sg in m.segments)
+        f" <span class=\"notes\">(score {sg.score:.3f}, {_kind_html(sg)})</span></li>"
+        for sg in m.copied())
     ivs = f'<ul class="iv">{ivs}</ul>' if ivs else '<span class="notes">no interval localised</span>'
     aud = m.scores.get("audio")
     review = '<span class="review">review</span>' if m.review else ""
@@ -278,6 +278,17 @@ def _pair_html(p: PairEntry, data: ReportData) -> str:
             f'<td class="num">{m.confidence:.2f}</td><td class="num">{m.scores.get("visual", 0.0):.3f}</td>'
             f'<td class="num">{"-" if aud is None else f"{aud:.3f}"}</td>'
             f'<td class="num">{m.scores.get("metadata", 0.0):.3f}</td><td>{ivs}{notes}</td></tr>')
+
+
+def _is_audio_copy(sg: SegmentMatch) -> bool:
+    return isinstance(sg, AudioCopy)
+
+
+def _kind_html(sg: SegmentMatch) -> str:
+    """A badge for a copied soundtrack (the picture differs: music reuse), else the modalities."""
+    if _is_audio_copy(sg):
+        return f'<span class="badge audio-copy">{_e(AudioCopy.FLAG)}</span>'
+    return _e("+".join(sg.modalities) or "-")
 
 
 def render_html(data: ReportData) -> str:
@@ -304,9 +315,11 @@ def render_html(data: ReportData) -> str:
         nm = lambda v: data.uris.get(v, v).rstrip("/").rsplit("/", 1)[-1]  # noqa: E731
         parts.append('<section class="group" id="partial"><h2>Partial copies</h2><p class="notes">A stretch of one '
                      "video re-used in another, below the whole-video label.</p><table><thead><tr><th>query</th>"
-                     "<th>interval</th><th>source</th><th>interval</th><th>score</th></tr></thead><tbody>")
-        parts += [f"<tr><td>{_e(nm(q))}</td><td>{sg.q_start:g}&ndash;{sg.q_end:g} s</td><td>{_e(nm(sg.source_id))}</td>"
-                  f'<td>{sg.s_start:g}&ndash;{sg.s_end:g} s</td><td class="num">{sg.score:.3f}</td></tr>'
+                     "<th>interval</th><th>source</th><th>interval</th><th>score</th><th>kind</th></tr></thead><tbody>")
+        parts += [f'<tr class="{"audio-copy" if _is_audio_copy(sg) else "partial"}"><td>{_e(nm(q))}</td>'
+                  f"<td>{sg.q_start:g}&ndash;{sg.q_end:g} s</td><td>{_e(nm(sg.source_id))}</td>"
+                  f'<td>{sg.s_start:g}&ndash;{sg.s_end:g} s</td><td class="num">{sg.score:.3f}</td>'
+                  f"<td>{_kind_html(sg)}</td></tr>"
                   for q, sg in data.partial]
         parts.append("</tbody></table></section>")
     parts.append("</main></body></html>\n")
@@ -350,4 +363,5 @@ def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplic
             "thumbnails": sum(len(v.thumbs) for v in data.videos.values()),
             "missing_files": [{"video_id": v.video_id, "uri": v.uri, "reason": v.missing}
                               for v in data.videos.values() if v.missing],
-            "partial_copies": len(data.partial), "seconds": round(time.time() - t0, 2)}
+            "partial_copies": len(data.partial),
+            "audio_copies": sum(_is_audio_copy(sg) for _, sg in data.partial), "seconds": round(time.time() - t0, 2)}

@@ -21,8 +21,8 @@ from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
-from astradup.match.fusion import LABEL_NONE, fuse
-from astradup.match.scoring import informative, pair_evidence, pair_segments
+from astradup.match.fusion import fuse
+from astradup.match.scoring import informative, pair_audio_copy, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
@@ -150,11 +150,14 @@ class Searcher:
                 notes = [n.replace("no audio evidence", "source has no audio track") for n in notes]
             if ev.mirrored:
                 notes.append("mirrored copy")
+            acopy = pair_audio_copy(q.features, s, ev, self.cfg.segments, self.cfg.audio_copy)
+            if acopy is not None:
+                notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
             segs = tuple(pair_segments(q.features, s, self.cfg.segments, q.mirror)) if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
-                                  notes=tuple(notes), segments=segs))
+                                  notes=tuple(notes), segments=segs, audio_copy=acopy))
         if segments:
             keep = set(suppress_overlaps([sg for m in out for sg in m.segments]))
             out = [dataclasses.replace(m, segments=tuple(sg for sg in m.segments if sg in keep)) for m in out]
@@ -163,15 +166,16 @@ class Searcher:
 
     def search(self, q: Query, top: int | None = None, exclude: str | None = None,
                include_none: bool = True, segments: bool = True) -> list[VideoMatch]:
-        """Ranked matches; a source with a copied segment is kept even when the whole-video label
-        is none (a short excerpt inside other content is still a copy)."""
+        """Ranked matches; a source with a copied segment or a copied soundtrack is kept even when
+        the whole-video label is none (a short excerpt inside other content is still a copy, and
+        music reuse is what a user deduplicating soundtracks looks for)."""
         with telemetry.timed(STAGE, stage="search"):
             with telemetry.timed(STAGE, stage="knn"):
                 candidates = self.candidates(q, exclude=exclude, pruned=not include_none)
             with telemetry.timed(STAGE, stage="score"):
                 matches = self.score(q, candidates, segments=segments)
             if not include_none:
-                matches = [m for m in matches if m.label != LABEL_NONE or m.segments]
+                matches = [m for m in matches if m.reportable]
             return matches[: top or self.cfg.search.top]
 
     def join_indexed(self, queries: dict[str, VideoFeatures]) -> dict[str, list[VideoMatch]]:
@@ -184,7 +188,7 @@ class Searcher:
         with telemetry.timed(STAGE, stage="score"):
             for vid, f in queries.items():
                 matches = self.score(Query(f, None), cands[vid]) if cands[vid] else []
-                out[vid] = [m for m in matches if m.label != LABEL_NONE or m.segments][: self.cfg.search.top]
+                out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 
     def search_file(self, uri: str, top: int | None = None, segments: bool = True

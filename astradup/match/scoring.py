@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from astradup.config import ScoreConfig, SegmentConfig
-from astradup.match.align import align_pair
+from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
+from astradup.match.align import Piece, align, align_pair
 from astradup.features.audio import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
-from astradup.records import SegmentMatch, VideoFeatures
+from astradup.records import AudioCopy, SegmentMatch, VideoFeatures
 
 
 def calibrate(x: float, lo: float, hi: float) -> float:
@@ -114,3 +114,67 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                       q_valid=informative(q) if len(q.embeddings) else None,
                       s_valid=informative(s) if len(s.embeddings) else None,
                       embeddings=(q.embeddings, s.embeddings) if vsim is not None else None)
+
+
+def duration_of(f: VideoFeatures) -> float:
+    """Seconds of a video: the container's duration, else the end of its last frame or audio window
+    (features built in tests or by old indexers may lack the metadata)."""
+    d = f.meta.get("duration")
+    if d:
+        return float(d)
+    ends = [float(np.max(f.timestamps)) if len(f.timestamps) else 0.0,
+            float(np.max(f.audio_windows)) if len(f.audio_windows) else 0.0]
+    return max(ends)
+
+
+def audio_span(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig) -> Piece | None:
+    """The longest stretch the audio windows alone align along one line, or None.
+
+    Aligned on the audio evidence only (not the merged segments), so a picture that matches a
+    fragment, or a segment another source explains better, does not change where the sound was
+    copied from."""
+    if not (len(q.audio_vectors) and len(s.audio_vectors)):
+        return None
+    qc = np.asarray(q.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
+    sc = np.asarray(s.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
+    pieces = align(qc, sc, q.audio_vectors @ s.audio_vectors.T, cfg.audio_lo, cfg.audio_hi, cfg,
+                   cell=0.0, pad=cfg.audio_pad)
+    return max(pieces, key=lambda p: (p.q_end - p.q_start, p.score), default=None)
+
+
+def audio_copy(audio: float | None, visual: float, span: Piece | None, q_duration: float,
+               s_duration: float, cfg: AudioCopyConfig) -> tuple[float, float, float, float] | None:
+    """(query start, query end, source start, source end) seconds when the soundtrack is a whole
+    copy while the picture is not, else None.
+
+    Fusion weighs the picture at 0.65, so a video that re-uses another's whole soundtrack under
+    other pictures fuses near 0.35 and is labelled none: right for "same video?", blind to music
+    reuse. The rule asks for all three: the calibrated audio score says the same sound
+    (>= min_audio), the visual score says different pictures (< max_visual), and the aligned audio
+    spans most of the shorter video (>= min_cover of it, measured on that video's own axis), which
+    tells a copied soundtrack from a shared jingle. The interval is clipped to each video's length
+    (audio windows are padded by half a window).
+    """
+    if audio is None or span is None or audio < cfg.min_audio or visual >= cfg.max_visual:
+        return None
+    q0, q1 = max(span.q_start, 0.0), (min(span.q_end, q_duration) if q_duration > 0 else span.q_end)
+    s0, s1 = max(span.s_start, 0.0), (min(span.s_end, s_duration) if s_duration > 0 else span.s_end)
+    shorter_is_query = q_duration <= s_duration
+    shorter = q_duration if shorter_is_query else s_duration
+    covered = (q1 - q0) if shorter_is_query else (s1 - s0)
+    if shorter <= 0 or covered < cfg.min_cover * shorter:
+        return None
+    return q0, q1, s0, s1
+
+
+def pair_audio_copy(q: VideoFeatures, s: VideoFeatures, ev: PairEvidence, seg_cfg: SegmentConfig,
+                    cfg: AudioCopyConfig) -> AudioCopy | None:
+    """The audio-copy flag of one pair (``audio_copy`` on its features), as a record with the interval."""
+    if ev.audio is None or ev.audio < cfg.min_audio or ev.visual >= cfg.max_visual:
+        return None  # skip the alignment: the rule cannot hold
+    span = audio_span(q, s, seg_cfg)
+    iv = audio_copy(ev.audio, ev.visual, span, duration_of(q), duration_of(s), cfg)
+    if iv is None or span is None:
+        return None
+    q0, q1, s0, s1 = (round(float(x), 2) for x in iv)
+    return AudioCopy(q.video_id, q0, q1, s.video_id, s0, s1, round(float(ev.audio), 4), ("audio",))

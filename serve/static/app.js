@@ -109,6 +109,9 @@ function resultCard(m, i) {
   const t = m.segments.length ? m.segments[0].s_start : (m.duration || 0) / 2;
   const badges = [el("span", { class: "badge " + m.label }, m.label)];
   if (m.review) badges.push(" ", el("span", { class: "badge review" }, "review"));
+  if (m.audio_copy) badges.push(" ", el("span", { class: "badge audio-copy",
+    title: `soundtrack copied: ${secs(m.audio_copy.q_start)}-${secs(m.audio_copy.q_end)} s of the query = `
+      + `${secs(m.audio_copy.s_start)}-${secs(m.audio_copy.s_end)} s of this video` }, "audio copy"));
   if (m.decision) badges.push(" ", el("span", { class: "badge" }, m.decision));
   return el("li", { class: "result-card", dataset: { sourceId: m.source_id, index: String(i) },
                     onclick: () => selectMatch(i) },
@@ -137,7 +140,12 @@ function selectMatch(i) {
       onclick: () => goInterval(j) },
     `query ${secs(s.q_start)}–${secs(s.q_end)} s  ↔  source ${secs(s.s_start)}–${secs(s.s_end)} s`
     + `  (score ${fmt(s.score, 2)}${s.modalities.length ? ", " + s.modalities.join("+") : ""})`)));
-  if (!m.segments.length) {
+  if (m.audio_copy) {
+    const a = m.audio_copy;
+    $("intervals").append(el("li", { class: "muted" },
+      `Audio copy (the soundtrack, not the picture): query ${secs(a.q_start)}–${secs(a.q_end)} s  ↔  `
+      + `source ${secs(a.s_start)}–${secs(a.s_end)} s`));
+  } else if (!m.segments.length) {
     $("intervals").append(el("li", { class: "muted" }, "No aligned interval: a whole-video match."));
   }
   state.interval = -1;
