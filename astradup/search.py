@@ -20,7 +20,8 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
-from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
+from astradup.match.selfjoin import (Rows, best_per_video, could_match, exact_floors, exact_knn, floors, merge_hits,
+                                     prune)
 from astradup.match.fusion import fuse
 from astradup.match.scoring import informative, pair_audio_copy, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
@@ -83,7 +84,8 @@ class Searcher:
         vote(audio_hits, weight=AUDIO_VOTE_WEIGHT, votes=votes)
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
-            cands = prune(cands, best_per_video(frame_hits), best_per_video(audio_hits), *floors(self.cfg.segments))
+            cands = prune(cands, best_per_video(frame_hits), best_per_video(audio_hits),
+                          *floors(self.cfg.score, self.cfg.segments))
         return cands
 
     def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
@@ -117,7 +119,7 @@ class Searcher:
                                   [(v, reduced[v].audio_vectors,
                                     np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
                                    for v in ids])
-        vis_floor, aud_floor = floors(self.cfg.segments)
+        vis_floor, aud_floor = floors(self.cfg.score, self.cfg.segments)
         by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
         for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
             for o, h in zip(owners, hits):
@@ -133,14 +135,23 @@ class Searcher:
             out[v] = cands
         return out
 
-    def score(self, q: Query, candidates: list[str], segments: bool = True) -> list[VideoMatch]:
+    def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False) -> list[VideoMatch]:
+        """Each candidate's evidence, fused score, label and copied segments, best first.
+        ``pruned``: a candidate none of whose frame or window pairs reaches ``exact_floors`` is
+        left out unscored (it could be listed only with label none and nothing copied)."""
         feats = self.catalog.shards.load_features(candidates)
         out: list[VideoMatch] = []
+        vis_floor, aud_floor = exact_floors(self.cfg.score, self.cfg.segments)
+        qm = informative(q.features) if len(q.features.embeddings) else slice(None)
+        q_emb, q_mir = q.features.embeddings[qm], (q.mirror[qm] if q.mirror is not None and len(q.mirror) else None)
         for vid in candidates:
             s = feats.get(vid)
             if s is None:
                 continue
             _check_dims(q.features, s)
+            if pruned and not could_match(q_emb, s.embeddings[informative(s)] if len(s.embeddings) else s.embeddings,
+                                          q.features.audio_vectors, s.audio_vectors, vis_floor, aud_floor, q_mir):
+                continue
             ev = pair_evidence(q.features, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)
@@ -173,7 +184,7 @@ class Searcher:
             with telemetry.timed(STAGE, stage="knn"):
                 candidates = self.candidates(q, exclude=exclude, pruned=not include_none)
             with telemetry.timed(STAGE, stage="score"):
-                matches = self.score(q, candidates, segments=segments)
+                matches = self.score(q, candidates, segments=segments, pruned=not include_none)
             if not include_none:
                 matches = [m for m in matches if m.reportable]
             return matches[: top or self.cfg.search.top]
@@ -187,7 +198,7 @@ class Searcher:
         out: dict[str, list[VideoMatch]] = {}
         with telemetry.timed(STAGE, stage="score"):
             for vid, f in queries.items():
-                matches = self.score(Query(f, None), cands[vid]) if cands[vid] else []
+                matches = self.score(Query(f, None), cands[vid], pruned=True) if cands[vid] else []
                 out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 

@@ -62,7 +62,7 @@ from astradup.config import load_config  # noqa: E402
 from astradup.records import VideoFeatures  # noqa: E402
 
 N_REAL = 6
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: shards written with 1 MB row groups
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from astradup.config import SegmentConfig
-from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
+from astradup.config import ScoreConfig, SegmentConfig
+from astradup.match.selfjoin import (PRUNE_MARGIN, Rows, best_per_video, could_match, exact_floors, exact_knn, floors,
+                                     merge_hits, prune)
 
 
 def _unit(x):
@@ -54,11 +55,40 @@ def test_merge_keeps_the_k_best_of_both_sides_and_best_per_video():
     assert best_per_video(merged + [[("c", 9.0, 0.8)]]) == {"a": 0.9, "c": 0.8}
 
 
-def test_floors_sit_a_margin_below_the_cell_similarity_and_prune_keeps_order():
-    seg = SegmentConfig()
-    vis, aud = floors(seg)
-    cell_vis = seg.visual_lo + seg.cell_threshold * (seg.visual_hi - seg.visual_lo)
-    assert vis < cell_vis and aud < seg.audio_lo + seg.cell_threshold * (seg.audio_hi - seg.audio_lo)
+def test_floors_sit_a_margin_below_the_exact_ones_and_prune_keeps_order():
+    score, seg = ScoreConfig(), SegmentConfig()
+    vis, aud = floors(score, seg)
+    ev, ea = exact_floors(score, seg)
+    assert (vis, aud) == (ev - PRUNE_MARGIN, ea - PRUNE_MARGIN)
+    # the exact floors sit at or below both what calibrates to zero and what makes a segment cell
+    assert ev <= score.emb_lo and ev < seg.visual_lo + seg.cell_threshold * (seg.visual_hi - seg.visual_lo)
+    assert ea <= score.audio_vec_lo and ea < seg.audio_lo + seg.cell_threshold * (seg.audio_hi - seg.audio_lo)
     kept = prune(["x", "y", "z", "w"], {"x": vis, "y": vis - 0.01, "w": 0.99}, {"z": aud, "y": aud - 0.01},
                  vis, aud)
     assert kept == ["x", "z", "w"]
+
+
+def test_below_the_exact_visual_floor_no_fusion_reaches_similar():
+    """The bound exact_floors rests on: embeddings calibrated to 0, pHash perfect, audio and
+    metadata perfect, still under ``similar``; with no audio (weights redistributed) too."""
+    from astradup.config import FusionConfig
+    from astradup.match.fusion import fuse
+    from astradup.match.scoring import _agree, calibrate
+
+    score, fusion = ScoreConfig(), FusionConfig()
+    emb = calibrate(exact_floors(score, SegmentConfig())[0] - 1e-6, score.emb_lo, score.emb_hi)
+    visual = _agree(emb, 1.0)
+    for audio in (1.0, None):
+        assert fuse({"visual": visual, "audio": audio, "metadata": 1.0}, fusion).score < fusion.similar
+
+
+def test_could_match_checks_every_frame_pair_the_mirror_and_audio():
+    rng = np.random.default_rng(3)
+    q, s = _unit(rng.normal(size=(6, 16))), _unit(rng.normal(size=(5, 16)))
+    top = float((q @ s.T).max())
+    none = np.zeros((0, 4), np.float32)
+    assert could_match(q, s, none, none, top, 2.0) and not could_match(q, s, none, none, top + 1e-3, 2.0)
+    assert could_match(q, s, none, none, top + 1e-3, 2.0, q_mirror=s[:1])  # the mirror reaches 1.0
+    a = _unit(rng.normal(size=(3, 4)))
+    assert could_match(q, s, a, a, 2.0, 0.99) and not could_match(q, s, a, none, 2.0, 0.99)
+    assert could_match(np.zeros((0, 16), np.float32), s, none, none, 2.0, 2.0)  # nothing to decide on

@@ -7,10 +7,10 @@ the batch here by exact inner products (a few thousand rows: one matrix product)
 gives each row what a search of its video alone would have found (every other indexed row), with
 no self hits.
 
-A candidate that none of a video's rows came close to cannot produce a labelled match or a copied
-segment, so ``prune`` leaves it out before the full scoring (the expensive part); the floors sit a
-margin below the per-frame evidence a copied segment needs (``SegmentConfig``), since the Milvus
-copy's projected similarities are close to, not equal to, the full ones.
+A candidate that none of a video's rows came close to cannot produce a labelled match, a copied
+segment or a copied soundtrack (``exact_floors`` says why), so ``prune`` leaves it out before its
+features are even fetched, with a margin for the Milvus copy's projected similarities, and
+``could_match`` checks the full vectors before the full scoring (the expensive part).
 """
 from __future__ import annotations
 
@@ -90,9 +90,34 @@ def prune(candidates: list[str], visual_best: dict[str, float], audio_best: dict
             if visual_best.get(c, -1.0) >= visual_floor or audio_best.get(c, -1.0) >= audio_floor]
 
 
-def floors(segments) -> tuple[float, float]:
-    """(visual, audio) floors from the segment config: the similarity at which one frame/window
-    pair becomes match evidence (``cell_threshold`` of the way from lo to hi), less the margin."""
+def floors(score, segments) -> tuple[float, float]:
+    """(visual, audio) floors for the KNN hits' similarities (projected vectors in Milvus, which
+    move similarities by a few hundredths): ``exact_floors`` less the margin."""
+    v, a = exact_floors(score, segments)
+    return v - PRUNE_MARGIN, a - PRUNE_MARGIN
+
+
+def exact_floors(score, segments) -> tuple[float, float]:
+    """(visual, audio) floors for full-dimension similarities, below which a pair is provably
+    unreportable: a best frame pair under ``score.emb_lo`` calibrates the embedding evidence to 0,
+    so visual <= 0.5 (pHash can lift it at most halfway) and the fused score stays under the
+    ``similar`` label whatever the audio and metadata say (0.65 x 0.5 + 0.25 + 0.10 = 0.675); a
+    copied segment or a copied soundtrack needs cells at the segment similarity, higher still."""
     c = segments.cell_threshold
-    return (segments.visual_lo + c * (segments.visual_hi - segments.visual_lo) - PRUNE_MARGIN,
-            segments.audio_lo + c * (segments.audio_hi - segments.audio_lo) - PRUNE_MARGIN)
+    return (min(score.emb_lo, segments.visual_lo + c * (segments.visual_hi - segments.visual_lo)),
+            min(score.audio_vec_lo, segments.audio_lo + c * (segments.audio_hi - segments.audio_lo)))
+
+
+def could_match(q_emb: np.ndarray, s_emb: np.ndarray, q_audio: np.ndarray, s_audio: np.ndarray,
+                visual_floor: float, audio_floor: float, q_mirror: np.ndarray | None = None) -> bool:
+    """Whether any frame pair (informative rows, as scoring uses them) or audio window pair of
+    two videos reaches its floor: one matrix product each, against the full scoring's dozens of
+    milliseconds. Videos without embeddings are never ruled out (nothing to decide on)."""
+    if not len(q_emb) or not len(s_emb):
+        return True
+    if float((q_emb @ s_emb.T).max()) >= visual_floor:
+        return True
+    if q_mirror is not None and len(q_mirror) and float((q_mirror @ s_emb.T).max()) >= visual_floor:
+        return True
+    return bool(len(q_audio) and len(s_audio) and float((q_audio @ s_audio.T).max()) >= audio_floor)
+
