@@ -85,7 +85,7 @@ class Searcher:
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
             cands = prune(cands, best_per_video(frame_hits), best_per_video(audio_hits),
-                          *floors(self.cfg.score, self.cfg.segments))
+                          *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
         return cands
 
     def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
@@ -119,7 +119,7 @@ class Searcher:
                                   [(v, reduced[v].audio_vectors,
                                     np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
                                    for v in ids])
-        vis_floor, aud_floor = floors(self.cfg.score, self.cfg.segments)
+        vis_floor, aud_floor = floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
         by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
         for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
             for o, h in zip(owners, hits):
@@ -141,7 +141,7 @@ class Searcher:
         left out unscored (it could be listed only with label none and nothing copied)."""
         feats = self.catalog.shards.load_features(candidates)
         out: list[VideoMatch] = []
-        vis_floor, aud_floor = exact_floors(self.cfg.score, self.cfg.segments)
+        bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
         qm = informative(q.features) if len(q.features.embeddings) else slice(None)
         q_emb, q_mir = q.features.embeddings[qm], (q.mirror[qm] if q.mirror is not None and len(q.mirror) else None)
         for vid in candidates:
@@ -150,7 +150,7 @@ class Searcher:
                 continue
             _check_dims(q.features, s)
             if pruned and not could_match(q_emb, s.embeddings[informative(s)] if len(s.embeddings) else s.embeddings,
-                                          q.features.audio_vectors, s.audio_vectors, vis_floor, aud_floor, q_mir):
+                                          q.features.audio_vectors, s.audio_vectors, bar, q_mir):
                 continue
             ev = pair_evidence(q.features, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
