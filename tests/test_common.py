@@ -240,3 +240,13 @@ def test_dedup_job_pairs_only_the_real_copy(library):
     assert set(pairs) == {("copy_of_v03", "v03")}, sorted(pairs)
     _, m = pairs[("copy_of_v03", "v03")]
     assert m.label in ("duplicate", "near-duplicate")
+
+
+def test_cli_lists_each_common_segment_once_with_its_count():
+    from astradup.cli import _fmt_common
+
+    text = _fmt_common([CommonSegment(0.0, 4.5, 20, ("visual", "audio")), CommonSegment(30.0, 45.0, 9, ("audio",))])
+    assert text.splitlines() == [
+        "  common q 0.0-4.5 s: in 20 library videos (visual+audio), not counted as copying",
+        "  common q 30.0-45.0 s: in 9 library videos (audio), not counted as copying"]
+    assert _fmt_common([]) == ""
