@@ -118,7 +118,8 @@ class Searcher:
               audio_hits: list, pruned: bool) -> Knn:
         """Votes (top_k neighbours per row), common segments (all the neighbours asked), and with
         ``pruned`` only the candidates some row *outside* the common segments came close to: one
-        that matched the intro alone cannot reach a label or a copied segment."""
+        that matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
+        the mirrored frames' (rows at the same ``frame_times``), which vote but are not counted."""
         k = self.cfg.search.top_k
         common = self._common(f, frame_times, frame_hits, audio_hits)
         top_f = [h[:k] for h in frame_hits + extra_frame_hits]
@@ -127,7 +128,7 @@ class Searcher:
         vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes)
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
-            fh = _outside(frame_hits, frame_times, common) + extra_frame_hits
+            fh = _outside(frame_hits, frame_times, common) + _outside(extra_frame_hits, frame_times, common)
             ah = _outside(audio_hits, _window_centres(f), common)
             cands = prune(cands, best_per_video(fh), best_per_video(ah), *floors(self.cfg.segments))
         return Knn(cands, common)

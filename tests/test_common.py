@@ -250,3 +250,19 @@ def test_cli_lists_each_common_segment_once_with_its_count():
         "  common q 0.0-4.5 s: in 20 library videos (visual+audio), not counted as copying",
         "  common q 30.0-45.0 s: in 9 library videos (audio), not counted as copying"]
     assert _fmt_common([]) == ""
+
+
+def test_batched_knn_finds_the_same_common_segments_and_prunes_the_sharers(library):
+    """The dedup job's batched KNN (match/selfjoin.py) sees the intro as one search does; pruned,
+    a video that matched the query only inside it is not scored at all."""
+    s, feats = library["searcher"], library["feats"]
+    batch = {v: feats[v] for v in ("v00", "v01", "v02", "v03")}
+    many = s.knn_many(batch)
+    for v, f in batch.items():
+        one = s.knn(Query(f, None), exclude=v)
+        assert many[v].common == one.common and len(one.common) == 1, v
+        assert set(many[v].candidates) == set(one.candidates), v
+    full = s.knn(Query(feats["v00"], None), exclude="v00")
+    pruned = s.knn(Query(feats["v00"], None), exclude="v00", pruned=True)
+    assert len(full.candidates) == N_VIDEOS and pruned.candidates == [], pruned.candidates
+    assert pruned.common == full.common
