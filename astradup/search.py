@@ -21,7 +21,8 @@ from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.common import CommonSegment, find_common, inside, mask_pair, match_floor
-from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
+from astradup.match.selfjoin import (Rows, best_per_video, could_match, exact_floors, exact_knn, floors, merge_hits,
+                                     prune)
 from astradup.match.fusion import fuse
 from astradup.match.scoring import informative, pair_audio_copy, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
@@ -54,6 +55,14 @@ def _outside(hits: list, times: np.ndarray, common: list[CommonSegment]) -> list
         return hits
     m = inside(times, common)
     return [[] if c else h for h, c in zip(hits, m)]
+
+
+def _could_match(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | None, bar) -> bool:
+    """``could_match`` on the rows scoring uses: informative and not common (``informative``)."""
+    qm = informative(q) if len(q.embeddings) else slice(None)
+    sm = informative(s) if len(s.embeddings) else slice(None)
+    q_mir = mirror[qm] if mirror is not None and len(mirror) else None
+    return could_match(q.embeddings[qm], s.embeddings[sm], q.audio_vectors, s.audio_vectors, bar, q_mir)
 
 
 @dataclass
@@ -130,7 +139,8 @@ class Searcher:
         if pruned:
             fh = _outside(frame_hits, frame_times, common) + _outside(extra_frame_hits, frame_times, common)
             ah = _outside(audio_hits, _window_centres(f), common)
-            cands = prune(cands, best_per_video(fh), best_per_video(ah), *floors(self.cfg.segments))
+            cands = prune(cands, best_per_video(fh), best_per_video(ah),
+                          *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
         return Knn(cands, common)
 
     def knn(self, q: Query, exclude: str | None = None, pruned: bool = False) -> Knn:
@@ -203,13 +213,17 @@ class Searcher:
             out[v] = self._pick(f, times, fh, [], ah, pruned)
         return out
 
-    def score(self, q: Query, candidates: list[str], segments: bool = True,
+    def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False,
               common: list[CommonSegment] | tuple = ()) -> list[VideoMatch]:
-        """Each candidate's evidence, fused and aligned; the ``common`` segments' rows (the query's,
-        and the candidate's that are the same content) left out of it (match/common.py)."""
+        """Each candidate's evidence, fused score, label and copied segments, best first; the
+        ``common`` segments' rows (the query's, and the candidate's that are the same content) left
+        out of it (match/common.py). ``pruned``: a candidate none of whose frame or window pairs
+        outside them reaches ``exact_floors`` is left out unscored (it could be listed only with
+        label none and nothing copied)."""
         feats = self.catalog.shards.load_features(candidates)
         vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
+        bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
         for vid in candidates:
             s0 = feats.get(vid)
             if s0 is None:
@@ -217,6 +231,8 @@ class Searcher:
             _check_dims(q.features, s0)
             qf, s = mask_pair(q.features, s0, list(common), vis_floor, aud_floor)
             shared = s is not s0  # the candidate holds common content too
+            if pruned and not _could_match(qf, s, q.mirror, bar):
+                continue
             ev = pair_evidence(qf, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)
@@ -260,7 +276,8 @@ class Searcher:
             with telemetry.timed(STAGE, stage="knn"):
                 found = self.knn(q, exclude=exclude, pruned=not include_none)
             with telemetry.timed(STAGE, stage="score"):
-                matches = self.score(q, found.candidates, segments=segments, common=found.common)
+                matches = self.score(q, found.candidates, segments=segments, pruned=not include_none,
+                                     common=found.common)
             if not include_none:
                 matches = [m for m in matches if m.reportable]
             return matches[: top or self.cfg.search.top], found.common
@@ -275,7 +292,8 @@ class Searcher:
         with telemetry.timed(STAGE, stage="score"):
             for vid, f in queries.items():
                 k = found[vid]
-                matches = self.score(Query(f, None), k.candidates, common=k.common) if k.candidates else []
+                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common) \
+                    if k.candidates else []
                 out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 

@@ -62,7 +62,7 @@ from astradup.config import load_config  # noqa: E402
 from astradup.records import VideoFeatures  # noqa: E402
 
 N_REAL = 6
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: shards written with 1 MB row groups
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -378,13 +378,13 @@ def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids:
             "n_query_searches": len(whole), "n_id_searches": len(by_id)}
 
 
-def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
+def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = False, incr: bool = False) -> dict:
     """The dedup job (run_job, Ray Data actors, one per CPU) over the library. With ``sample`` <
     N, every id but a sample (whole planted groups in their share, the rest plain videos) is first
     recorded as joined in the job's manifest, so the job searches only the sample, each search
     still against the whole library; recall then counts the planted pairs with a sampled member."""
     from astradup.catalog import Catalog
-    from astradup.dedup import Manifest, dedup_dir, live_ids, read_pairs, run_job, write_part
+    from astradup.dedup import dedup_dir, live_ids, read_pairs, run_job
 
     root = dedup_dir(cfg)
     shutil.rmtree(root, ignore_errors=True)
@@ -397,14 +397,22 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
         searched = {v for g in info["groups"][:k_groups] for v in g}
         rest = [v for v in live if v not in searched]
         searched |= set(rng.choice(rest, max(0, sample - len(searched)), replace=False).tolist())
-        root.mkdir(parents=True, exist_ok=True)
         pre = [v for v in live if v not in searched]
-        rel = write_part(root, "pre-joined", [])
-        Manifest.load(root).append(root, "pre-joined", {"ids": pre, "part": rel, "pairs": 0, "at": time.time()})
+        _pre_join(root, pre)
+    else:
+        pre = None
     t0 = time.time()
     summ = run_job(cfg, batch_size=25, progress=lambda m: None)
     wall = time.time() - t0
     pairs = read_pairs(cfg)
+    extra = {}
+    if kill_resume:
+        kr = killed_then_resumed(cfg, pre, summ.batches_total)
+        extra = {"kill_batches": kr["killed_with_batches"], "kill_of": summ.batches_total,
+                 "kill_resumed": kr["resumed_searched"], "kill_same_pairs": kr["pairs"] == set(pairs),
+                 "kill_pairs": len(kr["pairs"])}
+    if incr:
+        extra.update(incremental(cfg, info, seed, wall / max(len(summ.searched), 1)))
     truth = set()
     for g in info["groups"]:
         for i in range(len(g)):
@@ -413,7 +421,7 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
                     truth.add(tuple(sorted((g[i], g[j]))))
     real = set(info["real_ids"].values())
     out = {"videos": len(summ.searched), "sampled": searched is not None, "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
-           "pairs": len(pairs), **base}
+           "pairs": len(pairs), **base, **extra}
     for name, keep in [("any", lambda m: True),
                        ("near", lambda m: m.label in ("duplicate", "near-duplicate"))]:
         pred = {tuple(sorted(k)) for k, (_, m) in pairs.items() if keep(m) and not (set(k) & real)}
@@ -423,6 +431,85 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int) -> dict:
         out[f"pred_{name}"] = len(pred)
     out["true_pairs"] = len(truth)
     return out
+
+
+def _pre_join(root: Path, pre: list[str]) -> None:
+    """Record ``pre`` as joined (the sampled job searches only the others)."""
+    from astradup.dedup import Manifest, write_part
+
+    root.mkdir(parents=True, exist_ok=True)
+    rel = write_part(root, "pre-joined", [])
+    Manifest.load(root).append(root, "pre-joined", {"ids": pre, "part": rel, "pairs": 0, "at": time.time()})
+
+
+def killed_then_resumed(cfg, pre: list[str] | None, batches: int) -> dict:
+    """``python -m jobs.dedup`` (its own local Ray) SIGKILLed once half its batches are in the
+    manifest, then the job run again here: the pairs it ends with, and how far the first got."""
+    import signal
+
+    from astradup.dedup import MANIFEST, dedup_dir, read_pairs, run_job
+
+    root = dedup_dir(cfg)
+    shutil.rmtree(root, ignore_errors=True)
+    if pre:
+        _pre_join(root, pre)
+    args = [sys.executable, "-m", "jobs.dedup", "--data-dir", cfg.data_dir, "--milvus-uri", cfg.milvus_uri,
+            "--collection-prefix", cfg.collection_prefix, "--shards", cfg.resolved_shards_dir, "--batch-size", "25"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(ROOT), ASTRADUP_PIPELINE__DASHBOARD="false", ASTRADUP_LOG__LEVEL="WARNING")
+    proc = subprocess.Popen(args, cwd=str(ROOT), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = (1 if pre else 0) + max(1, batches // 2)
+    t0 = time.time()
+    done_at_kill = 0
+    while proc.poll() is None and time.time() - t0 < 3600:
+        try:
+            done_at_kill = len((root / MANIFEST).read_text().splitlines())
+        except FileNotFoundError:
+            done_at_kill = 0
+        if done_at_kill >= target:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its Ray processes
+    except ProcessLookupError:
+        pass
+    t1 = time.time()
+    summ = run_job(cfg, batch_size=25, progress=lambda m: None)
+    return {"killed_with_batches": done_at_kill - (1 if pre else 0), "resumed_searched": len(summ.searched),
+            "resume_s": time.time() - t1, "pairs": set(read_pairs(cfg))}
+
+
+def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: float = 0.01) -> dict:
+    """``share`` of N new synthetic videos written after a finished job, then the job again (it joins
+    only them, each against the whole library); they are deleted afterwards so the cached library
+    stays as built. Its time against the full run's (measured rate x N)."""
+    from astradup.catalog import Catalog
+    from astradup.dedup import live_ids, run_job
+
+    cat = Catalog(cfg)
+    real = list(cat.shards.load_features(list(info["real_ids"].values())).values())
+    syn = Synth(real, cfg)
+    rng = np.random.default_rng(seed + 7)
+    n_new = max(1, int(round(info["n"] * share)))
+    durs = np.exp(rng.uniform(math.log(10), math.log(600), n_new))
+    new = [syn.video(rng, f"{info['n']}-new{seed}-{i}", float(d)) for i, d in enumerate(durs)]
+    cat.write(new)
+    cat.vectors.close()
+    try:
+        t0 = time.time()
+        summ = run_job(cfg, batch_size=25, progress=lambda m: None)
+        took = time.time() - t0
+    finally:
+        cat = Catalog(cfg)
+        for f in new:
+            cat.remove(f.video_id)
+        cat.vectors.close()
+    full_s = full_s_per_video * len(live_ids(Catalog(cfg).shards))
+    return {"incr_new": n_new, "incr_searched": len(summ.searched), "incr_s": took, "incr_full_est_s": full_s,
+            "incr_ratio": took / max(full_s, 1e-9)}
 
 
 def join_baseline(cfg, info: dict, seed: int, n: int = 100) -> dict:
@@ -489,6 +576,10 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3, help="searches per real query file")
     ap.add_argument("--ids", type=int, default=30, help="searches by indexed id")
     ap.add_argument("--no-dedup", action="store_true")
+    ap.add_argument("--kill-resume", action="store_true",
+                    help="also SIGKILL a dedup job halfway, resume it and compare its pairs with the uninterrupted run's")
+    ap.add_argument("--incremental", action="store_true",
+                    help="also time a dedup run after adding 1%% new videos (removed afterwards) against the full run")
     ap.add_argument("--build-only", action="store_true", help="build (or find) the libraries, measure nothing")
     ap.add_argument("--dedup-sample", type=int, default=2000,
                     help="at a larger N the dedup job searches this many videos (against the whole library)")
@@ -526,7 +617,7 @@ def main() -> int:
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
             if not args.no_dedup:
-                r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed)
+                r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed, args.kill_resume, args.incremental)
             if args.s3:
                 if moto is None:
                     from moto.server import ThreadedMotoServer
@@ -587,6 +678,14 @@ def report(r: dict, base: dict | None, n0: int) -> None:
         print(f"    same {d['base_n']} videos in one process: one search per video {d['base_per_video_vps']:.1f} videos/s, "
               f"batched self-join {d['base_batched_vps']:.1f} videos/s ({d['base_batched_vps'] / d['base_per_video_vps']:.1f}x); "
               f"same pairs: {d['base_same_pairs']} ({d['base_pairs']})")
+    if "dedup" in r and "kill_of" in r["dedup"]:
+        d = r["dedup"]
+        print(f"    SIGKILL after {d['kill_batches']} of {d['kill_of']} batches, re-run searched {d['kill_resumed']} videos: "
+              f"same pairs as the uninterrupted run: {d['kill_same_pairs']} ({d['kill_pairs']})")
+    if "dedup" in r and "incr_new" in r["dedup"]:
+        d = r["dedup"]
+        print(f"    incremental: {d['incr_new']} new videos (1%) joined in {d['incr_s']:.1f} s = {100 * d['incr_ratio']:.1f}% "
+              f"of a full run ({d['incr_full_est_s']:.0f} s at the measured rate)")
     print(f"  recall@1 of the {s['n_queries']} real queries among the filler: {s['recall1']:.3f}")
     if "s3_search" in r:
         s3, r3 = r["s3_search"], r["s3_replica"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from astradup.config import SegmentConfig
-from astradup.match.selfjoin import Rows, best_per_video, exact_knn, floors, merge_hits, prune
+from astradup.config import ScoreConfig, SegmentConfig
+from astradup.match.selfjoin import (PRUNE_MARGIN, Floors, Rows, best_per_video, could_match, exact_floors, exact_knn,
+                                     floors, merge_hits, prune)
 
 
 def _unit(x):
@@ -54,11 +55,46 @@ def test_merge_keeps_the_k_best_of_both_sides_and_best_per_video():
     assert best_per_video(merged + [[("c", 9.0, 0.8)]]) == {"a": 0.9, "c": 0.8}
 
 
-def test_floors_sit_a_margin_below_the_cell_similarity_and_prune_keeps_order():
-    seg = SegmentConfig()
-    vis, aud = floors(seg)
-    cell_vis = seg.visual_lo + seg.cell_threshold * (seg.visual_hi - seg.visual_lo)
-    assert vis < cell_vis and aud < seg.audio_lo + seg.cell_threshold * (seg.audio_hi - seg.audio_lo)
+def test_floors_sit_a_margin_below_the_exact_ones_and_prune_keeps_order():
+    score, seg = ScoreConfig(), SegmentConfig()
+    vis, aud = floors(score, seg)
+    bar = exact_floors(score, seg)
+    assert (vis, aud) == (bar.visual_hit - PRUNE_MARGIN, bar.audio - PRUNE_MARGIN)
+    assert bar.coverage == score.emb_lo
+    assert bar.cell == seg.visual_lo + seg.cell_threshold * (seg.visual_hi - seg.visual_lo)
+    assert bar.cells == 2  # 3 s at 50 % density, 1 fps
+    assert exact_floors(score, seg, fps=4.0).cells == 6
+    assert bar.audio <= score.audio_vec_lo and bar.audio < seg.audio_lo + seg.cell_threshold * (seg.audio_hi - seg.audio_lo)
     kept = prune(["x", "y", "z", "w"], {"x": vis, "y": vis - 0.01, "w": 0.99}, {"z": aud, "y": aud - 0.01},
                  vis, aud)
     assert kept == ["x", "z", "w"]
+
+
+def test_below_the_coverage_floor_no_fusion_reaches_similar():
+    """The bound exact_floors rests on: embeddings calibrated to 0, pHash perfect, audio and
+    metadata perfect, still under ``similar``; with no audio (weights redistributed) too."""
+    from astradup.config import FusionConfig
+    from astradup.match.fusion import fuse
+    from astradup.match.scoring import _agree, calibrate
+
+    score, fusion = ScoreConfig(), FusionConfig()
+    emb = calibrate(exact_floors(score, SegmentConfig()).coverage - 1e-6, score.emb_lo, score.emb_hi)
+    visual = _agree(emb, 1.0)
+    for audio in (1.0, None):
+        assert fuse({"visual": visual, "audio": audio, "metadata": 1.0}, fusion).score < fusion.similar
+
+
+def test_could_match_needs_coverage_or_enough_cells_or_an_audio_pair():
+    bar = Floors(coverage=0.35, cell=0.55, cells=2, audio=0.55)
+    none = np.zeros((0, 4), np.float32)
+    q = np.array([[0.9, 0.436, 0, 0], [0.0, 0.0, 1.0, 0.0]], np.float32)
+    s = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], np.float32)
+    # q0 best 0.9 (a cell), q1 best 0 -> cells 1 < 2; coverage min(mean(0.9, 0), ...) = 0.45 >= 0.35 -> possible
+    assert could_match(q, s, none, none, bar)
+    assert not could_match(q, s, none, none, Floors(0.5, 0.55, 2, 0.55))  # neither coverage nor cells
+    assert could_match(q, s, none, none, Floors(0.5, 0.55, 1, 0.55))  # one cell is enough when one is needed
+    assert could_match(q, s, none, none, Floors(0.5, 0.55, 2, 0.55), q_mirror=s)  # the mirror matches whole
+    a = np.eye(3, dtype=np.float32)
+    assert could_match(q, s, a, a, Floors(0.5, 0.95, 2, 0.99))  # an audio window pair at 1.0
+    assert not could_match(q, s, a, none, Floors(0.5, 0.95, 2, 0.99))
+    assert could_match(np.zeros((0, 4), np.float32), s, none, none, bar)  # nothing to decide on

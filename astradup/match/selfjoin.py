@@ -7,13 +7,14 @@ the batch here by exact inner products (a few thousand rows: one matrix product)
 gives each row what a search of its video alone would have found (every other indexed row), with
 no self hits.
 
-A candidate that none of a video's rows came close to cannot produce a labelled match or a copied
-segment, so ``prune`` leaves it out before the full scoring (the expensive part); the floors sit a
-margin below the per-frame evidence a copied segment needs (``SegmentConfig``), since the Milvus
-copy's projected similarities are close to, not equal to, the full ones.
+A candidate that none of a video's rows came close to cannot produce a labelled match, a copied
+segment or a copied soundtrack (``exact_floors`` says why), so ``prune`` leaves it out before its
+features are even fetched, with a margin for the Milvus copy's projected similarities, and
+``could_match`` checks the full vectors before the full scoring (the expensive part).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,9 +91,61 @@ def prune(candidates: list[str], visual_best: dict[str, float], audio_best: dict
             if visual_best.get(c, -1.0) >= visual_floor or audio_best.get(c, -1.0) >= audio_floor]
 
 
-def floors(segments) -> tuple[float, float]:
-    """(visual, audio) floors from the segment config: the similarity at which one frame/window
-    pair becomes match evidence (``cell_threshold`` of the way from lo to hi), less the margin."""
+@dataclass(frozen=True)
+class Floors:
+    """What a pair must show, on its full vectors, to be reportable at all (``exact_floors``)."""
+
+    coverage: float  # mutual best-match coverage of frame embeddings (the whole-video evidence)
+    cell: float  # a frame pair's similarity that makes a segment cell
+    cells: int  # query frames with such a cell that the shortest segment needs
+    audio: float  # an audio window pair's similarity that can count at all
+
+    @property
+    def visual_hit(self) -> float:
+        """The lowest frame similarity that can matter: a KNN hit below it is no lead."""
+        return min(self.coverage, self.cell)
+
+
+def floors(score, segments, fps: float = 1.0) -> tuple[float, float]:
+    """(visual, audio) floors for the KNN hits' similarities (projected vectors in Milvus, which
+    move similarities by a few hundredths): what ``exact_floors`` allows, less the margin."""
+    f = exact_floors(score, segments, fps)
+    return f.visual_hit - PRUNE_MARGIN, f.audio - PRUNE_MARGIN
+
+
+def exact_floors(score, segments, fps: float = 1.0) -> Floors:
+    """Below these a pair is provably unreportable. Whole-video: a mutual coverage under
+    ``score.emb_lo`` calibrates the embedding evidence to 0, so visual <= 0.5 (pHash lifts it at
+    most halfway) and the fused score stays under ``similar`` whatever audio and metadata say
+    (0.65 x 0.5 + 0.25 + 0.10 = 0.675). Segments: the shortest one (``min_len`` seconds, at least
+    ``min_density`` of them matched) needs that many query frames (at ``fps``) with a cell. Audio
+    (segments, a copied soundtrack): a window pair at the lower of what calibrates above 0 and
+    what makes an audio cell."""
     c = segments.cell_threshold
-    return (segments.visual_lo + c * (segments.visual_hi - segments.visual_lo) - PRUNE_MARGIN,
-            segments.audio_lo + c * (segments.audio_hi - segments.audio_lo) - PRUNE_MARGIN)
+    cells = max(1, math.ceil(segments.min_len * segments.min_density * fps - 1e-9))
+    return Floors(coverage=score.emb_lo, cell=segments.visual_lo + c * (segments.visual_hi - segments.visual_lo),
+                  cells=cells,
+                  audio=min(score.audio_vec_lo, segments.audio_lo + c * (segments.audio_hi - segments.audio_lo)))
+
+
+def _visual_possible(sim: np.ndarray, f: Floors) -> bool:
+    if not sim.size:
+        return False
+    best_q = sim.max(axis=1)
+    if min(float(best_q.mean()), float(sim.max(axis=0).mean())) >= f.coverage:
+        return True
+    return int((best_q >= f.cell).sum()) >= f.cells
+
+
+def could_match(q_emb: np.ndarray, s_emb: np.ndarray, q_audio: np.ndarray, s_audio: np.ndarray, f: Floors,
+                q_mirror: np.ndarray | None = None) -> bool:
+    """Whether two videos' full vectors (informative frames, as scoring uses them) pass
+    ``exact_floors``: one matrix product per modality, against the full scoring's dozens of
+    milliseconds. Videos without embeddings are never ruled out (nothing to decide on)."""
+    if not len(q_emb) or not len(s_emb):
+        return True
+    if _visual_possible(q_emb @ s_emb.T, f):
+        return True
+    if q_mirror is not None and len(q_mirror) and _visual_possible(q_mirror @ s_emb.T, f):
+        return True
+    return bool(len(q_audio) and len(s_audio) and float((q_audio @ s_audio.T).max()) >= f.audio)
