@@ -35,6 +35,13 @@ def _fmt_matches(matches, catalog=None) -> str:
     return "\n".join(rows)
 
 
+def _fmt_common(common) -> str:
+    """The query's common segments (match/common.py), one line each: content many library videos
+    share, listed once and counted in no match below; "" when there is none."""
+    return "\n".join(f"  common q {c.q_start:.1f}-{c.q_end:.1f} s: in {c.videos} library videos "
+                     f"({'+'.join(c.modalities)}), not counted as copying" for c in common)
+
+
 def _fmt_pair(a: str, b: str, m) -> str:
     """One line for a pair of indexed videos judged copies (dedup and demo print the same)."""
     aud = m.scores.get("audio")
@@ -74,7 +81,8 @@ def cmd_search(args, cfg: Config) -> int:
     from astradup.search import Searcher
 
     searcher = Searcher(cfg)
-    q, matches = searcher.search_file(args.file, top=args.top)
+    q = searcher.query_from_file(args.file)
+    matches, common = searcher.search_common(q, top=args.top)
     if args.segments:
         matches = [m for m in matches if m.copied()]
         rows = _segment_rows(args.file, matches)
@@ -85,9 +93,12 @@ def cmd_search(args, cfg: Config) -> int:
             w.writeheader()
             w.writerows(rows)
         elif args.json:
-            print(json.dumps({"query": args.file, "query_id": q.features.video_id, "segments": rows}, indent=2))
+            print(json.dumps({"query": args.file, "query_id": q.features.video_id, "segments": rows,
+                              "common": [c.to_dict() for c in common]}, indent=2))
         else:
             print(f"query {args.file}: {len(rows)} copied segment(s)")
+            if common:
+                print(_fmt_common(common))
             for r in rows:
                 print(f"  query {r['query_segment']:>11} s  <-  {r['source_id'][:12]} {r['source_segment']:>11} s"
                       f"  score {r['score']:.3f}  ({r['modalities']})  {r['source_uri']}")
@@ -104,10 +115,13 @@ def cmd_search(args, cfg: Config) -> int:
     if args.json:
         print(json.dumps({"query": args.file, "query_id": q.features.video_id,
                           "query_has_audio": q.features.has_audio,
-                          "matches": [m.to_dict() for m in matches]}, indent=2))
+                          "matches": [m.to_dict() for m in matches],
+                          "common": [c.to_dict() for c in common]}, indent=2))
     else:
         d = q.features.meta.get("duration") or 0.0
         print(f"query {args.file} ({d:.1f} s, audio {'yes' if q.features.has_audio else 'no'})")
+        if common:
+            print(_fmt_common(common))
         print(_fmt_matches(matches))
     return 0
 

@@ -155,6 +155,27 @@ class AudioCopyConfig:
 
 
 @dataclass
+class CommonConfig:
+    """Common segments (match/common.py): a query stretch whose frames or audio windows match many
+    distinct library videos (a channel intro, a sponsor clip, a test card) is reported once and
+    left out of every pair's evidence, so it alone makes no two videos copies.
+    """
+
+    # distinct library videos a query row must match (at the alignment's per-cell similarity) to be
+    # common; 0 = off. A copied stretch has one source, or the few copies of it a library holds;
+    # videos that match most of the query (max_cover) are its copies and are not counted anyway.
+    min_videos: int = 8
+    # neighbours asked per query row for that count (votes still use search.top_k): a video's
+    # intro holds several similar frames, so the top_k=10 nearest rows may come from only 3-5
+    # videos; must be >= min_videos and >= search.top_k
+    search_k: int = 64
+    # share of the query's rows from which a matching video is a copy of the query (not counted)
+    max_cover: float = 0.5
+    # seconds between common rows that still make one segment (the index keeps every n-th frame)
+    max_gap: float = 2.0
+
+
+@dataclass
 class SearchConfig:
     top_k: int = 10  # neighbours per query frame / window
     max_candidates: int = 20  # candidate videos scored in full per query
@@ -248,6 +269,7 @@ class Config:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     audio_copy: AudioCopyConfig = field(default_factory=AudioCopyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    common: CommonConfig = field(default_factory=CommonConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
@@ -321,6 +343,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         _merge(cfg, layer, "")
     check_decode(cfg.decode)
     check_search(cfg.search)
+    check_common(cfg.common, cfg.search)
     check_audio_copy(cfg.audio_copy)
     check_catalog(cfg.catalog)
     check_pipeline(cfg)
@@ -370,6 +393,26 @@ def check_catalog(cfg: CatalogConfig) -> None:
     if cfg.full_list_s and cfg.full_list_s < cfg.refresh_s:
         raise ConfigError(f"catalog.full_list_s ({cfg.full_list_s}) must be 0 (every refresh lists all) "
                           f"or >= catalog.refresh_s ({cfg.refresh_s})")
+
+
+def check_common(cfg: CommonConfig, search: SearchConfig) -> None:
+    """ConfigError naming the setting when the common-segment rule cannot work as configured: a
+    count no KNN answer can reach would silently turn it off, a negative one has no meaning."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(cfg.min_videos) or cfg.min_videos < 0 or cfg.min_videos == 1:
+        raise ConfigError(f"common.min_videos must be 0 (off) or an integer >= 2, got {cfg.min_videos!r}")
+    if not is_int(cfg.search_k) or cfg.search_k < max(cfg.min_videos, search.top_k, 1):
+        raise ConfigError(f"common.search_k must be an integer >= common.min_videos ({cfg.min_videos}) and "
+                          f">= search.top_k ({search.top_k}): a row's KNN answer must be able to hold that "
+                          f"many videos, got {cfg.search_k!r}")
+    if not isinstance(cfg.max_cover, (int, float)) or isinstance(cfg.max_cover, bool) \
+            or not 0.0 < cfg.max_cover <= 1.0:
+        raise ConfigError(f"common.max_cover must be a number in (0, 1], got {cfg.max_cover!r}")
+    if not isinstance(cfg.max_gap, (int, float)) or isinstance(cfg.max_gap, bool) \
+            or not math.isfinite(cfg.max_gap) or cfg.max_gap < 0:
+        raise ConfigError(f"common.max_gap must be a number >= 0, got {cfg.max_gap!r}")
 
 
 def check_search(cfg: SearchConfig) -> None:

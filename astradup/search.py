@@ -20,6 +20,7 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
+from astradup.match.common import CommonSegment, find_common, inside, mask_pair, match_floor
 from astradup.match.selfjoin import (Rows, best_per_video, could_match, exact_floors, exact_knn, floors, merge_hits,
                                      prune)
 from astradup.match.fusion import fuse
@@ -28,6 +29,40 @@ from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
 STAGE = telemetry.QUERY_STAGE_LATENCY  # no-op without Ray (the CLI), a Ray histogram in the Serve replica
+
+
+@dataclass
+class Knn:
+    """What the KNN step found for one query: the candidates to score and its common segments."""
+
+    candidates: list[str]
+    common: list[CommonSegment] = dataclasses.field(default_factory=list)
+
+
+def _step(times: np.ndarray, default: float = 1.0) -> float:
+    """The median spacing of sorted sample times (one frame or window stands for that much)."""
+    t = np.sort(np.asarray(times, np.float64).reshape(-1))
+    return float(np.median(np.diff(t))) if len(t) > 1 else default
+
+
+def _window_centres(f: VideoFeatures) -> np.ndarray:
+    return np.asarray(f.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
+
+
+def _outside(hits: list, times: np.ndarray, common: list[CommonSegment]) -> list:
+    """The rows' hits, common rows' emptied: what is left to say whether a candidate came close."""
+    if not common:
+        return hits
+    m = inside(times, common)
+    return [[] if c else h for h, c in zip(hits, m)]
+
+
+def _could_match(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | None, bar) -> bool:
+    """``could_match`` on the rows scoring uses: informative and not common (``informative``)."""
+    qm = informative(q) if len(q.embeddings) else slice(None)
+    sm = informative(s) if len(s.embeddings) else slice(None)
+    q_mir = mirror[qm] if mirror is not None and len(mirror) else None
+    return could_match(q.embeddings[qm], s.embeddings[sm], q.audio_vectors, s.audio_vectors, bar, q_mir)
 
 
 @dataclass
@@ -67,34 +102,80 @@ class Searcher:
             mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
-    def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
+    @property
+    def _floors(self) -> tuple[float, float]:
+        """(visual, audio) similarity at which a row pair is match evidence (SegmentConfig)."""
+        g = self.cfg.segments
+        return (match_floor(g.visual_lo, g.visual_hi, g.cell_threshold),
+                match_floor(g.audio_lo, g.audio_hi, g.cell_threshold))
+
+    def _knn_k(self) -> int:
+        """Neighbours asked per row: search.top_k for the votes, more when common segments are on
+        (common.search_k: their count needs many distinct videos per row)."""
+        k = self.cfg.search.top_k
+        return max(k, self.cfg.common.search_k) if self.cfg.common.min_videos > 0 else k
+
+    def _common(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, audio_hits: list
+                ) -> list[CommonSegment]:
+        c = self.cfg.common
+        vis, aud = self._floors
+        centres = _window_centres(f)
+        return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
+                           c.max_gap, frame_cell=_step(f.timestamps), window_step=_step(centres))
+
+    def _pick(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, extra_frame_hits: list,
+              audio_hits: list, pruned: bool) -> Knn:
+        """Votes (top_k neighbours per row), common segments (all the neighbours asked), and with
+        ``pruned`` only the candidates some row *outside* the common segments came close to: one
+        that matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
+        the mirrored frames' (rows at the same ``frame_times``), which vote but are not counted."""
+        k = self.cfg.search.top_k
+        common = self._common(f, frame_times, frame_hits, audio_hits)
+        top_f = [h[:k] for h in frame_hits + extra_frame_hits]
+        top_a = [h[:k] for h in audio_hits]
+        votes = vote(top_f)
+        vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes)
+        cands = top_candidates(votes, self.cfg.search.max_candidates)
+        if pruned:
+            fh = _outside(frame_hits, frame_times, common) + _outside(extra_frame_hits, frame_times, common)
+            ah = _outside(audio_hits, _window_centres(f), common)
+            cands = prune(cands, best_per_video(fh), best_per_video(ah),
+                          *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
+        return Knn(cands, common)
+
+    def knn(self, q: Query, exclude: str | None = None, pruned: bool = False) -> Knn:
         """The ``search.max_candidates`` videos most voted for by the KNN neighbours of the query's
-        frames and audio windows. ``pruned``: without those that no frame or window came close to
+        frames and audio windows, and the query's common segments (match/common.py). ``pruned``:
+        without those that no frame or window outside the common segments came close to
         (match/selfjoin.py ``floors``): they cannot reach a label or a copied segment, so a search
         that lists only those need not score them."""
-        k = self.cfg.search.top_k
+        k = self._knn_k()
         vs = self.catalog.vectors
         keep = informative(q.features) if len(q.features.embeddings) else slice(None)
         frame_hits = vs.search_frames(q.features.embeddings[keep], k, exclude=exclude)
-        if q.mirror is not None and len(q.mirror):
-            frame_hits = frame_hits + vs.search_frames(q.mirror[keep], k, exclude=exclude)
+        mirror_hits = vs.search_frames(q.mirror[keep], k, exclude=exclude) \
+            if q.mirror is not None and len(q.mirror) else []
         audio_hits = vs.search_audio(q.features.audio_vectors, k, exclude=exclude) \
             if len(q.features.audio_vectors) else []
-        votes = vote(frame_hits)
-        vote(audio_hits, weight=AUDIO_VOTE_WEIGHT, votes=votes)
-        cands = top_candidates(votes, self.cfg.search.max_candidates)
-        if pruned:
-            cands = prune(cands, best_per_video(frame_hits), best_per_video(audio_hits),
-                          *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
-        return cands
+        times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
+            if len(q.features.timestamps) else np.zeros(0)
+        return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned)
+
+    def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
+        """``knn``'s candidates alone."""
+        return self.knn(q, exclude, pruned).candidates
 
     def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
-        """Candidates of several *indexed* videos at once, each as ``candidates(Query(f), exclude=id)``
-        would pick them: one KNN request per modality for all their rows (their own rows filtered
-        out on the server), the neighbours among themselves found exactly in memory (see
-        match/selfjoin.py). ``pruned``: leave out candidates no row came close to (the dedup job,
-        which keeps only labelled matches and copied segments)."""
-        k, vs = self.cfg.search.top_k, self.catalog.vectors
+        """``knn_many``'s candidates alone."""
+        return {v: r.candidates for v, r in self.knn_many(queries, pruned).items()}
+
+    def knn_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, Knn]:
+        """Candidates and common segments of several *indexed* videos at once, each as
+        ``knn(Query(f), exclude=id)`` would find them: one KNN request per modality for all their
+        rows (their own rows filtered out on the server), the neighbours among themselves found
+        exactly in memory (see match/selfjoin.py). ``pruned``: leave out candidates no row came
+        close to (the dedup job, which keeps only labelled matches and copied segments)."""
+        k, vs = self._knn_k(), self.catalog.vectors
         proj = vs.projection
         ids = sorted(queries)
         reduced = {v: proj.reduce(queries[v]) for v in ids}
@@ -109,7 +190,8 @@ class Searcher:
             local = exact_knn(qp, owners, Rows.stack(index, qp.shape[1]), k)
             return owners, merge_hits(remote, local, k)
 
-        frames = [np.asarray(queries[v].embeddings, np.float32)[informative(queries[v])]
+        keeps = {v: informative(queries[v]) if len(queries[v].embeddings) else np.zeros(0, bool) for v in ids}
+        frames = [np.asarray(queries[v].embeddings, np.float32)[keeps[v]]
                   if len(queries[v].embeddings) else np.zeros((0, 1), np.float32) for v in ids]
         f_own, f_hits = rows_hits(frames, vs.search_frames, proj.query_frames,
                                   [(v, reduced[v].embeddings, reduced[v].timestamps) for v in ids])
@@ -119,53 +201,55 @@ class Searcher:
                                   [(v, reduced[v].audio_vectors,
                                     np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
                                    for v in ids])
-        vis_floor, aud_floor = floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
         by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
         for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
             for o, h in zip(owners, hits):
                 by_video[o][slot].append(h)
-        out: dict[str, list[str]] = {}
+        out: dict[str, Knn] = {}
         for v in ids:
             fh, ah = by_video[v]
-            votes = vote(fh)
-            vote(ah, weight=AUDIO_VOTE_WEIGHT, votes=votes)
-            cands = top_candidates(votes, self.cfg.search.max_candidates)
-            if pruned:
-                cands = prune(cands, best_per_video(fh), best_per_video(ah), vis_floor, aud_floor)
-            out[v] = cands
+            f = queries[v]
+            times = np.asarray(f.timestamps, np.float64).reshape(-1)[keeps[v]] if len(keeps[v]) else np.zeros(0)
+            out[v] = self._pick(f, times, fh, [], ah, pruned)
         return out
 
-    def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False) -> list[VideoMatch]:
-        """Each candidate's evidence, fused score, label and copied segments, best first.
-        ``pruned``: a candidate none of whose frame or window pairs reaches ``exact_floors`` is
-        left out unscored (it could be listed only with label none and nothing copied)."""
+    def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False,
+              common: list[CommonSegment] | tuple = ()) -> list[VideoMatch]:
+        """Each candidate's evidence, fused score, label and copied segments, best first; the
+        ``common`` segments' rows (the query's, and the candidate's that are the same content) left
+        out of it (match/common.py). ``pruned``: a candidate none of whose frame or window pairs
+        outside them reaches ``exact_floors`` is left out unscored (it could be listed only with
+        label none and nothing copied)."""
         feats = self.catalog.shards.load_features(candidates)
+        vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
-        qm = informative(q.features) if len(q.features.embeddings) else slice(None)
-        q_emb, q_mir = q.features.embeddings[qm], (q.mirror[qm] if q.mirror is not None and len(q.mirror) else None)
         for vid in candidates:
-            s = feats.get(vid)
-            if s is None:
+            s0 = feats.get(vid)
+            if s0 is None:
                 continue
-            _check_dims(q.features, s)
-            if pruned and not could_match(q_emb, s.embeddings[informative(s)] if len(s.embeddings) else s.embeddings,
-                                          q.features.audio_vectors, s.audio_vectors, bar, q_mir):
+            _check_dims(q.features, s0)
+            qf, s = mask_pair(q.features, s0, list(common), vis_floor, aud_floor)
+            shared = s is not s0  # the candidate holds common content too
+            if pruned and not _could_match(qf, s, q.mirror, bar):
                 continue
-            ev = pair_evidence(q.features, s, self.cfg.score, q.mirror)
+            ev = pair_evidence(qf, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)
             if not q.features.has_audio:
                 notes = [n.replace("no audio evidence", "query has no audio track") for n in notes]
-            elif not s.has_audio:
+            elif not s0.has_audio:
                 notes = [n.replace("no audio evidence", "source has no audio track") for n in notes]
             if ev.mirrored:
                 notes.append("mirrored copy")
-            acopy = pair_audio_copy(q.features, s, ev, self.cfg.segments, self.cfg.audio_copy)
+            if shared:
+                notes.append("common content left out: " + ", ".join(
+                    f"q {c.q_start:.1f}-{c.q_end:.1f} s (in {c.videos} videos)" for c in common))
+            acopy = pair_audio_copy(qf, s, ev, self.cfg.segments, self.cfg.audio_copy)
             if acopy is not None:
                 notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
-            segs = tuple(pair_segments(q.features, s, self.cfg.segments, q.mirror)) if segments else ()
+            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror)) if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
                                   notes=tuple(notes), segments=segs, audio_copy=acopy))
@@ -180,25 +264,36 @@ class Searcher:
         """Ranked matches; a source with a copied segment or a copied soundtrack is kept even when
         the whole-video label is none (a short excerpt inside other content is still a copy, and
         music reuse is what a user deduplicating soundtracks looks for)."""
+        return self.search_common(q, top, exclude, include_none, segments)[0]
+
+    def search_common(self, q: Query, top: int | None = None, exclude: str | None = None,
+                      include_none: bool = True, segments: bool = True
+                      ) -> tuple[list[VideoMatch], list[CommonSegment]]:
+        """``search``'s matches and the query's common segments: stretches that recur in many
+        library videos (an intro), reported once here rather than as a copy of each of them, and
+        left out of every match's evidence."""
         with telemetry.timed(STAGE, stage="search"):
             with telemetry.timed(STAGE, stage="knn"):
-                candidates = self.candidates(q, exclude=exclude, pruned=not include_none)
+                found = self.knn(q, exclude=exclude, pruned=not include_none)
             with telemetry.timed(STAGE, stage="score"):
-                matches = self.score(q, candidates, segments=segments, pruned=not include_none)
+                matches = self.score(q, found.candidates, segments=segments, pruned=not include_none,
+                                     common=found.common)
             if not include_none:
                 matches = [m for m in matches if m.reportable]
-            return matches[: top or self.cfg.search.top]
+            return matches[: top or self.cfg.search.top], found.common
 
     def join_indexed(self, queries: dict[str, VideoFeatures]) -> dict[str, list[VideoMatch]]:
         """Indexed videos against the rest of the library, batched (the dedup job): per video the
         matches ``search(Query(f), exclude=id, include_none=False)`` keeps, candidates that no row
-        came close to left unscored."""
+        came close to left unscored, common segments left out of the evidence as there."""
         with telemetry.timed(STAGE, stage="knn"):
-            cands = self.candidates_many(queries, pruned=True)
+            found = self.knn_many(queries, pruned=True)
         out: dict[str, list[VideoMatch]] = {}
         with telemetry.timed(STAGE, stage="score"):
             for vid, f in queries.items():
-                matches = self.score(Query(f, None), cands[vid], pruned=True) if cands[vid] else []
+                k = found[vid]
+                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common) \
+                    if k.candidates else []
                 out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 

@@ -31,6 +31,7 @@ from astradup.io.decode import decode_video
 from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
 from astradup.io.ids import content_id
 from astradup.io.sources import storage_options
+from astradup.match.common import CommonSegment
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
 from astradup.reviews import REJECTED, ReviewStore
 from astradup.search import Query, Searcher
@@ -217,11 +218,11 @@ class SearchService:
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
         decided = self.reviews.decisions_for(q.features.video_id)
         n_rejected = sum(1 for d in decided.values() if d == REJECTED)
-        matches = self.searcher.search(q, top + n_rejected, include_none=include_none)
+        matches, common = self.searcher.search_common(q, top + n_rejected, include_none=include_none)
         return self._report(q.features.video_id, kind, matches, decided, top, t0, {
             "name": name, "duration": q.features.meta.get("duration"), "has_audio": q.features.has_audio,
             "frames": int(len(q.features.timestamps)),
-            "searched_seconds": self._searched_seconds(q)})
+            "searched_seconds": self._searched_seconds(q)}, common)
 
     def _searched_seconds(self, q: Query) -> float | None:
         limit = self.settings.max_query_seconds
@@ -229,7 +230,9 @@ class SearchService:
         return float(limit) if limit and d and d > limit else None
 
     def _report(self, query_id: str, kind: str, matches: list[VideoMatch], decided: dict[str, str], top: int,
-                t0: float, query: dict) -> dict:
+                t0: float, query: dict, common: list[CommonSegment] | tuple = ()) -> dict:
+        """The answer's JSON; ``common``: the query's stretches that recur in many library videos
+        (match/common.py), listed once with their count and counted in no match."""
         # Only the rows of the matches: O(matches) per query, not a dict of every indexed video.
         status = self.catalog.shards.statuses_of(m.source_id for m in matches)
         out = []
@@ -243,6 +246,7 @@ class SearchService:
             if len(out) >= top:
                 break
         return plain({"query": {"video_id": query_id, "kind": kind, **query}, "matches": out,
+                      "common": [c.to_dict() for c in common],
                       "took_ms": round(1000 * (time.time() - t0), 1)})
 
     @_INFLIGHT.track
@@ -296,10 +300,11 @@ class SearchService:
             return _error(404, f"{video_id}: not in the index")
         decided = self.reviews.decisions_for(video_id)
         n_rejected = sum(1 for d in decided.values() if d == REJECTED)
-        matches = self.searcher.search(Query(f, None), top + n_rejected, exclude=video_id, include_none=False)
+        matches, common = self.searcher.search_common(Query(f, None), top + n_rejected, exclude=video_id,
+                                                      include_none=False)
         return self._report(video_id, "video", matches, decided, top, t0, {
             "name": Path(f.uri).name, "duration": f.meta.get("duration"), "has_audio": f.has_audio,
-            "frames": int(len(f.timestamps)), "searched_seconds": None})
+            "frames": int(len(f.timestamps)), "searched_seconds": None}, common)
 
     # ------------------------------------------------------------------ index changes and verdicts
 

@@ -162,6 +162,7 @@ def test_upload_search_finds_the_source_and_both_intervals(srv):
     assert segs[0]["q_start"] < 4 and 10 <= segs[0]["s_start"] + 2 and segs[0]["s_start"] < 16, segs
     assert segs[1]["q_start"] > 8 and segs[1]["s_start"] < 4, segs
     assert all(m["label"] != "none" or m["segments"] or m["audio_copy"] for m in res["matches"])
+    assert res["common"] == []  # a few videos: nothing recurs in common.min_videos of them
 
 
 def test_search_an_indexed_video_by_id_json_form_and_route(srv):

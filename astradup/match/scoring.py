@@ -11,6 +11,7 @@ import numpy as np
 
 from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
 from astradup.match.align import Piece, align, align_pair
+from astradup.match.common import COMMON_FRAMES
 from astradup.features.audio import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
@@ -22,11 +23,17 @@ def calibrate(x: float, lo: float, hi: float) -> float:
 
 
 def informative(f: VideoFeatures) -> np.ndarray:
-    """Row mask of the frames that carry evidence (not blank); all frames if every one is blank."""
+    """Row mask of the frames that carry evidence: not blank (all frames if every one is blank) and
+    not common content (match/common.py: an intro many library videos share says nothing about
+    one pair; a query that is nothing else has no visual evidence left)."""
     mask = np.ones(len(f.timestamps) or len(f.embeddings), bool)
     blank = [i for i in f.meta.get("blank_frames", []) if i < len(mask)]
     mask[blank] = False
-    return mask if mask.any() else np.ones_like(mask)
+    if not mask.any():
+        mask = np.ones_like(mask)
+    common = [i for i in f.meta.get(COMMON_FRAMES, []) if i < len(mask)]
+    mask[common] = False
+    return mask
 
 
 def mutual_coverage(sim: np.ndarray) -> float:

@@ -101,8 +101,17 @@ function showResult(res, queryUrl, queryName) {
   say(n ? `${n} video(s) with copies found in ${secs(res.took_ms / 1000)} s.` : "No copy found in the index.");
   $("results-title").textContent = `Matches for ${queryName}`;
   $("results").replaceChildren(...res.matches.map((m, i) => resultCard(m, i)));
+  showCommon(res.common || []);
   $("detail").hidden = true;
   if (n) selectMatch(0);
+}
+
+// Content many library videos share (an intro, a sponsor clip): listed once, never as a copy.
+function showCommon(common) {
+  const p = $("common");
+  p.hidden = !common.length;
+  p.textContent = common.length ? "Common content, not counted as copying: " + common.map((c) =>
+    `${secs(c.q_start)}–${secs(c.q_end)} s (in ${c.videos} library videos)`).join(", ") : "";
 }
 
 function resultCard(m, i) {
