@@ -42,7 +42,7 @@ def _service(slots: int):
     svc.catalog = SimpleNamespace(shards=SimpleNamespace(load_features=lambda ids: {VID: feats},
                                                          latest_status=lambda: {}, statuses_of=lambda ids: {}))
     svc.reviews = SimpleNamespace(decisions_for=lambda vid: {})
-    svc.searcher = SimpleNamespace(search=lambda *a, **kw: [])
+    svc.searcher = SimpleNamespace(search=lambda *a, **kw: [], search_common=lambda *a, **kw: ([], []))
     started, release = threading.Event(), threading.Event()
 
     def slow_query(path: str, uri: str):
