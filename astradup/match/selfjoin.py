@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astradup.match.common import match_floor
+
 # How far below the per-cell match similarity a candidate's best neighbour may sit and still be
 # scored in full: the projected vectors in Milvus (vectors.projection) move similarities by a few
 # hundredths; 0.1 is several times that.
@@ -123,9 +125,8 @@ def exact_floors(score, segments, fps: float = 1.0) -> Floors:
     what makes an audio cell."""
     c = segments.cell_threshold
     cells = max(1, math.ceil(segments.min_len * segments.min_density * fps - 1e-9))
-    return Floors(coverage=score.emb_lo, cell=segments.visual_lo + c * (segments.visual_hi - segments.visual_lo),
-                  cells=cells,
-                  audio=min(score.audio_vec_lo, segments.audio_lo + c * (segments.audio_hi - segments.audio_lo)))
+    return Floors(coverage=score.emb_lo, cell=match_floor(segments.visual_lo, segments.visual_hi, c), cells=cells,
+                  audio=min(score.audio_vec_lo, match_floor(segments.audio_lo, segments.audio_hi, c)))
 
 
 def _visual_possible(sim: np.ndarray, f: Floors) -> bool:
