@@ -119,6 +119,8 @@ class Searcher:
                 ) -> list[CommonSegment]:
         c = self.cfg.common
         vis, aud = self._floors
+        proj = self.catalog.vectors.projection  # the hits' similarities are in its space
+        vis, aud = proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
         centres = _window_centres(f)
         return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
                            c.max_gap, frame_cell=_step(f.timestamps), window_step=_step(centres))

@@ -11,9 +11,12 @@ The library per N (built once, cached under ``--cache``; a run finds it and only
 * synthetic videos: ``VideoFeatures`` records made here, written through ``Catalog.write`` (Milvus
   upsert through the configured projection + ``ShardStore.write_features``), durations log-uniform
   10 s .. 10 min at 1 fps. Frame embeddings are unit vectors, AR(1) along frames around a per-video
-  mean, both drawn from a Gaussian with the second-moment matrix of the real sources' SSCD vectors
-  (shrunk 20% towards isotropic: a few real videos give a rank-deficient estimate); audio window
-  vectors the same from the real MFCC windows; pHash bits drift frame to frame; Chromaprint codes at
+  mean, both drawn from a Gaussian with the second-moment matrix of the real sources' SSCD vectors,
+  shrunk towards isotropic by as much as makes a real frame's best match among synthetic videos as
+  close as its best match among the other real videos (``calibrated``: a few real videos give a
+  low-rank estimate whose draws are blends of those videos, closer to each of them than unrelated
+  videos are, and a library of such blends makes every real frame look like common content);
+  audio window vectors the same from the real MFCC windows; pHash bits drift frame to frame; Chromaprint codes at
   the real rate; metadata from a real record with the duration changed.
 * planted truth among the synthetic ones (``--planted`` of them are group sources): each source gets
   a near-duplicate (its vectors + noise, cosine ~0.93; 5% pHash bits flipped; audio likewise) and a
@@ -62,7 +65,7 @@ from astradup.config import load_config  # noqa: E402
 from astradup.records import VideoFeatures  # noqa: E402
 
 N_REAL = 6
-BUILD_VERSION = 2  # 2: shards written with 1 MB row groups
+BUILD_VERSION = 4  # 2: 1 MB row groups; 3: calibrated synthetic statistics; 4: calibrated as the KNN sees them
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -116,11 +119,47 @@ def ar1(g: Gauss, rng, n: int, rho: float = 0.9, spread: float = 0.8) -> np.ndar
     return unit(mu + spread * z)
 
 
+SHRINKS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+def best_other(per_video: list[np.ndarray], others: list[np.ndarray]) -> float:
+    """Median over the rows of ``per_video`` of their best similarity among ``others`` (a video's
+    own rows left out when the lists are the same)."""
+    best = []
+    for i, x in enumerate(per_video):
+        pool = [o for j, o in enumerate(others) if not (others is per_video and j == i) and len(o)]
+        if len(x) and pool:
+            best.append((x @ np.concatenate(pool).T).max(1))
+    return float(np.median(np.concatenate(best))) if best else 0.0
+
+
+def calibrated(per_video: list[np.ndarray], rho: float, view, seed: int = 0) -> tuple[Gauss, float, float, float]:
+    """The Gaussian (shrink from SHRINKS) whose AR(1) videos sit as far from the real ones as the
+    real ones sit from each other, as the KNN sees them (``view``: the index projection, which
+    keeps the real vectors' main directions, so isotropic noise looks more real there than in
+    full): (gauss, shrink, real-to-real, real-to-synthetic median best, both in ``view``)."""
+    raw = [x for x in per_video if len(x)]
+    seen = [view(x) for x in raw]
+    target = best_other(seen, seen)
+    best = None
+    for s in SHRINKS:
+        g = Gauss(np.concatenate(raw), shrink=s)
+        rng = np.random.default_rng(seed)
+        syn = [view(ar1(g, rng, len(x), rho=rho)) for x in raw[1:]]  # as many videos as a real one sees
+        got = best_other(seen, syn)
+        if best is None or abs(got - target) < abs(best[3] - target):
+            best = (g, s, target, got)
+    return best
+
+
 class Synth:
-    def __init__(self, real: list[VideoFeatures], cfg) -> None:
+    def __init__(self, real: list[VideoFeatures], cfg, projection) -> None:
+        self.frames, fs, ft, fg = calibrated([f.embeddings for f in real], 0.9, projection.query_frames)
+        self.audio, as_, at, ag = calibrated([f.audio_vectors for f in real], 0.8, projection.query_audio)
         emb = np.concatenate([f.embeddings for f in real if len(f.embeddings)])
         aud = np.concatenate([f.audio_vectors for f in real if len(f.audio_vectors)])
-        self.frames, self.audio = Gauss(emb), Gauss(aud)
+        print(f"  calibrated shrink: frames {fs} (median best match of a real frame: other real videos {ft:.3f}, "
+              f"synthetic {fg:.3f}), audio {as_} ({at:.3f} vs {ag:.3f})", flush=True)
         self.hz = float(np.median([f.chromaprint_hz for f in real if f.chromaprint_hz > 0] or [7.8]))
         self.meta = dict(real[0].meta)
         self.win, self.step = cfg.audio.window, cfg.audio.step
@@ -240,7 +279,7 @@ def build_library(n: int, cfg, srcs: list[Path], seed: int, planted_frac: float)
     real_ids = {str(p): content_id(str(p)) for p in srcs}
     real = list(catalog.shards.load_features(list(real_ids.values())).values())
     t_real = time.time() - t0
-    syn = Synth(real, cfg)
+    syn = Synth(real, cfg, catalog.vectors.projection)
     rng = np.random.default_rng(seed)
     n_syn = n - len(srcs)
     n_groups = int(n_syn * planted_frac / 3)
@@ -491,7 +530,7 @@ def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: floa
 
     cat = Catalog(cfg)
     real = list(cat.shards.load_features(list(info["real_ids"].values())).values())
-    syn = Synth(real, cfg)
+    syn = Synth(real, cfg, catalog.vectors.projection)
     rng = np.random.default_rng(seed + 7)
     n_new = max(1, int(round(info["n"] * share)))
     durs = np.exp(rng.uniform(math.log(10), math.log(600), n_new))

@@ -7,7 +7,7 @@ import pytest
 from astradup.config import load_config
 from astradup.errors import ConfigError
 from astradup.records import VideoFeatures
-from astradup.store.projection import BUILTIN, IndexProjection, fit_basis, load_projection, save
+from astradup.store.projection import BUILTIN, IndexProjection, fit_basis, load_projection, project_rows, save
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -107,3 +107,51 @@ def test_changing_the_projection_needs_reindex_which_rebuilds_from_the_shards(tm
     want = {k: sum(cat.vectors.stored_rows(f)[k] for f in feats.values()) for k in ("frames", "phash", "audio")}
     assert cat.vectors.count() == want and want["frames"] == 6  # 5 frames a video, every 2nd from the first
     cat.vectors.close()
+
+
+def _videos(rng, n_videos: int, rows: int, d: int, shared: int) -> list[np.ndarray]:
+    """Unrelated videos whose rows share a few strong directions (as real descriptors do): in a
+    few dimensions that keep those directions, unrelated rows look closer than they are."""
+    common = np.linalg.qr(rng.normal(size=(d, shared)))[0]
+    return [_unit(rng.normal(size=(rows, shared)) @ common.T * 2.0 + rng.normal(size=(rows, d)))
+            for _ in range(n_videos)]
+
+
+def test_the_knn_floor_is_as_rare_for_unrelated_rows_as_the_full_floor():
+    from astradup.store.projection import matching_floor, tail_table
+
+    rng = np.random.default_rng(4)
+    vids = _videos(rng, 12, 60, 64, 4)
+    basis = fit_basis(np.concatenate(vids), 4)
+    table = tail_table(vids, basis)
+    assert table.shape[0] == 2 and np.all(np.diff(table[0]) >= 0)
+    full = np.concatenate([(vids[0] @ v.T).ravel() for v in vids[1:]])
+    proj = np.concatenate([(project_rows(vids[0], basis) @ project_rows(v, basis).T).ravel() for v in vids[1:]])
+    floor = float(np.quantile(full, 0.99))
+    knn = matching_floor(floor, table)
+    assert knn > floor + 0.2  # projected rows are closer: the same rarity needs a higher bar
+    assert abs((proj >= knn).mean() - (full >= floor).mean()) < 0.01
+    assert (proj >= floor).mean() > 0.1  # read against the full floor, most pairs would "match"
+    assert matching_floor(0.5, None) == 0.5
+    assert tail_table(vids[:1], basis) is None and tail_table(vids, None) is None
+
+
+def test_knn_floor_needs_the_basis_and_the_builtin_file_carries_tables(tmp_path):
+    rng = np.random.default_rng(5)
+    vids = _videos(rng, 6, 40, 64, 4)
+    from astradup.store.projection import tail_table
+
+    basis = fit_basis(np.concatenate(vids), 4)
+    p = IndexProjection(basis, None, frame_tails=tail_table(vids, basis))
+    assert p.knn_floor(0.3, "frames") > 0.3 and p.knn_floor(0.3, "audio") == 0.3
+    save(tmp_path / "p.npz", basis, None, {"kind": "k", "model": "m"}, frame_tails=tail_table(vids, basis))
+    loaded = load_projection(str(tmp_path / "p.npz"), 1, 1, embedder_kind="k", embedder_model="m",
+                             frame_dim=64, audio_dim=8)
+    assert loaded.knn_floor(0.3, "frames") == pytest.approx(p.knn_floor(0.3, "frames"))
+    other = load_projection(str(tmp_path / "p.npz"), 1, 1, embedder_kind="k", embedder_model="other",
+                            frame_dim=64, audio_dim=8)
+    assert other.knn_floor(0.3, "frames") == 0.3  # frames go in whole: their floor is the full one
+    cfg = load_config()
+    builtin = load_projection("builtin", 2, 2, embedder_kind=cfg.embedder.kind, embedder_model=cfg.embedder.model,
+                              frame_dim=512, audio_dim=218)
+    assert builtin.knn_floor(0.55, "frames") > 0.7 and builtin.knn_floor(0.55, "audio") > 0.55

@@ -12,6 +12,13 @@ best keeps inner products (centring would shift every similarity). Rows are L2-n
 after projecting, so inner product stays the metric. Queries are projected but never strided:
 every query second still looks for its neighbours.
 
+Projecting to few dimensions raises the similarity of unrelated rows (on the dev sources, 3.5% of
+unrelated frame pairs reach 0.55 in 32-d against 0.24% in full), so a rule that reads the KNN's
+similarities against a full-space floor (common segments count the videos a row matches at
+match level) would count unrelated videos. The file therefore also carries, per modality, the
+similarity quantiles of unrelated rows in both spaces (``tails``), and ``knn_floor`` maps a
+full-space floor to the KNN-space one that unrelated rows pass as rarely.
+
 ``vectors.projection`` in the config: ``builtin`` (the matrices shipped in astradup/data, fitted
 by scripts/fit_projection.py), a path to such an .npz, or ``none`` (full vectors).
 """
@@ -31,6 +38,37 @@ from astradup.records import VideoFeatures
 log = logging.getLogger(__name__)
 
 BUILTIN = Path(__file__).resolve().parent.parent / "data" / "projection.npz"
+
+
+# Tail shares at which unrelated-row similarity quantiles are kept (``tail_table``).
+TAIL_PROBS = np.geomspace(0.2, 1e-4, 34)
+
+
+def tail_table(per_video: Sequence[np.ndarray], basis: np.ndarray | None) -> np.ndarray | None:
+    """[2, len(TAIL_PROBS)]: the similarity that a share TAIL_PROBS[i] of row pairs from two
+    *different* videos reaches, in full (row 0) and projected (row 1) space; None without a basis
+    or with fewer than two videos."""
+    vids = [np.asarray(x, np.float32) for x in per_video if len(x)]
+    if basis is None or len(vids) < 2:
+        return None
+    full, proj = [], []
+    for i in range(len(vids) - 1):
+        rest = np.concatenate(vids[i + 1:])
+        full.append((vids[i] @ rest.T).ravel())
+        proj.append((project_rows(vids[i], basis) @ project_rows(rest, basis).T).ravel())
+    q = 1.0 - TAIL_PROBS
+    return np.stack([np.quantile(np.concatenate(full), q), np.quantile(np.concatenate(proj), q)]).astype(np.float32)
+
+
+def matching_floor(floor: float, table: np.ndarray | None) -> float:
+    """The projected-space similarity that unrelated rows reach as rarely as they reach ``floor``
+    in full space (never below ``floor``); ``floor`` itself without a table. Beyond the table's
+    rarest share the rarest projected quantile is used."""
+    if table is None:
+        return float(floor)
+    full, proj = np.maximum.accumulate(table[0]), np.maximum.accumulate(table[1])
+    log_p = np.interp(floor, full, np.log(TAIL_PROBS))
+    return float(max(floor, np.interp(-log_p, -np.log(TAIL_PROBS), proj)))
 
 
 def fit_basis(x: np.ndarray, k: int) -> np.ndarray:
@@ -60,6 +98,15 @@ class IndexProjection:
     audio_basis: np.ndarray | None = None  # [Da, ka]
     frame_stride: int = 1
     audio_stride: int = 1
+    frame_tails: np.ndarray | None = None  # tail_table of the frame basis
+    audio_tails: np.ndarray | None = None
+
+    def knn_floor(self, floor: float, modality: str) -> float:
+        """``floor`` (a full-space similarity) as the KNN sees it (``matching_floor``): the same for
+        a modality kept whole or projected without a tail table."""
+        basis, table = (self.frame_basis, self.frame_tails) if modality == "frames" else \
+            (self.audio_basis, self.audio_tails)
+        return matching_floor(floor, table if basis is not None else None)
 
     def frames_dim(self, full: int) -> int:
         return full if self.frame_basis is None else int(self.frame_basis.shape[1])
@@ -91,9 +138,13 @@ class IndexProjection:
 
 
 def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any],
-         descriptor: np.ndarray | None = None) -> None:
+         descriptor: np.ndarray | None = None, frame_tails: np.ndarray | None = None,
+         audio_tails: np.ndarray | None = None) -> None:
     """Write bases + what they were fitted for (model, dims) so a mismatch is caught on load."""
     arrays: dict[str, Any] = {"info": np.array(repr(sorted(info.items())))}
+    for name, t in (("frame_tails", frame_tails), ("audio_tails", audio_tails)):
+        if t is not None:
+            arrays[name] = np.asarray(t, np.float32)
     if descriptor is not None:
         arrays["descriptor"] = descriptor.astype(np.float32)
     if frames is not None:
@@ -113,7 +164,8 @@ def read_fit(setting: str, key: str) -> tuple[Path, dict[str, Any]]:
     if not path.exists():
         raise ConfigError(f"{key}: file not found: {path}")
     with np.load(path) as z:
-        fit: dict[str, Any] = {k: (z[k] if k in z else None) for k in ("frames", "audio", "descriptor")}
+        fit: dict[str, Any] = {k: (z[k] if k in z else None)
+                               for k in ("frames", "audio", "descriptor", "frame_tails", "audio_tails")}
         fit.update({k: (str(z[f"info_{k}"]) if f"info_{k}" in z else "") for k in ("kind", "model")})
     return path, fit
 
@@ -145,7 +197,9 @@ def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embed
         if basis is not None and basis.shape[0] != dim:
             raise ConfigError(f"vectors.projection {path}: {name} basis is for {basis.shape[0]}-d vectors, "
                               f"the configured features are {dim}-d")
-    return IndexProjection(frames, audio, max(1, frame_stride), max(1, audio_stride))
+    return IndexProjection(frames, audio, max(1, frame_stride), max(1, audio_stride),
+                           fit["frame_tails"] if frames is not None else None,
+                           fit["audio_tails"] if audio is not None else None)
 
 
 class ProjectedVectors:
