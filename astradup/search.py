@@ -251,13 +251,15 @@ class Searcher:
         return out
 
     def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False,
-              common: list[CommonSegment] | tuple = ()) -> list[VideoMatch]:
+              common: list[CommonSegment] | tuple = (), features: dict[str, VideoFeatures] | None = None
+              ) -> list[VideoMatch]:
         """Each candidate's evidence, fused score, label and copied segments, best first; the
         ``common`` segments' rows (the query's, and the candidate's that are the same content) left
         out of it (match/common.py). ``pruned``: a candidate none of whose frame or window pairs
         outside them reaches ``exact_floors`` is left out unscored (it could be listed only with
-        label none and nothing copied)."""
-        feats = self.catalog.shards.load_features(candidates)
+        label none and nothing copied). ``features``: the candidates' records when the caller has
+        read them already (the dedup join reads a whole batch's at once)."""
+        feats = features if features is not None else self.catalog.shards.load_features(candidates)
         vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
@@ -327,10 +329,13 @@ class Searcher:
             found = self.knn_many(queries, pruned=True)
         out: dict[str, list[VideoMatch]] = {}
         with telemetry.timed(STAGE, stage="score"):
+            # One read for the whole batch's candidates: grouped by shard, a video wanted by several
+            # queries read once.
+            feats = self.catalog.shards.load_features({c for k in found.values() for c in k.candidates})
             for vid, f in queries.items():
                 k = found[vid]
-                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common) \
-                    if k.candidates else []
+                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common,
+                                     features=feats) if k.candidates else []
                 out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 
