@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, field_validator, model_validator
 
-from astradup.config.types import (SECTION_NAMES, Bool, Count, CountOrZero, NonNegative, Number, Port, Positive,
-                                   Share, Text, rule, section)
+from astradup.config.types import (SECTION_NAMES, Bool, Count, CountOrZero, NonEmpty, NonNegative, Number, Port,
+                                   Positive, Share, Text, rule, section)
 from astradup.uris import BadUri, is_lite_uri, split_s3
 
 DECODERS = ("decord", "pyav_fast")
@@ -57,7 +57,7 @@ class DecodeConfig:
 @section
 class EmbedderConfig:
     kind: Literal[KINDS] = "sscd_onnx"
-    model: Annotated[Text, Field(min_length=1)] = "sscd_distilled"  # sscd_onnx: sscd_distilled | sscd ; open_clip: model name
+    model: NonEmpty = "sscd_distilled"  # sscd_onnx: sscd_distilled | sscd ; open_clip: model name
     pretrained: Text = ""  # open_clip: pretrained tag or local checkpoint path
     batch_size: Count = 32
     device: Literal[DEVICES] = "auto"
@@ -73,7 +73,7 @@ class EmbedderConfig:
     # full output (0). Used only when the basis is for the configured model. Index and queries
     # must agree: changing it means indexing the videos again.
     pca_dims: CountOrZero = 0
-    pca_file: Annotated[Text, Field(min_length=1)] = "builtin"  # builtin (astradup/data/projection.npz) or a path to such a file
+    pca_file: NonEmpty = "builtin"  # builtin (astradup/data/projection.npz) or a path to such a file
 
 
 @section
@@ -261,7 +261,7 @@ class PipelineConfig:
     metrics_export_port: Port = 0  # Prometheus endpoint of a local Ray's metrics agent; 0 = Ray's choice
     # Where a local Ray listens (GCS, raylet, agents, metrics, dashboard): 127.0.0.1 = this machine
     # only; 0.0.0.0 = every interface (other hosts can reach it; token auth stays on either way).
-    ray_host: Annotated[Text, Field(min_length=1)] = "127.0.0.1"
+    ray_host: NonEmpty = "127.0.0.1"
     # Who writes the Parquet shards and the Milvus vectors: driver (the job's driver, one writer:
     # what a Milvus Lite file needs) | workers (a pool of writer actors, the graph's last stage, each
     # with its own Milvus client and shard store: needs a Milvus server) | auto (workers on a
@@ -287,7 +287,7 @@ class VectorsConfig:
     # Vector index of the frame and audio collections: AUTOINDEX = the engine's choice (HNSW on Lite);
     # Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE. Applies when a collection is made.
     # Free text: a server has more index types than Lite, and Milvus names an unknown one itself.
-    index_type: Annotated[Text, Field(min_length=1)] = "AUTOINDEX"
+    index_type: NonEmpty = "AUTOINDEX"
 
 
 @section
@@ -319,10 +319,10 @@ class NotifyConfig:
 
 @section
 class Config:
-    data_dir: Annotated[Text, Field(min_length=1)] = "astradup_data"
+    data_dir: NonEmpty = "astradup_data"
     milvus_uri: Text = ""  # "" = Milvus Lite file <data_dir>/milvus.db; or http://host:19530
     milvus_token: Text = ""
-    collection_prefix: Annotated[Text, Field(min_length=1)] = "astradup"
+    collection_prefix: NonEmpty = "astradup"
     shards_dir: Text = ""  # "" = <data_dir>/shards; may be s3://bucket/prefix
     s3_endpoint: Text = ""  # e.g. http://127.0.0.1:5000 for a local S3; "" = AWS default
     decode: DecodeConfig = field(default_factory=DecodeConfig)

@@ -66,6 +66,7 @@ def _text(value: Any) -> Any:
 
 Bool = Annotated[bool, BeforeValidator(_strict_bool)]
 Text = Annotated[str, BeforeValidator(_text)]
+NonEmpty = Annotated[str, BeforeValidator(_text), Field(min_length=1)]  # names and paths "" has no meaning for
 Number = Annotated[float, Strict()]  # finite (MODEL_CONFIG), any sign: raw similarities
 Share = Annotated[float, Strict(), Field(ge=0, le=1)]  # a share, a calibrated score or a weight
 NonNegative = Annotated[float, Strict(), Field(ge=0)]  # seconds, sizes: 0 often means "no limit"
