@@ -12,7 +12,7 @@ click error (serve/app.py). Environment variables: ``ASTRADUP_<SECTION>__<KEY>``
 ``ASTRADUP_<KEY>`` for a top-level key (astradup/config/layers.py says how values are read).
 
 The result is mutable (scripts and tests set fields after loading) and is not re-checked on
-assignment; ``check_decode``/``check_pipeline`` (and ``validate``) re-check a changed config
+assignment; ``check_decode``/``check_pipeline`` re-check a changed config
 where it matters, and ``dataclasses.replace`` validates the copy it makes.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = ["AudioConfig", "AudioCopyConfig", "CatalogConfig", "CommonConfig", "C
            "EmbedderConfig", "FusionConfig", "LogConfig", "NotifyConfig", "PipelineConfig", "RetryConfig",
            "ScoreConfig", "SearchConfig", "SegmentConfig", "VectorsConfig", "CONSISTENCY_LEVELS", "DECODERS",
            "DEVICES", "KINDS", "LEVELS", "PHASH_MODES", "WRITERS", "DEFAULT_YAML", "load_config", "exit_config_error",
-           "load_config_or_exit", "validate", "check_decode", "check_pipeline", "resolved_writers"]
+           "load_config_or_exit", "check_decode", "check_pipeline", "resolved_writers"]
 
 DEFAULT_YAML = Path(__file__).resolve().parent.parent.parent / "configs" / "default.yaml"
 _ADAPTER = TypeAdapter(Config)
@@ -86,11 +86,6 @@ def load_config_or_exit(prog: str, path: str | os.PathLike[str] | None = None,
 def exit_config_error(prog: str, err: ConfigError) -> NoReturn:
     print(f"{prog}: error: {err}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def validate(obj: Any) -> Any:
-    """A checked copy of a config or section changed since it was loaded; ConfigError if it is wrong."""
-    return revalidate(obj)
 
 
 def check_decode(cfg: DecodeConfig) -> None:
