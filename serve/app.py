@@ -80,5 +80,14 @@ def __getattr__(name: str):
     """``serve.app:app`` is built on first access, not at import: Ray workers import this module
     to load the deployment classes and must not build (or fail to build) an app while doing so."""
     if name == "app":
-        return build_app()
+        from astradup.errors import ConfigError
+
+        try:
+            return build_app()
+        except ConfigError as e:  # `serve run serve.app:app`: click prints "Error: <the line>", exit 2
+            import click
+
+            err = click.ClickException(str(e))
+            err.exit_code = 2
+            raise err from None
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
