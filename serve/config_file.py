@@ -7,8 +7,8 @@ the arguments below. The file is what ``serve deploy configs/serve.yaml`` runs a
 KubeRay RayService carries as ``serveConfigV2`` (deploy/kuberay/rayservice.yaml);
 tests/test_serve_deploy.py regenerates it and compares, so it cannot drift from the code.
 
-    python -m serve.config_file            # rewrites configs/serve.yaml
-    python -m serve.config_file --check    # exit 1 when it is out of date
+    python -m serve.config_file            # rewrites configs/serve.yaml and the RayService's copy
+    python -m serve.config_file --check    # exit 1 when either is out of date
 
 What the file does not hold on purpose: the API key (a Secret, ``ASTRADUP_API_KEY`` in the pods'
 environment) and the cluster's addresses (``ASTRADUP_MILVUS_URI``, ``ASTRADUP_SHARDS_DIR``,
@@ -23,6 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PATH = ROOT / "configs" / "serve.yaml"
+RAYSERVICE_PATH = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
+SERVE_CONFIG_KEY = "  serveConfigV2: |\n"  # the block scalar that carries the file, 4 spaces in
 IMPORT_PATH = "serve.app:build"
 HTTP_PORT = 8000
 # Every interface of the pod (the Kubernetes Service reaches it there); the gateway is told the
@@ -74,18 +76,32 @@ def render(args: dict[str, Any] | None = None) -> str:
                               sort_keys=False, width=80, indent=2)
 
 
+def with_serve_config(manifest: str, text: str) -> str:
+    """The RayService manifest with ``text`` as its serveConfigV2 (the block scalar's lines replaced)."""
+    head, sep, rest = manifest.partition(SERVE_CONFIG_KEY)
+    if not sep:
+        raise ValueError(f"no {SERVE_CONFIG_KEY.strip()!r} line in the RayService manifest")
+    lines = rest.splitlines(keepends=True)
+    end = next(i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("    "))
+    block = "".join(f"    {ln}" if ln.strip() else "\n" for ln in text.splitlines(keepends=True))
+    return head + sep + block + "".join(lines[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m serve.config_file", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="only say whether the file is up to date")
     p.add_argument("-o", "--output", type=Path, default=CONFIG_PATH)
     a = p.parse_args(argv)
     text = render()
+    manifest = RAYSERVICE_PATH.read_text()
+    wanted = {a.output: text, RAYSERVICE_PATH: with_serve_config(manifest, text)}
     if a.check:
-        same = a.output.exists() and a.output.read_text() == text
-        print(f"{a.output}: {'up to date' if same else 'OUT OF DATE: run python -m serve.config_file'}")
-        return 0 if same else 1
-    a.output.write_text(text)
-    print(f"wrote {a.output}")
+        stale = [str(p) for p, t in wanted.items() if not p.exists() or p.read_text() != t]
+        print(f"OUT OF DATE: {', '.join(stale)} (run python -m serve.config_file)" if stale else "up to date")
+        return 1 if stale else 0
+    for path, t in wanted.items():
+        path.write_text(t)
+        print(f"wrote {path}")
     return 0
 
 
