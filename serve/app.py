@@ -20,14 +20,14 @@ config call ``build_app``.
 import dataclasses
 import os
 
+from ray.serve import Application
+
 from astradup.config import Config
 from astradup.store.vectors import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
-from serve.search_service import SearchService
-from ray.serve import Application
-
 from serve.hosts import BindRefused, check_bind
+from serve.search_service import SearchService
 from serve.settings import AppArgs, ServeSettings, args_from_env
 
 APP_NAME = "astradup"
