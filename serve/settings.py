@@ -112,7 +112,10 @@ class AppArgs(ServeSettings):
             except (TypeError, ValueError):
                 return data  # the field's own check says why
             if mb > 0:
-                data = {**data, "max_upload_bytes": max(1, int(mb * MB))}
+                size = max(1, int(mb * MB))
+                if data.get("max_upload_bytes") not in (None, size):
+                    raise ValueError("give max_upload_mb or max_upload_bytes, not two different limits")
+                data = {**data, "max_upload_bytes": size}
         return data
 
     def settings(self) -> ServeSettings:
@@ -138,6 +141,8 @@ def args_from_env(environ: dict[str, str] | None = None, **explicit: Any) -> App
 
     A refused value raises ValueError naming its variable when it came from the environment."""
     from_env = env_args(environ)
+    if "max_upload_bytes" in explicit:  # an explicit limit in bytes wins over the variable's megabytes
+        from_env.pop("max_upload_mb", None)
     try:
         return AppArgs.model_validate({**from_env, **explicit})
     except ValidationError as e:

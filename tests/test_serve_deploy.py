@@ -92,6 +92,13 @@ def test_builder_validates_its_arguments(monkeypatch, tmp_path):
     args = resolve(AppArgs.model_validate({"decode_slots": "4", "max_upload_mb": "1.5"}))
     assert args.decode_slots == 4 and args.api_key == "k" and args.settings().max_upload_bytes == int(1.5 * (1 << 20))
     assert resolve(AppArgs()).decode_slots == 3
+    # An explicit limit wins over the variable, in either unit; two different explicit limits are refused.
+    monkeypatch.setenv("ASTRADUP_MAX_UPLOAD_MB", "8")
+    assert resolve(AppArgs.model_validate({"max_upload_bytes": 1000})).max_upload_bytes == 1000
+    assert resolve(AppArgs.model_validate({"max_upload_mb": "2"})).max_upload_bytes == 2 << 20
+    assert resolve(AppArgs()).max_upload_bytes == 8 << 20
+    with pytest.raises(ValueError, match="not two different"):
+        AppArgs.model_validate({"max_upload_mb": 2, "max_upload_bytes": 1000})
     assert isinstance(call(build, {"data_dir": str(tmp_path), "bind_host": "0.0.0.0"}), Application)
     monkeypatch.setenv("ASTRADUP_DECODE_SLOTS", "none")
     with pytest.raises(ValueError, match="ASTRADUP_DECODE_SLOTS"):
