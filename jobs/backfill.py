@@ -4,10 +4,11 @@ The same command runs on a laptop and on a cluster; only the addresses change::
 
     python -m jobs.backfill --source ./videos
     ray job submit --working-dir . -- python -m jobs.backfill \\
-        --source s3://bucket/prefix --shards s3://bucket/features --milvus-uri http://host:19530
+        --source s3://bucket/videos --shards s3://bucket/features --milvus-uri http://milvus-host:19530
 
 Under ``ray job submit`` the driver joins the cluster through RAY_ADDRESS (set by Ray); without
-it a local Ray starts. A re-run skips what the status rows say is done, so a killed job is
+it a local Ray starts. On Kubernetes the same command is the entrypoint of a KubeRay RayJob
+(deploy/kuberay/rayjob-backfill.yaml). A re-run skips what the status rows say is done, so a killed job is
 resumed by submitting it again. Local paths are made absolute here, because a submitted job
 runs inside a temporary copy of the working dir and a relative path would land in that copy.
 """

@@ -196,13 +196,14 @@ def test_jobs_print_one_line_and_exit_2(job, monkeypatch, capsys, tmp_path):
                                        "(ASTRADUP_EMBEDDER__KIND): must be one of sscd_onnx, open_clip, hf_clip\n")
 
 
-def test_serve_app_refuses_a_bad_config_as_one_click_error(monkeypatch):
+def test_serve_app_refuses_a_bad_config_as_one_click_error(monkeypatch, tmp_path):
     click = pytest.importorskip("click")
     import serve.app
+    from serve.settings import AppArgs
 
     monkeypatch.setenv("ASTRADUP_SEARCH__CONSISTENCY", "Bogus")
     with pytest.raises(click.ClickException) as err:
-        serve.app.app  # noqa: B018 (what `serve run serve.app:app` reads)
-    assert err.value.exit_code == 2
+        serve.app.build(AppArgs(data_dir=str(tmp_path)))  # what `serve run serve.app:build` calls
+    assert err.value.exit_code == 2 and isinstance(err.value, ConfigError)
     assert err.value.message == ("config: search.consistency = 'Bogus' (ASTRADUP_SEARCH__CONSISTENCY): "
                                  "must be one of Strong, Session, Bounded, Eventually")
