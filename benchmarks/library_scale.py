@@ -390,10 +390,12 @@ def measure_search(cfg, info: dict, queries: dict[Path, Path], reps: int, n_ids:
             t0 = time.perf_counter()
             qq = s.query_from_file(str(q))
             t1 = time.perf_counter()
-            # The service's search (include_none false): candidates no frame came close to unscored.
-            cands = s.candidates(qq, pruned=True)
+            # The service's search (Searcher.search_common, include_none false) in its two timed
+            # parts: candidates no row came close to dropped, then those whose full vectors cannot
+            # reach a label or a segment left unscored, common segments left out.
+            found = s.knn(qq, pruned=True)
             t2 = time.perf_counter()
-            ms = [m for m in s.score(qq, cands) if m.label != "none" or m.segments]
+            ms = [m for m in s.score(qq, found.candidates, pruned=True, common=found.common) if m.reportable]
             t3 = time.perf_counter()
             whole.append(t3 - t0)
             post.append(t3 - t1)

@@ -10,8 +10,8 @@ plus where the index config comes from. It is filled from
   which ``args_from_env`` lays under the explicit arguments before validating them once, with the
   same model, so an env value and a ``key=value`` are refused for the same reasons.
 
-The four service variables are removed from what ``load_config`` sees, because ``load_config``
-treats every other ``ASTRADUP_*`` variable as a config key.
+The four service variables are removed from what ``load_config`` sees: they are not config keys,
+and an ``ASTRADUP_*`` name that looks like one is checked there as one.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from astradup.config import Config, load_config
+from astradup.errors import ConfigError
 
 ENV_API_KEY = "ASTRADUP_API_KEY"
 ENV_MAX_UPLOAD_MB = "ASTRADUP_MAX_UPLOAD_MB"
@@ -139,7 +140,8 @@ def env_args(environ: dict[str, str] | None = None) -> dict[str, str]:
 def args_from_env(environ: dict[str, str] | None = None, **explicit: Any) -> AppArgs:
     """``AppArgs`` from the service variables with ``explicit`` arguments over them, validated once.
 
-    A refused value raises ValueError naming its variable when it came from the environment."""
+    A refused value raises ConfigError (a ValueError: the CLI prints it as one line, exit 2) naming
+    its variable when it came from the environment."""
     from_env = env_args(environ)
     if "max_upload_bytes" in explicit:  # an explicit limit in bytes wins over the variable's megabytes
         from_env.pop("max_upload_mb", None)
@@ -152,7 +154,7 @@ def args_from_env(environ: dict[str, str] | None = None, **explicit: Any) -> App
             field = str(err["loc"][0]) if err.get("loc") else ""
             where = f"{names[field]}={from_env[field]!r}" if field in from_env and field not in explicit else field
             parts.append(f"{where}: {err['msg']}" if where else err["msg"])
-        raise ValueError("; ".join(parts)) from None
+        raise ConfigError("; ".join(parts)) from None
 
 
 def settings_from_env(environ: dict[str, str] | None = None, **overrides: Any) -> ServeSettings:

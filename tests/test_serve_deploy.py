@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from serve import config_file
+from serve.local import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "deploy-test-key-0123"
@@ -159,20 +160,12 @@ def test_serve_deploy_of_the_config_file_answers(tmp_path):
         subprocess.run(cli + ["deploy", str(deployed), "--address", dashboard], env=cli_env, check=True,
                        timeout=120)
         url = f"http://127.0.0.1:{http_port}"
-        deadline, last = time.monotonic() + 300, ""
-        while time.monotonic() < deadline:
-            try:
-                r = requests.get(url + "/healthz", timeout=15)
-                if r.status_code == 200:
-                    break
-                last = f"{r.status_code} {r.text[:200]}"
-            except requests.RequestException as e:
-                last = type(e).__name__
-            time.sleep(1)
-        else:
+        try:
+            wait_ready(url, timeout=300)
+        except TimeoutError as e:
             status = subprocess.run(cli + ["status", "--address", dashboard], env=cli_env, capture_output=True,
                                     text=True, timeout=60)
-            pytest.fail(f"/healthz never answered 200 (last: {last}); serve status:\n{status.stdout[-3000:]}")
+            pytest.fail(f"{e}; serve status:\n{status.stdout[-3000:]}")
         assert r.json()["videos"] == 2
         t_healthy = time.monotonic()
         # The key came from the environment, not the file: without it the API is closed.
