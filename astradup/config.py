@@ -1,4 +1,4 @@
-"""One typed config object: YAML defaults in configs/, then a user YAML, then ASTRADUP_* env vars.
+"""One typed config object: YAML defaults in astradup/configs/, then a user YAML, then ASTRADUP_* env vars.
 
 Env overrides use ``__`` between section and key, e.g. ``ASTRADUP_FUSION__VISUAL=0.7`` or
 ``ASTRADUP_MILVUS_URI=http://127.0.0.1:19530``; values are parsed as YAML scalars.
@@ -16,7 +16,9 @@ import yaml
 
 from astradup.errors import ConfigError
 
-DEFAULT_YAML = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+# Package data (pyproject.toml), so an installed wheel finds it with no source tree around; the
+# top-level configs/ of the repository is a link to this folder.
+DEFAULT_YAML = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 
 @dataclass
