@@ -39,10 +39,13 @@ if [ -e .venv ] && ! is_wanted "$VPY"; then
   echo "[install] .venv is not Python $WANT: recreating it"
   rm -rf .venv
 fi
+if [ -n "${PYTHON:-}" ] && ! is_wanted "$PYTHON"; then
+  echo "[install] note: PYTHON=$PYTHON is not a working Python $WANT; looking for one elsewhere" >&2
+fi
 if [ ! -x "$VPY" ]; then
   if ! PY=$(find_python); then
-    echo "[install] error: Python $WANT not found (tried \$PYTHON, python$WANT on PATH, ~/.pyenv/versions/$WANT.*)." >&2
-    echo "[install] Install it (apt-get install python$WANT python$WANT-venv, or pyenv install $WANT) or set PYTHON=/path/to/python$WANT." >&2
+    echo "[install] error: Python $WANT not found (tried \$PYTHON, python$WANT on PATH, ${PYENV_ROOT:-$HOME/.pyenv}/versions/$WANT.*)." >&2
+    echo "[install] Install it (pyenv install $WANT, or python$WANT-venv from apt where the release has it) or set PYTHON=/path/to/python$WANT." >&2
     exit 1
   fi
   echo "[install] creating .venv with $PY ($("$PY" -V 2>&1))"
