@@ -23,10 +23,10 @@ is_wanted() {  # does "$1" run and report Python $WANT? (a pyenv shim exists eve
   [ -n "$1" ] && "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$WANT'.split('.'))))" \
     >/dev/null 2>&1
 }
-find_python() {  # $PYTHON, then python3.12 on PATH, then pyenv's (or a system) 3.12 by path
-  local c
-  for c in "${PYTHON:-}" python$WANT "${PYENV_ROOT:-$HOME/.pyenv}"/versions/$WANT.*/bin/python$WANT \
-           /usr/local/bin/python$WANT /usr/bin/python$WANT; do
+find_python() {  # $PYTHON, then python3.12 on PATH, then pyenv's newest 3.12, then a system one by path
+  local c pyenv
+  pyenv=$(printf '%s\n' "${PYENV_ROOT:-$HOME/.pyenv}"/versions/$WANT.*/bin/python$WANT | sort -rV)
+  for c in "${PYTHON:-}" python$WANT $pyenv /usr/local/bin/python$WANT /usr/bin/python$WANT; do
     if is_wanted "$c"; then echo "$c"; return 0; fi
   done
   return 1
