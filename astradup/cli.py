@@ -257,19 +257,26 @@ def cmd_serve(args, cfg: Config) -> int:
     the Milvus Lite file, so no other astradup process may hold it meanwhile."""
     import signal
 
+    from astradup.errors import ConfigError
     from serve import local
-    from serve.settings import settings_from_env
+    from serve.settings import args_from_env
 
     def _stop(signum, frame):
         raise KeyboardInterrupt  # SIGTERM too shuts Serve down, rather than orphaning its actors
 
-    over = {"embedder_max_replicas": max(1, args.embedder_replicas)}
+    # The builder's arguments (serve.app:build), as `serve run serve.app:build key=value` gives them;
+    # the ASTRADUP_* service variables lie under them.
+    given = {"embedder_max_replicas": max(1, args.embedder_replicas), "insecure": args.insecure,
+             "config": args.config, "data_dir": args.data_dir, "milvus_uri": args.milvus_uri}
     if args.max_upload_mb:
-        over["max_upload_bytes"] = int(args.max_upload_mb * (1 << 20))
-    settings = settings_from_env(**over)
-    url = local.start(cfg, settings, host=args.host, port=args.port, insecure=args.insecure)
+        given["max_upload_mb"] = args.max_upload_mb
+    try:
+        app_args = args_from_env(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    url = local.start_args(app_args, host=args.host, port=args.port)
     signal.signal(signal.SIGTERM, _stop)  # after start: ray.init installs a handler of its own
-    print(f"AstraDup is serving {url}/ (API docs {url}/docs; API key {'required' if settings.api_key else 'off'})."
+    print(f"AstraDup is serving {url}/ (API docs {url}/docs; API key {'required' if app_args.api_key else 'off'})."
           " Ctrl-C stops it.", flush=True)
     try:
         while True:
@@ -324,7 +331,7 @@ def cmd_demo(args, cfg: Config) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astradup", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    p.add_argument("--config", help="YAML config (default: astradup/configs/default.yaml + ASTRADUP_* env)")
+    p.add_argument("--config", help="YAML config (default: astradup/config/default.yaml + ASTRADUP_* env)")
     p.add_argument("--data-dir", help="where the Milvus Lite file and Parquet shards live")
     p.add_argument("--milvus-uri", help="Milvus Lite file or server URI (http://host:19530)")
     sub = p.add_subparsers(dest="cmd", required=True)

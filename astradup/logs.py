@@ -23,11 +23,10 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from astradup.config import LogConfig
+from astradup.config import LEVELS, LogConfig  # LEVELS: log.level's choices, listed once by the config model
 from astradup.errors import ConfigError
 
 ROOT = "astradup"
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _lock = threading.Lock()

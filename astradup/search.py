@@ -110,17 +110,44 @@ class Searcher:
                 match_floor(g.audio_lo, g.audio_hi, g.cell_threshold))
 
     def _knn_k(self) -> int:
-        """Neighbours asked per row: search.top_k for the votes, more when common segments are on
-        (common.search_k: their count needs many distinct videos per row)."""
+        """Neighbours asked per row in the first pass: search.top_k for the votes, and at least
+        common.min_videos (a row with fewer hits at the common floor cannot be common)."""
         k = self.cfg.search.top_k
-        return max(k, self.cfg.common.search_k) if self.cfg.common.min_videos > 0 else k
+        return max(k, self.cfg.common.min_videos) if self.cfg.common.min_videos > 0 else k
+
+    @property
+    def _knn_floors(self) -> tuple[float, float]:
+        """``_floors`` as the KNN's similarities read (store/projection.py ``knn_floor``)."""
+        vis, aud = self._floors
+        proj = self.catalog.vectors.projection
+        return proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
+
+    def _deep_rows(self, hits: list, floor: float) -> list[int]:
+        """Rows that may be common: their common.min_videos-th hit reaches the common floor. Every
+        other row's hits at that floor are all in hand already (hits come best first), so only these
+        rows need the common.search_k neighbours that a distinct-video count needs (a video's intro
+        holds several similar frames, so the nearest rows may come from a few videos)."""
+        c = self.cfg.common
+        if c.min_videos <= 0 or c.search_k <= self._knn_k():
+            return []
+        m = c.min_videos
+        return [i for i, h in enumerate(hits) if len(h) >= m and float(h[m - 1][-1]) >= floor]
+
+    def _hits(self, n_rows: int, floor: float, search) -> list:
+        """Per row, its hits from ``search(row_indices, k)``: ``_knn_k`` of them, and
+        ``common.search_k`` for the ``_deep_rows`` (a second request for those alone: most rows of
+        most videos are not)."""
+        hits = search(np.arange(n_rows), self._knn_k())
+        deep = self._deep_rows(hits, floor)
+        if deep:
+            for i, h in zip(deep, search(np.asarray(deep), self.cfg.common.search_k)):
+                hits[i] = h
+        return hits
 
     def _common(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, audio_hits: list
                 ) -> list[CommonSegment]:
         c = self.cfg.common
-        vis, aud = self._floors
-        proj = self.catalog.vectors.projection  # the hits' similarities are in its space
-        vis, aud = proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
+        vis, aud = self._knn_floors  # the hits' similarities are in the projection's space
         centres = _window_centres(f)
         return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
                            c.max_gap, frame_cell=_step(f.timestamps), window_step=_step(centres))
@@ -128,19 +155,21 @@ class Searcher:
     def _pick(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, extra_frame_hits: list,
               audio_hits: list, pruned: bool) -> Knn:
         """Votes (top_k neighbours per row), common segments (all the neighbours asked), and with
-        ``pruned`` only the candidates some row *outside* the common segments came close to: one
-        that matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
+        ``pruned`` only the candidates some row *outside* the common segments came close to among
+        its top_k (the rows asked more for the common count are judged as the others): one that
+        matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
         the mirrored frames' (rows at the same ``frame_times``), which vote but are not counted."""
         k = self.cfg.search.top_k
         common = self._common(f, frame_times, frame_hits, audio_hits)
-        top_f = [h[:k] for h in frame_hits + extra_frame_hits]
+        top_f = [h[:k] for h in frame_hits]
+        top_m = [h[:k] for h in extra_frame_hits]
         top_a = [h[:k] for h in audio_hits]
-        votes = vote(top_f)
+        votes = vote(top_f + top_m)
         vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes)
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
-            fh = _outside(frame_hits, frame_times, common) + _outside(extra_frame_hits, frame_times, common)
-            ah = _outside(audio_hits, _window_centres(f), common)
+            fh = _outside(top_f, frame_times, common) + _outside(top_m, frame_times, common)
+            ah = _outside(top_a, _window_centres(f), common)
             cands = prune(cands, best_per_video(fh), best_per_video(ah),
                           *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
         return Knn(cands, common)
@@ -153,12 +182,15 @@ class Searcher:
         that lists only those need not score them."""
         k = self._knn_k()
         vs = self.catalog.vectors
+        vis, aud = self._knn_floors
         keep = informative(q.features) if len(q.features.embeddings) else slice(None)
-        frame_hits = vs.search_frames(q.features.embeddings[keep], k, exclude=exclude)
+        emb = np.asarray(q.features.embeddings)[keep]
+        frame_hits = self._hits(len(emb), vis, lambda i, kk: vs.search_frames(emb[i], kk, exclude=exclude))
         mirror_hits = vs.search_frames(q.mirror[keep], k, exclude=exclude) \
             if q.mirror is not None and len(q.mirror) else []
-        audio_hits = vs.search_audio(q.features.audio_vectors, k, exclude=exclude) \
-            if len(q.features.audio_vectors) else []
+        av = np.asarray(q.features.audio_vectors)
+        audio_hits = self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude)) \
+            if len(av) else []
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned)
@@ -177,32 +209,35 @@ class Searcher:
         rows (their own rows filtered out on the server), the neighbours among themselves found
         exactly in memory (see match/selfjoin.py). ``pruned``: leave out candidates no row came
         close to (the dedup job, which keeps only labelled matches and copied segments)."""
-        k, vs = self._knn_k(), self.catalog.vectors
+        vs = self.catalog.vectors
         proj = vs.projection
+        vis, aud = self._knn_floors
         ids = sorted(queries)
         reduced = {v: proj.reduce(queries[v]) for v in ids}
 
-        def rows_hits(full: list[np.ndarray], search, project, index: list[tuple[str, np.ndarray, np.ndarray]]):
+        def rows_hits(full: list[np.ndarray], search, project, index: list[tuple[str, np.ndarray, np.ndarray]],
+                      floor: float):
             owners = np.asarray([v for v, x in zip(ids, full) for _ in range(len(x))], dtype=object)
             if not len(owners):
                 return owners, []
             q = np.concatenate([x for x in full if len(x)]).astype(np.float32)
-            remote = search(q, k, exclude=ids)
             qp = project(q)
-            local = exact_knn(qp, owners, Rows.stack(index, qp.shape[1]), k)
-            return owners, merge_hits(remote, local, k)
+            rows = Rows.stack(index, qp.shape[1])
+            hits = self._hits(len(q), floor, lambda i, k: merge_hits(
+                search(q[i], k, exclude=ids), exact_knn(qp[i], owners[i], rows, k), k))
+            return owners, hits
 
         keeps = {v: informative(queries[v]) if len(queries[v].embeddings) else np.zeros(0, bool) for v in ids}
         frames = [np.asarray(queries[v].embeddings, np.float32)[keeps[v]]
                   if len(queries[v].embeddings) else np.zeros((0, 1), np.float32) for v in ids]
         f_own, f_hits = rows_hits(frames, vs.search_frames, proj.query_frames,
-                                  [(v, reduced[v].embeddings, reduced[v].timestamps) for v in ids])
+                                  [(v, reduced[v].embeddings, reduced[v].timestamps) for v in ids], vis)
         audio = [np.asarray(queries[v].audio_vectors, np.float32) if len(queries[v].audio_vectors)
                  else np.zeros((0, 1), np.float32) for v in ids]
         a_own, a_hits = rows_hits(audio, vs.search_audio, proj.query_audio,
                                   [(v, reduced[v].audio_vectors,
                                     np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
-                                   for v in ids])
+                                   for v in ids], aud)
         by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
         for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
             for o, h in zip(owners, hits):
@@ -216,13 +251,15 @@ class Searcher:
         return out
 
     def score(self, q: Query, candidates: list[str], segments: bool = True, pruned: bool = False,
-              common: list[CommonSegment] | tuple = ()) -> list[VideoMatch]:
+              common: list[CommonSegment] | tuple = (), features: dict[str, VideoFeatures] | None = None
+              ) -> list[VideoMatch]:
         """Each candidate's evidence, fused score, label and copied segments, best first; the
         ``common`` segments' rows (the query's, and the candidate's that are the same content) left
         out of it (match/common.py). ``pruned``: a candidate none of whose frame or window pairs
         outside them reaches ``exact_floors`` is left out unscored (it could be listed only with
-        label none and nothing copied)."""
-        feats = self.catalog.shards.load_features(candidates)
+        label none and nothing copied). ``features``: the candidates' records when the caller has
+        read them already (the dedup join reads a whole batch's at once)."""
+        feats = features if features is not None else self.catalog.shards.load_features(candidates)
         vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
@@ -292,10 +329,13 @@ class Searcher:
             found = self.knn_many(queries, pruned=True)
         out: dict[str, list[VideoMatch]] = {}
         with telemetry.timed(STAGE, stage="score"):
+            # One read for the whole batch's candidates: grouped by shard, a video wanted by several
+            # queries read once.
+            feats = self.catalog.shards.load_features({c for k in found.values() for c in k.candidates})
             for vid, f in queries.items():
                 k = found[vid]
-                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common) \
-                    if k.candidates else []
+                matches = self.score(Query(f, None), k.candidates, pruned=True, common=k.common,
+                                     features=feats) if k.candidates else []
                 out[vid] = [m for m in matches if m.reportable][: self.cfg.search.top]
         return out
 

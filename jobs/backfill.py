@@ -4,10 +4,11 @@ The same command runs on a laptop and on a cluster; only the addresses change::
 
     python -m jobs.backfill --source ./videos
     ray job submit --working-dir . -- python -m jobs.backfill \\
-        --source s3://bucket/prefix --shards s3://bucket/features --milvus-uri http://host:19530
+        --source s3://bucket/videos --shards s3://bucket/features --milvus-uri http://milvus-host:19530
 
 Under ``ray job submit`` the driver joins the cluster through RAY_ADDRESS (set by Ray); without
-it a local Ray starts. A re-run skips what the status rows say is done, so a killed job is
+it a local Ray starts. On Kubernetes the same command is the entrypoint of a KubeRay RayJob
+(deploy/kuberay/rayjob-backfill.yaml). A re-run skips what the status rows say is done, so a killed job is
 resumed by submitting it again. Local paths are made absolute here, because a submitted job
 runs inside a temporary copy of the working dir and a relative path would land in that copy.
 """
@@ -21,14 +22,15 @@ import sys
 import time
 from typing import Any
 
-from astradup.config import Config, load_config
+from astradup.config import Config, load_config_or_exit
 from astradup.io.sources import is_remote
 
 SUMMARY_TAG = "BACKFILL_SUMMARY"  # the machine-readable last line of the job log
+PROG = "python -m jobs.backfill"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jobs.backfill", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--source", action="append", required=True,
                    help="file, folder or s3://bucket/prefix to index (repeatable)")
     p.add_argument("--shards", help="Parquet shards root (local path or s3://bucket/prefix); "
@@ -74,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if val is not None:
             pipe[key] = val
     over["pipeline"] = pipe
-    cfg = load_config(args.config, overrides=over)
+    cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
     cfg.data_dir = _local_abs(cfg.data_dir)
     if cfg.shards_dir:
         cfg.shards_dir = _local_abs(cfg.shards_dir)
@@ -82,8 +84,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.milvus_uri = _local_abs(cfg.milvus_uri)
     if getattr(args, "webhook", None):
         cfg.notify.webhook_url = args.webhook
-    if cfg.pipeline.write_batch < 1:
-        raise SystemExit(f"--write-batch must be >= 1, got {cfg.pipeline.write_batch}")
     return cfg
 
 

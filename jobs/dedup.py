@@ -22,12 +22,13 @@ import time
 from astradup.config import Config
 
 SUMMARY_TAG = "DEDUP_SUMMARY"
+PROG = "python -m jobs.dedup"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from astradup.dedup import DEFAULT_BATCH
 
-    p = argparse.ArgumentParser(prog="python -m jobs.dedup", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="data dir (dedup output, reviews, Milvus Lite file, shards by default)")
     p.add_argument("--shards", help="Parquet shards root (local path or s3://bucket/prefix)")
     p.add_argument("--milvus-uri", help="http://host:19530 for a server, or a Milvus Lite .db path")
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from jobs.backfill import _local_abs
-    from astradup.config import load_config
+    from astradup.config import load_config_or_exit
 
     over = {}
     for key, val in (("shards_dir", args.shards), ("milvus_uri", args.milvus_uri),
@@ -52,7 +53,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                      ("data_dir", args.data_dir), ("s3_endpoint", args.s3_endpoint)):
         if val is not None:
             over[key] = val
-    cfg = load_config(args.config, overrides=over)
+    cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
     cfg.data_dir = _local_abs(cfg.data_dir)  # a submitted job runs in a temporary copy of the working dir
     if cfg.shards_dir:
         cfg.shards_dir = _local_abs(cfg.shards_dir)

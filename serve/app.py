@@ -1,8 +1,12 @@
 """The AstraDup Serve application: Gateway (FastAPI ingress) -> SearchService -> FrameEmbedder.
 
-``serve run serve.app:app`` builds it from the config (configs/default.yaml, $ASTRADUP_CONFIG,
-ASTRADUP_* variables) and $ASTRADUP_API_KEY / $ASTRADUP_MAX_UPLOAD_MB; ``astradup serve`` and the
-tests call ``build_app`` with a config and settings of their own.
+``build`` is its application builder, Ray's convention for an app with arguments: the same
+``AppArgs`` (serve/settings.py) reach it from ``serve run serve.app:build key=value ...``, from the
+``args:`` of a Serve config file (configs/serve.yaml, for ``serve deploy`` and KubeRay's
+``serveConfigV2``) and, under either, from the ``ASTRADUP_*`` service variables; ``astradup serve``
+calls it too. The index config is ``load_config``'s (configs/default.yaml, $ASTRADUP_CONFIG,
+ASTRADUP_* config variables) with the arguments' config keys over it. Tests that already hold a
+config call ``build_app``.
 
 * FrameEmbedder: frame embeddings only; autoscaled; asks for GPUs when
   ``pipeline.embed_num_gpus`` > 0 or ``embedder.device`` is cuda.
@@ -11,17 +15,22 @@ tests call ``build_app`` with a config and settings of their own.
   replica; on a Milvus server it may scale.
 * Gateway: HTTP, validation, media, thumbnails, the web page, metrics.
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Ray validates the builder's argument into AppArgs only
+# when the annotation is the class itself, not a string.
 import dataclasses
 import os
 
+import click
+from ray.serve import Application
+
 from astradup.config import Config
+from astradup.errors import ConfigError
 from astradup.store.vectors import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
+from serve.hosts import BindRefused, check_bind
 from serve.search_service import SearchService
-from serve.settings import ServeSettings, config_from_env, settings_from_env
+from serve.settings import AppArgs, ServeSettings, args_from_env
 
 APP_NAME = "astradup"
 # Requests a search replica takes besides its decode slots: searches by video_id, pings, verdicts,
@@ -66,19 +75,39 @@ def deployment_options(cfg: Config, s: ServeSettings) -> dict[str, dict]:
     }
 
 
-def build_app(cfg: Config | None = None, settings: ServeSettings | None = None):
-    """The bound application graph, ready for ``serve.run``."""
-    cfg = absolute_paths(cfg or config_from_env())
-    s = settings or settings_from_env()
-    opts = deployment_options(cfg, s)
+def build_app(cfg: Config, settings: ServeSettings) -> Application:
+    """The bound application graph of an already loaded config and settings."""
+    cfg = absolute_paths(cfg)
+    opts = deployment_options(cfg, settings)
     embedder = FrameEmbedder.options(**opts["FrameEmbedder"]).bind(cfg.embedder)
-    search = SearchService.options(**opts["SearchService"]).bind(cfg, s, embedder)
-    return Gateway.options(**opts["Gateway"]).bind(cfg, s, search)
+    search = SearchService.options(**opts["SearchService"]).bind(cfg, settings, embedder)
+    return Gateway.options(**opts["Gateway"]).bind(cfg, settings, search)
 
 
-def __getattr__(name: str):
-    """``serve.app:app`` is built on first access, not at import: Ray workers import this module
-    to load the deployment classes and must not build (or fail to build) an app while doing so."""
-    if name == "app":
-        return build_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class ConfigExit(click.ClickException, ConfigError):
+    """A config error as Ray's CLI shows one (``Error: <the line>``, exit 2), still a ConfigError
+    for callers that handle those (``astradup serve``)."""
+
+    exit_code = 2
+
+
+def resolve(args: AppArgs, environ: dict[str, str] | None = None) -> AppArgs:
+    """The explicit arguments over the ``ASTRADUP_*`` service variables, validated once more as a
+    whole (an API key usually comes from the environment: a Secret, never the config file)."""
+    return args_from_env(environ, **args.model_dump(exclude_unset=True))
+
+
+def build(args: AppArgs) -> Application:
+    """Application builder: ``serve run serve.app:build key=value``, or ``import_path`` + ``args``
+    of a Serve config file. Refuses (BindRefused) a non-loopback ``bind_host`` without an API key
+    unless ``insecure``: the open-API check ``astradup serve`` makes, for Ray's own CLI too."""
+    args = resolve(args)
+    check_bind(args.bind_host, args.api_key, args.insecure)
+    try:
+        cfg = args.load_config()
+    except ConfigError as e:  # `serve run` / `serve deploy`: click prints "Error: <the line>", exit 2
+        raise ConfigExit(str(e)) from None
+    return build_app(cfg, args.settings())
+
+
+__all__ = ["APP_NAME", "AppArgs", "BindRefused", "build", "build_app", "deployment_options"]

@@ -37,6 +37,8 @@ from astradup.records import STATUS_OK
 from astradup.store.vectors import is_lite_uri
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
 from serve.ranges import RangeNotSatisfiable, parse_range
+from serve.responses import (DeleteOut, HealthOut, QueueOut, ReviewList, ReviewOut, SearchOut, VideoDetail,
+                             VideoList, errors)
 from serve import state
 from serve.bodies import BadJson, BodyLimit, parse_json
 from serve.hosts import HostPolicy
@@ -312,7 +314,8 @@ class Gateway:
         return Response(self._static[name], media_type=STATIC_TYPES[name],
                         headers={"Cache-Control": "no-cache"})
 
-    @api.get("/healthz", summary="Liveness: the gateway answers and the search deployment responds")
+    @api.get("/healthz", summary="Liveness: the gateway answers and the search deployment responds",
+             response_model=HealthOut, responses=errors(503))
     async def healthz(self) -> dict:
         async def ping() -> dict:
             return await self.search.ping.remote()
@@ -344,7 +347,8 @@ class Gateway:
         finally:
             self.metrics.search(rec["kind"], rec["outcome"], time.perf_counter() - t0)
 
-    @api.post("/search", openapi_extra=SEARCH_OPENAPI,
+    @api.post("/search", openapi_extra=SEARCH_OPENAPI, response_model=SearchOut,
+              responses=errors(401, 403, 404, 413, 415, 502, 503),
               summary="Ranked matches of an uploaded video, an indexed video id or an s3:// URI")
     async def search(self, request: Request) -> dict:
         with self._searching("invalid") as rec:
@@ -453,7 +457,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ videos
 
-    @api.get("/videos", summary="Indexed (or failed, or deleted) videos")
+    @api.get("/videos", summary="Indexed (or failed, or deleted) videos", response_model=VideoList,
+             responses=errors(401))
     def videos(self, status: Literal["ok", "failed", "deleted", "all"] = "ok",
                q: Annotated[str, Query(max_length=200, description="part of the file name")] = "",
                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -471,7 +476,8 @@ class Gateway:
                 "status": r["status"], "error": r.get("error") or "", "duration": r.get("duration"),
                 "size": r.get("size"), "at": r["at"].isoformat() if r.get("at") else None}
 
-    @api.get("/videos/{video_id}", summary="One video: its status record and, when indexed, its metadata")
+    @api.get("/videos/{video_id}", summary="One video: its status record and, when indexed, its metadata",
+             response_model=VideoDetail, response_model_exclude_unset=True, responses=errors(401, 404))
     def video(self, video_id: VideoId) -> dict:
         row = self.shards.status_of(video_id, fresh=False) or self.shards.status_of(video_id)
         if row is None:
@@ -485,12 +491,14 @@ class Gateway:
                            has_audio=f.has_audio)
         return out
 
-    @api.get("/videos/{video_id}/matches", summary="The indexed video searched against the rest of the index")
+    @api.get("/videos/{video_id}/matches", summary="The indexed video searched against the rest of the index",
+             response_model=SearchOut, responses=errors(401, 404, 503))
     async def video_matches(self, video_id: VideoId, top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict:
         with self._searching("video"):
             return await self._call(self.search.search_video.remote(video_id, top))
 
-    @api.delete("/videos/{video_id}", summary="Remove a video's vectors (its records stay, marked deleted)")
+    @api.delete("/videos/{video_id}", summary="Remove a video's vectors (its records stay, marked deleted)",
+                response_model=DeleteOut, responses=errors(401, 404, 409))
     async def delete_video(self, video_id: VideoId) -> dict:
         res = await self._call(self.search.delete.remote(video_id))
         await asyncio.to_thread(self._statuses, True)
@@ -499,8 +507,11 @@ class Gateway:
 
     # ------------------------------------------------------------------ media
 
-    @api.api_route("/media/{video_id}", methods=["GET", "HEAD"],
-                   summary="The video file of an indexed id, with HTTP range requests (206) for seeking")
+    @api.api_route("/media/{video_id}", methods=["GET", "HEAD"], response_class=Response,
+                   summary="The video file of an indexed id, with HTTP range requests (206) for seeking",
+                   responses={200: {"content": {"video/*": {}}, "description": "the whole file"},
+                              206: {"content": {"video/*": {}}, "description": "the range asked for"},
+                              **errors(401, 404, 416)})
     def media(self, video_id: VideoId, request: Request) -> Response:
         row = self._indexed(video_id)
         uri = row["uri"]
@@ -528,7 +539,7 @@ class Gateway:
                                  media_type=content_type(uri), background=BackgroundTask(f.close))
 
     @api.get("/thumbs/{video_id}", summary="A JPEG frame of an indexed video at t seconds (made once, cached)",
-             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, **errors(401, 404)})
     def thumb(self, video_id: VideoId, t: Annotated[float, Query(ge=0, le=7 * 86400)] = 0.0) -> Response:
         row = self._indexed(video_id)
         try:
@@ -539,18 +550,21 @@ class Gateway:
 
     # ------------------------------------------------------------------ reviews
 
-    @api.post("/reviews", summary="Confirm or reject a match; a rejected pair is not reported again")
+    @api.post("/reviews", summary="Confirm or reject a match; a rejected pair is not reported again",
+              response_model=ReviewOut, responses=errors(401, 404))
     async def post_review(self, review: ReviewIn) -> dict:
         if review.query_id == review.source_id:
             raise ApiError(400, "query_id and source_id are the same video")
         return await self._call(self.search.review.remote(review.query_id, review.source_id, review.decision,
                                                           review.note))
 
-    @api.get("/reviews", summary="Verdicts given so far, newest first")
+    @api.get("/reviews", summary="Verdicts given so far, newest first", response_model=ReviewList,
+             responses=errors(401))
     async def reviews(self, decision: Literal["confirmed", "rejected"] | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
         return await self._call(self.search.reviews_list.remote(decision, limit))
 
-    @api.get("/reviews/queue", summary="Low-confidence matches between indexed videos waiting for a verdict")
+    @api.get("/reviews/queue", summary="Low-confidence matches between indexed videos waiting for a verdict",
+             response_model=QueueOut, responses=errors(401))
     async def review_queue(self, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
         return await self._call(self.search.review_queue.remote(limit))

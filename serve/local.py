@@ -1,7 +1,6 @@
 """Start and stop the application on this machine (``astradup serve``, tests, the load benchmark)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -12,9 +11,9 @@ from astradup.config import Config
 from astradup.errors import ConfigError
 from astradup.raystart import ensure_ray
 from astradup.store.vectors import is_lite_uri
-from serve.app import APP_NAME, absolute_paths, build_app
+from serve.app import APP_NAME, absolute_paths, build, build_app, resolve
 from serve.hosts import BindRefused, check_bind
-from serve.settings import ServeSettings
+from serve.settings import AppArgs, ServeSettings
 
 READY_TIMEOUT_S = 300
 
@@ -52,24 +51,41 @@ def check_lite_free(cfg: Config) -> None:
 
 def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
           timeout: float = READY_TIMEOUT_S, insecure: bool = False) -> str:
-    """Run the app on Serve listening on host:port; returns its base URL once /healthz answers.
+    """Run the app of a loaded config and settings on Serve at host:port (tests, the load
+    benchmark); returns its base URL once /healthz answers.
 
     A non-loopback ``host`` without an API key is refused (ConfigError) unless ``insecure``; the
     gateway is told the bind so that it answers only Host headers naming it (serve/hosts.py).
     """
-    from ray import serve
-
     try:
         check_bind(host, settings.api_key, insecure)
     except BindRefused as e:
         raise ConfigError(str(e)) from None
-    settings = dataclasses.replace(settings, bind_host=host)
+    settings = settings.replace(bind_host=host)
+    return _launch(cfg, build_app(cfg, settings), host, port, settings.api_key, timeout)
+
+
+def start_args(args: AppArgs, host: str = "127.0.0.1", port: int = 8000,
+               timeout: float = READY_TIMEOUT_S) -> str:
+    """``astradup serve``: the app the builder makes of ``args`` (the ASTRADUP_* service variables
+    under them), at host:port; the bind is the gateway's ``bind_host``. Returns the base URL."""
+    try:
+        args = resolve(args).replace(bind_host=host)
+        app = build(args)
+    except BindRefused as e:
+        raise ConfigError(str(e)) from None
+    return _launch(args.load_config(), app, host, port, args.api_key, timeout)
+
+
+def _launch(cfg: Config, app, host: str, port: int, api_key: str, timeout: float) -> str:
+    from ray import serve
+
     check_lite_free(cfg)
     ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port, cfg.pipeline.ray_host)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(cfg, settings), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"
-    wait_ready(url, settings.api_key, timeout)
+    wait_ready(url, api_key, timeout)
     return url
 
 

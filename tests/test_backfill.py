@@ -125,3 +125,36 @@ def test_driver_killed_mid_write_then_rerun_indexes_each_video_once(tmp_path, mo
         t, _ = cat.vectors.get_frames(vid)
         assert len(t) == len(np.unique(t)) == cat.vectors.stored_rows(feats[vid])["frames"] > 0
     cat.vectors.close()
+
+
+def test_a_damaged_shard_is_quarantined_and_the_next_backfill_indexes_its_videos_again(tmp_path):
+    """A truncated features shard costs its videos (quarantined, the rest still searchable); the
+    next index run over the same sources writes them again, though their status says ok."""
+    from astradup.pipeline import index
+    from astradup.search import Searcher
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i, src in enumerate(SOURCES[:2]):
+        make_video(videos / f"v{i}.mp4", seconds=4, source=src, seed=i)
+    cfg = load_config(overrides={"data_dir": str(tmp_path / "data"),
+                                 "pipeline": {"dashboard": False, "decode_concurrency": 1}})
+    cat = Catalog(cfg)
+    first = index([str(videos)], cfg, catalog=cat)
+    cat.vectors.close()  # one Milvus Lite client per file
+    assert first.indexed == 2
+    ids = sorted(cat.shards.latest_status())
+    shard = sorted((tmp_path / "data" / "shards" / "features").rglob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    fresh = Catalog(cfg)
+    try:
+        lost = fresh.shards.lost_ids()
+        assert lost and fresh.shards.stats()["shards_quarantined"] == 1
+        assert not set(fresh.shards.load_features(lost))
+        Searcher(cfg, fresh).search_file(str(videos / "v0.mp4"))  # still answers
+        again = index([str(videos)], cfg, catalog=fresh)
+        assert again.indexed == len(lost)
+        assert set(Catalog(cfg).shards.load_features(ids)) == set(ids)
+        assert shard.exists()  # left for the operator
+    finally:
+        fresh.vectors.close()

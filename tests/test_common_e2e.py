@@ -84,3 +84,29 @@ def test_a_reencoded_copy_is_still_a_duplicate_and_the_job_pairs_nothing_else(li
     for (a, b), (q, m) in read_pairs(s.cfg).items():
         assert m.label == "none" and m.segments, (a, b, m)
         assert all(sg.q_start >= INTRO_S - 1 and sg.s_start >= INTRO_S - 1 for sg in m.segments), (a, b, m)
+
+
+def test_asking_more_neighbours_only_for_rows_that_may_be_common_changes_nothing(library, monkeypatch):
+    """The second KNN pass (common.search_k neighbours) goes only to rows whose min_videos-th hit
+    reaches the common floor; asking it for every row finds the same candidates and segments."""
+    s, ids = library["searcher"], library["ids"]
+    queries = {v: s.catalog.shards.load_features([v])[v] for v in ids.values()}
+    two_pass = {v: s.knn(Query(f, None), exclude=v, pruned=True) for v, f in queries.items()}
+    batched = s.knn_many(queries, pruned=True)
+    asked = []
+    real = Searcher._deep_rows
+
+    def every_row(self, hits, floor):
+        asked.append((len(real(self, hits, floor)), len(hits)))
+        return list(range(len(hits)))
+
+    monkeypatch.setattr(Searcher, "_deep_rows", every_row)
+    one_pass = {v: s.knn(Query(f, None), exclude=v, pruned=True) for v, f in queries.items()}
+    for v in queries:
+        # as sets: an approximate index (HNSW on Lite) may order near-equal top hits differently
+        # when asked for more of them
+        assert set(two_pass[v].candidates) == set(one_pass[v].candidates) == set(batched[v].candidates)
+        assert two_pass[v].common == one_pass[v].common == batched[v].common
+        assert two_pass[v].common  # the intro is found through the second pass
+    deep, rows = map(sum, zip(*asked))
+    assert 0 < deep < rows / 2  # the intro's rows, not the bodies'

@@ -96,6 +96,28 @@ def test_deployment_options_gpu_autoscaling_and_lite_single_replica(tmp_path):
     assert absolute_paths(rel).data_dir.startswith("/") and absolute_paths(rel).milvus_uri.startswith("/")
 
 
+def test_openapi_describes_every_response():
+    """Every operation documents its success body (a response model, or the media type of a file)
+    and its refusals as the JSON error body; read from the app's schema, no server needed."""
+    from serve.gateway import api
+
+    doc = api.openapi()
+    ops = [(m.upper(), p, op) for p, item in doc["paths"].items() for m, op in item.items()]
+    assert len(ops) >= 12
+    for method, path, op in ops:
+        ok = {k: v for k, v in op["responses"].items() if k.startswith("2")}
+        assert ok, f"{method} {path}: no success response"
+        for code, r in ok.items():
+            content = r.get("content") or {}
+            json_schema = (content.get("application/json") or {}).get("schema", {})
+            assert json_schema.get("$ref", "").startswith("#/components/schemas/") or \
+                (content and "application/json" not in content), f"{method} {path} {code}: {r}"
+        for code in ("400", "422"):
+            ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ErrorOut"), f"{method} {path} {code}: {ref}"
+    assert doc["components"]["schemas"]["SearchOut"]["required"] == ["query", "matches", "common", "took_ms"]
+
+
 def test_settings_from_env_and_config_ignores_them():
     env = {"ASTRADUP_API_KEY": "k", "ASTRADUP_MAX_UPLOAD_MB": "1.5", "ASTRADUP_SEARCH__TOP": "3"}
     s = settings_from_env(env)

@@ -193,11 +193,14 @@ def test_a_foreign_host_is_refused_through_the_proxy(srv):
 
 
 def test_openapi_fuzz_never_a_server_error(srv):
-    """Every operation of /openapi.json, with data that fits the schema and data that breaks it.
+    """Every operation of /openapi.json, with data that fits the schema and data that breaks it:
+    never a 5xx, every 4xx a JSON error, and every answer matches the response schema documented
+    for its status (the routes' pydantic response models, serve/responses.py).
 
     schemathesis' pytest plugin does not run under this pytest, so its strategies are driven with
     hypothesis directly, one operation and generation mode at a time."""
     from hypothesis import given
+    from schemathesis.specs.openapi.checks import response_schema_conformance
 
     schema = schemathesis.openapi.from_url(srv.url + "/openapi.json", headers={"X-API-Key": serve_harness.API_KEY},
                                            timeout=60)
@@ -228,6 +231,12 @@ def test_openapi_fuzz_never_a_server_error(srv):
                     if not ok:
                         failures.append(f"{case.method} {case.formatted_path}: {r.status_code} without a JSON "
                                         f"error: {r.text[:200]}")
+                if r.status_code < 500 and case.method.upper() != "HEAD":
+                    try:
+                        case.validate_response(r, checks=[response_schema_conformance])
+                    except (AssertionError, BaseExceptionGroup) as e:  # a Failure, or a FailureGroup of them
+                        failures.append(f"{case.method} {case.formatted_path}: {r.status_code} not as documented: "
+                                        f"{str(e)[:300]}")
 
             try:
                 run()

@@ -75,8 +75,7 @@ def test_wheel_ships_configs_licence_and_declares_the_sscd_weights(wheel: Path):
         names = set(z.namelist())
         (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = z.read(meta).decode()
-    assert "astradup/configs/default.yaml" in names
-    assert "astradup/configs/grafana/astradup.json" in names
+    assert "astradup/config/default.yaml" in names
     assert "astradup/data/projection.npz" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: Apache-2.0" in metadata

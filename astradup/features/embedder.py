@@ -26,13 +26,11 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from astradup.config import EmbedderConfig
+from astradup.config import DEVICES, KINDS, EmbedderConfig
 from astradup.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sscd_onnx", "open_clip", "hf_clip")
-DEVICES = ("auto", "cpu", "cuda")
 SSCD_MODELS = ("sscd_distilled", "sscd")
 # SSCD's README recommends resizing the shorter side to 288 for inference, and Immaculate (the
 # package that ships these ONNX files) evaluates them that way; its 0.75 copy threshold assumes it.

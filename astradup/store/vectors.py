@@ -49,6 +49,9 @@ from typing import Any, TypeVar
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
+# search.consistency levels and vectors.phash modes (auto: a pHash collection on a Milvus server,
+# none on Lite), listed once by the config model
+from astradup.config import CONSISTENCY_LEVELS, PHASH_MODES  # noqa: F401
 from astradup.errors import ConfigError
 from astradup.records import STATUS_OK, VideoFeatures
 from astradup.store.retry import RetryPolicy, is_connection_error, is_dead_channel, is_not_loaded, retry_call
@@ -68,8 +71,6 @@ PK_MAX = VIDEO_ID_MAX + 11  # VARCHAR length of the "<video_id>/<row>" primary k
 # 600 ms for a 60 s query's two searches); Session still shows a process its own writes at
 # once and skips that wait when it has written nothing (a search service), Bounded lets a search
 # miss rows written in the last few seconds. Lite answers every level alike.
-CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
-PHASH_MODES = ("auto", "on", "off")  # auto: a pHash collection on a Milvus server, none on Lite
 _SEARCH_CHUNK = 256  # query vectors per search request
 _INSERT_CHUNK = 4096  # rows per insert request (~8 MiB at 512-d, well under gRPC limits)
 _DELETE_CHUNK = 500  # video ids per delete filter
