@@ -1,5 +1,5 @@
 # AstraDup on Ray's own image, for KubeRay (deploy/kuberay/): the same scripts/install.sh that
-# CI and cluster.yaml's nodes run, on rayproject/ray of the Ray version pyproject.toml pins.
+# CI and cluster.yaml's nodes run, on rayproject/ray of the Ray version constraints.txt pins.
 #
 #   docker build -t astradup:2.60.0-cpu .
 #   docker build -t astradup:2.60.0-gpu --build-arg RAY_TAG=2.60.0-py312-gpu --build-arg GPU=1 .

