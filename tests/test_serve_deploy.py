@@ -166,7 +166,7 @@ def test_serve_deploy_of_the_config_file_answers(tmp_path):
             status = subprocess.run(cli + ["status", "--address", dashboard], env=cli_env, capture_output=True,
                                     text=True, timeout=60)
             pytest.fail(f"{e}; serve status:\n{status.stdout[-3000:]}")
-        assert r.json()["videos"] == 2
+        assert requests.get(url + "/healthz", timeout=15).json()["videos"] == 2
         t_healthy = time.monotonic()
         # The key came from the environment, not the file: without it the API is closed.
         assert requests.get(url + "/videos", timeout=30).status_code == 401
