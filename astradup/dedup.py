@@ -403,6 +403,7 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
 def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: int
                  ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     import ray
+    from ray.data import ActorPoolStrategy
 
     from astradup.pipeline import ensure_ray
 
@@ -414,8 +415,8 @@ def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: in
     n = max(1, min(n, len(plan)))
     ds = ray.data.from_items([{"batch": name, "ids": json.dumps(ids)} for name, ids in plan],
                              override_num_blocks=len(plan))
-    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg,), batch_size=1, concurrency=n, num_cpus=1,
-                        batch_format="numpy")
+    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg,), batch_size=1, compute=ActorPoolStrategy(size=n),
+                        num_cpus=1, batch_format="numpy")
     it = ds.iter_rows()
     try:
         for row in it:
