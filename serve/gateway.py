@@ -507,11 +507,18 @@ class Gateway:
 
     # ------------------------------------------------------------------ media
 
-    @api.api_route("/media/{video_id}", methods=["GET", "HEAD"], response_class=Response,
-                   summary="The video file of an indexed id, with HTTP range requests (206) for seeking",
-                   responses={200: {"content": {"video/*": {}}, "description": "the whole file"},
-                              206: {"content": {"video/*": {}}, "description": "the range asked for"},
-                              **errors(401, 404, 416)})
+    # GET and HEAD as two routes of one handler: one route for both methods gives both the same
+    # OpenAPI operation id, which the schema forbids.
+    @api.head("/media/{video_id}", response_class=Response, operation_id="media_head",
+              summary="The headers of /media/{video_id} (size, type, ranges accepted), no body",
+              responses={200: {"content": {"video/*": {}}, "description": "the whole file's headers"},
+                         206: {"content": {"video/*": {}}, "description": "the range's headers"},
+                         **errors(401, 404, 416)})
+    @api.get("/media/{video_id}", response_class=Response, operation_id="media",
+             summary="The video file of an indexed id, with HTTP range requests (206) for seeking",
+             responses={200: {"content": {"video/*": {}}, "description": "the whole file"},
+                        206: {"content": {"video/*": {}}, "description": "the range asked for"},
+                        **errors(401, 404, 416)})
     def media(self, video_id: VideoId, request: Request) -> Response:
         row = self._indexed(video_id)
         uri = row["uri"]
