@@ -80,6 +80,33 @@ def test_a_projection_for_other_dims_is_a_config_error(tmp_path):
     assert ok.frames_dim(16) == 4 and ok.audio_dim(10) == 4
 
 
+@pytest.mark.parametrize("bad, why", [
+    (np.full((2, 34), np.nan, np.float32), "NaN"),
+    (np.zeros((3, 34), np.float32), "shape"),
+    (np.tile(np.linspace(1, 0, 34, dtype=np.float32), (2, 1)), "rise"),
+    (np.tile(np.linspace(0, 5, 34, dtype=np.float32), (2, 1)), "outside"),
+    (np.array([["a"] * 34] * 2), "numeric"),
+])
+def test_a_user_projection_with_broken_tail_tables_fails_at_load_naming_the_array(tmp_path, bad, why):
+    """A hand-made or damaged file's tables are refused when the config is read, not at search time."""
+    path = tmp_path / "p.npz"
+    basis = {"frames": np.eye(16, 4, dtype=np.float32), "audio": np.eye(10, 4, dtype=np.float32)}
+    np.savez(path, **basis, frame_tails=bad, info_kind=np.array("k"), info_model=np.array("m"))
+    with pytest.raises(ConfigError, match=f"p.npz: frame_tails .*{why}"):
+        load_projection(str(path), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
+
+
+def test_a_file_that_is_not_a_projection_is_a_config_error(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="not a projection file"):
+        load_projection(str(junk), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
+    pickled = tmp_path / "obj.npz"
+    np.savez(pickled, frames=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ConfigError, match="obj.npz"):
+        load_projection(str(pickled), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
+
+
 def test_changing_the_projection_needs_reindex_which_rebuilds_from_the_shards(tmp_path, monkeypatch):
     """An index built with full vectors does not open under a projected config (a clear error that
     names the fix), and `reindex` rebuilds the Milvus copy from the shards in the new layout."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -163,11 +164,38 @@ def read_fit(setting: str, key: str) -> tuple[Path, dict[str, Any]]:
     path = BUILTIN if setting.strip().lower() == "builtin" else Path(setting)
     if not path.exists():
         raise ConfigError(f"{key}: file not found: {path}")
-    with np.load(path) as z:
-        fit: dict[str, Any] = {k: (z[k] if k in z else None)
-                               for k in ("frames", "audio", "descriptor", "frame_tails", "audio_tails")}
-        fit.update({k: (str(z[f"info_{k}"]) if f"info_{k}" in z else "") for k in ("kind", "model")})
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fit: dict[str, Any] = {k: (z[k] if k in z else None)
+                                   for k in ("frames", "audio", "descriptor", "frame_tails", "audio_tails")}
+            fit.update({k: (str(z[f"info_{k}"]) if f"info_{k}" in z else "") for k in ("kind", "model")})
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{key} {path}: not a projection file written by fit_projection.py "
+                          f"({type(e).__name__})") from None
+    for name in ("frames", "audio", "descriptor", "frame_tails", "audio_tails"):
+        problem = _array_problem(name, fit[name])
+        if problem:
+            raise ConfigError(f"{key} {path}: {name} {problem}")
     return path, fit
+
+
+def _array_problem(name: str, a: np.ndarray | None) -> str:
+    """Why an array read from a projection file cannot be used ('' when it can): a user's file is
+    checked here, at load, so a bad one fails with its name rather than at search time."""
+    if a is None:
+        return ""
+    if a.dtype.kind not in "fiu" or a.ndim != 2 or 0 in a.shape:
+        return f"must be a non-empty 2-d numeric array, got {a.dtype} {a.shape}"
+    if not np.isfinite(a).all():
+        return "holds NaN or infinite values"
+    if name.endswith("_tails"):
+        if a.shape != (2, len(TAIL_PROBS)):
+            return f"must have shape (2, {len(TAIL_PROBS)}), got {a.shape}"
+        if np.abs(a).max() > 1.0 + 1e-3:
+            return "holds similarities outside [-1, 1]"
+        if (np.diff(a, axis=1) < -1e-6).any():
+            return "must rise along each row (quantiles of ever rarer shares)"
+    return ""
 
 
 def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embedder_kind: str,
