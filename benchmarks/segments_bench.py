@@ -1,7 +1,9 @@
 """Partial-copy benchmark: index a benchmark's sources, search every query for copied segments,
 write predictions in the truth CSV's format, and print the LCT-2024 score and VSC22 segment
 micro-AP overall and per transform, the VSC22 descriptor micro-AP, distractor false alarms, and a
-sweep table over alignment settings (one row per setting) so the defaults are chosen by measurement.
+sweep table over alignment settings (one row per setting) so the defaults are chosen by measurement;
+segment-level tables per edit chain, per edit, per copied length and (on ``make_bench.py --hard``
+benchmarks) per audio kept or replaced.
 
     .venv/bin/python benchmarks/segments_bench.py --bench DIR [--data-dir D] [--pred OUT.csv] [--sweep]
 
@@ -14,6 +16,7 @@ import argparse
 import csv
 import dataclasses
 import itertools
+import json
 import shutil
 import sys
 import tempfile
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from astradup.config import load_config
-from astradup.eval.metrics import evaluate, vsc_descriptor_micro_ap
+from astradup.eval.metrics import evaluate, length_bin, segments_found, transform_of, vsc_descriptor_micro_ap
 from astradup.eval.segments_csv import SegmentRow, read_rows, write_rows
 from astradup.match.align import suppress_overlaps
 from astradup.match.scoring import informative, pair_segments
@@ -71,6 +74,37 @@ def sweep_audio(cache, sources, cfg, truth, qids, stem, bench) -> None:
         ao = r.get("per_transform", {}).get("audio_only", {}).get("score", float("nan"))
         print(f"{window:>7} {step:>10} {qstep:>10} | {r['score']:6.3f} {r['segment_uap']:6.3f} "
               f"{(nd - nfa) / max(nd, 1):6.3f}  {ao:6.3f}")
+
+
+def audio_kept(bench: Path) -> dict[tuple[str, str], str]:
+    """(query id, query segment) -> "audio kept" / "audio replaced" from a --hard manifest ({} else)."""
+    try:
+        man = json.loads((bench / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for q in man.get("queries", []):
+        for g in (q.get("hard") or {}).get("segments", []):
+            out[(q["id"], g["query_segment"])] = "audio kept" if g.get("audio") else "audio replaced"
+    return out
+
+
+def print_found_tables(truth, pred, bench: Path) -> None:
+    """Segment-level tables: per edit chain, per single edit, per copied length and (on the hard
+    variant) per audio kept/replaced, so a failure is traced to what was done to the copy."""
+    audio = audio_kept(bench)
+    keys = {
+        "chain": lambda r: [transform_of(r)],
+        "edit": lambda r: transform_of(r).split("+"),
+        "length": lambda r: [length_bin(r)],
+    }
+    if audio:
+        keys["audio"] = lambda r: [audio.get((r.query_id, f"{r.q_start:g}-{r.q_end:g}"), "unknown")]
+    for name, key in keys.items():
+        table = segments_found(truth, pred, key)
+        print(f"\n{'copied segments by ' + name:<40} {'n':>3} {'found':>6} {'cover':>6}")
+        for g, r in table.items():
+            print(f"{g:<40} {r['n']:>3.0f} {r['found']:6.3f} {r['coverage']:6.3f}")
 
 
 def main() -> int:
@@ -125,6 +159,7 @@ def main() -> int:
     for t, r in sorted(res.get("per_transform", {}).items()):
         print(f"{t:<14} {r['n_queries']:>3} {r['f1']:6.3f} {r['iou']:6.3f} {r['score']:6.3f} {r['segment_uap']:6.3f}")
     print(f"{'ALL':<14} {len(truth):>3} {res['f1']:6.3f} {res['iou']:6.3f} {res['score']:6.3f} {res['segment_uap']:6.3f}")
+    print_found_tables(truth, pred, bench)
     nd = res.get("distractor_queries", 0)
     nfa = res.get("distractors_with_prediction", 0)
     print(f"distractor queries: {nd}, with any segment: {nfa} ({(nd - nfa) / max(nd, 1):.3f} clean)")

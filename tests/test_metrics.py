@@ -8,6 +8,9 @@ import pytest
 
 from astradup.errors import MediaError
 from astradup.eval.metrics import (
+    length_bin,
+    segments_found,
+    transform_of,
     _intersect_length, _union, evaluate, lct2024_score, vsc_descriptor_micro_ap,
     vsc_segment_micro_ap,
 )
@@ -265,3 +268,22 @@ def test_missing_column_and_bad_score(tmp_path):
     path.write_text("query_id,query_segment,source_id,source_segment,score\nq1,0-10,s1,0-10,nan\n")
     with pytest.raises(MediaError, match="line 2: score 'nan'"):
         read_rows(path)
+
+
+def test_segments_found_counts_each_copy_under_its_own_chain_and_length():
+    """Two copies in one long query under different chains: each chain is charged only its own copy
+    (a query-level table would count the other copy's rows against it)."""
+    truth = [row("q", 10, 14, "a", 0, 4, transform="hflip+overlay"),
+             row("q", 60, 72, "b", 5, 17, transform="crop_rescale+speed"),
+             row("r", 0, 6, "a", 20, 26, transform="hflip+color")]
+    pred = [row("q", 61, 69, "b", 6, 14, 0.9),      # 8 of 12 s of the second copy
+            row("q", 10, 14, "b", 0, 4, 0.8),       # right place, wrong source: not a find
+            row("r", 0, 6, "a", 40, 46, 0.7)]       # right query seconds, wrong source seconds
+    chain = segments_found(truth, pred, lambda r: [transform_of(r)])
+    assert chain["crop_rescale+speed"] == {"n": 1, "found": 1.0, "coverage": pytest.approx(8 / 12)}
+    assert chain["hflip+overlay"]["found"] == 0.0 and chain["hflip+color"]["found"] == 0.0
+    edits = segments_found(truth, pred, lambda r: transform_of(r).split("+"))
+    assert edits["hflip"] == {"n": 2, "found": 0.0, "coverage": 0.0}
+    assert edits["speed"]["found"] == 1.0
+    lengths = segments_found(truth, pred, lambda r: [length_bin(r)])
+    assert set(lengths) == {"3-5 s", "8-15 s", "5-8 s"} and lengths["8-15 s"]["found"] == 1.0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from math import sqrt
-from typing import Any, Collection, Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Protocol, Sequence
 
 Interval = tuple[float, float]
 Pair = tuple[str, str]
@@ -257,13 +257,43 @@ def vsc_descriptor_micro_ap(truth_pairs: Collection[tuple[Hashable, Hashable]],
 # report
 
 
-def _transform_of(r: Row) -> str:
+def transform_of(r: Row) -> str:
     extra = getattr(r, "extra", None) or {}
     return str(extra.get("transform", "")).strip() or "unspecified"
 
 
 def _has_transform(rows: Iterable[Row]) -> bool:
     return any("transform" in (getattr(r, "extra", None) or {}) for r in rows)
+
+
+LENGTH_BINS = ((0.0, 3.0), (3.0, 5.0), (5.0, 8.0), (8.0, 15.0), (15.0, float("inf")))
+
+
+def length_bin(r: Row) -> str:
+    """The copied segment's length class (query side), as the hard benchmark's tables group them."""
+    n = r.q_end - r.q_start
+    lo, hi = next(b for b in LENGTH_BINS if b[0] <= n < b[1] or b == LENGTH_BINS[-1])
+    return f"{lo:g}-{hi:g} s" if hi != float("inf") else f">={lo:g} s"
+
+
+def segments_found(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
+                   key: Callable[[Row], Iterable[str]]) -> dict[str, dict[str, float]]:
+    """Per group of truth segments (``key`` names a row's groups: its edit chain, each edit of the
+    chain, its length class): how many there are, the share found (a prediction for the same pair
+    whose box overlaps the segment's) and the mean share of its query seconds covered by those
+    predictions. Segment level, unlike ``per_transform``: a long query holding copies under two
+    chains counts each copy under its own chain instead of charging one chain the other's rows."""
+    by_pair = _by_pair(pred_rows)
+    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in truth_rows:
+        hits = [p for p in by_pair.get(_pair(r), []) if _box_overlap(r, p)]
+        covered = _intersect_length([(r.q_start, r.q_end)], _union((p.q_start, p.q_end) for p in hits))
+        for g in key(r):
+            a = acc[g]
+            a[0] += 1
+            a[1] += bool(hits)
+            a[2] += covered / max(r.q_end - r.q_start, 1e-9)
+    return {g: {"n": a[0], "found": a[1] / a[0], "coverage": a[2] / a[0]} for g, a in sorted(acc.items())}
 
 
 def evaluate(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
@@ -287,7 +317,7 @@ def evaluate(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
     if _has_transform(truth_rows):
         groups: dict[str, set[str]] = defaultdict(set)
         for r in truth_rows:
-            groups[_transform_of(r)].add(r.query_id)
+            groups[transform_of(r)].add(r.query_id)
         per: dict[str, dict[str, Any]] = {}
         for name in sorted(groups):
             qids = groups[name]
