@@ -3,14 +3,19 @@ colour on both bars, a tooltip with the seconds, hostile numbers and names survi
 page built from it (timelines and frames at the matched moments) without indexing anything."""
 from __future__ import annotations
 
+import json
 import math
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from astradup.records import SegmentMatch, VideoMatch
 from astradup.report import (PairEntry, ReportData, VideoEntry, make_thumbs, moment_time, plan_moments,
                              render_html)
 from astradup.timeline import MAX_DRAWN, MIN_WIDTH_PX, PALETTE, Span, moments, timeline_svg
 from tests.media import make_video
+
+APP_JS = Path(__file__).resolve().parent.parent / "serve" / "static" / "app.js"
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -127,3 +132,10 @@ def test_moments_are_bounded_per_pair_and_shared_between_pairs():
     assert data.videos[s].moment_times == {moment_time(i + 0.04) for i in range(36, 40)} == {36.0, 37.0, 38.0, 39.0}
     page = render_html(data)  # the files are gone: timeline drawn, no frame, no broken <img>
     assert page.count('class="iv iv-a"') == 40 and "<img" not in page
+
+
+def test_the_web_page_draws_with_the_same_palette_and_bound():
+    js = APP_JS.read_text("utf-8")
+    palette = re.search(r"const PALETTE = (\[[^\]]*\]);", js).group(1)
+    assert tuple(json.loads(palette)) == PALETTE
+    assert f"const MAX_DRAWN = {MAX_DRAWN};" in js
