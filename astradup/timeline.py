@@ -96,7 +96,8 @@ def timeline_svg(a_duration: float | None, b_duration: float | None, spans: Iter
     """Inline ``<svg>`` of one pair: bar A on top, bar B below, lengths proportional to durations
     (the longer video spans ``width``), interval ``i`` in :func:`colour` ``(i)`` on both bars.
 
-    Labels are user data (file names): escaped. Intervals are clamped into their bar; at most
+    Meant to sit inline in an HTML page (so no ``xmlns``: the page fetches nothing, not even a
+    namespace URL). Labels are user data (file names): escaped. Intervals are clamped into their bar; at most
     :data:`MAX_DRAWN` are drawn and the caption says how many were left out.
     """
     spans = clean_spans(spans)
@@ -109,7 +110,7 @@ def timeline_svg(a_duration: float | None, b_duration: float | None, spans: Iter
     ya, yb = LABEL_H, LABEL_H + BAR_H + GAP_H
     height = yb + BAR_H + LABEL_H
     more = f" \u00b7 {left_out} more interval(s) not drawn" if left_out else ""
-    parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    parts = [f'<svg class="timeline" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(a_label)} and {_e(b_label)}: '
              f'{len(spans)} copied interval(s)">',
              f'<text x="{MARGIN_PX}" y="{ya - 4}" font-size="11" fill="#1d2330">{_e(a_label)} \u00b7 '

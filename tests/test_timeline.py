@@ -17,7 +17,7 @@ from tests.media import make_video
 
 APP_JS = Path(__file__).resolve().parent.parent / "serve" / "static" / "app.js"
 
-NS = "{http://www.w3.org/2000/svg}"
+NS = ""  # inline SVG in HTML: no namespace declared
 
 
 def _svg(text: str) -> ET.Element:
