@@ -157,8 +157,8 @@ def test_upload_match_intervals_review_and_screenshot(srv, page, tmp_path):
     # frames where the intervals start (the source side: the upload has no server thumbnail)
     figs = page.locator("#moments figure.moment")
     assert figs.count() == 2
-    page.wait_for_function("[...document.querySelectorAll('#moments img')].every(i => i.complete && i.naturalWidth > 0)",
-                           timeout=WAIT_MS)
+    page.wait_for_function("[...document.querySelectorAll('#moments img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS)
     assert f"B {segs[0]['s_start']:.1f} s" in figs.nth(0).inner_text()
     figs.nth(0).click()
     _settled(page, "source-player", segs[0]["s_start"])

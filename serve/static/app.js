@@ -240,7 +240,11 @@ function timelineSvg(aDur, bDur, segments, aLabel, bLabel, width = 560) {
   const w = (t0, t1) => Math.max(2, (t1 - Math.max(0, t0)) * scale);
   const svg = svgEl("svg", { class: "timeline", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
                              "aria-label": `${aLabel} and ${bLabel}: ${segs.length} copied interval(s)` });
-  const text = (y, s) => { const t = svgEl("text", { x: M, y, "font-size": 11, fill: "#1d2330" }); t.textContent = s; return t; };
+  const text = (y, s) => {
+    const t = svgEl("text", { x: M, y, "font-size": 11, fill: "#1d2330" });
+    t.textContent = s;
+    return t;
+  };
   svg.append(text(ya - 4, `${aLabel} · ${secs(da)} s`),
     svgEl("rect", { class: "track track-a", x: M, y: ya, width: da * scale, height: BAR, rx: 3, fill: "#dfe3ec" },
           `${aLabel}: 0–${secs(da)} s`),
