@@ -171,17 +171,31 @@ def cmd_dedup(args, cfg: Config) -> int:
     return 0
 
 
+def _moments_arg(value: str) -> int:
+    """--moments: an integer 0..MAX_MOMENTS_PER_PAIR (argparse turns the error into one line, exit 2)."""
+    from astradup.report import MAX_MOMENTS_PER_PAIR
+
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_MOMENTS_PER_PAIR:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_MOMENTS_PER_PAIR}, got {value!r}")
+    return n
+
+
 def cmd_report(args, cfg: Config) -> int:
     """HTML + CSV report of the duplicate groups (the same groups as dedup), with thumbnails."""
     from astradup.report import write_report
 
     summary = write_report(cfg, args.out, args.min_label, thumbs_per_video=args.thumbs,
-                           embed_thumbs=args.embed_thumbs)
+                           embed_thumbs=args.embed_thumbs, moments_per_pair=args.moments)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{summary['groups']} duplicate group(s), {summary['pairs']} pair(s) among {summary['indexed_videos']} "
-          f"indexed video(s) (pairs at >= {summary['min_label']}); {summary['thumbnails']} thumbnail(s)")
+          f"indexed video(s) (pairs at >= {summary['min_label']}); {summary['thumbnails']} thumbnail(s), "
+          f"{summary['moment_thumbnails']} at matched moments")
     for miss in summary["missing_files"]:
         print(f"  no thumbnail for {miss['uri']}: {miss['reason']}")
     print(f"report: {summary['html']}\ncsv:    {summary['csv']}")
@@ -363,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thumbs", type=int, default=3, help="frames per video (ffmpeg, from the indexed file)")
     s.add_argument("--embed-thumbs", action="store_true",
                    help="inline the frames in report.html (one file to mail) instead of thumbs/")
+    s.add_argument("--moments", type=_moments_arg, default=4,
+                   help="copied intervals per pair pictured on both sides, best-scored first (0-16; 0: none)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_report)
     s = sub.add_parser("delete", help="remove a video's vectors and mark it deleted")

@@ -6,9 +6,16 @@ copies. This module takes exactly the groups and pairs that ``dedup`` computes
 adds a few frames of every grouped video (ffmpeg, from the uri the index recorded, local or s3),
 and writes::
 
-    <out>/report.html   one page, no script, no network: groups, thumbnails, scores, intervals
+    <out>/report.html   one page, no script, no network: groups, thumbnails, scores, intervals,
+                        and per pair a timeline (astradup.timeline) with frames at the matched moments
     <out>/report.csv    one row per duplicate pair (spreadsheets, scripts)
-    <out>/thumbs/       <video_id>_<k>.jpg frames the page shows (or inlined with embed_thumbs)
+    <out>/thumbs/       <video_id>_<k>.jpg frames spread over each video and <video_id>_at<ds>.jpg
+                        frames at the start of copied intervals (ds: tenths of a second), which the
+                        page shows (or inlined with embed_thumbs)
+
+Frames at matched moments are bounded per pair (:data:`MOMENTS_PER_PAIR` intervals, both sides), so
+a report over thousands of pairs takes a bounded number of pictures; a moment shared by several
+pairs of one video is taken once.
 
 A video whose file is no longer where it was indexed still appears, with a placeholder that says
 so: the index remembers it, and "the copy is already gone" is useful to the reader.
@@ -20,7 +27,6 @@ import csv
 import html
 import io
 import os
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from astradup.config import Config
-from astradup.errors import MediaError
-from astradup.io.gate import admit
 from astradup.io.sources import is_remote, local_copy, storage_options
+from astradup.io.thumbs import jpeg_frame
 from astradup.records import AudioCopy, SegmentMatch, VideoMatch
+from astradup.timeline import Span, colour, moments, span_title, timeline_svg
 
 LABELS = ("duplicate", "near-duplicate", "similar")
 THUMBS_PER_VIDEO = 3
 THUMB_WIDTH = 240
-FFMPEG_TIMEOUT_S = 60
+MOMENTS_PER_PAIR = 4  # copied intervals per pair with a frame on each side (the best-scored ones)
+MAX_MOMENTS_PER_PAIR = 16
+MOMENT_STEP = 0.1  # seconds: moments are taken per tenth of a second, so pairs share frames
 CSV_FIELDS = ("group_id", "video_a_id", "video_a_uri", "video_b_id", "video_b_uri", "fused", "label",
               "confidence", "review", "visual", "audio", "metadata", "notes", "interval_query_id",
               "query_intervals", "source_intervals", "interval_scores")
@@ -61,6 +69,8 @@ class VideoEntry:
     duration: float | None
     thumbs: list[str] = field(default_factory=list)  # img src values (relative paths or data URIs)
     missing: str = ""
+    moment_times: set[float] = field(default_factory=set)  # seconds (MOMENT_STEP grid) pairs want a frame at
+    moments: dict[float, str] = field(default_factory=dict)  # those times -> img src (when one was taken)
 
     @property
     def name(self) -> str:
@@ -75,11 +85,16 @@ class PairEntry:
     a: str
     b: str
     match: VideoMatch
+    moments: list[int] = field(default_factory=list)  # indices into spans() that get frames
 
     @property
     def query_id(self) -> str:
         """The side whose search produced ``match`` (its segments' query axis)."""
         return self.a if self.match.source_id == self.b else self.b
+
+    def spans(self) -> list[Span]:
+        """The copied intervals as the timeline draws them: A is the query axis, B the source."""
+        return [Span(sg.q_start, sg.q_end, sg.s_start, sg.s_end, sg.score) for sg in self.match.copied()]
 
 
 @dataclass
@@ -140,46 +155,59 @@ def _gone_reason(uri: str, endpoint: str) -> str:
         return f"file unreachable: {type(e).__name__}: {e}"
 
 
-def _ffmpeg_jpeg(path: str, t: float, width: int, out: Path) -> bool:
-    try:
-        gated = admit(path)  # the same gate as every decoder: forced demuxer, file protocol only
-    except MediaError:
-        return False
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", *gated.ffmpeg_input(), "-frames:v", "1",
-           "-vf", f"scale={width}:-2", "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", str(out)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return False
-    return proc.returncode == 0 and out.is_file() and out.stat().st_size > 0
+def moment_time(t: float) -> float:
+    """``t`` on the MOMENT_STEP grid: two pairs asking for nearly the same frame share one."""
+    return round(round(max(0.0, t) / MOMENT_STEP) * MOMENT_STEP, 1)
+
+
+def plan_moments(data: ReportData, per_pair: int = MOMENTS_PER_PAIR) -> None:
+    """Choose each pair's pictured intervals and tell both videos which frames they owe."""
+    for p in data.pairs:
+        spans = p.spans()
+        p.moments = moments(spans, per_pair)
+        q, s = p.query_id, p.match.source_id
+        for i in p.moments:
+            if q in data.videos:
+                data.videos[q].moment_times.add(moment_time(spans[i].a_start))
+            if s in data.videos:
+                data.videos[s].moment_times.add(moment_time(spans[i].b_start))
 
 
 def make_thumbs(video: VideoEntry, thumbs_dir: Path, endpoint: str = "", n: int = THUMBS_PER_VIDEO,
                 width: int = THUMB_WIDTH, embed: bool = False) -> None:
-    """Fill ``video.thumbs`` (or ``video.missing``). A remote file is downloaded once for all its
-    frames; a frame past the end (a duration rounded up) falls back to an earlier time."""
+    """Fill ``video.thumbs`` and ``video.moments`` (or ``video.missing``). A remote file is
+    downloaded once for all its frames; a frame past the end falls back to an earlier time."""
+    if n <= 0 and not video.moment_times:
+        return  # no picture asked for (--thumbs 0, no interval to picture)
     video.missing = _gone_reason(video.uri, endpoint)
     if video.missing:
         return
     thumbs_dir.mkdir(parents=True, exist_ok=True)
+
+    def take(out: Path, t: float) -> str | None:
+        if not jpeg_frame(path, t, width, out):
+            return None
+        if embed:
+            src = "data:image/jpeg;base64," + base64.b64encode(out.read_bytes()).decode()
+            out.unlink()
+            return src
+        return f"{thumbs_dir.name}/{out.name}"
+
     try:
         with local_copy(video.uri, endpoint) as path:
-            for k, t in enumerate(thumb_times(video.duration, n)):
-                out = thumbs_dir / f"{video.video_id}_{k}.jpg"
-                if not any(_ffmpeg_jpeg(path, when, width, out) for when in dict.fromkeys((t, max(0.0, t - 1), 0.0))):
-                    continue
-                if embed:
-                    video.thumbs.append("data:image/jpeg;base64," + base64.b64encode(out.read_bytes()).decode())
-                    out.unlink()
-                else:
-                    video.thumbs.append(f"{thumbs_dir.name}/{out.name}")
+            for k, t in enumerate(thumb_times(video.duration, n) if n > 0 else []):
+                if (src := take(thumbs_dir / f"{video.video_id}_{k}.jpg", t)) is not None:
+                    video.thumbs.append(src)
+            for t in sorted(video.moment_times):
+                if (src := take(thumbs_dir / f"{video.video_id}_at{int(round(t / MOMENT_STEP))}.jpg", t)) is not None:
+                    video.moments[t] = src
     except FileNotFoundError:
         video.missing = "file gone: no longer at its indexed location"
         return
     except Exception as e:  # a read error on one video must not cost the whole report
         video.missing = f"file unreadable: {type(e).__name__}: {e}"
         return
-    if not video.thumbs:
+    if not video.thumbs and not video.moments:
         video.missing = "ffmpeg could not extract a frame from this file"
 
 
@@ -239,6 +267,12 @@ th{background:#eef1f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .review{display:inline-block;margin-left:6px;padding:1px 6px;border-radius:10px;background:#f7dc6f;color:#5b4500;
 font-size:12px;font-weight:600}
 .audio-copy{background:#6c3483}ul.iv{margin:0;padding-left:16px}.notes{color:#5a6478;font-size:12px}code{font-size:12px}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:middle}
+tr.pictures td{border-bottom:2px solid #c9cfdc;padding:4px 8px 12px}.pictures .cells{display:flex;flex-wrap:wrap;
+gap:14px;align-items:flex-start}svg.timeline{display:block;max-width:100%;height:auto}svg.timeline rect.iv{stroke:#fff;
+stroke-width:.5}.moments{display:flex;flex-wrap:wrap;gap:8px}.moment{margin:0;padding:4px;border:3px solid;
+border-radius:6px;background:#fafbfd}.moment img{width:120px;display:block;border-radius:3px;background:#000}
+.moment .sides{display:flex;gap:4px}.moment figcaption{font-size:12px;color:#3a4254;text-align:center}
 """
 
 
@@ -265,10 +299,11 @@ def _pair_html(p: PairEntry, data: ReportData) -> str:
     name = lambda v: data.videos[v].name if v in data.videos else v[:12]  # noqa: E731
     q, s = p.query_id, m.source_id
     ivs = "".join(
-        f"<li>{_e(name(q))} {sg.q_start:g}&ndash;{sg.q_end:g} s &larr; "
+        f'<li><span class="swatch" style="background:{colour(i)}"></span>'
+        f"{_e(name(q))} {sg.q_start:g}&ndash;{sg.q_end:g} s &larr; "
         f"{_e(name(s))} {sg.s_start:g}&ndash;{sg.s_end:g} s"
         f" <span class=\"notes\">(score {sg.score:.3f}, {_kind_html(sg)})</span></li>"
-        for sg in m.copied())
+        for i, sg in enumerate(m.copied()))
     ivs = f'<ul class="iv">{ivs}</ul>' if ivs else '<span class="notes">no interval localised</span>'
     aud = m.scores.get("audio")
     review = '<span class="review">review</span>' if m.review else ""
@@ -277,7 +312,36 @@ def _pair_html(p: PairEntry, data: ReportData) -> str:
             f'<td class="num">{m.fused:.3f}</td><td><span class="badge {_e(m.label)}">{_e(m.label)}</span>{review}</td>'
             f'<td class="num">{m.confidence:.2f}</td><td class="num">{m.scores.get("visual", 0.0):.3f}</td>'
             f'<td class="num">{"-" if aud is None else f"{aud:.3f}"}</td>'
-            f'<td class="num">{m.scores.get("metadata", 0.0):.3f}</td><td>{ivs}{notes}</td></tr>')
+            f'<td class="num">{m.scores.get("metadata", 0.0):.3f}</td><td>{ivs}{notes}</td></tr>'
+            + _pictures_html(p, data))
+
+
+def _pictures_html(p: PairEntry, data: ReportData) -> str:
+    """The pair's second row: its timeline, and frames of both videos where the pictured intervals start."""
+    spans = p.spans()
+    if not spans:
+        return ""
+    q, s = p.query_id, p.match.source_id
+    vq, vs = data.videos.get(q), data.videos.get(s)
+    qn, sn = (vq.name if vq else q[:12]), (vs.name if vs else s[:12])
+    svg = timeline_svg(vq.duration if vq else None, vs.duration if vs else None, spans,
+                       a_label=f"A: {qn}", b_label=f"B: {sn}")
+    figs = []
+    for i in p.moments:
+        sp = spans[i]
+        qa = vq.moments.get(moment_time(sp.a_start)) if vq else None
+        sb = vs.moments.get(moment_time(sp.b_start)) if vs else None
+        if qa is None and sb is None:
+            continue
+        img = lambda src, who, t: (f'<img src="{_e(src)}" alt="{_e(who)} at {t:.1f} s">' if src  # noqa: E731
+                                   else '<span class="notes">no frame</span>')
+        figs.append(f'<figure class="moment" data-index="{i}" style="border-color:{colour(i)}">'
+                    f'<div class="sides">{img(qa, qn, sp.a_start)}{img(sb, sn, sp.b_start)}</div>'
+                    f'<figcaption title="{_e(span_title(i, sp, qn, sn))}">{i + 1}: A {sp.a_start:.1f} s '
+                    f'&harr; B {sp.b_start:.1f} s</figcaption></figure>')
+    moments_html = f'<div class="moments">{"".join(figs)}</div>' if figs else ""
+    return (f'<tr class="pictures" data-a="{_e(p.a)}" data-b="{_e(p.b)}"><td colspan="8"><div class="cells">'
+            f"{svg}{moments_html}</div></td></tr>")
 
 
 def _is_audio_copy(sg: SegmentMatch) -> bool:
@@ -339,19 +403,22 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplicate", *,
                  thumbs_per_video: int = THUMBS_PER_VIDEO, embed_thumbs: bool = False, searcher=None,
-                 workers: int | None = None) -> dict[str, Any]:
+                 workers: int | None = None, moments_per_pair: int = MOMENTS_PER_PAIR) -> dict[str, Any]:
     """Compute the groups, make the thumbnails, write report.html + report.csv; returns a summary."""
     if thumbs_per_video < 0:
         raise ValueError(f"thumbs per video must be >= 0, got {thumbs_per_video}")
+    if not 0 <= moments_per_pair <= MAX_MOMENTS_PER_PAIR:
+        raise ValueError(f"moments per pair must be 0 to {MAX_MOMENTS_PER_PAIR}, got {moments_per_pair}")
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = collect(cfg, min_label, searcher)
+    plan_moments(data, moments_per_pair)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     thumb = lambda v, d: make_thumbs(v, d, cfg.s3_endpoint, thumbs_per_video, embed=embed_thumbs)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="astradup-thumbs-") as tmp:
         thumbs_dir = Path(tmp) / "thumbs" if embed_thumbs else out / "thumbs"
-        if thumbs_per_video:
+        if thumbs_per_video or any(v.moment_times for v in data.videos.values()):
             with ThreadPoolExecutor(max_workers=workers) as pool:  # ffmpeg processes do the work; threads wait
                 list(pool.map(lambda v: thumb(v, thumbs_dir), data.videos.values()))
     html_path, csv_path = out / "report.html", out / "report.csv"
@@ -361,6 +428,7 @@ def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplic
             "min_label": data.min_label, "indexed_videos": data.indexed, "groups": len(data.groups),
             "pairs": len(data.pairs), "grouped_videos": len(data.videos),
             "thumbnails": sum(len(v.thumbs) for v in data.videos.values()),
+            "moment_thumbnails": sum(len(v.moments) for v in data.videos.values()),
             "missing_files": [{"video_id": v.video_id, "uri": v.uri, "reason": v.missing}
                               for v in data.videos.values() if v.missing],
             "partial_copies": len(data.partial),

@@ -44,6 +44,7 @@ from serve.bodies import BadJson, BodyLimit, parse_json
 from serve.hosts import HostPolicy
 from serve.settings import ServeSettings
 from serve.slots import DecodeSlots
+from serve.video_list import MAX_LIMIT, MAX_QUERY, name_of, video_page
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
@@ -460,19 +461,17 @@ class Gateway:
     @api.get("/videos", summary="Indexed (or failed, or deleted) videos", response_model=VideoList,
              responses=errors(401))
     def videos(self, status: Literal["ok", "failed", "deleted", "all"] = "ok",
-               q: Annotated[str, Query(max_length=200, description="part of the file name")] = "",
-               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-               offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
-        rows = [self._video_row(vid, r) for vid, r in self._statuses().items()
-                if status == "all" or r["status"] == status]
-        if q:
-            rows = [r for r in rows if q.lower() in r["name"].lower()]
-        rows.sort(key=lambda r: (r["name"], r["video_id"]))
-        return {"total": len(rows), "videos": rows[offset:offset + limit]}
+               q: Annotated[str, Query(max_length=MAX_QUERY, description="part of the file name")] = "",
+               limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")] = 100,
+               offset: Annotated[int, Query(ge=0, le=10**9, description="rows to skip (name order)")] = 0) -> dict:
+        total, page = video_page(self._statuses(), status, q, offset, limit)
+        end = offset + len(page)
+        return {"total": total, "offset": offset, "next_offset": end if end < total else None,
+                "videos": [self._video_row(vid, r) for vid, r in page]}
 
     @staticmethod
     def _video_row(vid: str, r: dict) -> dict:
-        return {"video_id": vid, "name": Path(r.get("uri") or "").name, "uri": r.get("uri"),
+        return {"video_id": vid, "name": name_of(r), "uri": r.get("uri"),
                 "status": r["status"], "error": r.get("error") or "", "duration": r.get("duration"),
                 "size": r.get("size"), "at": r["at"].isoformat() if r.get("at") else None}
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from astradup.errors import MediaError
-from astradup.io.gate import admit
 from astradup.io.ids import head_hash
 from astradup.io.sources import is_remote, local_copy, storage_options
+from astradup.io.thumbs import jpeg_frame
 
 CHUNK = 256 << 10  # bytes per read while streaming a range
 S3_BLOCK = 1 << 20  # readahead of an S3 object being served
@@ -217,26 +215,11 @@ class ThumbCache:
             fd, tmp = tempfile.mkstemp(prefix=".thumb-", suffix=".jpg", dir=out.parent)
             os.close(fd)
             try:
-                # Past the last frame ffmpeg writes nothing; an earlier time is the nearest frame.
-                for when in dict.fromkeys((t, max(0.0, t - 1.0), 0.0)):
-                    if _ffmpeg_frame(path, when, self.width, tmp, fds):
-                        os.replace(tmp, out)
-                        return
+                if jpeg_frame(path, t, self.width, tmp, fds, FFMPEG_TIMEOUT_S):
+                    os.replace(tmp, out)
+                    return
                 raise RuntimeError(f"ffmpeg could not extract a frame of {Path(rec.uri).name} at {t:g} s")
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 
-
-def _ffmpeg_frame(path: str, t: float, width: int, out: str, pass_fds: tuple[int, ...] = ()) -> bool:
-    try:
-        gated = admit(path)  # the same gate as every decoder: forced demuxer, file protocol only
-    except MediaError:
-        return False
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", *gated.ffmpeg_input(), "-frames:v", "1",
-           "-vf", f"scale={width}:-2", "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", out]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, pass_fds=pass_fds)
-    except subprocess.TimeoutExpired:
-        return False
-    return proc.returncode == 0 and os.path.getsize(out) > 0

@@ -100,7 +100,9 @@ class VideoRow(_Out):
 
 
 class VideoList(_Out):
-    total: int
+    total: int = Field(description="videos matching the status and name filter, over all pages")
+    offset: int = Field(0, description="rows skipped before this page")
+    next_offset: int | None = Field(None, description="offset of the next page; null on the last")
     videos: list[VideoRow]
 
 

@@ -8,6 +8,7 @@ import csv
 import html
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO_SHOT = Path(__file__).resolve().parent.parent / "benchmarks" / "out" / "report_screenshot.png"
+REPO_TIMELINE_SHOT = REPO_SHOT.with_name("report_timeline.png")
 SPECIAL = 'a flip <b>&"x\'.mp4'  # a legal file name that breaks any HTML that forgets to escape
 
 
@@ -145,7 +147,7 @@ def test_html_shows_groups_scores_intervals_and_escapes_uris(corpus, report):
 
 def test_thumbnails_are_real_frames_of_each_grouped_video(corpus, report):
     out = report["out"]
-    thumbs = sorted((out / "thumbs").glob("*.jpg"))
+    thumbs = sorted(t for t in (out / "thumbs").glob("*.jpg") if "_at" not in t.name)  # spread over each video
     assert len(thumbs) == 5 * 3 == report["summary"]["thumbnails"]
     for t in thumbs:
         assert f'src="thumbs/{t.name}"' in report["html"]
@@ -155,6 +157,31 @@ def test_thumbnails_are_real_frames_of_each_grouped_video(corpus, report):
     a_first = np.asarray(Image.open(out / "thumbs" / f"{corpus['ids']['a.mp4']}_0.jpg").convert("L"), np.float32)
     b_first = np.asarray(Image.open(out / "thumbs" / f"{corpus['ids']['b.mp4']}_0.jpg").convert("L"), np.float32)
     assert np.abs(a_first - b_first).mean() > 10  # each video's own frames
+
+
+def test_each_pair_has_a_timeline_and_frames_where_its_intervals_start(corpus, report):
+    out, page, rows = report["out"], report["html"], report["rows"]
+    moments = sorted((out / "thumbs").glob("*_at*.jpg"))
+    assert len(moments) == report["summary"]["moment_thumbnails"] > 0
+    for t in moments:
+        assert f'src="thumbs/{t.name}"' in page
+        with Image.open(t) as im:
+            assert im.format == "JPEG" and im.size[0] == 240
+    for r in rows:
+        if not r["query_intervals"]:
+            continue
+        block = page.split(f'<tr class="pictures" data-a="{r["video_a_id"]}" data-b="{r["video_b_id"]}"', 1)[1]
+        block = block.split("</tr>", 1)[0]
+        n = len(r["query_intervals"].split(";"))
+        assert block.count('class="iv iv-a"') == block.count('class="iv iv-b"') == n
+        q = r["interval_query_id"]
+        s = r["video_b_id"] if q == r["video_a_id"] else r["video_a_id"]
+        q0 = float(r["query_intervals"].split(";")[0].split("-")[0])
+        s0 = float(r["source_intervals"].split(";")[0].split("-")[0])
+        # the first interval's frames: the query's at its start, the source's at its start (tenths of s)
+        assert f'src="thumbs/{q}_at{round(q0 * 10)}.jpg"' in block, (q0, block[-800:])
+        assert f'src="thumbs/{s}_at{round(s0 * 10)}.jpg"' in block
+        assert block.count('<figure class="moment"') == min(n, 4)
 
 
 def test_vanished_file_gets_a_placeholder_and_the_rest_still_reports(corpus, report, tmp_path, capsys):
@@ -170,7 +197,8 @@ def test_vanished_file_gets_a_placeholder_and_the_rest_still_reports(corpus, rep
     page = (tmp_path / "r" / "report.html").read_text("utf-8")
     block = page.split(f'data-video-id="{ids["b_reencode.mp4"]}"', 1)[1].split('<div class="video"', 1)[0]
     assert '<div class="missing">file gone: no longer at its indexed location</div>' in block
-    assert page.count('src="data:image/jpeg;base64,') == 4 * 3  # the other four videos, inlined
+    assert len(re.findall(r'<img src="data:image/jpeg;base64,[^"]*" alt="frame ', page)) == 4 * 3  # inlined
+    assert 'src="thumbs/' not in page and page.count('<figure class="moment"') > 0  # moments inlined too
     assert not (tmp_path / "r" / "thumbs").exists()
     with open(tmp_path / "r" / "report.csv", newline="", encoding="utf-8") as f:
         assert list(csv.DictReader(f)) == report["rows"]  # the pairs do not depend on the file being there
@@ -232,9 +260,12 @@ def test_report_in_headless_chromium_is_not_blank(report, tmp_path_factory):
             assert page.locator("section.group").count() == 2
             assert page.locator("tr.pair").count() == len(report["rows"])
             broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
-            assert page.locator("img").count() == 15 and broken == 0
+            assert page.locator("img").count() == report["html"].count("<img") > 15 and broken == 0
             assert "Group 1: 3 videos" in page.locator("h2").first.inner_text()
+            assert page.locator("svg.timeline").count() == page.locator("tr.pictures").count() > 0
+            assert page.locator("svg.timeline").first.bounding_box()["width"] > 300  # drawn, not collapsed
             page.screenshot(path=str(shot), full_page=True)
+            page.locator("#group-2").screenshot(path=str(shots / "report_timeline.png"))
         finally:
             browser.close()
     assert all(u.startswith("file://") for u in requests), requests  # nothing from the network
@@ -246,6 +277,7 @@ def test_report_in_headless_chromium_is_not_blank(report, tmp_path_factory):
     try:
         REPO_SHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, REPO_SHOT)
-        print(f"REPORT_SCREENSHOT {REPO_SHOT}")
+        shutil.copyfile(shots / "report_timeline.png", REPO_TIMELINE_SHOT)
+        print(f"REPORT_SCREENSHOT {REPO_SHOT} {REPO_TIMELINE_SHOT}")
     except OSError:
         pass

@@ -161,7 +161,11 @@ def test_videos_list_and_detail(srv):
     assert r["total"] == serve_harness.N_VIDEOS
     assert sorted(v["name"] for v in r["videos"]) == sorted(srv.ids)
     assert srv.get("/videos?q=copy").json()["videos"][0]["name"] == "c_copy.mp4"
-    assert len(srv.get("/videos?limit=2&offset=1").json()["videos"]) == 2
+    page = srv.get("/videos?limit=2&offset=1").json()
+    assert len(page["videos"]) == 2 and page["offset"] == 1 and page["next_offset"] == 3
+    assert [v["name"] for v in page["videos"]] == sorted(srv.ids)[1:3]  # pages in name order
+    assert srv.get(f"/videos?limit=2&offset={r['total'] - 1}").json()["next_offset"] is None
+    assert srv.get("/videos?limit=1001").status_code == 422  # a page is bounded (picker paging)
     a = srv.get(f"/videos/{srv.ids['a.mp4']}").json()
     assert a["status"] == "ok" and a["has_audio"] and a["frames"] == 24 and a["meta"]["duration"] == pytest.approx(24)
     assert srv.get(f"/videos/{srv.ids['c.mp4']}").json()["has_audio"] is False

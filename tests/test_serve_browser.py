@@ -1,6 +1,8 @@
 """The web page in a real browser: Debian's chromium, headless, driven by Playwright (never a
-downloaded browser). Upload a query, see the match, switch between its intervals (both players
-seek, over HTTP range requests), review a low-confidence match, and keep a screenshot."""
+downloaded browser). Page and filter the video picker, upload a query, see the match and its
+timeline, switch between its intervals from the buttons, the list and the timeline (both players
+seek, over HTTP range requests), see frames at the matched moments, review a low-confidence match,
+and keep screenshots."""
 from __future__ import annotations
 
 import os
@@ -18,6 +20,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO_SHOT = Path(__file__).resolve().parent.parent / "benchmarks" / "out" / "serve_screenshot.png"
+REPO_TIMELINE_SHOT = REPO_SHOT.with_name("serve_timeline.png")
 WAIT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -54,6 +57,42 @@ def _not_blank(png: Path) -> None:
     assert len(np.unique(img.reshape(-1, 3)[::7], axis=0)) > 200, "screenshot has too few colours"
 
 
+def _keep(shot: Path, repo_path: Path) -> None:
+    print(f"\nscreenshot: {shot}")
+    try:
+        repo_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, repo_path)
+        print(f"screenshot: {repo_path}")
+    except OSError:
+        pass
+
+
+def _timeline_drawn(page, res: dict, segs: list[dict]) -> None:
+    """The match's timeline: A (the query) and B (the source) to scale, interval i on both in one colour."""
+    svg = page.locator("#timeline svg.timeline")
+    assert svg.count() == 1
+    geo = page.evaluate("""() => [...document.querySelectorAll('#timeline rect')].map(r => ({
+        cls: r.getAttribute('class'), i: r.getAttribute('data-index'), fill: r.getAttribute('fill'),
+        x: +r.getAttribute('x'), w: +r.getAttribute('width'), title: r.querySelector('title').textContent }))""")
+    tracks = {g["cls"]: g for g in geo if g["cls"].startswith("track")}
+    a = [g for g in geo if g["cls"].startswith("iv iv-a")]
+    b = [g for g in geo if g["cls"].startswith("iv iv-b")]
+    assert len(a) == len(b) == len(segs)
+    qd, sd = res["query"]["duration"], res["matches"][0]["duration"]
+    scale = tracks["track track-a"]["w"] / qd
+    assert tracks["track track-b"]["w"] == pytest.approx(sd * scale, rel=1e-3)  # lengths to scale
+    assert max(qd, sd) * scale == pytest.approx(556, rel=1e-3)  # the longer one spans the width
+    for i, s in enumerate(segs):
+        assert a[i]["fill"] == b[i]["fill"] and a[i]["i"] == b[i]["i"] == str(i)
+        assert a[i]["x"] == pytest.approx(2 + s["q_start"] * scale, abs=0.05)
+        assert b[i]["x"] == pytest.approx(2 + s["s_start"] * scale, abs=0.05)
+        assert b[i]["w"] == pytest.approx(max(2, (s["s_end"] - s["s_start"]) * scale), abs=0.05)
+        assert f"{s['q_start']:.1f}–{s['q_end']:.1f} s" in a[i]["title"]
+        assert f"{s['s_start']:.1f}–{s['s_end']:.1f} s" in a[i]["title"]
+    assert a[0]["fill"] != a[1]["fill"]
+    assert page.locator("#timeline polygon.band").count() == len(segs)
+
+
 def test_upload_match_intervals_review_and_screenshot(srv, page, tmp_path):
     media_status: list[int] = []
     page.on("response", lambda r: media_status.append(r.status) if "/media/" in r.url else None)
@@ -62,6 +101,15 @@ def test_upload_match_intervals_review_and_screenshot(srv, page, tmp_path):
     page.wait_for_function("document.getElementById('index-info').textContent.includes('indexed')",
                            timeout=WAIT_MS)
     assert page.locator("#pick-video option").count() >= serve_harness.N_VIDEOS - 1
+    n_ok = srv.get("/videos").json()["total"]
+    assert page.locator("#pick-page").inner_text() == f"1–{n_ok} of {n_ok}"
+    assert page.locator("#pick-next").is_disabled() and page.locator("#pick-prev").is_disabled()
+    page.fill("#pick-filter", "COPY")  # the picker asks the server for names containing it
+    page.wait_for_function("document.getElementById('pick-page').textContent === '1–1 of 1'", timeout=WAIT_MS)
+    assert page.locator("#pick-video option").all_inner_texts()[0].startswith("c_copy.mp4")
+    page.fill("#pick-filter", "")
+    page.wait_for_function(f"document.getElementById('pick-page').textContent === '1–{n_ok} of {n_ok}'",
+                           timeout=WAIT_MS)
 
     # upload a query -> the videos it copies
     page.set_input_files("#upload-file", str(srv.files["two.mp4"]))
@@ -96,16 +144,32 @@ def test_upload_match_intervals_review_and_screenshot(srv, page, tmp_path):
     _settled(page, "source-player", segs[1]["s_start"])
     assert 206 in media_status, media_status  # the source player read byte ranges
 
+    # the timeline: both bars, each interval on both in one colour, tooltips with the seconds
+    _timeline_drawn(page, res, segs)
+    page.locator("#timeline rect.iv-b[data-index='0']").click()  # clicking the timeline seeks both
+    _settled(page, "query-player", segs[0]["q_start"])
+    _settled(page, "source-player", segs[0]["s_start"])
+    assert page.locator("#interval-pos").inner_text() == "interval 1 / 2"
+    page.locator("#timeline rect.iv-a[data-index='1']").click()
+    _settled(page, "query-player", segs[1]["q_start"])
+    _settled(page, "source-player", segs[1]["s_start"])
+    assert page.locator("#timeline rect.iv-a.active").get_attribute("data-index") == "1"
+    # frames where the intervals start (the source side: the upload has no server thumbnail)
+    figs = page.locator("#moments figure.moment")
+    assert figs.count() == 2
+    page.wait_for_function("[...document.querySelectorAll('#moments img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS)
+    assert f"B {segs[0]['s_start']:.1f} s" in figs.nth(0).inner_text()
+    figs.nth(0).click()
+    _settled(page, "source-player", segs[0]["s_start"])
+    tl_shot = tmp_path / "serve_timeline.png"
+    page.locator("#detail").screenshot(path=str(tl_shot))
+    _keep(tl_shot, REPO_TIMELINE_SHOT)
+
     shot = tmp_path / "serve_screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     _not_blank(shot)
-    print(f"\nscreenshot: {shot}")
-    try:
-        REPO_SHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, REPO_SHOT)
-        print(f"screenshot: {REPO_SHOT}")
-    except OSError:
-        pass
+    _keep(shot, REPO_SHOT)
 
     # review queue: a low-confidence pair, confirmed from the page
     g, g_dub = srv.ids["g.mp4"], srv.ids["g_dub.mp4"]

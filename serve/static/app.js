@@ -3,7 +3,14 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { result: null, queryUrl: "", queryName: "", selected: -1, interval: -1, objectUrl: "" };
+const state = { result: null, queryUrl: "", queryName: "", selected: -1, interval: -1, objectUrl: "",
+                pick: { offset: 0, q: "", total: 0, seq: 0 } };
+const PICK_PAGE = 100;  // videos per page of the picker (the server allows up to 1000)
+// Interval i has colour i on both bars: the same palette as astradup/timeline.py (a test checks).
+const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
+                 "#469990", "#800000"];
+const MAX_DRAWN = 64;  // intervals drawn per pair, as in the report
+const MOMENTS = 4;  // intervals per pair with a frame of each side
 
 // ---------------------------------------------------------------- HTTP
 
@@ -51,14 +58,41 @@ const secs = (x) => Number(x).toFixed(1);
 
 // ---------------------------------------------------------------- search
 
+// The picker shows one page of the library at a time (any size of library), filtered by name.
 async function loadVideos() {
+  const p = state.pick;
+  const seq = ++p.seq;  // a slow answer to an older filter must not overwrite a newer one
+  const qs = new URLSearchParams({ status: "ok", limit: String(PICK_PAGE), offset: String(p.offset), q: p.q });
   try {
-    const res = await api("/videos?status=ok&limit=1000");
+    const res = await api("/videos?" + qs.toString());
+    if (seq !== p.seq) return;
+    p.total = res.total;
     const sel = $("pick-video");
     sel.replaceChildren(...res.videos.map((v) =>
       el("option", { value: v.video_id }, `${v.name} (${v.duration ? secs(v.duration) + " s" : "?"})`)));
-    $("index-info").textContent = `${res.total} indexed video(s)`;
+    if (!res.videos.length) sel.append(el("option", { value: "" }, p.q ? "no video with that name" : "no video"));
+    const last = Math.min(p.offset + res.videos.length, res.total);
+    $("pick-page").textContent = res.total ? `${p.offset + 1}–${last} of ${res.total}` : "0 of 0";
+    $("pick-prev").disabled = p.offset <= 0;
+    $("pick-next").disabled = res.next_offset === null || res.next_offset === undefined;
+    if (!p.q) $("index-info").textContent = `${res.total} indexed video(s)`;
   } catch (e) { say("Could not list videos: " + e.message, true); }
+}
+
+function pickPage(delta) {
+  const p = state.pick;
+  p.offset = Math.max(0, Math.min(p.offset + delta * PICK_PAGE, Math.max(0, p.total - 1)));
+  loadVideos();
+}
+
+let filterTimer = 0;
+function pickFilter() {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => {
+    state.pick.q = $("pick-filter").value.trim().slice(0, 200);
+    state.pick.offset = 0;
+    loadVideos();
+  }, 250);
 }
 
 function topValue() {
@@ -146,7 +180,7 @@ function selectMatch(i) {
   setSrc($("query-player"), state.queryUrl);
   setSrc($("source-player"), "/media/" + m.source_id);
   $("intervals").replaceChildren(...m.segments.map((s, j) => el("li", { dataset: { index: String(j) },
-      onclick: () => goInterval(j) },
+      onclick: () => goInterval(j), style: `border-left-color: ${PALETTE[j % PALETTE.length]}` },
     `query ${secs(s.q_start)}–${secs(s.q_end)} s  ↔  source ${secs(s.s_start)}–${secs(s.s_end)} s`
     + `  (score ${fmt(s.score, 2)}${s.modalities.length ? ", " + s.modalities.join("+") : ""})`)));
   if (m.audio_copy) {
@@ -157,8 +191,102 @@ function selectMatch(i) {
   } else if (!m.segments.length) {
     $("intervals").append(el("li", { class: "muted" }, "No aligned interval: a whole-video match."));
   }
+  const q = state.result.query || {};
+  $("timeline").replaceChildren(timelineSvg(q.duration, m.duration, m.segments, "A: " + state.queryName,
+                                            "B: " + m.name));
+  $("moments").replaceChildren(...momentFigures(m, q));
   state.interval = -1;
   if (m.segments.length) goInterval(0); else updateNav();
+}
+
+// ---------------------------------------------------------------- timeline
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs, title) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (title) {
+    const t = document.createElementNS(SVG_NS, "title");
+    t.textContent = title;
+    node.append(t);
+  }
+  return node;
+}
+
+const finite = (x) => typeof x === "number" && Number.isFinite(x);
+
+function barLength(duration, ends) {
+  if (finite(duration) && duration > 0) return duration;
+  return Math.max(0, ...ends) || 1;
+}
+
+function spanTitle(i, s, aLabel, bLabel) {
+  return `interval ${i + 1}: ${aLabel} ${secs(s.q_start)}–${secs(s.q_end)} s ↔ `
+    + `${bLabel} ${secs(s.s_start)}–${secs(s.s_end)} s (score ${fmt(s.score, 2)})`;
+}
+
+// Two bars to scale (A: the query, B: the source); interval i in PALETTE[i] on both, joined by a
+// band; each shape has a <title> tooltip and seeks both players when clicked. Layout as
+// astradup.timeline.timeline_svg draws it in the report.
+function timelineSvg(aDur, bDur, segments, aLabel, bLabel, width = 560) {
+  const segs = segments.filter((s) => [s.q_start, s.q_end, s.s_start, s.s_end].every(finite)).slice(0, MAX_DRAWN);
+  const da = barLength(aDur, segs.map((s) => s.q_end));
+  const db = barLength(bDur, segs.map((s) => s.s_end));
+  const M = 2, BAR = 14, LABEL = 16, GAP = 30;
+  const scale = (width - 2 * M) / Math.max(da, db);
+  const ya = LABEL, yb = LABEL + BAR + GAP, height = yb + BAR + LABEL;
+  const x = (t) => M + Math.max(0, t) * scale;
+  const w = (t0, t1) => Math.max(2, (t1 - Math.max(0, t0)) * scale);
+  const svg = svgEl("svg", { class: "timeline", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+                             "aria-label": `${aLabel} and ${bLabel}: ${segs.length} copied interval(s)` });
+  const text = (y, s) => {
+    const t = svgEl("text", { x: M, y, "font-size": 11, fill: "#1d2330" });
+    t.textContent = s;
+    return t;
+  };
+  svg.append(text(ya - 4, `${aLabel} · ${secs(da)} s`),
+    svgEl("rect", { class: "track track-a", x: M, y: ya, width: da * scale, height: BAR, rx: 3, fill: "#dfe3ec" },
+          `${aLabel}: 0–${secs(da)} s`),
+    svgEl("rect", { class: "track track-b", x: M, y: yb, width: db * scale, height: BAR, rx: 3, fill: "#dfe3ec" },
+          `${bLabel}: 0–${secs(db)} s`),
+    text(yb + BAR + LABEL - 4, `${bLabel} · ${secs(db)} s`));
+  segs.forEach((s, i) => {
+    const a0 = Math.min(s.q_start, da), a1 = Math.min(Math.max(s.q_end, s.q_start), da);
+    const b0 = Math.min(s.s_start, db), b1 = Math.min(Math.max(s.s_end, s.s_start), db);
+    const xa = x(a0), wa = w(a0, a1), xb = x(b0), wb = w(b0, b1);
+    const c = PALETTE[i % PALETTE.length], title = spanTitle(i, s, aLabel, bLabel);
+    const shapes = [
+      svgEl("polygon", { class: "band", "data-index": i, fill: c, "fill-opacity": 0.22,
+        points: `${xa},${ya + BAR} ${xa + wa},${ya + BAR} ${xb + wb},${yb} ${xb},${yb}` }, title),
+      svgEl("rect", { class: "iv iv-a", "data-index": i, x: xa, y: ya, width: wa, height: BAR, fill: c }, title),
+      svgEl("rect", { class: "iv iv-b", "data-index": i, x: xb, y: yb, width: wb, height: BAR, fill: c }, title)];
+    for (const node of shapes) node.addEventListener("click", () => goInterval(i));
+    svg.append(...shapes);
+  });
+  return svg;
+}
+
+// Frames where the best-scored intervals start, on both sides (a side only when it is indexed:
+// an uploaded query plays from the browser and has no server thumbnail).
+function momentFigures(m, q) {
+  const order = m.segments.map((s, i) => i).sort((i, j) => (m.segments[j].score - m.segments[i].score)
+    || (m.segments[i].q_start - m.segments[j].q_start)).slice(0, MOMENTS).sort((i, j) => i - j);
+  const queryIndexed = q.kind === "video" && q.video_id;
+  return order.map((i) => {
+    const s = m.segments[i];
+    const imgs = [];
+    if (queryIndexed) imgs.push(el("img", { src: `/thumbs/${q.video_id}?t=${secs(s.q_start)}`, loading: "lazy",
+                                            alt: `${state.queryName} at ${secs(s.q_start)} s` }));
+    imgs.push(el("img", { src: `/thumbs/${m.source_id}?t=${secs(s.s_start)}`, loading: "lazy",
+                          alt: `${m.name} at ${secs(s.s_start)} s` }));
+    const fig = el("figure", { class: "moment", dataset: { index: String(i) }, onclick: () => goInterval(i),
+                               title: spanTitle(i, s, "A", "B") },
+      el("div", { class: "sides" }, ...imgs),
+      el("figcaption", {}, `${i + 1}: A ${secs(s.q_start)} s ↔ B ${secs(s.s_start)} s`));
+    fig.style.borderColor = PALETTE[i % PALETTE.length];
+    return fig;
+  });
 }
 
 function setSrc(video, url) {
@@ -183,6 +311,8 @@ function goInterval(j) {
   seek($("source-player"), s.s_start);
   document.querySelectorAll("#intervals li").forEach(
     (li) => li.classList.toggle("active", li.dataset.index === String(j)));
+  document.querySelectorAll("#timeline .iv, #timeline .band").forEach(
+    (node) => node.classList.toggle("active", node.getAttribute("data-index") === String(j)));
   updateNav();
 }
 
@@ -278,6 +408,9 @@ $("upload-form").addEventListener("submit", (ev) => {
   const f = $("upload-file").files[0];
   if (f) searchUpload(f); else say("Choose a video file first.", true);
 });
+$("pick-prev").addEventListener("click", () => pickPage(-1));
+$("pick-next").addEventListener("click", () => pickPage(1));
+$("pick-filter").addEventListener("input", pickFilter);
 $("prev-interval").addEventListener("click", () => goInterval(state.interval - 1));
 $("next-interval").addEventListener("click", () => goInterval(state.interval + 1));
 $("play-both").addEventListener("click", () => { $("query-player").play(); $("source-player").play(); });
