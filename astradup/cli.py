@@ -1,4 +1,4 @@
-"""`astradup` command line: index, search, eval, dedup, report, delete, stats, reindex, serve, demo."""
+"""`astradup` command line: index, search (a video, or --hashes: a vPDQ hash file), export-hashes, eval, dedup, report, delete, stats, reindex, serve, demo."""
 from __future__ import annotations
 
 import argparse

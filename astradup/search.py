@@ -24,7 +24,7 @@ from astradup.match.common import CommonSegment, find_common, inside, mask_pair,
 from astradup.match.selfjoin import (Rows, best_per_video, could_match, exact_floors, exact_knn, floors, merge_hits,
                                      prune)
 from astradup.match.fusion import fuse
-from astradup.match.scoring import informative, pair_audio_copy, pair_evidence, pair_segments
+from astradup.match.scoring import backgrounds, informative, pair_audio_copy, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
@@ -263,6 +263,8 @@ class Searcher:
         vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
+        bgs = backgrounds(q.features, {v: feats[v] for v in candidates if v in feats}, self.cfg.segments,
+                          q.mirror) if segments else {}
         for vid in candidates:
             s0 = feats.get(vid)
             if s0 is None:
@@ -288,7 +290,7 @@ class Searcher:
             if acopy is not None:
                 notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
-            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror)) if segments else ()
+            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid))) if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
                                   notes=tuple(notes), segments=segs, audio_copy=acopy))

@@ -125,3 +125,75 @@ def test_one_place_per_query_second_across_sources():
     second_part = SegmentMatch("q", 20, 35, "src_d", 0, 15, 0.9, ("visual",))  # a compilation's next part
     kept = suppress_overlaps([lookalike, weaker, second_part, true])
     assert kept == [true, second_part]
+
+
+# ---------------------------------------------------------------- distinctiveness
+
+def _short_copy(value=0.85):
+    tq, ts = frame_times(40), frame_times(30)
+    sim = paint_line(background(40, 30), tq, ts, 20, 24, 1.0, -12.0, value)  # 4 s of source 8-12 s
+    return tq, ts, sim
+
+
+def _pair(tq, ts, sim, bg=None, embeddings=None):
+    none = np.zeros((0, 2))
+    return align_pair("q", "s", tq, ts, sim, none, none, None, CFG, embeddings=embeddings, background=bg)
+
+
+def test_a_short_copy_unlike_anything_else_stands_despite_its_length():
+    """4 s scores half under the length factor and is dropped; when no other candidate resembles
+    those query seconds (background 0.15 against 0.85 here) the copy is distinctive and stands."""
+    tq, ts, sim = _short_copy()
+    assert _pair(tq, ts, sim) == []
+    (m,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.15))
+    assert (m.q_start, m.q_end) == (20.0, 24.0) and (m.s_start, m.s_end) == pytest.approx((8.0, 12.0))
+    assert m.score >= CFG.min_score
+
+
+def test_a_look_alike_that_other_videos_match_as_well_is_not_rescued():
+    """The same 4 s match, but two other candidates match those query seconds as well (a photo pack,
+    a static scene): no distinctiveness, so the length factor still drops it."""
+    tq, ts, sim = _short_copy()
+    assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.84)) == []
+
+
+def test_a_line_that_fails_motion_gives_way_to_the_copys_own_line():
+    """A source showing one picture twice (frames 0-12 and 12-24 alike frame by frame) offers two
+    lines for a 12 s copy of its second stretch; the first, slightly more similar, wins the vote but
+    moves unlike the query. The span is aligned again without it and the copy's own line stands."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = background(40, 30)
+    paint_line(sim, tq, ts, 10, 22, 1.0, -10.0, 0.92)  # look-alike stretch: source 0-12 s
+    paint_line(sim, tq, ts, 10, 22, 1.0, 2.0, 0.88)    # the copy: source 12-24 s
+    rng = np.random.default_rng(3)
+    se = rng.normal(size=(30, 16))
+    qe = rng.normal(size=(40, 16))
+    qe[10:22] = se[12:24] + 0.05 * rng.normal(size=(12, 16))  # the query moves with its source
+    emb = (qe / np.linalg.norm(qe, axis=1, keepdims=True), se / np.linalg.norm(se, axis=1, keepdims=True))
+    (m,) = _pair(tq, ts, sim, embeddings=emb)
+    assert (m.q_start, m.q_end) == (10.0, 22.0)
+    assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
+
+
+def test_backgrounds_are_each_query_frames_best_among_the_other_candidates():
+    from astradup.match.scoring import backgrounds
+    from astradup.records import VideoFeatures
+
+    rng = np.random.default_rng(5)
+
+    def video(vid, n):
+        e = rng.normal(size=(n, 8)).astype(np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return VideoFeatures(vid, f"/v/{vid}.mp4", np.arange(n, dtype=np.float32), e, np.zeros((n, 32), np.uint8),
+                             np.zeros((0, 2), np.float32), np.zeros((0, 4), np.float32), np.zeros(0, np.uint32),
+                             8.0, {})
+
+    q = video("q", 6)
+    cands = {v: video(v, n) for v, n in (("a", 5), ("b", 7), ("c", 4))}
+    bgs = backgrounds(q, cands, CFG)
+    best = {v: (q.embeddings @ s.embeddings.T).max(axis=1) for v, s in cands.items()}
+    for v in cands:
+        want = np.max([best[o] for o in cands if o != v], axis=0)
+        np.testing.assert_allclose(bgs[v], want, rtol=1e-6)
+    two = {v: cands[v] for v in ("a", "b")}  # one other candidate is too few to call anything distinctive
+    assert backgrounds(q, two, CFG) == {"a": None, "b": None}

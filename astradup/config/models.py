@@ -156,6 +156,13 @@ class SegmentConfig:
     motion_lo: Number = 0.30
     motion_full: Number = 0.55
     full_len: NonNegative = 8.0  # a segment shorter than this scores in proportion (short = weak evidence); 0 = off
+    # distinctiveness (align.distinctiveness): how much better a piece's query frames match this source
+    # than any other candidate; from distinct_lo it starts to stand in for motion agreement and
+    # length, from distinct_full it replaces them (a short or motion-scrambled copy that nothing else
+    # in the library resembles); distinct_full <= distinct_lo turns it off
+    distinct_lo: Number = 0.15
+    distinct_full: Number = 0.45
+    distinct_min_others: Count = 2  # other candidates needed to measure it (fewer: no background, off)
     audio_pad: NonNegative = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
     max_segments: Count = 4  # per (query, source) pair
 

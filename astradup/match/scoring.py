@@ -102,14 +102,46 @@ def pair_evidence(q: VideoFeatures, s: VideoFeatures, cfg: ScoreConfig,
     return PairEvidence(visual, audio, meta, emb_raw, phash_raw, chroma_raw, vec_raw, mirrored)
 
 
+def _frame_sim(q: VideoFeatures, s: VideoFeatures, q_mirror: np.ndarray | None) -> np.ndarray:
+    """Query frames x source frames inner products, the mirrored query's where higher."""
+    sim = q.embeddings @ s.embeddings.T
+    if q_mirror is not None and len(q_mirror):
+        sim = np.maximum(sim, q_mirror @ s.embeddings.T)
+    return sim
+
+
+def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: SegmentConfig,
+                q_mirror: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+    """Per candidate, each query frame's best similarity to the *other* candidates (what
+    ``align.distinctiveness`` compares against); None for every candidate when fewer than
+    ``cfg.distinct_min_others`` others exist to compare with, or when the query has no frames."""
+    usable = {v: s for v, s in candidates.items() if len(s.embeddings) and s.embeddings.shape[1:] ==
+              np.shape(q.embeddings)[1:]}
+    if not len(q.embeddings) or len(usable) <= cfg.distinct_min_others or cfg.distinct_full <= cfg.distinct_lo:
+        return {v: None for v in candidates}
+    def row_best(s: VideoFeatures) -> np.ndarray:
+        sim = _frame_sim(q, s, q_mirror)[:, informative(s)]
+        return sim.max(axis=1) if sim.shape[1] else np.zeros(len(sim), np.float32)
+
+    best = {v: row_best(s) for v, s in usable.items()}
+    ids = list(best)
+    stack = np.stack([best[v] for v in ids])  # [candidates, query frames]
+    order = np.argsort(-stack, axis=0)
+    top, second = stack[order[0], np.arange(stack.shape[1])], stack[order[1], np.arange(stack.shape[1])]
+    out: dict[str, np.ndarray | None] = {v: None for v in candidates}
+    for k, v in enumerate(ids):
+        out[v] = np.where(order[0] == k, second, top)  # the best among the others
+    return out
+
+
 def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
-                  q_mirror: np.ndarray | None = None) -> list[SegmentMatch]:
-    """Copied segments between a query and one candidate, from frame and audio-window similarities."""
+                  q_mirror: np.ndarray | None = None, background: np.ndarray | None = None
+                  ) -> list[SegmentMatch]:
+    """Copied segments between a query and one candidate, from frame and audio-window similarities;
+    ``background`` from :func:`backgrounds` lets a distinctive piece stand without motion or length."""
     vsim = None
     if len(q.embeddings) and len(s.embeddings):
-        vsim = q.embeddings @ s.embeddings.T
-        if q_mirror is not None and len(q_mirror):
-            vsim = np.maximum(vsim, q_mirror @ s.embeddings.T)
+        vsim = _frame_sim(q, s, q_mirror)
         vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
         vsim[:, ~informative(s)] = 0.0
     asim = None
@@ -120,7 +152,8 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                       q.audio_windows, s.audio_windows, asim, cfg, cell=cell,
                       q_valid=informative(q) if len(q.embeddings) else None,
                       s_valid=informative(s) if len(s.embeddings) else None,
-                      embeddings=(q.embeddings, s.embeddings) if vsim is not None else None)
+                      embeddings=(q.embeddings, s.embeddings) if vsim is not None else None,
+                      background=background if vsim is not None else None)
 
 
 def duration_of(f: VideoFeatures) -> float:
