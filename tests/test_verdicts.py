@@ -5,7 +5,6 @@ a ~ a_reencode is rejected and b ~ b_flip confirmed, and every path must leave t
 and mark the second. The rule itself (reviews.Verdicts) is checked on hand-made matches."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
