@@ -8,6 +8,7 @@ of bars: it calls a ``tick(done, total)`` and a ``say(message)`` it is given, wh
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 from typing import Callable, TextIO
@@ -48,12 +49,20 @@ class _Bar:
         from tqdm import tqdm
 
         with self._lock:
+            if self._bar is None and total == 0:
+                return  # nothing to do: no bar
             if self._bar is None:
+                # The terminal's size when it tells one; a terminal that reports 0 x 0 (a pty nobody
+                # sized) would make tqdm draw nothing at all, so it gets a plain 100 x 24.
+                size = shutil.get_terminal_size((100, 24))
                 self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=self.stream, leave=True,
-                                 dynamic_ncols=True)
+                                 ncols=size.columns or 100, nrows=size.lines or 24)
             if total is not None and self._bar.total != total:
                 self._bar.total = total
             self._bar.update(max(0, int(done) - self._bar.n))
+            if self._bar.total is not None and self._bar.n >= self._bar.total:
+                self._bar.close()  # finished: it stays on screen, and frees its line for the next bar
+                self._bar = None
 
     def close(self) -> None:
         with self._lock:

@@ -110,3 +110,13 @@ def test_without_bars_ticks_draw_nothing_and_quiet_says_nothing():
     pq.teller("index")("wrote 5 records")
     pq.tick("index", "file")(1, 2)
     assert quiet.getvalue() == ""
+
+
+def test_a_finished_bar_closes_and_an_empty_one_is_never_drawn():
+    err = _Stream(True)
+    with Progress(bars=True, stream=err) as pr:
+        pr.tick("thumbnails", "video")(0, 0)
+        assert err.getvalue() == ""
+        tick = pr.tick("reindex", "video")
+        tick(2, 2)
+        assert tick._bar is None and "2/2" in err.getvalue()
