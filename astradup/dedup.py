@@ -569,12 +569,12 @@ def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, 
     return groups, best, uris, partial
 
 
-def review_items(cfg: Config, live: dict[str, dict], decided: set[tuple[str, str]]) -> list[dict[str, Any]]:
+def review_items(cfg: Config, live: dict[str, dict], verdicts: Verdicts) -> list[dict[str, Any]]:
     """The review queue from the job's pairs: flagged for review (low confidence), both videos live,
-    no verdict yet; least confident first. ``live``: id -> status row; ``decided``: sorted pairs."""
+    no verdict yet (confirmed or rejected); least confident first. ``live``: id -> status row."""
     items = []
     for (a, b), (q, m) in read_pairs(cfg, set(live)).items():
-        if not m.review or (a, b) in decided:
+        if not m.review or verdicts.decision(a, b) is not None:
             continue
         d = m.to_dict()
         qrow, srow = live.get(q) or {}, live.get(m.source_id) or {}

@@ -348,8 +348,7 @@ class SearchService:
         key = (tuple(sorted(live)), self.reviews.version(), mtime)
         with self._queue_lock:
             if self._queue is None or self._queue[0] != key:
-                decided = {tuple(sorted((r.query_id, r.source_id))) for r in self.reviews.all(limit=10 ** 9)}
-                self._queue = (key, plain(review_items(self.cfg, live, decided)))
+                self._queue = (key, plain(review_items(self.cfg, live, Verdicts.of_store(self.reviews))))
             items = self._queue[1]
         return {"items": items[:limit], "total": len(items), "took_ms": round(1000 * (time.time() - t0), 1),
                 "joined": bool(mtime)}

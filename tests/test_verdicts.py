@@ -234,3 +234,16 @@ def test_service_search_leaves_the_rejected_pair_out_and_marks_the_confirmed_one
     finally:
         svc.reviews.close()
         release_vectors(svc.catalog)
+
+
+def test_cli_refuses_a_damaged_verdicts_file_and_a_bad_top_in_one_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    reviews_path(data).write_bytes(b"\x00garbage, not SQLite\xff" * 100)
+    assert cli_main(["--quiet", "--data-dir", str(data), "dedup", "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("astradup: error:") and "reviews.sqlite" in err[0]
+    for top in ("0", "-3"):
+        assert cli_main(["--quiet", "--data-dir", str(data), "search", str(tmp_path / "q.mp4"), "--top", top]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--top must be >= 1" in err[0]
