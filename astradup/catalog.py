@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -148,18 +148,23 @@ class Catalog:
                 f"embedder makes {dim}-d: use the embedder settings it was built with (embedder.model, "
                 f"embedder.pca_dims: {have if have < dim else 0}), or index the videos again into a new data dir")
 
-    def reindex(self) -> int:
+    def reindex(self, tick: Callable[[int, int], None] | None = None) -> int:
         """Rebuild the Milvus copy from the shards, from empty collections: this is also how an
         index moves to another embedder dim or ``vectors.projection`` (the old collections would
-        not even open under the new config)."""
+        not even open under the new config). ``tick(videos written, live videos)`` after each batch."""
         n = 0
         self.check_frame_dim()
         if self._vectors is not None:
             self._vectors.close()
         self._vectors = self._open_vectors(recreate=True)
+        total = int(self.shards.stats()["videos_live"]) if tick else 0
+        if tick:
+            tick(0, total)
         for batch in self.shards.iter_features():
             self.vectors.upsert_many(batch)
             n += len(batch)
+            if tick:
+                tick(n, max(total, n))
         return n
 
     def stats(self) -> dict:

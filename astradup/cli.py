@@ -10,6 +10,22 @@ from pathlib import Path
 
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
+from astradup.progress import Progress
+
+EXAMPLES = """\
+examples:
+  astradup index ./videos s3://bucket/videos       index folders, files or s3:// prefixes
+  astradup search clip.mp4 --top 5                 which indexed videos clip.mp4 copies
+  astradup search clip.mp4 --segments --csv        the copied stretches, as CSV
+  astradup dedup --min-label similar --json        every group of copies in the index
+  astradup report --out ./report                   the groups as report.html + report.csv
+  astradup --quiet reindex                         rebuild Milvus from the shards, no progress output
+  astradup serve --port 8000                       HTTP API and web page (reviewers' verdicts)
+
+A pair a reviewer rejected (web page or POST /reviews) is left out of search, dedup and report;
+a confirmed one is marked "confirmed". Progress bars are drawn when stdout and stderr are a
+terminal; --quiet turns them and the progress lines off.
+"""
 
 
 def package_version() -> str:
@@ -32,13 +48,24 @@ def _cfg(args: argparse.Namespace) -> Config:
     return load_config(args.config, over)
 
 
+def _progress(args: argparse.Namespace) -> Progress:
+    """The command's progress output (``main`` makes it from --quiet and the terminal)."""
+    pr = getattr(args, "progress", None)
+    return pr if pr is not None else Progress.for_cli(bool(getattr(args, "quiet", False)))
+
+
+def _verdict_mark(m) -> str:
+    """How a text line marks a pair a reviewer confirmed."""
+    return f"  [{m.decision}]" if getattr(m, "decision", None) else ""
+
+
 def _fmt_matches(matches, catalog=None) -> str:
     if not matches:
         return "  no match in the index"
     rows = [f"  {'#':>2}  {'fused':>5}  {'label':<14} {'conf':>4}  {'visual':>6} {'audio':>5} {'meta':>5}  source"]
     for i, m in enumerate(matches, 1):
         a = m.scores.get("audio")
-        flag = "  [review]" if m.review else ""
+        flag = ("  [review]" if m.review else "") + _verdict_mark(m)
         rows.append(f"  {i:>2}  {m.fused:5.3f}  {m.label:<14} {m.confidence:4.2f}  {m.scores['visual']:6.3f} "
                     f"{'  -  ' if a is None else f'{a:5.3f}'} {m.scores['metadata']:5.3f}  "
                     f"{m.source_id[:12]} {m.source_uri}{flag}")
@@ -59,13 +86,15 @@ def _fmt_pair(a: str, b: str, m) -> str:
     aud = m.scores.get("audio")
     return (f"{a} ~ {b}  fused {m.fused:.3f}  {m.label:<14} conf {m.confidence:.2f}"
             f"  visual {m.scores['visual']:.3f} audio {'-' if aud is None else f'{aud:.3f}'}"
-            f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}")
+            f" meta {m.scores['metadata']:.3f}{'  [review]' if m.review else ''}{_verdict_mark(m)}")
 
 
 def cmd_index(args, cfg: Config) -> int:
     from astradup.pipeline import index
 
-    report = index(args.paths, cfg, progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    pr = _progress(args)
+    with pr:
+        report = index(args.paths, cfg, progress=pr.teller("index"), tick=pr.tick("index", "file"))
     if args.json:
         print(json.dumps({"listed": report.listed, "indexed": report.indexed, "skipped": report.skipped,
                           "failed": [{"uri": u, "reason": r} for u, r in report.failed],
@@ -83,25 +112,35 @@ def _kind(sg) -> str:
     return AudioCopy.FLAG if isinstance(sg, AudioCopy) else "+".join(sg.modalities)
 
 
+SEGMENT_FIELDS = ["query", "query_segment", "source_id", "source_uri", "source_segment", "score", "modalities",
+                  "decision"]
+
+
 def _segment_rows(query: str, matches) -> list[dict]:
     return [{"query": query, "query_segment": f"{s.q_start:g}-{s.q_end:g}", "source_id": m.source_id,
              "source_uri": m.source_uri, "source_segment": f"{s.s_start:g}-{s.s_end:g}", "score": s.score,
-             "modalities": _kind(s)} for m in matches for s in m.copied()]
+             "modalities": _kind(s), "decision": m.decision or ""} for m in matches for s in m.copied()]
 
 
 def cmd_search(args, cfg: Config) -> int:
+    from astradup.reviews import Verdicts
     from astradup.search import Searcher
 
+    if args.top is not None and args.top < 1:
+        raise AstraDupError(f"--top must be >= 1, got {args.top}")
     searcher = Searcher(cfg)
     q = searcher.query_from_file(args.file)
-    matches, common = searcher.search_common(q, top=args.top)
+    qid = q.features.video_id
+    top = args.top or cfg.search.top
+    verdicts = Verdicts.load(cfg.data_dir, video_id=qid)
+    # Asked for as many more as there are rejected pairs, so dropping them still leaves ``top``.
+    matches, common = searcher.search_common(q, top=top + verdicts.rejected_count())
+    matches = verdicts.matches(qid, matches, top)
     if args.segments:
         matches = [m for m in matches if m.copied()]
         rows = _segment_rows(args.file, matches)
         if args.csv:
-            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else
-                               ["query", "query_segment", "source_id", "source_uri", "source_segment", "score",
-                                "modalities"])
+            w = csv.DictWriter(sys.stdout, fieldnames=SEGMENT_FIELDS)
             w.writeheader()
             w.writerows(rows)
         elif args.json:
@@ -113,15 +152,16 @@ def cmd_search(args, cfg: Config) -> int:
                 print(_fmt_common(common))
             for r in rows:
                 print(f"  query {r['query_segment']:>11} s  <-  {r['source_id'][:12]} {r['source_segment']:>11} s"
-                      f"  score {r['score']:.3f}  ({r['modalities']})  {r['source_uri']}")
+                      f"  score {r['score']:.3f}  ({r['modalities']})  {r['source_uri']}"
+                      f"{'  [' + r['decision'] + ']' if r['decision'] else ''}")
         return 0
     if args.csv:
         w = csv.writer(sys.stdout)
-        w.writerow(["rank", "source_id", "source_uri", "fused", "label", "confidence", "review", "visual", "audio",
-                    "metadata"])
+        w.writerow(["rank", "source_id", "source_uri", "fused", "label", "confidence", "review", "decision", "visual",
+                    "audio", "metadata"])
         for i, m in enumerate(matches, 1):
             w.writerow([i, m.source_id, m.source_uri, f"{m.fused:.4f}", m.label, f"{m.confidence:.4f}", m.review,
-                        *(("" if m.scores.get(k) is None else f"{m.scores[k]:.4f}")
+                        m.decision or "", *(("" if m.scores.get(k) is None else f"{m.scores[k]:.4f}")
                           for k in ("visual", "audio", "metadata"))])
         return 0
     if args.json:
@@ -138,29 +178,32 @@ def cmd_search(args, cfg: Config) -> int:
     return 0
 
 
-def _progress(msg: str) -> None:
-    print(f"[dedup] {msg}", file=sys.stderr)
-
-
 def cmd_dedup(args, cfg: Config) -> int:
     """The groups from the dedup job's pairs (the job runs first, on a local Ray, when its output is
     missing or stale: videos indexed since it last ran are joined against the library)."""
     from astradup.dedup import dedup_groups
+    from astradup.reviews import Verdicts
 
-    groups, best, uris, partial = dedup_groups(cfg, args.min_label, progress=_progress)
+    verdicts = Verdicts.load(cfg.data_dir)
+    pr = _progress(args)
+    with pr:
+        groups, best, uris, partial = dedup_groups(cfg, args.min_label, progress=pr.teller("dedup"),
+                                                   verdicts=verdicts, tick=pr.tick("dedup join", "video"))
     if args.json:
         print(json.dumps({"groups": [
             {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
              "pairs": [{"a": a, "b": b, **best[(a, b)].to_dict()} for (a, b) in best if a in g]}
             for g in groups],
-            "partial_copies": [{"video_id": q, **sg.__dict__, "audio_copy": _kind(sg) == "audio copy"}
-                               for q, sg in partial]}, indent=2))
+            "partial_copies": [{"video_id": q, **sg.__dict__, "audio_copy": _kind(sg) == "audio copy",
+                                "decision": verdicts.decision(q, sg.source_id)} for q, sg in partial]}, indent=2))
         return 0
     print(f"{len(groups)} duplicate group(s) among {len(uris)} indexed video(s) (pairs at >= {args.min_label})")
     for qv, sg in partial:
         what = "audio copy" if _kind(sg) == "audio copy" else "partial copy"
+        mark = verdicts.decision(qv, sg.source_id)
         print(f"{what}: {uris.get(qv, qv)} {sg.q_start:g}-{sg.q_end:g} s <- "
-              f"{uris.get(sg.source_id, sg.source_id)} {sg.s_start:g}-{sg.s_end:g} s (score {sg.score:.3f})")
+              f"{uris.get(sg.source_id, sg.source_id)} {sg.s_start:g}-{sg.s_end:g} s (score {sg.score:.3f})"
+              f"{'  [' + mark + ']' if mark else ''}")
     for i, g in enumerate(groups, 1):
         print(f"\ngroup {i}: {len(g)} videos")
         for v in g:
@@ -188,8 +231,11 @@ def cmd_report(args, cfg: Config) -> int:
     """HTML + CSV report of the duplicate groups (the same groups as dedup), with thumbnails."""
     from astradup.report import write_report
 
-    summary = write_report(cfg, args.out, args.min_label, thumbs_per_video=args.thumbs,
-                           embed_thumbs=args.embed_thumbs, moments_per_pair=args.moments)
+    pr = _progress(args)
+    with pr:
+        summary = write_report(cfg, args.out, args.min_label, thumbs_per_video=args.thumbs,
+                               embed_thumbs=args.embed_thumbs, moments_per_pair=args.moments,
+                               tick_join=pr.tick("dedup join", "video"), tick_thumbs=pr.tick("thumbnails", "video"))
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -240,7 +286,9 @@ def cmd_reindex(args, cfg: Config) -> int:
     from astradup.catalog import Catalog
 
     catalog = Catalog(cfg)
-    n = catalog.reindex()
+    pr = _progress(args)
+    with pr:
+        n = catalog.reindex(tick=pr.tick("reindex", "video"))
     print(f"rebuilt the vector store from the Parquet shards: {n} videos")
     return _report_quarantine(catalog)
 
@@ -315,13 +363,13 @@ def cmd_demo(args, cfg: Config) -> int:
     from astradup.dedup import release_vectors
 
     catalog = Catalog(cfg)
-    report = index([str(out / "videos")], cfg, catalog=catalog,
-                   progress=lambda s: print(f"[index] {s}", file=sys.stderr))
+    pr = _progress(args)
+    report = index([str(out / "videos")], cfg, catalog=catalog, progress=pr.teller("index"))
     release_vectors(catalog)  # the dedup job's worker opens the Milvus Lite file next
     print(report.summary())
     from astradup.dedup import dedup_groups
 
-    groups, best, uris, partial = dedup_groups(cfg, "similar", progress=_progress)
+    groups, best, uris, partial = dedup_groups(cfg, "similar", progress=pr.teller("dedup"))
     name = {v: Path(u).name for v, u in uris.items()}
     print(f"\n{len(groups)} group(s) of copies found (pairs labelled similar or above):")
     for i, g in enumerate(groups, 1):
@@ -343,37 +391,44 @@ def cmd_demo(args, cfg: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astradup", description=__doc__)
-    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    p = argparse.ArgumentParser(prog="astradup", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                   help="print the installed version and exit")
     p.add_argument("--config", help="YAML config (default: astradup/config/default.yaml + ASTRADUP_* env)")
     p.add_argument("--data-dir", help="where the Milvus Lite file and Parquet shards live")
     p.add_argument("--milvus-uri", help="Milvus Lite file or server URI (http://host:19530)")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars or progress lines on stderr (results and errors only)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help="what to do (COMMAND --help for more)")
     s = sub.add_parser("index", help="index files, folders or s3:// prefixes")
-    s.add_argument("paths", nargs="+")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("paths", nargs="+", help="video files, folders (searched recursively) or s3://bucket/prefix")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_index)
     s = sub.add_parser("search", help="find indexed videos that FILE copies")
-    s.add_argument("file")
-    s.add_argument("--top", type=int, default=None)
+    s.add_argument("file", help="the query video (a local file)")
+    s.add_argument("--top", type=int, default=None, help="most matches to list (default: config search.top)")
     s.add_argument("--segments", action="store_true", help="print the copied segments (partial copies)")
     out = s.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true")
-    out.add_argument("--csv", action="store_true")
+    out.add_argument("--json", action="store_true", help="print the matches as JSON")
+    out.add_argument("--csv", action="store_true", help="print the matches (or --segments) as CSV")
     s.set_defaults(fn=cmd_search)
     s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")
-    s.add_argument("--truth", required=True)
-    s.add_argument("--pred", required=True)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--truth", required=True, help="CSV of the true copied segments")
+    s.add_argument("--pred", required=True, help="CSV of the predicted segments (search --segments --csv)")
+    s.add_argument("--json", action="store_true", help="print the scores as JSON")
     s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("dedup", help="every duplicate group in the index")
-    s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate",
+                   help="weakest label that groups a pair (default near-duplicate); weaker pairs with a copied "
+                        "stretch are listed as partial copies")
+    s.add_argument("--json", action="store_true", help="print the groups and partial copies as JSON")
     s.set_defaults(fn=cmd_dedup)
     s = sub.add_parser("report", help="HTML + CSV report of the duplicate groups, with thumbnails")
     s.add_argument("--out", default="astradup_report", help="folder for report.html, report.csv, thumbs/")
     s.add_argument("--min-label", type=lambda v: v.replace("_", "-"),
-                   choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate")
+                   choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate",
+                   help="weakest label that groups a pair (default near-duplicate)")
     s.add_argument("--thumbs", type=int, default=3, help="frames per video (ffmpeg, from the indexed file)")
     s.add_argument("--embed-thumbs", action="store_true",
                    help="inline the frames in report.html (one file to mail) instead of thumbs/")
@@ -382,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_report)
     s = sub.add_parser("delete", help="remove a video's vectors and mark it deleted")
-    s.add_argument("video_id")
+    s.add_argument("video_id", help="the video's id (32 hex characters, as search and dedup print it)")
     s.set_defaults(fn=cmd_delete)
     s = sub.add_parser("stats", help="counts of videos, vectors and shards")
     s.set_defaults(fn=cmd_stats)
@@ -390,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_reindex)
     s = sub.add_parser("serve", help="HTTP API and web page (Ray Serve) over the index")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--embedder-replicas", type=int, default=2, help="most embedder replicas (autoscaled from 1)")
     s.add_argument("--max-upload-mb", type=float, default=0,
                    help="upload size limit (default $ASTRADUP_MAX_UPLOAD_MB or 512)")
@@ -398,13 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a non-loopback --host without $ASTRADUP_API_KEY (an open API)")
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("demo", help="build a sample corpus from real media, index it, print duplicate groups")
-    s.add_argument("--out", default="demo_corpus")
+    s.add_argument("--out", default="demo_corpus", help="folder for the sample corpus and its truth.json")
     s.set_defaults(fn=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.progress = Progress.for_cli(args.quiet)
     try:
         cfg = _cfg(args)
         from astradup.logs import setup_logging

@@ -27,14 +27,16 @@ On disk, under ``<data_dir>/dedup/``::
   the same evidence from either side), so the old videos need not be searched again. A pair is kept
   in the direction with the higher fused score when both directions found it.
 * **Deleted videos**: their pairs are dropped when reading (only ids whose latest status is ok count).
-* **Verdicts**: a pair rejected in ``reviews.sqlite`` is never reported (filtered when reading, so a
-  verdict takes effect without re-running the job).
+* **Verdicts**: a pair rejected in ``reviews.sqlite`` is never reported and a confirmed one is marked
+  (``astradup.reviews.Verdicts``, applied when reading, so a verdict takes effect without re-running
+  the job).
 * **Milvus Lite** allows one process per ``.db`` file: with a Lite URI the join runs in a single
   actor (concurrency 1), and the calling process must not hold the file itself (``run_job`` with a
   ``searcher`` runs the same batches in the caller instead, for a process that already holds it);
   with a Milvus server URI, ``concurrency`` actors (default: one per CPU) search in parallel.
-* **Progress**: one log line per finished batch (the job log, the dashboard's Jobs page) and the
-  gauges ``astradup_dedup_batches_done`` / ``astradup_dedup_batches_total``.
+* **Progress**: one log line per finished batch (the job log, the dashboard's Jobs page), the
+  gauges ``astradup_dedup_batches_done`` / ``astradup_dedup_batches_total``, and ``tick(done, total)``
+  for a caller's progress bar (astradup/progress.py).
 
 Groups are connected components of the pairs at or above a label, computed by ``UnionFind`` over
 integer ids in numpy arrays (millions of pairs).
@@ -56,6 +58,9 @@ from astradup import telemetry
 from astradup.config import Config
 from astradup.logs import get_logger
 from astradup.records import STATUS_OK, AudioCopy, SegmentMatch, VideoMatch
+from astradup.reviews import Verdicts
+
+Tick = Callable[[int, int], None]  # (done, total): a progress bar's update (astradup/progress.py)
 
 log = get_logger(__name__)
 
@@ -345,12 +350,13 @@ def _is_lite(cfg: Config) -> bool:
 
 def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, searcher=None,
             on_batch: Callable[[str, int, int], None] | None = None,
-            progress: Callable[[str], None] | None = None) -> JobSummary:
+            progress: Callable[[str], None] | None = None, tick: Tick | None = None) -> JobSummary:
     """Join every ok video not in the manifest against the library; write parts + manifest.
 
     ``searcher``: run the batches in this process with it (a caller that already holds a Milvus
     Lite file), else on Ray Data actors (``concurrency`` of them; 1 on Lite; 0 = one per CPU).
-    ``on_batch(name, done, total)`` is called after each batch is on disk (tests kill the job there).
+    ``on_batch(name, done, total)`` is called after each batch is on disk (tests kill the job there);
+    ``tick(videos joined, videos to join)`` when the plan is made and after each batch.
     """
     from astradup.catalog import Catalog
 
@@ -375,6 +381,9 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
     telemetry.set_gauge(telemetry.DEDUP_BATCHES_TOTAL, len(plan))
     telemetry.set_gauge(telemetry.DEDUP_BATCHES_DONE, 0)
     ids_of = dict(plan)
+    n_todo = sum(len(c) for _, c in plan)
+    if tick is not None:
+        tick(0, n_todo)
 
     def finished(name: str, rows: list[dict[str, Any]]) -> None:
         rel = write_part(root, name, rows)
@@ -386,6 +395,8 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
         telemetry.set_gauge(telemetry.DEDUP_BATCHES_DONE, summary.batches_done)
         say(f"dedup: batch {summary.batches_done}/{len(plan)} {name}: {len(ids_of[name])} videos searched, "
             f"{len(rows)} pair(s) ({time.time() - t0:.1f} s)")
+        if tick is not None:
+            tick(len(summary.searched), n_todo)
         if on_batch is not None:
             on_batch(name, summary.batches_done, len(plan))
 
@@ -508,26 +519,14 @@ def stale(cfg: Config, shards) -> bool:
     return bool(set(live_ids(shards)) - Manifest.load(dedup_dir(cfg)).joined())
 
 
-def _rejected(cfg: Config) -> set[tuple[str, str]]:
-    path = Path(cfg.data_dir) / "reviews.sqlite"
-    if not path.is_file():
-        return set()
-    from astradup.reviews import REJECTED, ReviewStore
-
-    store = ReviewStore(path)
-    try:
-        return {tuple(sorted((r.query_id, r.source_id))) for r in store.all(REJECTED, limit=10 ** 9)}
-    finally:
-        store.close()
-
-
-def ensure_joined(cfg: Config, searcher=None, progress: Callable[[str], None] | None = None) -> None:
+def ensure_joined(cfg: Config, searcher=None, progress: Callable[[str], None] | None = None,
+                  tick: Tick | None = None) -> None:
     """Run the job when its output is missing or stale (on a local Ray unless a searcher is given)."""
     from astradup.catalog import Catalog
 
     shards = searcher.catalog.shards if searcher is not None else Catalog(cfg).shards
     if stale(cfg, shards):
-        run_job(cfg, searcher=searcher, progress=progress)
+        run_job(cfg, searcher=searcher, progress=progress, tick=tick)
 
 
 def _partial_of(query_id: str, m: VideoMatch) -> list[tuple[str, SegmentMatch]]:
@@ -538,22 +537,27 @@ def _partial_of(query_id: str, m: VideoMatch) -> list[tuple[str, SegmentMatch]]:
 
 
 def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, run: bool = True,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, verdicts: Verdicts | None = None,
+                 tick: Tick | None = None):
     """(groups, best, uris, partial) from the job's pairs, as ``astradup dedup`` always answered:
-    pairs at or above ``min_label`` (rejected ones left out) grouped; ``best`` maps (a, b) to the
-    better direction's match; ``partial`` lists copied segments of the pairs below the label whose
-    videos are not both grouped, a copied soundtrack as an ``AudioCopy`` segment. ``run``: run the job first when its output is missing or stale."""
+    pairs at or above ``min_label`` grouped; ``best`` maps (a, b) to the better direction's match;
+    ``partial`` lists copied segments of the pairs below the label whose videos are not both
+    grouped, a copied soundtrack as an ``AudioCopy`` segment. ``run``: run the job first when its
+    output is missing or stale. ``verdicts`` (default: the data dir's) are applied to every pair:
+    a rejected one is in neither list, a confirmed one's match carries ``decision`` (a caller that
+    marks partial copies passes the same ``Verdicts`` and asks it about each)."""
     from astradup.catalog import Catalog
 
     if run:
-        ensure_joined(cfg, searcher, progress)
+        ensure_joined(cfg, searcher, progress, tick)
     shards = searcher.catalog.shards if searcher is not None else Catalog(cfg).shards
     uris = live_ids(shards)
-    rejected = _rejected(cfg)
+    verdicts = verdicts if verdicts is not None else Verdicts.load(cfg.data_dir)
     best: dict[tuple[str, str], VideoMatch] = {}
     partial: list[tuple[str, SegmentMatch]] = []
-    for k, (q, m) in sorted(read_pairs(cfg, set(uris)).items()):
-        if k in rejected:
+    for k, (q, found) in sorted(read_pairs(cfg, set(uris)).items()):
+        m = verdicts.apply(q, found)
+        if m is None:
             continue
         if LABEL_RANK[m.label] >= LABEL_RANK[min_label]:
             best[k] = m
@@ -565,12 +569,12 @@ def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, 
     return groups, best, uris, partial
 
 
-def review_items(cfg: Config, live: dict[str, dict], decided: set[tuple[str, str]]) -> list[dict[str, Any]]:
+def review_items(cfg: Config, live: dict[str, dict], verdicts: Verdicts) -> list[dict[str, Any]]:
     """The review queue from the job's pairs: flagged for review (low confidence), both videos live,
-    no verdict yet; least confident first. ``live``: id -> status row; ``decided``: sorted pairs."""
+    no verdict yet (confirmed or rejected); least confident first. ``live``: id -> status row."""
     items = []
     for (a, b), (q, m) in read_pairs(cfg, set(live)).items():
-        if not m.review or (a, b) in decided:
+        if not m.review or verdicts.decision(a, b) is not None:
             continue
         d = m.to_dict()
         qrow, srow = live.get(q) or {}, live.get(m.source_id) or {}

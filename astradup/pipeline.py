@@ -391,13 +391,14 @@ def done_listing(status: dict[str, dict]) -> tuple[frozenset[str], set[tuple[str
 
 
 def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str], None] | None = None,
-          trust_listing: bool = True) -> IndexReport:
+          trust_listing: bool = True, tick: Callable[[int, int], None] | None = None) -> IndexReport:
     """Index files/folders/s3 prefixes; already indexed content is skipped.
 
     A file whose (uri, size) matches an ok status row is skipped before it is read: a re-run over
     S3 then costs a listing, not a download of the corpus. ``trust_listing=False`` reads and hashes
     every file instead (for stores where an object can be replaced by another of equal size);
     the content-hash check still catches the same bytes under a new name either way.
+    ``tick(files done, files listed)`` follows the driver: after the listing and each written batch.
     """
     from astradup.catalog import Catalog
 
@@ -414,6 +415,8 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
     report.skipped = report.skipped_unread = len(listed) - len(items)
     if progress and report.skipped:
         progress(f"{report.skipped} of {len(listed)} listed files are already indexed (same uri and size)")
+    if tick:
+        tick(report.skipped, len(listed))
     if not items:
         report.wall_seconds = time.time() - t0
         return report
@@ -458,6 +461,8 @@ def index(inputs: list[str], cfg: Config, catalog=None, progress: Callable[[str]
             n_batch = len(to_write)
         written = report.indexed + len(report.failed) + report.skipped - report.skipped_unread
         _count_written(report, before, len(items) - written)
+        if tick:
+            tick(report.indexed + len(report.failed) + report.skipped, len(listed))
         if progress:
             el = time.time() - t0
             progress(f"wrote {n_batch} records ({report.indexed} indexed, {report.skipped} already "

@@ -147,6 +147,7 @@ class VideoMatch:
     notes: tuple[str, ...] = ()
     segments: tuple[SegmentMatch, ...] = field(default_factory=tuple)
     audio_copy: AudioCopy | None = None  # the soundtrack is a whole copy while the picture differs
+    decision: str | None = None  # a reviewer's verdict on the pair ("confirmed"); set by reviews.Verdicts
 
     @property
     def reportable(self) -> bool:
@@ -168,4 +169,5 @@ class VideoMatch:
             "label": self.label, "review": self.review, "notes": list(self.notes),
             "segments": [s.__dict__ for s in self.segments],
             "audio_copy": None if self.audio_copy is None else self.audio_copy.to_dict(),
+            "decision": self.decision,
         }

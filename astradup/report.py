@@ -18,7 +18,9 @@ a report over thousands of pairs takes a bounded number of pictures; a moment sh
 pairs of one video is taken once.
 
 A video whose file is no longer where it was indexed still appears, with a placeholder that says
-so: the index remembers it, and "the copy is already gone" is useful to the reader.
+so: the index remembers it, and "the copy is already gone" is useful to the reader. Reviewers'
+verdicts are dedup's (``astradup.reviews.Verdicts``): a rejected pair is not in the report, a
+confirmed one says so (the ``decision`` column, a "confirmed" badge).
 """
 from __future__ import annotations
 
@@ -33,13 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from astradup.config import Config
 from astradup.io.sources import is_remote, local_copy, storage_options
 from astradup.io.thumbs import jpeg_frame
 from astradup.records import AudioCopy, SegmentMatch, VideoMatch
+from astradup.reviews import CONFIRMED, Verdicts
 from astradup.timeline import Span, colour, moments, span_title, timeline_svg
+
+Tick = Callable[[int, int], None]  # (done, total): a progress bar's update (astradup/progress.py)
 
 LABELS = ("duplicate", "near-duplicate", "similar")
 THUMBS_PER_VIDEO = 3
@@ -48,7 +53,7 @@ MOMENTS_PER_PAIR = 4  # copied intervals per pair with a frame on each side (the
 MAX_MOMENTS_PER_PAIR = 16
 MOMENT_STEP = 0.1  # seconds: moments are taken per tenth of a second, so pairs share frames
 CSV_FIELDS = ("group_id", "video_a_id", "video_a_uri", "video_b_id", "video_b_uri", "fused", "label",
-              "confidence", "review", "visual", "audio", "metadata", "notes", "interval_query_id",
+              "confidence", "review", "decision", "visual", "audio", "metadata", "notes", "interval_query_id",
               "query_intervals", "source_intervals", "interval_scores")
 
 
@@ -107,15 +112,22 @@ class ReportData:
     uris: dict[str, str]  # every indexed video (for names of partial-copy videos)
     indexed: int
     created: str
+    verdicts: Verdicts = field(default_factory=Verdicts)  # for the partial copies' marks
+
+    def decision(self, query_id: str, source_id: str) -> str:
+        """A partial copy's pair verdict ("confirmed"), or ""; rejected pairs never got this far."""
+        return self.verdicts.decision(query_id, source_id) or ""
 
 
-def collect(cfg: Config, min_label: str = "near-duplicate", searcher=None) -> ReportData:
-    """The groups and pairs exactly as ``astradup dedup`` computes them, plus durations for thumbnails."""
+def collect(cfg: Config, min_label: str = "near-duplicate", searcher=None, tick: Tick | None = None) -> ReportData:
+    """The groups and pairs exactly as ``astradup dedup`` computes them (verdicts applied), plus
+    durations for thumbnails."""
     from astradup.catalog import Catalog
     from astradup.dedup import dedup_groups
 
     min_label = normalise_label(min_label)
-    groups, best, uris, partial = dedup_groups(cfg, min_label, searcher=searcher)
+    verdicts = Verdicts.load(cfg.data_dir)
+    groups, best, uris, partial = dedup_groups(cfg, min_label, searcher=searcher, verdicts=verdicts, tick=tick)
     status = (searcher.catalog if searcher is not None else Catalog(cfg)).shards.latest_status()
     group_of = {v: i for i, g in enumerate(groups, 1) for v in g}
     pairs = sorted((PairEntry(group_of[a], a, b, m) for (a, b), m in best.items()),
@@ -126,7 +138,7 @@ def collect(cfg: Config, min_label: str = "near-duplicate", searcher=None) -> Re
             d = (status.get(v) or {}).get("duration")
             videos[v] = VideoEntry(v, uris.get(v, ""), float(d) if d else None)
     return ReportData(min_label, groups, pairs, videos, partial, uris, len(uris),
-                      datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+                      datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), verdicts)
 
 
 # ---------------------------------------------------------------- thumbnails
@@ -228,6 +240,7 @@ def csv_rows(data: ReportData) -> list[dict[str, Any]]:
             "group_id": p.group_id, "video_a_id": p.a, "video_a_uri": data.uris.get(p.a, ""),
             "video_b_id": p.b, "video_b_uri": data.uris.get(p.b, ""), "fused": _fmt(m.fused), "label": m.label,
             "confidence": _fmt(m.confidence), "review": str(bool(m.review)).lower(),
+            "decision": m.decision or "",
             "visual": _fmt(m.scores.get("visual")), "audio": _fmt(m.scores.get("audio")),
             "metadata": _fmt(m.scores.get("metadata")), "notes": "; ".join(m.notes),
             "interval_query_id": p.query_id,
@@ -265,6 +278,8 @@ th{background:#eef1f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 .duplicate{background:#b03a2e}.near-duplicate{background:#d68910}.similar{background:#2874a6}.none{background:#7f8c8d}
 .review{display:inline-block;margin-left:6px;padding:1px 6px;border-radius:10px;background:#f7dc6f;color:#5b4500;
+font-size:12px;font-weight:600}
+.verdict{display:inline-block;margin-left:6px;padding:1px 6px;border-radius:10px;background:#1e8449;color:#fff;
 font-size:12px;font-weight:600}
 .audio-copy{background:#6c3483}ul.iv{margin:0;padding-left:16px}.notes{color:#5a6478;font-size:12px}code{font-size:12px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:middle}
@@ -307,6 +322,7 @@ def _pair_html(p: PairEntry, data: ReportData) -> str:
     ivs = f'<ul class="iv">{ivs}</ul>' if ivs else '<span class="notes">no interval localised</span>'
     aud = m.scores.get("audio")
     review = '<span class="review">review</span>' if m.review else ""
+    review += _verdict_html(m.decision or "")
     notes = f'<div class="notes">{_e("; ".join(m.notes))}</div>' if m.notes else ""
     return (f'<tr class="pair" data-a="{_e(p.a)}" data-b="{_e(p.b)}"><td>{_e(name(p.a))}<br>{_e(name(p.b))}</td>'
             f'<td class="num">{m.fused:.3f}</td><td><span class="badge {_e(m.label)}">{_e(m.label)}</span>{review}</td>'
@@ -342,6 +358,11 @@ def _pictures_html(p: PairEntry, data: ReportData) -> str:
     moments_html = f'<div class="moments">{"".join(figs)}</div>' if figs else ""
     return (f'<tr class="pictures" data-a="{_e(p.a)}" data-b="{_e(p.b)}"><td colspan="8"><div class="cells">'
             f"{svg}{moments_html}</div></td></tr>")
+
+
+def _verdict_html(decision: str) -> str:
+    """The mark of a pair a reviewer confirmed ("" for an unreviewed one)."""
+    return f'<span class="verdict {_e(decision)}">{_e(decision)}</span>' if decision == CONFIRMED else ""
 
 
 def _is_audio_copy(sg: SegmentMatch) -> bool:
@@ -383,7 +404,7 @@ def render_html(data: ReportData) -> str:
         parts += [f'<tr class="{"audio-copy" if _is_audio_copy(sg) else "partial"}"><td>{_e(nm(q))}</td>'
                   f"<td>{sg.q_start:g}&ndash;{sg.q_end:g} s</td><td>{_e(nm(sg.source_id))}</td>"
                   f'<td>{sg.s_start:g}&ndash;{sg.s_end:g} s</td><td class="num">{sg.score:.3f}</td>'
-                  f"<td>{_kind_html(sg)}</td></tr>"
+                  f"<td>{_kind_html(sg)}{_verdict_html(data.decision(q, sg.source_id))}</td></tr>"
                   for q, sg in data.partial]
         parts.append("</tbody></table></section>")
     parts.append("</main></body></html>\n")
@@ -403,8 +424,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplicate", *,
                  thumbs_per_video: int = THUMBS_PER_VIDEO, embed_thumbs: bool = False, searcher=None,
-                 workers: int | None = None, moments_per_pair: int = MOMENTS_PER_PAIR) -> dict[str, Any]:
-    """Compute the groups, make the thumbnails, write report.html + report.csv; returns a summary."""
+                 workers: int | None = None, moments_per_pair: int = MOMENTS_PER_PAIR,
+                 tick_join: Tick | None = None, tick_thumbs: Tick | None = None) -> dict[str, Any]:
+    """Compute the groups, make the thumbnails, write report.html + report.csv; returns a summary.
+    ``tick_join`` follows the dedup job when it runs, ``tick_thumbs`` the videos whose frames are taken."""
     if thumbs_per_video < 0:
         raise ValueError(f"thumbs per video must be >= 0, got {thumbs_per_video}")
     if not 0 <= moments_per_pair <= MAX_MOMENTS_PER_PAIR:
@@ -412,7 +435,7 @@ def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplic
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = collect(cfg, min_label, searcher)
+    data = collect(cfg, min_label, searcher, tick=tick_join)
     plan_moments(data, moments_per_pair)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     thumb = lambda v, d: make_thumbs(v, d, cfg.s3_endpoint, thumbs_per_video, embed=embed_thumbs)  # noqa: E731
@@ -420,13 +443,19 @@ def write_report(cfg: Config, out_dir: str | Path, min_label: str = "near-duplic
         thumbs_dir = Path(tmp) / "thumbs" if embed_thumbs else out / "thumbs"
         if thumbs_per_video or any(v.moment_times for v in data.videos.values()):
             with ThreadPoolExecutor(max_workers=workers) as pool:  # ffmpeg processes do the work; threads wait
-                list(pool.map(lambda v: thumb(v, thumbs_dir), data.videos.values()))
+                n_videos = len(data.videos)
+                if tick_thumbs is not None:
+                    tick_thumbs(0, n_videos)
+                for done, _ in enumerate(pool.map(lambda v: thumb(v, thumbs_dir), data.videos.values()), 1):
+                    if tick_thumbs is not None:
+                        tick_thumbs(done, n_videos)
     html_path, csv_path = out / "report.html", out / "report.csv"
     _atomic_write(html_path, render_html(data))
     write_csv(data, csv_path)
     return {"html": str(html_path), "csv": str(csv_path), "thumbs_dir": None if embed_thumbs else str(thumbs_dir),
             "min_label": data.min_label, "indexed_videos": data.indexed, "groups": len(data.groups),
             "pairs": len(data.pairs), "grouped_videos": len(data.videos),
+            "confirmed_pairs": sum(p.match.decision == CONFIRMED for p in data.pairs),
             "thumbnails": sum(len(v.thumbs) for v in data.videos.values()),
             "moment_thumbnails": sum(len(v.moments) for v in data.videos.values()),
             "missing_files": [{"video_id": v.video_id, "uri": v.uri, "reason": v.missing}

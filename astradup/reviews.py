@@ -5,6 +5,11 @@ searching with B must not report A either, so a pair is keyed by its two ids in 
 The store is one SQLite file in the data dir: several processes (Serve replicas, the CLI) may
 read and write it at once, which SQLite's own locking handles, and one row per pair keeps the
 latest verdict without any compaction.
+
+Every listing of matches or pairs (``astradup search``, ``dedup``, ``report``, the backfill's
+report, the HTTP service) passes them through :class:`Verdicts` (``apply`` / ``matches``), the one
+place where a rejected pair is dropped and a confirmed one is marked (``VideoMatch.decision``), so
+no path can forget a reviewer's word.
 """
 from __future__ import annotations
 
@@ -12,8 +17,12 @@ import re
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Iterable, Mapping
+
+from astradup.errors import AstraDupError
+from astradup.records import VideoMatch
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
@@ -21,6 +30,7 @@ DECISIONS = (CONFIRMED, REJECTED)
 NOTE_MAX = 500  # characters: a verdict's note is a remark, not a document
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _BUSY_TIMEOUT_S = 10.0  # another replica writing at the same moment waits, never fails
+REVIEWS_FILE = "reviews.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
@@ -48,6 +58,11 @@ class Review:
 
 def pair_key(a: str, b: str) -> str:
     return ":".join(sorted((a, b)))
+
+
+def reviews_path(data_dir: str | Path) -> Path:
+    """The verdicts of an index live beside it, in its data dir."""
+    return Path(data_dir) / REVIEWS_FILE
 
 
 def check_id(video_id: str) -> str:
@@ -129,3 +144,72 @@ class ReviewStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Verdicts:
+    """The verdicts one listing applies, read once: pair key -> decision.
+
+    ``apply`` is the single rule every output path uses: a rejected pair is not listed (whichever
+    side was the query), a confirmed one is listed with ``decision="confirmed"``, any other as it was.
+    """
+
+    def __init__(self, decided: Mapping[str, str] | None = None) -> None:
+        self._decided = dict(decided or {})
+
+    @classmethod
+    def load(cls, data_dir: str | Path, video_id: str | None = None) -> "Verdicts":
+        """The verdicts of the index in ``data_dir`` (only those involving ``video_id`` when given);
+        none when no one has reviewed yet (reading creates no file: a listing leaves the data dir
+        as it was)."""
+        path = reviews_path(data_dir)
+        if not path.is_file():
+            return cls()
+        try:
+            store = ReviewStore(path)
+            try:
+                return cls.of_store(store) if video_id is None else cls.for_video(store, video_id)
+            finally:
+                store.close()
+        except sqlite3.DatabaseError as e:  # not SQLite, or another schema: say which file, not a traceback
+            raise AstraDupError(f"{path}: cannot read the reviewers' verdicts: {e}") from None
+
+    @classmethod
+    def of_store(cls, store: ReviewStore) -> "Verdicts":
+        return cls({pair_key(r.query_id, r.source_id): r.decision for r in store.all(limit=10 ** 9)})
+
+    @classmethod
+    def for_video(cls, store: ReviewStore, video_id: str) -> "Verdicts":
+        """Only the verdicts that involve ``video_id`` (one query's listing: O(its verdicts))."""
+        return cls({pair_key(video_id, other): d for other, d in store.decisions_for(video_id).items()})
+
+    def decision(self, a: str, b: str) -> str | None:
+        return self._decided.get(pair_key(a, b))
+
+    def rejected(self, a: str, b: str) -> bool:
+        return self.decision(a, b) == REJECTED
+
+    def rejected_count(self) -> int:
+        """How many rejected pairs these verdicts hold: a search asks for this many more matches,
+        so dropping them still leaves ``top`` to list."""
+        return sum(1 for d in self._decided.values() if d == REJECTED)
+
+    def apply(self, query_id: str, match: VideoMatch) -> VideoMatch | None:
+        """The match as it is listed: None when its pair was rejected, else carrying the pair's decision."""
+        d = self.decision(query_id, match.source_id)
+        if d == REJECTED:
+            return None
+        return match if d == match.decision else replace(match, decision=d)
+
+    def matches(self, query_id: str, matches: Iterable[VideoMatch], top: int | None = None) -> list[VideoMatch]:
+        """``apply`` over one query's ranked matches, keeping the first ``top`` listed ones."""
+        out = []
+        for m in matches:
+            if top is not None and len(out) >= top:
+                break
+            kept = self.apply(query_id, m)
+            if kept is not None:
+                out.append(kept)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._decided)

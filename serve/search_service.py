@@ -2,7 +2,8 @@
 
 Query features are the CLI's: decode, pHash and audio here, frame embeddings in the embedder
 deployment (through ``RemoteEmbedder``), then ``Searcher`` for KNN, fusion and segments. Human
-verdicts (``astradup.reviews``) are applied here, so a rejected pair is never reported, whichever
+verdicts are applied to every answer by ``astradup.reviews.Verdicts`` (as in the CLI and the
+report), so a rejected pair is never reported and a confirmed one carries its decision, whichever
 route asked.
 
 Methods return plain dicts; a request the caller got wrong comes back as
@@ -33,7 +34,8 @@ from astradup.io.ids import content_id
 from astradup.io.sources import storage_options
 from astradup.match.common import CommonSegment
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
-from astradup.reviews import REJECTED, ReviewStore
+from astradup.reviews import ReviewStore, Verdicts
+from astradup.reviews import reviews_path as _reviews_path
 from astradup.search import Query, Searcher
 from astradup.uris import AllowList, BadUri, split_s3
 from serve.embedding import RemoteEmbedder
@@ -52,7 +54,7 @@ S3_CHUNK = 8 << 20  # bytes per ranged GET while a query object is copied
 
 
 def reviews_path(cfg: Config) -> Path:
-    return Path(cfg.data_dir) / "reviews.sqlite"
+    return _reviews_path(cfg.data_dir)
 
 
 def plain(obj):
@@ -216,10 +218,9 @@ class SearchService:
         return Query(feats, mirror)
 
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
-        decided = self.reviews.decisions_for(q.features.video_id)
-        n_rejected = sum(1 for d in decided.values() if d == REJECTED)
-        matches, common = self.searcher.search_common(q, top + n_rejected, include_none=include_none)
-        return self._report(q.features.video_id, kind, matches, decided, top, t0, {
+        verdicts = Verdicts.for_video(self.reviews, q.features.video_id)
+        matches, common = self.searcher.search_common(q, top + verdicts.rejected_count(), include_none=include_none)
+        return self._report(q.features.video_id, kind, verdicts.matches(q.features.video_id, matches, top), t0, {
             "name": name, "duration": q.features.meta.get("duration"), "has_audio": q.features.has_audio,
             "frames": int(len(q.features.timestamps)),
             "searched_seconds": self._searched_seconds(q)}, common)
@@ -229,22 +230,19 @@ class SearchService:
         d = q.features.meta.get("duration")
         return float(limit) if limit and d and d > limit else None
 
-    def _report(self, query_id: str, kind: str, matches: list[VideoMatch], decided: dict[str, str], top: int,
-                t0: float, query: dict, common: list[CommonSegment] | tuple = ()) -> dict:
-        """The answer's JSON; ``common``: the query's stretches that recur in many library videos
-        (match/common.py), listed once with their count and counted in no match."""
+    def _report(self, query_id: str, kind: str, matches: list[VideoMatch], t0: float, query: dict,
+                common: list[CommonSegment] | tuple = ()) -> dict:
+        """The answer's JSON of matches the verdicts have been applied to (``Verdicts.matches``);
+        ``common``: the query's stretches that recur in many library videos (match/common.py),
+        listed once with their count and counted in no match."""
         # Only the rows of the matches: O(matches) per query, not a dict of every indexed video.
         status = self.catalog.shards.statuses_of(m.source_id for m in matches)
         out = []
         for m in matches:
-            if decided.get(m.source_id) == REJECTED:
-                continue
             row = status.get(m.source_id) or {}
             d = plain(m.to_dict())
-            d.update(name=Path(m.source_uri).name, duration=row.get("duration"), decision=decided.get(m.source_id))
+            d.update(name=Path(m.source_uri).name, duration=row.get("duration"))
             out.append(d)
-            if len(out) >= top:
-                break
         return plain({"query": {"video_id": query_id, "kind": kind, **query}, "matches": out,
                       "common": [c.to_dict() for c in common],
                       "took_ms": round(1000 * (time.time() - t0), 1)})
@@ -298,11 +296,10 @@ class SearchService:
         f = self.catalog.shards.load_features([video_id]).get(video_id)
         if f is None:
             return _error(404, f"{video_id}: not in the index")
-        decided = self.reviews.decisions_for(video_id)
-        n_rejected = sum(1 for d in decided.values() if d == REJECTED)
-        matches, common = self.searcher.search_common(Query(f, None), top + n_rejected, exclude=video_id,
-                                                      include_none=False)
-        return self._report(video_id, "video", matches, decided, top, t0, {
+        verdicts = Verdicts.for_video(self.reviews, video_id)
+        matches, common = self.searcher.search_common(Query(f, None), top + verdicts.rejected_count(),
+                                                      exclude=video_id, include_none=False)
+        return self._report(video_id, "video", verdicts.matches(video_id, matches, top), t0, {
             "name": Path(f.uri).name, "duration": f.meta.get("duration"), "has_audio": f.has_audio,
             "frames": int(len(f.timestamps)), "searched_seconds": None}, common)
 
@@ -351,8 +348,7 @@ class SearchService:
         key = (tuple(sorted(live)), self.reviews.version(), mtime)
         with self._queue_lock:
             if self._queue is None or self._queue[0] != key:
-                decided = {tuple(sorted((r.query_id, r.source_id))) for r in self.reviews.all(limit=10 ** 9)}
-                self._queue = (key, plain(review_items(self.cfg, live, decided)))
+                self._queue = (key, plain(review_items(self.cfg, live, Verdicts.of_store(self.reviews))))
             items = self._queue[1]
         return {"items": items[:limit], "total": len(items), "took_ms": round(1000 * (time.time() - t0), 1),
                 "joined": bool(mtime)}

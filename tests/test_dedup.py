@@ -20,7 +20,7 @@ from astradup.dedup import (Manifest, UnionFind, components, dedup_dir, dedup_gr
 from astradup.match.groups import connected_components
 from astradup.pipeline import index
 from astradup.records import SegmentMatch, VideoMatch
-from astradup.reviews import REJECTED, ReviewStore
+from astradup.reviews import CONFIRMED, REJECTED, ReviewStore, Verdicts, pair_key
 from tests.media import make_copy, make_video
 
 
@@ -168,12 +168,12 @@ def test_review_queue_reads_the_jobs_low_confidence_pairs(tmp_path):
     part = write_part(root, "b-test", rows)
     Manifest({"b-test": {"ids": v[:4], "part": part, "pairs": len(rows), "at": 0}}).save(root)
     live = {x: {"status": "ok", "uri": f"/v/{x[:4]}.mp4", "duration": 8.0} for x in v}
-    items = review_items(cfg, live, decided={tuple(sorted((v[3], v[4])))})
+    items = review_items(cfg, live, Verdicts({pair_key(v[3], v[4]): CONFIRMED}))
     assert [(i["query_id"], i["source_id"]) for i in items] == [(v[2], v[4]), (v[0], v[1])]
     assert items[1]["fused"] == pytest.approx(0.88) and all(i["review"] for i in items)
     assert items[0]["segments"][0]["q_end"] == 4.0 and items[0]["duration"] == 8.0
     del live[v[4]]  # deleted since: its pairs leave the queue
-    assert [(i["query_id"], i["source_id"]) for i in review_items(cfg, live, set())] == [(v[0], v[1])]
+    assert [(i["query_id"], i["source_id"]) for i in review_items(cfg, live, Verdicts())] == [(v[0], v[1])]
 
 
 def test_union_find_many_pairs():
