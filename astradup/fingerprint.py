@@ -170,7 +170,7 @@ def read_fingerprint(src: str | Path | bytes, max_bytes: int = MAX_FILE_BYTES, n
         try:
             size = os.path.getsize(src)
             if size > max_bytes:
-                raise FingerprintError(where, f"{size} bytes is over the limit of {max_bytes}")
+                raise FingerprintError(where, f"{size} bytes, over the limit of {max_bytes} bytes")
             with open(src, "rb") as fh:
                 data = fh.read(max_bytes + 1)
         except OSError as e:
