@@ -34,8 +34,9 @@ Quantisation: row i of the embeddings is stored as int8 ``q[i]`` and float32 ``s
 max|x[i]| / 127``; ``x[i] ~= q[i] * step[i]`` to within ``step[i] / 2`` per component
 (store/compact.py ``quantise_rows_scaled``, the shards' own int8 form plus the step). Embeddings
 are unit vectors, so a reader re-normalises ``q[i] * step[i]``; a frame's similarity to any unit
-vector moves by at most ``|x[i] - x^[i]|``, about 0.005 for 512-d SSCD rows (a quarter of the
-files' size as float32). Indexed videos are stored the same way, so the index side is unchanged.
+vector moves by at most ``|x[i] - x^[i]|``, under 0.01 for 512-d SSCD rows (a quarter of the
+size of float32), and a calibrated score by at most that over the calibration's width (``score.emb_hi
+- emb_lo``, ``segments.visual_hi - visual_lo``: x2.5 with the defaults). Indexed videos are stored the same way, so the index side is unchanged.
 
 Reading is for hostile files: the size is capped before a byte is parsed, the file metadata
 (version, row count, columns and their types, the decoded size Parquet claims) is checked before a
@@ -67,7 +68,8 @@ EMBEDDER_KEY = b"astradup.embedder"
 PHASH_BYTES = 32
 
 MAX_FILE_BYTES = 512 << 20  # a 24 h video at 1 fps is ~100 MB; the service's upload limit may be lower
-MAX_DECODED_BYTES = 2 << 30  # what the file's columns may claim to expand to
+MAX_DECODED_BYTES = 2 << 30  # what the file's columns may claim to expand to, at most
+EXPANSION = 8  # ... and no more than this many times the file's size (real fingerprints barely compress)
 MAX_FRAMES = 400_000  # sampled frames (> 4 days at 1 fps)
 MAX_WINDOWS = 1_000_000  # audio windows
 MAX_CHROMAPRINT = 4_000_000  # sub-fingerprints (~8 a second)
@@ -184,7 +186,7 @@ def read_fingerprint(src: str | Path | bytes, max_bytes: int = MAX_FILE_BYTES, n
         md = pf.metadata
     except Exception as e:  # whatever pyarrow trips on is in the file's bytes
         raise FingerprintError(where, f"not a Parquet file ({type(e).__name__})") from None
-    _check_metadata(where, pf, md)
+    _check_metadata(where, pf, md, min(MAX_DECODED_BYTES, max(64 << 20, EXPANSION * len(data))))
     try:
         table = pf.read()
     except Exception as e:
@@ -195,7 +197,7 @@ def read_fingerprint(src: str | Path | bytes, max_bytes: int = MAX_FILE_BYTES, n
         raise FingerprintError(where, str(e)) from None
 
 
-def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData) -> None:
+def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_decoded: int) -> None:
     """Everything that can be refused before a column is decoded."""
     kv = md.metadata or {}
     version = kv.get(VERSION_KEY)
@@ -222,9 +224,13 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData) -> None
     if extra:
         raise FingerprintError(where, f"unknown column(s) {', '.join(repr(n[:40]) for n in extra[:5])}")
     rg = md.row_group(0)
-    claimed = sum(max(0, rg.column(i).total_uncompressed_size) for i in range(rg.num_columns))
-    if claimed > MAX_DECODED_BYTES:
-        raise FingerprintError(where, f"columns claim {claimed} bytes decoded, over {MAX_DECODED_BYTES}")
+    # Bytes after decompression, or 8 bytes per leaf value where more: an encoding (dictionary,
+    # run-length) can pack millions of equal values into a few bytes before any compression.
+    claimed = sum(max(rg.column(i).total_uncompressed_size, 8 * rg.column(i).num_values, 0)
+                  for i in range(rg.num_columns))
+    if claimed > max_decoded:
+        raise FingerprintError(where, f"columns claim {claimed} bytes decoded, over {max_decoded} (a "
+                                      "compressed bomb, not a fingerprint)")
 
 
 def _one(table: pa.Table, name: str) -> Any:

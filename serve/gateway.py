@@ -404,7 +404,7 @@ class Gateway:
         part = ""
         if media_type == "multipart/form-data":
             parser = MultiPartParser(request.headers, _limited(request.stream(), limit + FORM_OVERHEAD, "upload"),
-                                     max_files=1, max_fields=len(SEARCH_FIELDS), max_part_size=4096)
+                                     max_files=len(FILE_PARTS), max_fields=len(SEARCH_FIELDS), max_part_size=4096)
             form = await self._parse(parser)
             fields: dict[str, Any] = {}
             for name, value in form.multi_items():

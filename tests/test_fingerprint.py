@@ -4,7 +4,7 @@ A tiny library (three generated videos, embedded with the configured SSCD model 
 the shards and a Milvus Lite file without Ray) is searched with query files and with their
 fingerprints; the matches must agree. Tolerance: the fingerprint keeps frame embeddings as int8
 with a per-row step, so each query row moves by ``err = max_i |x_i - x^_i|`` (measured here,
-~0.005); a cosine with a unit vector then moves by at most ``err``, and the calibrations that turn
+~0.01); a cosine with a unit vector then moves by at most ``err``, and the calibrations that turn
 cosines into scores (``score.emb_lo..emb_hi``, ``segments.visual_lo..visual_hi``) stretch that by
 at most ``1 / min(hi - lo)`` (2.5 with the defaults). pHash, audio and metadata are stored exactly,
 so ``err * 2.5`` bounds every score difference; segment bounds may move by one frame sample.
@@ -73,7 +73,7 @@ def test_fingerprint_search_matches_the_video_search(lib, tmp_path):
         assert np.array_equal(g.audio_windows, f.audio_windows) and np.array_equal(g.audio_vectors, f.audio_vectors)
         assert np.array_equal(g.chromaprint, f.chromaprint) and g.meta == json.loads(json.dumps(f.meta))
         err = float(np.linalg.norm(g.embeddings - f.embeddings, axis=1).max())
-        assert 0 < err < 0.01, err  # quantised (not a float copy), and as close as documented
+        assert 0 < err < 0.02, err  # quantised (not a float copy), and as close as documented
         tol = _tolerance(cfg, err)
 
         m_file, c_file = s.search_common(by_file)
@@ -96,9 +96,8 @@ def test_fingerprint_search_matches_the_video_search(lib, tmp_path):
         assert top.source_uri.endswith(f"R00000{name[-1]}.mp4") and top.label != "none"
 
 
-def test_the_service_answers_a_fingerprint_as_the_upload(lib, tmp_path):
-    """SearchService's own methods (no Ray): the fingerprint route's answer is the upload route's;
-    a hostile fingerprint is a 422 naming the reason, never an exception."""
+def _service(lib, tmp_path):
+    """A SearchService over the fixture's index, without Ray (its methods called directly)."""
     from serve.search_service import SearchService
     from serve.settings import ServeSettings
     from serve.slots import DecodeSlots
@@ -110,6 +109,15 @@ def test_the_service_answers_a_fingerprint_as_the_upload(lib, tmp_path):
     svc.settings = ServeSettings()
     svc.decodes = DecodeSlots(1, 1)
     svc.reviews = ReviewStore(tmp_path / "reviews.sqlite")
+    return svc
+
+
+def test_the_service_answers_a_fingerprint_as_the_upload(lib, tmp_path):
+    """SearchService's own methods (no Ray): the fingerprint route's answer is the upload route's;
+    a hostile fingerprint is a 422 naming the reason, never an exception."""
+    from serve.settings import ServeSettings
+
+    svc = _service(lib, tmp_path)
     path = lib["q"]["Q000002"]
     fp = tmp_path / "fp.parquet"
     assert cli_main(["--data-dir", str(lib["cfg"].data_dir), "fingerprint", str(path), "-o", str(fp)]) == 0
@@ -125,6 +133,59 @@ def test_the_service_answers_a_fingerprint_as_the_upload(lib, tmp_path):
     svc.settings = ServeSettings(max_upload_bytes=1000)
     r = svc.search_fingerprint(fp.read_bytes(), 5)
     assert r["status"] == 422 and "limit" in r["error"]
+
+
+def test_the_gateway_routes_a_fingerprint_part_to_the_fingerprint_search(lib, tmp_path):
+    """POST /search multipart with a 'fingerprint' part, through the gateway's own parsing (no Ray):
+    the Parquet bytes are not sniffed as a video (that would be a 415), the search replica's answer
+    comes back, a hostile fingerprint is its 422, and a video plus a fingerprint is a 400."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from serve.gateway import ApiError, Gateway
+    from serve.settings import ServeSettings
+    from serve.slots import DecodeSlots
+
+    svc = _service(lib, tmp_path)
+    fp = tmp_path / "fp.parquet"
+    assert cli_main(["--data-dir", str(lib["cfg"].data_dir), "fingerprint", str(lib["q"]["Q000001"]),
+                     "-o", str(fp)]) == 0
+    cls = Gateway.func_or_class
+    gw = cls.__new__(cls)
+    gw.settings = ServeSettings()
+    gw.cfg = lib["cfg"]
+    gw.metrics = SimpleNamespace(search=lambda *a: None)
+    gw.uploads = DecodeSlots(1, 1)
+    gw.search = SimpleNamespace(search_fingerprint=SimpleNamespace(
+        remote=lambda *a: asyncio.to_thread(svc.search_fingerprint, *a)))
+
+    def request(parts: list[tuple[str, bytes]]) -> Request:
+        body = b"".join(b'--B\r\nContent-Disposition: form-data; name="%s"; filename="x"\r\n'
+                        b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (n.encode(), d)
+                        for n, d in parts) + b"--B--\r\n"
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request({"type": "http", "method": "POST", "path": "/search", "query_string": b"",
+                        "headers": [(b"content-type", b"multipart/form-data; boundary=B")]}, receive)
+
+    res = asyncio.run(cls.search(gw, request([("fingerprint", fp.read_bytes())])))
+    assert res["query"]["kind"] == "fingerprint" and res["matches"][0]["source_uri"].endswith("R000001.mp4")
+    with pytest.raises(ApiError) as e:
+        asyncio.run(cls.search(gw, request([("fingerprint", b"PAR1" + b"\x00" * 64)])))
+    assert e.value.status == 422 and "not a Parquet file" in e.value.message
+    with pytest.raises(ApiError) as e:
+        asyncio.run(cls.search(gw, request([("file", b"\x00" * 8), ("fingerprint", fp.read_bytes())])))
+    assert e.value.status == 400 and "exactly one of" in e.value.message
+    assert gw.uploads.try_take()  # every upload's slot came back
 
 
 def test_cli_search_by_fingerprint_in_vsc_layout_scores_against_a_vsc_gt(lib, tmp_path, capsys):
@@ -237,6 +298,13 @@ def test_huge_row_counts_and_sizes_are_refused_before_reading(tmp_path):
         read_fingerprint(data)
     with pytest.raises(FingerprintError, match="over the limit of 1000 bytes"):
         read_fingerprint(str(path), max_bytes=1000)
+    # A one-row file whose zeros compress ~1000x: refused from the metadata, before decoding.
+    bomb = _with(t, "audio_vectors", [0.0] * 40_000_000)
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(bomb.replace_schema_metadata(t.schema.metadata), path, compression="zstd")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(FingerprintError, match="compressed bomb"):
+        read_fingerprint(str(path))
     for junk in (b"", b"\x00" * 5000, b"PAR1" + b"x" * 100 + b"PAR1"):
         with pytest.raises(FingerprintError):
             read_fingerprint(junk)
