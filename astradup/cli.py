@@ -219,7 +219,10 @@ def cmd_fingerprint(args, cfg: Config) -> int:
 
     searcher = Searcher(cfg)
     q = searcher.query_from_file(args.video)
-    size = write_fingerprint(args.out, q.features, q.mirror, searcher.embedder.name)
+    try:
+        size = write_fingerprint(args.out, q.features, q.mirror, searcher.embedder.name)
+    except OSError as e:
+        raise AstraDupError(f"{args.out}: cannot write: {e.strerror or e}") from None
     print(f"fingerprint of {args.video} ({q.features.video_id}): {len(q.features.timestamps)} frames, "
           f"{len(q.features.audio_windows)} audio windows, {size} bytes -> {args.out}")
     return 0

@@ -35,8 +35,9 @@ max|x[i]| / 127``; ``x[i] ~= q[i] * step[i]`` to within ``step[i] / 2`` per comp
 (store/compact.py ``quantise_rows_scaled``, the shards' own int8 form plus the step). Embeddings
 are unit vectors, so a reader re-normalises ``q[i] * step[i]``; a frame's similarity to any unit
 vector moves by at most ``|x[i] - x^[i]|``, under 0.01 for 512-d SSCD rows (a quarter of the
-size of float32), and a calibrated score by at most that over the calibration's width (``score.emb_hi
-- emb_lo``, ``segments.visual_hi - visual_lo``: x2.5 with the defaults). Indexed videos are stored the same way, so the index side is unchanged.
+size of float32), and a calibrated score by at most that over the calibration's width
+(``score.emb_hi - emb_lo``, ``segments.visual_hi - visual_lo``: x2.5 with the defaults). Indexed
+videos are stored the same way, so the index side is unchanged.
 
 Reading is for hostile files: the size is capped before a byte is parsed, the file metadata
 (version, row count, columns and their types, the decoded size Parquet claims) is checked before a

@@ -410,7 +410,8 @@ class Gateway:
             for name, value in form.multi_items():
                 if name in fields or (name in FILE_PARTS and upload is not None):
                     raise ApiError(400, f"field {name[:40]!r} given twice" if name == part else
-                                   "give exactly one of: a 'file' upload, a 'fingerprint' upload, 'video_id' or 'uri'")
+                                   "give exactly one of: a 'file' upload, a 'fingerprint' upload, "
+                                   "'video_id' or 'uri'")
                 if name in FILE_PARTS:
                     if not isinstance(value, UploadFile):
                         raise ApiError(400, f"{name!r} must be a file part (with a filename)")

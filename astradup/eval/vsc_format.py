@@ -115,6 +115,9 @@ class DescriptorWriter:
                     self._raw_member(zf, "timestamps.npy", "timestamps.raw", (self.rows, 2))
                     self._raw_member(zf, "features.npy", "features.raw", (self.rows, dim))
                 os.replace(tmp, self.path)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise AstraDupError(f"{self.path}: cannot write: {e.strerror or e}") from None
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
