@@ -1,4 +1,5 @@
-"""`astradup` command line: index, search (a video, or --hashes: a vPDQ hash file), export-hashes, eval, dedup, report, delete, stats, reindex, serve, demo."""
+"""`astradup` command line: index, search, fingerprint, export-descriptors, eval, dedup, report, delete, stats,
+reindex, serve, demo."""
 from __future__ import annotations
 
 import argparse
@@ -122,14 +123,32 @@ def _segment_rows(query: str, matches) -> list[dict]:
              "modalities": _kind(s), "decision": m.decision or ""} for m in matches for s in m.copied()]
 
 
+def _vsc_rows(query_name: str, matches) -> list:
+    """Copied stretches as VSC22 matches: query_id and ref_id are file stems, as VSC22 names videos
+    (an indexed video without a uri keeps its content id)."""
+    from astradup.eval.segments_csv import SegmentRow
+    from astradup.eval.vsc_format import vsc_id
+
+    return [SegmentRow(vsc_id(query_name), s.q_start, s.q_end, vsc_id(m.source_uri) if m.source_uri else m.source_id,
+                       s.s_start, s.s_end, float(s.score)) for m in matches for s in m.copied()]
+
+
 def cmd_search(args, cfg: Config) -> int:
     from astradup.reviews import Verdicts
     from astradup.search import Searcher
 
     if args.top is not None and args.top < 1:
         raise AstraDupError(f"--top must be >= 1, got {args.top}")
+    if (args.file is None) == (args.fingerprint is None):
+        raise AstraDupError("search needs a video FILE or --fingerprint FP (one of them)")
+    if args.format == "vsc" and not (args.segments and args.csv):
+        raise AstraDupError("--format vsc writes copied segments as CSV: add --segments --csv")
     searcher = Searcher(cfg)
-    q = searcher.query_from_file(args.file)
+    if args.fingerprint:
+        q = searcher.query_from_fingerprint(args.fingerprint)
+        args.file = q.features.uri.removeprefix("fingerprint:") or args.fingerprint  # the video it was made of
+    else:
+        q = searcher.query_from_file(args.file)
     qid = q.features.video_id
     top = args.top or cfg.search.top
     verdicts = Verdicts.load(cfg.data_dir, video_id=qid)
@@ -138,6 +157,11 @@ def cmd_search(args, cfg: Config) -> int:
     matches = verdicts.matches(qid, matches, top)
     if args.segments:
         matches = [m for m in matches if m.copied()]
+        if args.format == "vsc":
+            from astradup.eval.segments_csv import LAYOUT_VSC, write_rows
+
+            write_rows(sys.stdout, _vsc_rows(args.file, matches), layout=LAYOUT_VSC)
+            return 0
         rows = _segment_rows(args.file, matches)
         if args.csv:
             w = csv.DictWriter(sys.stdout, fieldnames=SEGMENT_FIELDS)
@@ -245,6 +269,51 @@ def cmd_report(args, cfg: Config) -> int:
     for miss in summary["missing_files"]:
         print(f"  no thumbnail for {miss['uri']}: {miss['reason']}")
     print(f"report: {summary['html']}\ncsv:    {summary['csv']}")
+    return 0
+
+
+def cmd_fingerprint(args, cfg: Config) -> int:
+    """The query features of a video as one file (astradup/fingerprint.py), to search elsewhere."""
+    from astradup.fingerprint import write_fingerprint
+    from astradup.search import Searcher
+
+    searcher = Searcher(cfg)
+    q = searcher.query_from_file(args.video)
+    try:
+        size = write_fingerprint(args.out, q.features, q.mirror, searcher.embedder.name)
+    except OSError as e:
+        raise AstraDupError(f"{args.out}: cannot write: {e.strerror or e}") from None
+    print(f"fingerprint of {args.video} ({q.features.video_id}): {len(q.features.timestamps)} frames, "
+          f"{len(q.features.audio_windows)} audio windows, {size} bytes -> {args.out}")
+    return 0
+
+
+def cmd_export_descriptors(args, cfg: Config) -> int:
+    """Frame embeddings as a VSC22 descriptor file: the indexed videos', or with --query the given
+    files' (embedded as a search embeds a query)."""
+    from astradup.eval.vsc_format import export_descriptors, vsc_id
+
+    step = 1.0 / cfg.decode.fps if cfg.decode.fps > 0 else 1.0
+    if args.query:
+        from astradup.search import Searcher
+
+        searcher = Searcher(cfg)
+
+        def videos():
+            for path in args.query:
+                f = searcher.query_from_file(path).features
+                yield vsc_id(path), f.timestamps, f.embeddings
+    else:
+        from astradup.catalog import Catalog
+
+        shards = Catalog(cfg).shards
+
+        def videos():
+            for batch in shards.iter_features():
+                for f in batch:
+                    yield (vsc_id(f.uri) if f.uri else f.video_id), f.timestamps, f.embeddings
+    res = export_descriptors(args.out, videos(), default_step=step)
+    print(f"{res['videos']} video(s), {res['rows']} rows of {res['dim']}-d descriptors -> {res['path']}")
     return 0
 
 
@@ -406,16 +475,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_index)
     s = sub.add_parser("search", help="find indexed videos that FILE copies")
-    s.add_argument("file", help="the query video (a local file)")
+    s.add_argument("file", nargs="?", help="the query video, a local file (or give --fingerprint instead)")
+    s.add_argument("--fingerprint", metavar="FP",
+                   help="search with a fingerprint file (`astradup fingerprint`) instead of the video")
     s.add_argument("--top", type=int, default=None, help="most matches to list (default: config search.top)")
     s.add_argument("--segments", action="store_true", help="print the copied segments (partial copies)")
     out = s.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the matches as JSON")
     out.add_argument("--csv", action="store_true", help="print the matches (or --segments) as CSV")
+    s.add_argument("--format", choices=["astradup", "vsc"], default="astradup",
+                   help="with --segments --csv: vsc writes VSC22's matches layout (query_id,ref_id,query_start,"
+                        "query_end,ref_start,ref_end,score; ids are file stems, as VSC22's ground truth names "
+                        "videos)")
     s.set_defaults(fn=cmd_search)
+    s = sub.add_parser("fingerprint", help="write what a search needs from VIDEO to one Parquet file "
+                                           "(search with it elsewhere, without the video)")
+    s.add_argument("video", help="the video file (or s3:// object)")
+    s.add_argument("-o", "--out", required=True, help="the fingerprint file to write (.parquet)")
+    s.set_defaults(fn=cmd_fingerprint)
+    s = sub.add_parser("export-descriptors", help="frame embeddings of the indexed videos as a VSC22 "
+                                                  "descriptor file (.npz)")
+    s.add_argument("out", help="the .npz file to write (keys video_ids, timestamps, features)")
+    s.add_argument("--format", choices=["vsc"], default="vsc", help="descriptor layout (VSC22's, the only one)")
+    s.add_argument("--query", nargs="+", metavar="FILE",
+                   help="export these video files' descriptors (embedded as search queries) instead of the index's")
+    s.set_defaults(fn=cmd_export_descriptors)
     s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")
-    s.add_argument("--truth", required=True, help="CSV of the true copied segments")
-    s.add_argument("--pred", required=True, help="CSV of the predicted segments (search --segments --csv)")
+    s.add_argument("--truth", required=True,
+                   help="truth CSV: astradup layout (query_segment, source_segment) or VSC22's (ref_id, "
+                        "query_start...), told apart by the header")
+    s.add_argument("--pred", required=True, help="predictions CSV, either layout (with a score column)")
     s.add_argument("--json", action="store_true", help="print the scores as JSON")
     s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("dedup", help="every duplicate group in the index")

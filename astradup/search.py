@@ -102,6 +102,22 @@ class Searcher:
             mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
+    def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
+        """The query a fingerprint file (astradup/fingerprint.py) holds: the features
+        ``query_from_file`` built where the video is, so the search answers as it would with the
+        video. FingerprintError for a file that is not one, or was made with other embedder or
+        audio settings than this index's; mirrored frames are used only when ``embedder.query_flip``
+        is on here, as for a video."""
+        from astradup.catalog import audio_vector_dim
+        from astradup.fingerprint import MAX_FILE_BYTES, check_compatible, read_fingerprint
+
+        fp = read_fingerprint(src, MAX_FILE_BYTES if max_bytes is None else max_bytes, name)
+        a = self.cfg.audio
+        check_compatible(fp, self.embedder.name, self.embedder.dim,
+                         audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc),
+                         name or (src if isinstance(src, str) else "fingerprint"))
+        return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None)
+
     @property
     def _floors(self) -> tuple[float, float]:
         """(visual, audio) similarity at which a row pair is match evidence (SegmentConfig)."""

@@ -56,7 +56,8 @@ KEY_COOKIE = "astradup_key"
 PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs", "/favicon.ico")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-SEARCH_FIELDS = {"file", "video_id", "uri", "top", "include_none"}
+SEARCH_FIELDS = {"file", "fingerprint", "video_id", "uri", "top", "include_none"}
+FILE_PARTS = ("file", "fingerprint")  # a video, or a fingerprint file (astradup/fingerprint.py)
 
 api = FastAPI(
     title="AstraDup", version="0.1.0", docs_url="/docs", redoc_url=None,
@@ -195,6 +196,8 @@ _SEARCH_FIELDS_SCHEMA = {
 SEARCH_OPENAPI = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "the query video"},
+        "fingerprint": {"type": "string", "format": "binary",
+                        "description": "instead of the video: its fingerprint file (`astradup fingerprint`)"},
         **_SEARCH_FIELDS_SCHEMA}}},
     "application/json": {"schema": {"type": "object", "properties": _SEARCH_FIELDS_SCHEMA,
                                     "additionalProperties": False}},
@@ -350,14 +353,14 @@ class Gateway:
 
     @api.post("/search", openapi_extra=SEARCH_OPENAPI, response_model=SearchOut,
               responses=errors(401, 403, 404, 413, 415, 502, 503),
-              summary="Ranked matches of an uploaded video, an indexed video id or an s3:// URI")
+              summary="Ranked matches of an uploaded video or fingerprint, an indexed video id or an s3:// URI")
     async def search(self, request: Request) -> dict:
         with self._searching("invalid") as rec:
-            fields, upload = await self._search_request(request)
+            fields, upload, part = await self._search_request(request)
             top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
             include_none = _field_bool(fields.get("include_none", False), "include_none")
             if upload is not None:
-                rec["kind"] = "upload"
+                rec["kind"] = "upload" if part == "file" else "fingerprint"
                 # An upload is held in memory from here until the search replica answers: no more
                 # at once than the search replicas have decode slots (the rest wait on disk, spooled
                 # by the form parser, and are told when to come back).
@@ -369,8 +372,11 @@ class Gateway:
                 try:
                     data = await upload.read()
                     upload.file.close()
-                    container = self._check_upload(data)
                     name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+                    if part == "fingerprint":  # parsed and checked in the search replica (FingerprintError -> 422)
+                        self._check_size(data)
+                        return await self._call(self.search.search_fingerprint.remote(data, top, include_none, name))
+                    container = self._check_upload(data)
                     return await self._call(self.search.search_upload.remote(data, container, top, include_none,
                                                                              name))
                 finally:
@@ -384,8 +390,9 @@ class Gateway:
                 raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
             return await self._call(self.search.search_uri.remote(uri, top, include_none))
 
-    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None]:
-        """(fields, upload): exactly one of a 'file' part, 'video_id' or 'uri'."""
+    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None, str]:
+        """(fields, upload, its part name): exactly one of a 'file' or 'fingerprint' part, 'video_id'
+        or 'uri'."""
         limit = self.settings.max_upload_bytes
         length = request.headers.get("content-length")
         if length is not None:
@@ -395,20 +402,23 @@ class Gateway:
                 raise ApiError(413, f"upload is over the limit of {limit} bytes")
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         upload: UploadFile | None = None
+        part = ""
         if media_type == "multipart/form-data":
             parser = MultiPartParser(request.headers, _limited(request.stream(), limit + FORM_OVERHEAD, "upload"),
-                                     max_files=1, max_fields=len(SEARCH_FIELDS), max_part_size=4096)
+                                     max_files=len(FILE_PARTS), max_fields=len(SEARCH_FIELDS), max_part_size=4096)
             form = await self._parse(parser)
             fields: dict[str, Any] = {}
             for name, value in form.multi_items():
-                if name in fields or (name == "file" and upload is not None):
-                    raise ApiError(400, f"field {name[:40]!r} given twice")
-                if name == "file":
+                if name in fields or (name in FILE_PARTS and upload is not None):
+                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == part else
+                                   "give exactly one of: a 'file' upload, a 'fingerprint' upload, "
+                                   "'video_id' or 'uri'")
+                if name in FILE_PARTS:
                     if not isinstance(value, UploadFile):
-                        raise ApiError(400, "'file' must be a file part (with a filename)")
-                    upload = value
+                        raise ApiError(400, f"{name!r} must be a file part (with a filename)")
+                    upload, part = value, name
                 elif isinstance(value, UploadFile):
-                    raise ApiError(400, f"only 'file' may be a file part, not {name[:40]!r}")
+                    raise ApiError(400, f"only 'file' or 'fingerprint' may be a file part, not {name[:40]!r}")
                 else:
                     fields[name] = value
         elif media_type == "application/x-www-form-urlencoded":
@@ -426,16 +436,17 @@ class Gateway:
         else:
             raise ApiError(415, "send multipart/form-data with a 'file' part, or JSON "
                                 "{\"video_id\": \"...\"} or {\"uri\": \"s3://...\"}")
-        if "file" in fields:
-            raise ApiError(400, "'file' must be a file part (multipart/form-data with a filename)")
+        for name in FILE_PARTS:
+            if name in fields:
+                raise ApiError(400, f"{name!r} must be a file part (multipart/form-data with a filename)")
         unknown = sorted(set(fields) - SEARCH_FIELDS)
         if unknown:
             raise ApiError(400, f"unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}")
-        given = [k for k in ("video_id", "uri") if k in fields] + (["file"] if upload is not None else [])
+        given = [k for k in ("video_id", "uri") if k in fields] + ([part] if upload is not None else [])
         if len(given) != 1:
-            raise ApiError(400, "give exactly one of: a 'file' upload, 'video_id' or 'uri'"
+            raise ApiError(400, "give exactly one of: a 'file' upload, a 'fingerprint' upload, 'video_id' or 'uri'"
                            + (f" (got {', '.join(given)})" if given else ""))
-        return fields, upload
+        return fields, upload, part
 
     @staticmethod
     async def _parse(parser):
@@ -446,11 +457,14 @@ class Gateway:
         except Exception as e:  # whatever the parser trips on is in the client's bytes
             raise ApiError(400, f"malformed form body: {str(e)[:120] or type(e).__name__}") from None
 
-    def _check_upload(self, data: bytes) -> str:
+    def _check_size(self, data: bytes) -> None:
         if not data:
             raise ApiError(400, "empty upload")
         if len(data) > self.settings.max_upload_bytes:
             raise ApiError(413, f"upload is over the limit of {self.settings.max_upload_bytes} bytes")
+
+    def _check_upload(self, data: bytes) -> str:
+        self._check_size(data)
         container = sniff(data[:HEAD_BYTES], len(data))
         if container is None:
             raise ApiError(415, refusal(data[:HEAD_BYTES]))

@@ -65,7 +65,7 @@ class MatchOut(_Out):
 
 class QueryOut(_Out):
     video_id: str
-    kind: Literal["upload", "uri", "video"]
+    kind: Literal["upload", "fingerprint", "uri", "video"]
     name: str
     duration: float | None = None
     has_audio: bool

@@ -27,6 +27,7 @@ from astradup import telemetry
 from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
 from astradup.config import Config
 from astradup.errors import MediaError, path_free
+from astradup.fingerprint import FingerprintError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
 from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
@@ -262,6 +263,18 @@ class SearchService:
         finally:
             os.unlink(tmp)
         return self._answer(q, "upload", top, include_none, t0, name=name)
+
+    @_INFLIGHT.track
+    def search_fingerprint(self, data: bytes, top: int, include_none: bool = False, name: str = "") -> dict:
+        """Search with a fingerprint file's features (astradup/fingerprint.py): no decode, so no
+        decode slot; the bytes are checked as a hostile file (size, version, schema, lengths,
+        finiteness, embedder) and any refusal is a 422 naming the reason."""
+        t0 = time.time()
+        try:
+            q = self.searcher.query_from_fingerprint(data, self.settings.max_upload_bytes, name="fingerprint")
+        except FingerprintError as e:
+            return _error(422, f"fingerprint: {e.reason}")
+        return self._answer(q, "fingerprint", top, include_none, t0, name=name)
 
     @_INFLIGHT.track
     @decode_slot

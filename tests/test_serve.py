@@ -191,6 +191,28 @@ def test_upload_search_finds_the_source_and_both_intervals(srv):
     assert res["common"] == []  # a few videos: nothing recurs in common.min_videos of them
 
 
+def test_a_fingerprint_upload_answers_as_the_video_upload(srv, tmp_path):
+    """The one live fingerprint test: `astradup fingerprint` here, POST /search with the file as the
+    'fingerprint' part there; the same sources, labels and copied intervals as the video upload
+    (tests/test_fingerprint.py compares scores and refusals without Ray)."""
+    from astradup.cli import main as cli_main
+
+    two = srv.files["two.mp4"]
+    fp = tmp_path / "two.parquet"
+    assert cli_main(["--data-dir", str(tmp_path / "data"), "fingerprint", str(two), "-o", str(fp)]) == 0
+    with open(two, "rb") as f:
+        by_video = srv.post("/search", files={"file": ("two.mp4", f, "video/mp4")}, data={"top": "5"}).json()
+    r = srv.post("/search", files={"fingerprint": ("two.parquet", fp.read_bytes(), "application/octet-stream")},
+                 data={"top": "5"})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert res["query"]["kind"] == "fingerprint" and res["query"]["video_id"] == by_video["query"]["video_id"]
+    assert [(m["source_id"], m["label"], len(m["segments"])) for m in res["matches"]] == \
+        [(m["source_id"], m["label"], len(m["segments"])) for m in by_video["matches"]]
+    bad = srv.post("/search", files={"fingerprint": ("x.parquet", b"PAR1" + b"\x00" * 40, "application/octet-stream")})
+    assert bad.status_code == 422 and "not a Parquet file" in bad.json()["error"]
+
+
 def test_search_an_indexed_video_by_id_json_form_and_route(srv):
     c, c_copy = srv.ids["c.mp4"], srv.ids["c_copy.mp4"]
     by_json = srv.post("/search", json={"video_id": c, "top": 3})

@@ -1,7 +1,15 @@
-"""Read and write copy-localisation CSVs (truth and predictions share one format).
+"""Read and write copy-localisation CSVs (truth and predictions share one format, in two layouts).
 
-Columns: ``query_id,query_segment,source_id,source_segment`` plus ``score`` for predictions;
-segments are ``"start-end"`` in seconds. Truth files may carry more columns (``transform``...):
+Two column layouts, told apart by the header alone (``detect_layout``, the one place that decides):
+
+* ``astradup``: ``query_id,query_segment,source_id,source_segment`` plus ``score`` for
+  predictions; segments are ``"start-end"`` in seconds.
+* ``vsc``: the layout of Meta's VSC22 matching track (facebookresearch/vsc2022, ``vsc/metrics.py``
+  ``Match``): ``query_id,ref_id,query_start,query_end,ref_start,ref_end`` plus ``score`` for
+  predictions (its ground-truth files have none); one number per column. ``ref_id`` is read as
+  ``source_id``, so both layouts give the same ``SegmentRow`` and every metric treats them alike.
+
+Truth files may carry more columns (``transform``...):
 they are kept in ``SegmentRow.extra`` because the per-transform report needs them, and a row
 that cannot be parsed raises ``SegmentsCsvError`` naming file and line, since a silently skipped
 truth row would bias every metric computed from the file.
@@ -14,17 +22,22 @@ turn every metric into nan). The limits keep memory and time bounded whatever th
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from astradup.errors import MediaError
 
 REQUIRED = ("query_id", "query_segment", "source_id", "source_segment")
+VSC_REQUIRED = ("query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end")
 SCORE = "score"
+LAYOUT_ASTRADUP = "astradup"
+LAYOUT_VSC = "vsc"
+LAYOUTS = {LAYOUT_ASTRADUP: REQUIRED, LAYOUT_VSC: VSC_REQUIRED}
 
 MAX_FIELD_CHARS = 128 * 1024  # one field; ids and segments are short, so this only stops hostile files
 MAX_RECORD_CHARS = 1 << 20  # one physical line, and one record (quoted fields may span lines)
@@ -36,6 +49,8 @@ MAX_SECONDS = 1e9  # a segment bound past ~31 years is a broken file, not a vide
 _SEGMENT = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*$")
 # A plain decimal score, optionally with an exponent; no nan / inf / underscores.
 _SCORE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+# A VSC22 time: non-negative seconds, plain decimal, optionally with an exponent (pandas writes 1e-05).
+_TIME = re.compile(r"^\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 class SegmentsCsvError(MediaError):
@@ -80,15 +95,29 @@ def parse_segment(text: str) -> tuple[float, float]:
     return start, end
 
 
-def _seconds(num: str, text: str) -> float:
+def _seconds(num: str, text: str, what: str = "segment") -> float:
     """One bound of a segment as a finite float within ``MAX_SECONDS``; ValueError saying why not."""
     if len(num) > MAX_NUMBER_CHARS:
-        raise ValueError(f"segment {_show(text)}: a bound of {len(num)} characters is longer than "
+        raise ValueError(f"{what} {_show(text)}: a bound of {len(num)} characters is longer than "
                          f"{MAX_NUMBER_CHARS}")
     v = float(num)
     if not math.isfinite(v) or v > MAX_SECONDS:
-        raise ValueError(f"segment {_show(text)}: bound {_show(num)} is over {MAX_SECONDS:g} seconds")
+        raise ValueError(f"{what} {_show(text)}: bound {_show(num)} is over {MAX_SECONDS:g} seconds")
     return v
+
+
+def parse_bounds(start: str, end: str, what: str) -> tuple[float, float]:
+    """Two VSC22 time columns (``what``: "query" or "ref") -> (start, end); ValueError saying why not."""
+    out = []
+    for col, raw in ((f"{what}_start", start.strip()), (f"{what}_end", end.strip())):
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise ValueError(f"{col} of {len(raw)} characters is longer than {MAX_NUMBER_CHARS}")
+        if not _TIME.match(raw):
+            raise ValueError(f"{col} {_show(raw)} is not a non-negative number of seconds")
+        out.append(_seconds(raw, raw, col))
+    if out[1] < out[0]:
+        raise ValueError(f"{what}_end {_show(end.strip())} is before {what}_start {_show(start.strip())}")
+    return out[0], out[1]
 
 
 def format_segment(start: float, end: float) -> str:
@@ -161,21 +190,40 @@ class _Lines:
         return text[1:] if self.line == 1 and text.startswith("\ufeff") else text
 
 
+def detect_layout(names: list[str]) -> tuple[str | None, str]:
+    """(layout, "") for a header holding every column of exactly one layout, else (None, reason).
+
+    The one place a file's layout is decided: from the header only, so a file is never read
+    half in one layout and half in another."""
+    have = set(names)
+    complete = [k for k, cols in LAYOUTS.items() if have.issuperset(cols)]
+    if len(complete) == 1:
+        return complete[0], ""
+    if complete:
+        return None, ("header has the columns of both layouts (astradup's query_segment/source_segment and "
+                      "VSC22's ref_id/query_start...): keep one")
+    missing = {k: [c for c in cols if c not in have] for k, cols in LAYOUTS.items()}
+    return None, ("header has neither layout: astradup's lacks column(s) "
+                  f"{', '.join(map(_show, missing[LAYOUT_ASTRADUP]))}; VSC22's lacks column(s) "
+                  f"{', '.join(map(_show, missing[LAYOUT_VSC]))}")
+
+
 def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[SegmentRow]:
     header = _next_record(reader, lines, p)
     while header is not None and not any(c.strip() for c in header):
         header = _next_record(reader, lines, p)  # leading blank lines
     if header is None:
-        raise SegmentsCsvError(p, None, f"empty file; expected a header with {','.join(REQUIRED)}")
+        raise SegmentsCsvError(p, None, f"empty file; expected a header with {','.join(REQUIRED)} "
+                                        f"(or VSC22's {','.join(VSC_REQUIRED)})")
     names = [c.strip() for c in header]
-    missing = [c for c in REQUIRED if c not in names]
-    if missing:
-        raise SegmentsCsvError(p, lines.line, f"header lacks column(s) {', '.join(map(_show, missing))}")
     dup = sorted({c for c in names if names.count(c) > 1})
     if dup:
         raise SegmentsCsvError(p, lines.line, f"duplicate column(s) {', '.join(map(_show, dup))}")
+    layout, why = detect_layout(names)
+    if layout is None:
+        raise SegmentsCsvError(p, lines.line, why)
     idx = {c: i for i, c in enumerate(names)}
-    extra_cols = [c for c in names if c not in REQUIRED and c != SCORE]
+    extra_cols = [c for c in names if c not in LAYOUTS[layout] and c != SCORE]
     rows: list[SegmentRow] = []
     while (rec := _next_record(reader, lines, p)) is not None:
         if not any(c.strip() for c in rec):
@@ -183,7 +231,7 @@ def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[Se
         if len(rows) >= MAX_ROWS:
             raise SegmentsCsvError(p, lines.line, f"more than {MAX_ROWS} rows")
         try:
-            rows.append(_parse_record(rec, names, idx, extra_cols))
+            rows.append(_parse_record(rec, names, idx, extra_cols, layout))
         except ValueError as e:
             raise SegmentsCsvError(p, lines.line, str(e)) from None
     return rows
@@ -203,14 +251,19 @@ def _next_record(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[str
 
 
 def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
-                  extra_cols: list[str]) -> SegmentRow:
+                  extra_cols: list[str], layout: str = LAYOUT_ASTRADUP) -> SegmentRow:
     if len(rec) != len(names):
         raise ValueError(f"{len(rec)} fields, header has {len(names)}")
-    qid, sid = rec[idx["query_id"]].strip(), rec[idx["source_id"]].strip()
+    source = "ref_id" if layout == LAYOUT_VSC else "source_id"
+    qid, sid = rec[idx["query_id"]].strip(), rec[idx[source]].strip()
     if not qid or not sid:
-        raise ValueError("empty query_id or source_id")
-    qs, qe = parse_segment(rec[idx["query_segment"]])
-    ss, se = parse_segment(rec[idx["source_segment"]])
+        raise ValueError(f"empty query_id or {source}")
+    if layout == LAYOUT_VSC:
+        qs, qe = parse_bounds(rec[idx["query_start"]], rec[idx["query_end"]], "query")
+        ss, se = parse_bounds(rec[idx["ref_start"]], rec[idx["ref_end"]], "ref")
+    else:
+        qs, qe = parse_segment(rec[idx["query_segment"]])
+        ss, se = parse_segment(rec[idx["source_segment"]])
     score = 1.0
     if SCORE in idx:
         raw = rec[idx[SCORE]].strip()
@@ -225,24 +278,36 @@ def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
     return SegmentRow(qid, qs, qe, sid, ss, se, score, extra)
 
 
-def write_rows(path: str | Path, rows: Iterable[SegmentRow], with_score: bool = True) -> None:
-    """Write rows in the format ``read_rows`` reads; extra columns follow, in first-seen order.
+def write_rows(path: str | Path | TextIO, rows: Iterable[SegmentRow], with_score: bool = True,
+               layout: str = LAYOUT_ASTRADUP) -> None:
+    """Write rows in a layout ``read_rows`` reads (to a path or an open text stream); extra columns
+    follow, in first-seen order.
 
-    ``with_score=False`` writes a truth file (no score column).
+    ``with_score=False`` writes a truth file (no score column). ``layout="vsc"`` writes VSC22's
+    columns (``source_id`` as ``ref_id``), which vsc2022's ``matching_eval.py`` reads as well. Both
+    layouts round numbers alike, so one set of rows scores the same in either.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     rows = list(rows)
     extra_cols: list[str] = []
     for r in rows:
         for k in r.extra:
             if k not in extra_cols:
                 extra_cols.append(k)
-    header = list(REQUIRED) + ([SCORE] if with_score else []) + extra_cols
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    header = list(LAYOUTS[layout]) + ([SCORE] if with_score else []) + extra_cols
+    with contextlib.ExitStack() as stack:
+        f = path if hasattr(path, "write") else stack.enter_context(
+            open(path, "w", newline="", encoding="utf-8"))
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
-            rec = [r.query_id, format_segment(r.q_start, r.q_end),
-                   r.source_id, format_segment(r.s_start, r.s_end)]
+            if layout == LAYOUT_VSC:
+                rec = [r.query_id, r.source_id, _fmt_seconds(r.q_start), _fmt_seconds(r.q_end),
+                       _fmt_seconds(r.s_start), _fmt_seconds(r.s_end)]
+            else:
+                rec = [r.query_id, format_segment(r.q_start, r.q_end),
+                       r.source_id, format_segment(r.s_start, r.s_end)]
             if with_score:
                 rec.append(f"{r.score:.4f}")
             rec.extend(str(r.extra.get(c, "")) for c in extra_cols)

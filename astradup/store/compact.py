@@ -28,12 +28,20 @@ def _l2n(x: np.ndarray) -> np.ndarray:
 
 def quantise_rows(x: np.ndarray) -> np.ndarray:
     """float [N, D] -> int8 [N, D], each row scaled to use the full +-127 range."""
+    return quantise_rows_scaled(x)[0]
+
+
+def quantise_rows_scaled(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float [N, D] -> (int8 [N, D], float32 [N] step): row i is ``q[i] * step[i]`` to within half
+    a step per component, ``step[i] = max|x[i]| / 127`` (0 for a zero row). The shards drop the
+    step (rows are re-normalised when read); a fingerprint file keeps it so a reader needs no
+    convention to get the values back."""
     x = np.asarray(x, np.float32)
     if x.size == 0:
-        return np.zeros(x.shape, np.int8)
+        return np.zeros(x.shape, np.int8), np.zeros((len(x),), np.float32)
     m = np.abs(x).max(axis=1, keepdims=True)
     scale = np.divide(127.0, m, out=np.zeros_like(m), where=m > 0)
-    return np.rint(x * scale).astype(np.int8)
+    return np.rint(x * scale).astype(np.int8), (m[:, 0] / 127.0).astype(np.float32)
 
 
 def dequantise_rows(q: np.ndarray) -> np.ndarray:
