@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+
+import numpy as np
 from math import sqrt
 
 import pytest
@@ -287,3 +289,30 @@ def test_segments_found_counts_each_copy_under_its_own_chain_and_length():
     assert edits["speed"]["found"] == 1.0
     lengths = segments_found(truth, pred, lambda r: [length_bin(r)])
     assert set(lengths) == {"3-5 s", "8-15 s", "5-8 s"} and lengths["8-15 s"]["found"] == 1.0
+
+
+def test_score_normalisation_ranks_a_distinct_match_above_a_generic_one_and_folds_into_descriptors():
+    """Query a's row matches ref A at 0.8 and nothing else; query b's row matches B at 0.9 but every
+    other reference at 0.85 too (a generic scene). Raw max IP ranks b-B first; normalised against the
+    library background, a-A ranks first, and the folded descriptors give the same scores."""
+    from astradup.match.score_norm import background, fold, pad_refs, pair_scores
+
+    def unit(v):
+        v = np.asarray(v, np.float32)
+        return v / np.linalg.norm(v)
+
+    e = np.eye(8, dtype=np.float32)
+    refs = {"A": e[[0]], "B": unit(e[1] + 0.5 * e[3])[None], "C": unit(e[3] + 0.02 * e[4])[None],
+            "D": unit(e[3] - 0.02 * e[4])[None]}
+    qa = unit(0.8 * e[0] + 0.6 * e[5])[None]
+    qb = unit(e[1] + 0.9 * e[3])[None]
+    raw = pair_scores({"a": qa, "b": qb}, refs)
+    assert raw[("b", "B")] > raw[("a", "A")]
+    lib = list(refs.values())
+    bg = {q: background(x, lib, k=2) for q, x in (("a", qa), ("b", qb))}
+    norm = {(q, r): s - float(bg[q].max()) for (q, r), s in raw.items()}
+    assert norm[("a", "A")] > norm[("b", "B")] and max(norm, key=norm.get) == ("a", "A")
+    folded = pair_scores({"a": fold(qa, bg["a"], 1.0), "b": fold(qb, bg["b"], 1.0)},
+                         {r: pad_refs(x) for r, x in refs.items()})
+    assert folded == pytest.approx(norm, abs=1e-6)
+    assert background(qa, lib[:1], k=2).tolist() == [0.0]  # too small a library: no background
