@@ -1,0 +1,174 @@
+"""vPDQ exchange: the matching rule (pure numpy), the hash file reader against hostile input,
+PDQ in the shards (old shards without it still read), and, end to end, a copy hashed by Meta's own
+``vpdq`` package found through ``search --hashes`` as its AstraDup source."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from astradup.io.vpdq_file import HashFileError, VpdqHashes, format_vpdq, frame_numbers, parse_vpdq
+from astradup.match import vpdq_match as vm
+from astradup.records import VideoFeatures
+from astradup.store import shards as shards_mod
+from astradup.store.shards import FEATURES_SCHEMA, ShardStore
+
+RNG = np.random.default_rng(7)
+
+
+def _flip(h: np.ndarray, nbits: int, rng=RNG) -> np.ndarray:
+    """A copy of hash h (uint8 [32]) with exactly nbits distinct bits flipped."""
+    bits = np.unpackbits(h.copy())
+    idx = rng.choice(256, nbits, replace=False)
+    bits[idx] ^= 1
+    return np.packbits(bits)
+
+
+def _hashes(n: int, rng=RNG) -> np.ndarray:
+    return rng.integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------ matching rule
+
+def test_distance_31_matches_and_32_does_not():
+    a = _hashes(1)
+    q = np.full(1, 100)
+    for d, hit in ((0, True), (31, True), (32, False)):
+        b = _flip(a[0], d)[None]
+        s = vm.score(vm.usable(a, q), vm.usable(b, q))
+        assert (s.query_pct, s.source_pct) == ((100.0, 100.0) if hit else (0.0, 0.0)), d
+
+
+def test_percentages_both_ways_quality_filter_and_repeats():
+    src = _hashes(10)
+    # The query: 4 of the source's frames (lightly changed), 1 repeated 3 times, plus 4 of its own,
+    # plus a low-quality frame equal to a source frame (not compared).
+    query = np.concatenate([np.stack([_flip(src[i], 10) for i in range(4)]), np.repeat(src[4:5], 3, 0),
+                            _hashes(4), src[9:10]])
+    quality = np.array([100] * 4 + [80] * 3 + [90] * 4 + [49])
+    s = vm.score(vm.usable(query, quality), vm.usable(src, np.full(10, 60)))
+    assert (s.query_frames, s.source_frames) == (9, 10)  # 12 lines - 2 repeats - 1 low quality
+    assert s.query_pct == pytest.approx(100 * 5 / 9)
+    assert s.source_pct == pytest.approx(100 * 5 / 10)
+    assert not vm.is_match(s)
+    whole = vm.score(vm.usable(src[:8], np.full(8, 100)), vm.usable(src, np.full(10, 100)))
+    assert (whole.query_pct, whole.source_pct) == (100.0, 80.0) and vm.is_match(whole)
+
+
+def test_blocks_give_the_same_answer_as_one_pass(monkeypatch):
+    a, b = _hashes(50), _hashes(40)
+    b[::3] = [_flip(a[i], 20) for i in range(0, 40, 3)]
+    one = vm.matched(a.view(np.uint64), b.view(np.uint64))
+    monkeypatch.setattr(vm, "BLOCK", 7)
+    np.testing.assert_array_equal(vm.matched(a.view(np.uint64), b.view(np.uint64))[0], one[0])
+    np.testing.assert_array_equal(vm.matched(a.view(np.uint64), b.view(np.uint64))[1], one[1])
+    assert one[1].sum() == len(range(0, 40, 3))
+
+
+def test_no_usable_frames_is_no_match():
+    a = _hashes(3)
+    s = vm.score(vm.usable(a, np.full(3, 10)), vm.usable(a, np.full(3, 100)))
+    assert (s.query_pct, s.source_pct, s.query_frames) == (0.0, 0.0, 0) and not vm.is_match(s)
+    with pytest.raises(ValueError):
+        vm.usable(_hashes(3), np.full(2, 100))
+
+
+# ------------------------------------------------------------------ the hash file
+
+GOOD = ("0,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,0.000\n"
+        "25,98,c0f11178372c6aaccddea259648fbfd62f434c89c9e99b249772be216c8d055c,1.000\n")
+
+
+def test_reads_vpdq_text_and_writes_it_back():
+    h = parse_vpdq(GOOD)
+    assert h.frame_numbers.tolist() == [0, 25] and h.quality.tolist() == [100, 98]
+    assert bytes(h.hashes[0]).hex() == "e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c"
+    assert format_vpdq(h) == GOOD
+    assert parse_vpdq(GOOD.replace("\n", "\r\n") + "\n\n").timestamps.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "empty"),
+    ("\n\n", "empty"),
+    ("0,100,e271,0.000\n", "64-digit hex"),
+    ("0,100,g271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,0.000\n", "64-digit hex"),
+    ("0,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c\n", "3 comma-separated fields"),
+    (GOOD.strip() + ",extra\n", "line 2: 5 comma-separated"),
+    ("0,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,100,0.000\n", "hash is the 2nd field"),
+    ("0,101,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,0.000\n", "quality"),
+    ("-1,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,0.000\n", "frame number"),
+    ("0,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,nan\n", "timestamp"),
+    ("0,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,-1.0\n", "timestamp"),
+    (GOOD.replace("1.000", "0.000").replace(",0.000\n25", ",2.000\n25", 1), "must not go back"),
+    (GOOD.replace("25,98", "0,98"), "must increase"),
+    ("0,100,e271017837246aaccddea259648fb7d62f435c89d9e99b2497763e216c8d055c,0.000\n".replace("e2", "é"),
+     "not ASCII"),
+])
+def test_hostile_files_are_refused_with_the_reason(text, words):
+    with pytest.raises(HashFileError, match=words):
+        parse_vpdq(text)
+
+
+def test_size_and_line_caps_come_before_parsing():
+    line = GOOD.splitlines()[0] + "\n"
+    with pytest.raises(HashFileError, match="more than the 1000 allowed"):
+        parse_vpdq(line * 20, max_bytes=1000)
+    with pytest.raises(HashFileError, match="more than 100 lines"):
+        parse_vpdq(b"\n" * 3_000_000, max_lines=100)  # millions of (empty) lines: one count, no split
+
+
+def test_frame_numbers_follow_the_native_rate_or_the_sample_index():
+    t = np.arange(4) + 0.5
+    assert frame_numbers(t, 25.0).tolist() == [12, 37, 62, 87]
+    assert frame_numbers(t, None).tolist() == [0, 1, 2, 3]
+    assert frame_numbers(t, 0.5).tolist() == [0, 1, 2, 3]  # slower than the sampling: numbers would repeat
+
+
+# ------------------------------------------------------------------ shards
+
+def _features(vid: str, t: int = 5, pdq: bool = True) -> VideoFeatures:
+    rng = np.random.default_rng(len(vid))
+    emb = rng.normal(size=(t, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    kw = {"pdq": _hashes(t, rng), "pdq_quality": rng.integers(0, 101, t).astype(np.uint8)} if pdq else {}
+    return VideoFeatures(vid, f"/v/{vid}.mp4", np.arange(t, dtype=np.float32) + 0.5, emb,
+                         _hashes(t, rng), np.zeros((0, 2), np.float32), np.zeros((0, 0), np.float32),
+                         np.zeros((0,), np.uint32), 0.0, {"fps": 25.0}, **kw)
+
+
+def test_pdq_round_trips_and_an_old_shard_without_it_reads_as_missing(tmp_path):
+    store = ShardStore(str(tmp_path))
+    new = _features("a" * 32)
+    store.write_features([new])
+    got = store.load_features([new.video_id])[new.video_id]
+    np.testing.assert_array_equal(got.pdq, new.pdq)
+    np.testing.assert_array_equal(got.pdq_quality, new.pdq_quality)
+    # A shard as written before PDQ existed: no pdq columns at all.
+    old = _features("b" * 32)
+    row = shards_mod._feature_row(old)
+    row.update(indexed_at=shards_mod._now_us())
+    schema = pa.schema([f for f in FEATURES_SCHEMA if f.name not in ("pdq", "pdq_quality")])
+    path = tmp_path / "features" / shards_mod._part_name(row["indexed_at"])
+    pq.write_table(pa.Table.from_pylist([{k: row[k] for k in schema.names}], schema=schema), path)
+    store.write_status([{"video_id": old.video_id, "uri": old.uri, "status": "ok", "error": "", "size": None,
+                         "duration": None, "at": row["indexed_at"]}])
+    back = store.load_features([old.video_id])[old.video_id]
+    assert not back.has_pdq and back.pdq.shape == (0, 32) and len(back.pdq_quality) == 0
+    np.testing.assert_array_equal(back.phash, old.phash)
+    assert not store.read_shard(str(path))[0].has_pdq
+    # The narrow scan the hash search uses reads both shards, PDQ where there is one.
+    seen = {f.video_id: f for chunk in store.iter_features(columns=("pdq", "pdq_quality")) for f in chunk}
+    assert set(seen) == {new.video_id, old.video_id} and seen[new.video_id].has_pdq
+    assert seen[new.video_id].embeddings.size == 0  # the embeddings were not read
+    assert not store.quarantined()
+
+
+def test_pdq_of_the_wrong_shape_is_refused_at_write(tmp_path):
+    f = _features("c" * 32)
+    f.pdq = f.pdq[:-1]
+    with pytest.raises(ValueError, match="pdq"):
+        ShardStore(str(tmp_path)).write_features([f])
