@@ -55,7 +55,8 @@ KEY_COOKIE = "astradup_key"
 PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs", "/favicon.ico")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-SEARCH_FIELDS = {"file", "video_id", "uri", "top", "include_none"}
+SEARCH_FIELDS = {"file", "hashes", "video_id", "uri", "top", "include_none"}
+FILE_PARTS = ("file", "hashes")  # the query video, or a vPDQ hash file (io/vpdq_file.py)
 
 api = FastAPI(
     title="AstraDup", version="0.1.0", docs_url="/docs", redoc_url=None,
@@ -194,6 +195,8 @@ _SEARCH_FIELDS_SCHEMA = {
 SEARCH_OPENAPI = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "the query video"},
+        "hashes": {"type": "string", "format": "binary",
+                   "description": "instead of a video: a vPDQ hash file (frame,quality,pdq_hex,timestamp lines)"},
         **_SEARCH_FIELDS_SCHEMA}}},
     "application/json": {"schema": {"type": "object", "properties": _SEARCH_FIELDS_SCHEMA,
                                     "additionalProperties": False}},
@@ -352,9 +355,12 @@ class Gateway:
               summary="Ranked matches of an uploaded video, an indexed video id or an s3:// URI")
     async def search(self, request: Request) -> dict:
         with self._searching("invalid") as rec:
-            fields, upload = await self._search_request(request)
+            fields, upload, upload_name = await self._search_request(request)
             top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
             include_none = _field_bool(fields.get("include_none", False), "include_none")
+            if upload is not None and upload_name == "hashes":
+                rec["kind"] = "hashes"
+                return await self._search_hashes(upload, top, include_none)
             if upload is not None:
                 rec["kind"] = "upload"
                 # An upload is held in memory from here until the search replica answers: no more
@@ -383,8 +389,8 @@ class Gateway:
                 raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
             return await self._call(self.search.search_uri.remote(uri, top, include_none))
 
-    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None]:
-        """(fields, upload): exactly one of a 'file' part, 'video_id' or 'uri'."""
+    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None, str]:
+        """(fields, upload, its part name): exactly one of a 'file' or 'hashes' part, 'video_id' or 'uri'."""
         limit = self.settings.max_upload_bytes
         length = request.headers.get("content-length")
         if length is not None:
@@ -394,20 +400,22 @@ class Gateway:
                 raise ApiError(413, f"upload is over the limit of {limit} bytes")
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         upload: UploadFile | None = None
+        upload_name = ""
         if media_type == "multipart/form-data":
             parser = MultiPartParser(request.headers, _limited(request.stream(), limit + FORM_OVERHEAD, "upload"),
                                      max_files=1, max_fields=len(SEARCH_FIELDS), max_part_size=4096)
             form = await self._parse(parser)
             fields: dict[str, Any] = {}
             for name, value in form.multi_items():
-                if name in fields or (name == "file" and upload is not None):
-                    raise ApiError(400, f"field {name[:40]!r} given twice")
-                if name == "file":
+                if name in fields or (name in FILE_PARTS and upload is not None):
+                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == upload_name
+                                   else "give exactly one of: a 'file' upload, 'hashes', 'video_id' or 'uri'")
+                if name in FILE_PARTS:
                     if not isinstance(value, UploadFile):
-                        raise ApiError(400, "'file' must be a file part (with a filename)")
-                    upload = value
+                        raise ApiError(400, f"{name!r} must be a file part (with a filename)")
+                    upload, upload_name = value, name
                 elif isinstance(value, UploadFile):
-                    raise ApiError(400, f"only 'file' may be a file part, not {name[:40]!r}")
+                    raise ApiError(400, f"only 'file' or 'hashes' may be a file part, not {name[:40]!r}")
                 else:
                     fields[name] = value
         elif media_type == "application/x-www-form-urlencoded":
@@ -425,16 +433,33 @@ class Gateway:
         else:
             raise ApiError(415, "send multipart/form-data with a 'file' part, or JSON "
                                 "{\"video_id\": \"...\"} or {\"uri\": \"s3://...\"}")
-        if "file" in fields:
-            raise ApiError(400, "'file' must be a file part (multipart/form-data with a filename)")
+        for name in FILE_PARTS:
+            if name in fields:
+                raise ApiError(400, f"{name!r} must be a file part (multipart/form-data with a filename)")
         unknown = sorted(set(fields) - SEARCH_FIELDS)
         if unknown:
             raise ApiError(400, f"unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}")
-        given = [k for k in ("video_id", "uri") if k in fields] + (["file"] if upload is not None else [])
+        given = [k for k in ("video_id", "uri") if k in fields] + ([upload_name] if upload is not None else [])
         if len(given) != 1:
-            raise ApiError(400, "give exactly one of: a 'file' upload, 'video_id' or 'uri'"
+            raise ApiError(400, "give exactly one of: a 'file' upload, 'hashes', 'video_id' or 'uri'"
                            + (f" (got {', '.join(given)})" if given else ""))
-        return fields, upload
+        return fields, upload, upload_name
+
+    async def _search_hashes(self, upload: UploadFile, top: int, include_none: bool) -> dict:
+        """A vPDQ hash file: size-checked here (it is text, far below a video's limit), parsed and
+        matched in the search replica, which answers 422 naming the line of a malformed one."""
+        from astradup.io.vpdq_file import MAX_BYTES
+
+        try:
+            data = await upload.read(MAX_BYTES + 1)
+        finally:
+            upload.file.close()
+        if not data:
+            raise ApiError(400, "empty hash file")
+        if len(data) > MAX_BYTES:
+            raise ApiError(413, f"hash file is over the limit of {MAX_BYTES} bytes")
+        name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        return await self._call(self.search.search_hashes.remote(data, top, include_none, name))
 
     @staticmethod
     async def _parse(parser):

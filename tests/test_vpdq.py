@@ -172,3 +172,116 @@ def test_pdq_of_the_wrong_shape_is_refused_at_write(tmp_path):
     f.pdq = f.pdq[:-1]
     with pytest.raises(ValueError, match="pdq"):
         ShardStore(str(tmp_path)).write_features([f])
+
+
+# ------------------------------------------------------------------ end to end, with Meta's vpdq
+
+SCENES_A = [("mandelbrot", 1), ("testsrc2", 0), ("mandelbrot", 2), ("smptebars", 0), ("mandelbrot", 3)]
+SCENES_B = [("mandelbrot", 4), ("mandelbrot", 5), ("rgbtest", 0), ("mandelbrot", 6)]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    from astradup.config import load_config
+    from astradup.pipeline import index
+    from tests.media import make_copy, make_slideshow
+
+    root = tmp_path_factory.mktemp("vpdq")
+    lib = root / "library"
+    lib.mkdir()
+    a = make_slideshow(lib / "a.mp4", SCENES_A)
+    make_slideshow(lib / "b.mp4", SCENES_B)
+    copy = make_copy(a, root / "a_copy.mp4", vf="scale=240:180", crf=30)
+    cfg = load_config(overrides={"data_dir": str(root / "data"),
+                                 "pipeline": {"dashboard": False, "decode_concurrency": 1}})
+    report = index([str(lib)], cfg)
+    assert report.indexed == 2, report.summary()
+    return {"root": root, "cfg": cfg, "a": a, "copy": copy}
+
+
+def _vpdq_file(video, dst, seconds_per_hash: float = 1.0):
+    """The video hashed by Meta's vpdq, written as its own tools write the file."""
+    import vpdq
+
+    feats = vpdq.computeHash(str(video), seconds_per_hash=seconds_per_hash)
+    dst.write_text("".join(f"{f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}\n" for f in feats))
+    return feats
+
+
+def _cli(library, capsys, *argv) -> tuple[int, str, str]:
+    from astradup.cli import main
+
+    rc = main(["--data-dir", str(library["root"] / "data"), *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _stored(library) -> dict[str, VideoFeatures]:
+    from astradup.catalog import Catalog
+
+    return {f.uri.rsplit("/", 1)[-1]: f for chunk in Catalog(library["cfg"]).shards.iter_features() for f in chunk}
+
+
+def test_a_copy_hashed_by_vpdq_is_found_as_its_source(library, capsys, tmp_path):
+    stored = _stored(library)
+    hashes = tmp_path / "a_copy.txt"
+    _vpdq_file(library["copy"], hashes)
+    rc, out, _ = _cli(library, capsys, "search", "--hashes", str(hashes), "--json")
+    assert rc == 0
+    res = json.loads(out)
+    top = res["matches"][0]
+    assert top["source_id"] == stored["a.mp4"].video_id and top["source_uri"].endswith("a.mp4")
+    assert top["label"] == "duplicate", top
+    assert top["scores"]["vpdq_query"] >= 0.8 and top["scores"]["vpdq_source"] >= 0.8
+    b = [m for m in res["matches"] if m["source_id"] == stored["b.mp4"].video_id]
+    assert not b or b[0]["label"] in ("similar", "none"), b
+    rc, out, _ = _cli(library, capsys, "search", "--hashes", str(hashes))
+    assert rc == 0 and "duplicate" in out and "a.mp4" in out.splitlines()[1]
+
+
+def test_vpdq_and_astradup_hash_the_same_frames_alike(library, tmp_path):
+    """Every frame AstraDup sampled, against the frame vpdq hashes at the same index of the file."""
+    f = _stored(library)["a.mp4"]
+    assert f.has_pdq and len(f.pdq) == len(f.timestamps) == 10
+    every = _vpdq_file(library["a"], tmp_path / "a_all.txt", seconds_per_hash=0)  # every frame of the file
+    fps = f.meta["fps"]
+    for t, ours, q in zip(f.timestamps, f.pdq, f.pdq_quality):
+        theirs = every[math.floor(float(t) * fps + 1e-6)]
+        d = int(np.bitwise_count(np.frombuffer(bytes.fromhex(theirs.hex), np.uint8) ^ ours).sum())
+        assert d <= vm.DISTANCE_MAX, (t, d)
+        assert abs(int(q) - theirs.quality) <= 20, (t, q, theirs.quality)
+
+
+def test_export_hashes_writes_vpdq_text_that_searches_back(library, capsys, tmp_path):
+    stored = _stored(library)
+    a = stored["a.mp4"]
+    rc, out, _ = _cli(library, capsys, "export-hashes", "--format", "vpdq", str(tmp_path / "all"))
+    assert rc == 0
+    files = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert files == sorted(f"{f.video_id}.txt" for f in stored.values())
+    one = tmp_path / "a.txt"
+    rc, _, _ = _cli(library, capsys, "export-hashes", "--format", "vpdq", str(one), a.video_id)
+    assert rc == 0
+    h = parse_vpdq(one.read_bytes())
+    np.testing.assert_array_equal(h.hashes, a.pdq)
+    np.testing.assert_allclose(h.timestamps, a.timestamps, atol=1e-3)
+    assert h.frame_numbers.tolist() == [12 + 25 * k for k in range(10)]  # the native frames on screen
+    rc, out, _ = _cli(library, capsys, "search", "--hashes", str(one), "--json")
+    top = json.loads(out)["matches"][0]
+    assert (top["source_id"], top["scores"]["vpdq_query"], top["scores"]["vpdq_source"]) == (a.video_id, 1.0, 1.0)
+    # Refusals: a single file for several videos, an unknown id.
+    rc, _, err = _cli(library, capsys, "export-hashes", "--format", "vpdq", str(tmp_path / "x.txt"))
+    assert rc == 2 and "name one VIDEO_ID" in err
+    rc, _, err = _cli(library, capsys, "export-hashes", "--format", "vpdq", str(tmp_path / "y"), "f" * 32)
+    assert rc == 2 and "not in the index" in err
+
+
+def test_a_hostile_hash_file_is_one_cli_error(library, capsys, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(GOOD + "50,100,zz,2.000\n")
+    rc, out, err = _cli(library, capsys, "search", "--hashes", str(bad))
+    assert rc == 2 and out == "" and "line 3" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _cli(library, capsys, "search", "--hashes", str(tmp_path / "missing.txt"))
+    assert rc == 2 and "no such hash file" in err
+    rc, _, err = _cli(library, capsys, "search", str(library["a"]), "--hashes", str(bad))
+    assert rc == 2 and "not both" in err
