@@ -119,6 +119,8 @@ def test_size_and_line_caps_come_before_parsing():
         parse_vpdq(line * 20, max_bytes=1000)
     with pytest.raises(HashFileError, match="more than 100 lines"):
         parse_vpdq(b"\n" * 3_000_000, max_lines=100)  # millions of (empty) lines: one count, no split
+    with pytest.raises(HashFileError, match="line 1: 1 comma-separated"):
+        parse_vpdq(b"a\r" * 1_500_000)  # other line breaks do not split: one (bad) line
 
 
 def test_frame_numbers_follow_the_native_rate_or_the_sample_index():

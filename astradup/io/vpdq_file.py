@@ -60,7 +60,10 @@ def parse_vpdq(data: bytes | str, *, max_bytes: int = MAX_BYTES, max_lines: int 
         text = raw.decode("ascii")
     except UnicodeDecodeError as e:
         raise HashFileError(f"hash file is not ASCII text (byte {e.start})") from None
-    lines = text.splitlines()
+    # Split on "\n" only (a "\r\n" file loses its "\r" below): splitlines() would also split on
+    # "\r", "\f", "\x1c"..., so a file of 8 MiB of those would pass the line cap above as one line
+    # and then become millions of list items.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
