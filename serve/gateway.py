@@ -407,9 +407,10 @@ class Gateway:
             form = await self._parse(parser)
             fields: dict[str, Any] = {}
             for name, value in form.multi_items():
-                if name in fields or (name in FILE_PARTS and upload is not None):
-                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == upload_name
-                                   else "give exactly one of: a 'file' upload, 'hashes', 'video_id' or 'uri'")
+                if name in fields or (name in FILE_PARTS and name == upload_name):
+                    raise ApiError(400, f"field {name[:40]!r} given twice")
+                if name in FILE_PARTS and upload is not None:
+                    raise ApiError(400, "give exactly one of: a 'file' upload, 'hashes', 'video_id' or 'uri'")
                 if name in FILE_PARTS:
                     if not isinstance(value, UploadFile):
                         raise ApiError(400, f"{name!r} must be a file part (with a filename)")

@@ -1,6 +1,6 @@
 """Decoded video -> VideoFeatures, split in the two halves the pipeline runs on different pools.
 
-``cpu_features`` (pHash, audio, metadata) runs where decoding runs, so PCM never travels;
+``cpu_features`` (pHash, PDQ, audio, metadata) runs where decoding runs, so PCM never travels;
 ``add_embeddings`` runs in the embedder pool (GPU where present), so frames travel once.
 The CLI search path calls the same two functions, so a query gets exactly the features an
 indexed video gets.
