@@ -268,6 +268,7 @@ def test_export_hashes_writes_vpdq_text_that_searches_back(library, capsys, tmp_
     np.testing.assert_array_equal(h.hashes, a.pdq)
     np.testing.assert_allclose(h.timestamps, a.timestamps, atol=1e-3)
     assert h.frame_numbers.tolist() == [12 + 25 * k for k in range(10)]  # the native frames on screen
+    assert (tmp_path / "all" / f"{a.video_id}.txt").read_text() == one.read_text()  # narrow scan, same text
     rc, out, _ = _cli(library, capsys, "search", "--hashes", str(one), "--json")
     top = json.loads(out)["matches"][0]
     assert (top["source_id"], top["scores"]["vpdq_query"], top["scores"]["vpdq_source"]) == (a.video_id, 1.0, 1.0)
