@@ -137,10 +137,12 @@ def cmd_search(args, cfg: Config) -> int:
     from astradup.reviews import Verdicts
     from astradup.search import Searcher
 
+    if args.hashes is not None:
+        return cmd_search_hashes(args, cfg)
     if args.top is not None and args.top < 1:
         raise AstraDupError(f"--top must be >= 1, got {args.top}")
     if (args.file is None) == (args.fingerprint is None):
-        raise AstraDupError("search needs a video FILE or --fingerprint FP (one of them)")
+        raise AstraDupError("search needs a video FILE, --fingerprint FP or --hashes FILE.txt (one of them)")
     if args.format == "vsc" and not (args.segments and args.csv):
         raise AstraDupError("--format vsc writes copied segments as CSV: add --segments --csv")
     searcher = Searcher(cfg)
@@ -200,6 +202,81 @@ def cmd_search(args, cfg: Config) -> int:
             print(_fmt_common(common))
         print(_fmt_matches(matches))
     return 0
+
+
+def _read_hash_file(path: str):
+    """A vPDQ hash file from disk, its size checked before it is read (io/vpdq_file.py checks the rest)."""
+    from astradup.io.vpdq_file import MAX_BYTES, HashFileError, parse_vpdq
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path}: no such hash file")
+    if p.stat().st_size > MAX_BYTES:
+        raise HashFileError(f"{path}: {p.stat().st_size} bytes, more than the {MAX_BYTES} a hash file may have")
+    try:
+        return parse_vpdq(p.read_bytes())
+    except HashFileError as e:
+        raise HashFileError(f"{path}: {e}") from None
+
+
+def cmd_search_hashes(args, cfg: Config) -> int:
+    """`search --hashes FILE.txt`: a vPDQ hash file (another tool's video) matched by vPDQ's rule
+    against the PDQ hashes stored for every indexed video; the result rows are the normal search's."""
+    from astradup.catalog import Catalog
+    from astradup.vpdq_search import search_hashes
+
+    if args.file is not None or args.fingerprint is not None:
+        raise AstraDupError("give one query: a video FILE, --fingerprint FP or --hashes FILE.txt")
+    if args.segments:
+        raise AstraDupError("--segments needs a video query: a vPDQ hash matches frames as a set, without segments")
+    query = _read_hash_file(args.hashes)
+    matches = search_hashes(Catalog(cfg).shards, query, top=args.top or cfg.search.top)
+    if args.json:
+        print(json.dumps({"query": args.hashes, "query_frames": int(len(query.hashes)),
+                          "matches": [m.to_dict() for m in matches]}, indent=2))
+        return 0
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["rank", "source_id", "source_uri", "label", "query_match_pct", "source_match_pct"])
+        for i, m in enumerate(matches, 1):
+            w.writerow([i, m.source_id, m.source_uri, m.label, f"{100 * m.scores['vpdq_query']:.1f}",
+                        f"{100 * m.scores['vpdq_source']:.1f}"])
+        return 0
+    print(f"query {args.hashes} (vPDQ, {len(query.hashes)} frames)")
+    if not matches:
+        print("  no match in the index")
+    for i, m in enumerate(matches, 1):
+        print(f"  {i:>2}  {m.label:<14} query {100 * m.scores['vpdq_query']:5.1f}%  source "
+              f"{100 * m.scores['vpdq_source']:5.1f}%  {m.source_id[:12]} {m.source_uri}")
+    return 0
+
+
+def cmd_export_hashes(args, cfg: Config) -> int:
+    """`export-hashes --format vpdq OUT [VIDEO_ID...]`: the stored PDQ hashes in vPDQ's text format,
+    one file per video (OUT a folder: <video_id>.txt) or one file (OUT ends in .txt: one video)."""
+    from astradup.catalog import Catalog
+    from astradup.io.vpdq_file import format_vpdq
+    from astradup.vpdq_search import plan_export, stored_hashes
+
+    plan = plan_export(Catalog(cfg).shards, args.video_ids)
+    if plan.unknown:
+        raise AstraDupError(f"not in the index: {', '.join(plan.unknown[:5])}"
+                            + (f" and {len(plan.unknown) - 5} more" if len(plan.unknown) > 5 else ""))
+    for vid in plan.without_pdq:
+        print(f"astradup: {vid}: indexed before PDQ hashes were stored, skipped (re-index it to export it)",
+              file=sys.stderr)
+    out = Path(args.out)
+    one_file = out.suffix.lower() == ".txt" and not out.is_dir()
+    if one_file and len(plan.records) != 1:
+        raise AstraDupError(f"{out} is one file but {len(plan.records)} videos have hashes to export: "
+                            "name one VIDEO_ID, or give a folder")
+    if not one_file:
+        out.mkdir(parents=True, exist_ok=True)
+    for f in plan.records:
+        dst = out if one_file else out / f"{f.video_id}.txt"
+        dst.write_text(format_vpdq(stored_hashes(f)))
+        print(f"{f.video_id}  {len(f.pdq)} frames  {dst}")
+    return 0 if plan.records else 1
 
 
 def cmd_dedup(args, cfg: Config) -> int:
@@ -478,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", nargs="?", help="the query video, a local file (or give --fingerprint instead)")
     s.add_argument("--fingerprint", metavar="FP",
                    help="search with a fingerprint file (`astradup fingerprint`) instead of the video")
+    _add_hashes_option(s)
     s.add_argument("--top", type=int, default=None, help="most matches to list (default: config search.top)")
     s.add_argument("--segments", action="store_true", help="print the copied segments (partial copies)")
     out = s.add_mutually_exclusive_group()
@@ -500,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--query", nargs="+", metavar="FILE",
                    help="export these video files' descriptors (embedded as search queries) instead of the index's")
     s.set_defaults(fn=cmd_export_descriptors)
+    _add_export_hashes(sub)
     s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")
     s.add_argument("--truth", required=True,
                    help="truth CSV: astradup layout (query_segment, source_segment) or VSC22's (ref_id, "
@@ -545,6 +624,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="demo_corpus", help="folder for the sample corpus and its truth.json")
     s.set_defaults(fn=cmd_demo)
     return p
+
+
+def _add_hashes_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--hashes", metavar="FILE.txt",
+                   help="search with a vPDQ hash file (ThreatExchange vpdq's per-frame text) instead of a video")
+
+
+def _add_export_hashes(sub) -> None:
+    s = sub.add_parser("export-hashes", help="write indexed videos' per-frame hashes in another tool's format")
+    s.add_argument("--format", choices=["vpdq"], required=True, help="vpdq: ThreatExchange vPDQ's text format")
+    s.add_argument("out", metavar="OUT_DIR_OR_FILE", help="a folder (one <video_id>.txt each) or one .txt file")
+    s.add_argument("video_ids", metavar="VIDEO_ID", nargs="*", help="videos to export (default: all)")
+    s.set_defaults(fn=cmd_export_hashes)
 
 
 def main(argv: list[str] | None = None) -> int:

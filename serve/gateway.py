@@ -56,8 +56,10 @@ KEY_COOKIE = "astradup_key"
 PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs", "/favicon.ico")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-SEARCH_FIELDS = {"file", "fingerprint", "video_id", "uri", "top", "include_none"}
-FILE_PARTS = ("file", "fingerprint")  # a video, or a fingerprint file (astradup/fingerprint.py)
+SEARCH_FIELDS = {"file", "fingerprint", "hashes", "video_id", "uri", "top", "include_none"}
+# the query video, its fingerprint file (astradup/fingerprint.py) or a vPDQ hash file (io/vpdq_file.py)
+FILE_PARTS = ("file", "fingerprint", "hashes")
+ONE_OF = "give exactly one of: a 'file' upload, a 'fingerprint' upload, a 'hashes' upload, 'video_id' or 'uri'"
 
 api = FastAPI(
     title="AstraDup", version="0.1.0", docs_url="/docs", redoc_url=None,
@@ -198,6 +200,8 @@ SEARCH_OPENAPI = {"requestBody": {"required": True, "content": {
         "file": {"type": "string", "format": "binary", "description": "the query video"},
         "fingerprint": {"type": "string", "format": "binary",
                         "description": "instead of the video: its fingerprint file (`astradup fingerprint`)"},
+        "hashes": {"type": "string", "format": "binary",
+                   "description": "instead of a video: a vPDQ hash file (frame,quality,pdq_hex,timestamp lines)"},
         **_SEARCH_FIELDS_SCHEMA}}},
     "application/json": {"schema": {"type": "object", "properties": _SEARCH_FIELDS_SCHEMA,
                                     "additionalProperties": False}},
@@ -359,6 +363,9 @@ class Gateway:
             fields, upload, part = await self._search_request(request)
             top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
             include_none = _field_bool(fields.get("include_none", False), "include_none")
+            if upload is not None and part == "hashes":
+                rec["kind"] = "hashes"
+                return await self._search_hashes(upload, top, include_none)
             if upload is not None:
                 rec["kind"] = "upload" if part == "file" else "fingerprint"
                 # An upload is held in memory from here until the search replica answers: no more
@@ -391,8 +398,8 @@ class Gateway:
             return await self._call(self.search.search_uri.remote(uri, top, include_none))
 
     async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None, str]:
-        """(fields, upload, its part name): exactly one of a 'file' or 'fingerprint' part, 'video_id'
-        or 'uri'."""
+        """(fields, upload, its part name): exactly one of a 'file', 'fingerprint' or 'hashes' part,
+        'video_id' or 'uri'."""
         limit = self.settings.max_upload_bytes
         length = request.headers.get("content-length")
         if length is not None:
@@ -410,15 +417,13 @@ class Gateway:
             fields: dict[str, Any] = {}
             for name, value in form.multi_items():
                 if name in fields or (name in FILE_PARTS and upload is not None):
-                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == part else
-                                   "give exactly one of: a 'file' upload, a 'fingerprint' upload, "
-                                   "'video_id' or 'uri'")
+                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == part else ONE_OF)
                 if name in FILE_PARTS:
                     if not isinstance(value, UploadFile):
                         raise ApiError(400, f"{name!r} must be a file part (with a filename)")
                     upload, part = value, name
                 elif isinstance(value, UploadFile):
-                    raise ApiError(400, f"only 'file' or 'fingerprint' may be a file part, not {name[:40]!r}")
+                    raise ApiError(400, f"only 'file', 'fingerprint' or 'hashes' may be a file part, not {name[:40]!r}")
                 else:
                     fields[name] = value
         elif media_type == "application/x-www-form-urlencoded":
@@ -444,9 +449,24 @@ class Gateway:
             raise ApiError(400, f"unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}")
         given = [k for k in ("video_id", "uri") if k in fields] + ([part] if upload is not None else [])
         if len(given) != 1:
-            raise ApiError(400, "give exactly one of: a 'file' upload, a 'fingerprint' upload, 'video_id' or 'uri'"
-                           + (f" (got {', '.join(given)})" if given else ""))
+            raise ApiError(400, ONE_OF + (f" (got {', '.join(given)})" if given else ""))
         return fields, upload, part
+
+    async def _search_hashes(self, upload: UploadFile, top: int, include_none: bool) -> dict:
+        """A vPDQ hash file: size-checked here (it is text, far below a video's limit), parsed and
+        matched in the search replica, which answers 422 naming the line of a malformed one."""
+        from astradup.io.vpdq_file import MAX_BYTES
+
+        try:
+            data = await upload.read(MAX_BYTES + 1)
+        finally:
+            upload.file.close()
+        if not data:
+            raise ApiError(400, "empty hash file")
+        if len(data) > MAX_BYTES:
+            raise ApiError(413, f"hash file is over the limit of {MAX_BYTES} bytes")
+        name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        return await self._call(self.search.search_hashes.remote(data, top, include_none, name))
 
     @staticmethod
     async def _parse(parser):

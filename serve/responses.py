@@ -52,7 +52,8 @@ class MatchOut(_Out):
     source_uri: str
     name: str = Field(description="file name of the source")
     duration: float | None = None
-    scores: dict[str, float] = Field(description="modality (visual, audio, metadata) -> score in [0, 1]")
+    scores: dict[str, float] = Field(description="modality (visual, audio, metadata) -> score in [0, 1]; "
+                                                 "a hash file search: vpdq_query, vpdq_source (vPDQ's match shares)")
     fused: float
     confidence: float
     label: str = Field(description="duplicate | near-duplicate | similar | none")
@@ -65,7 +66,8 @@ class MatchOut(_Out):
 
 class QueryOut(_Out):
     video_id: str
-    kind: Literal["upload", "fingerprint", "uri", "video"]
+    kind: Literal["upload", "fingerprint", "uri", "video", "hashes"] = Field(
+        description="upload: a video; fingerprint: a fingerprint file; hashes: a vPDQ hash file")
     name: str
     duration: float | None = None
     has_audio: bool

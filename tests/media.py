@@ -208,3 +208,24 @@ def synth_speech(seconds: float, sr: int = 22050, seed: int = 0) -> np.ndarray:
         out[seg] = y * env
         pos += length + int(sr * rng.uniform(0.03, 0.12))
     return (0.8 * out / max(1e-9, float(np.abs(out).max()))).astype(np.float32)
+
+
+def make_slideshow(path: str | Path, scenes: list[tuple[str, int]], seconds_each: float = 2.0,
+                   size: tuple[int, int] = (320, 240), fps: float = 25) -> Path:
+    """A video of still scenes (one frame of each ``(source, seed)`` held ``seconds_each``), no audio.
+
+    Stills are what tools that sample at different instants can agree on: vPDQ hashes the frame at
+    the start of each second, AstraDup the one at its middle, which on fast motion are different
+    pictures; a held scene (like most shots of real footage at this scale) is the same picture."""
+    path = Path(path)
+    n = int(round(seconds_each * fps))
+    inputs, chains = [], []
+    for i, (source, seed) in enumerate(scenes):
+        inputs += ["-f", "lavfi", "-i", _video_source(source, size, fps, seed)]
+        chains.append(f"[{i}:v]trim=start_frame=2:end_frame=3,setpts=PTS-STARTPTS,"
+                      f"loop=loop={n - 1}:size=1:start=0,setpts=N/{fps:g}/TB,setsar=1[v{i}]")
+    graph = ";".join(chains) + ";" + "".join(f"[v{i}]" for i in range(len(scenes))) + \
+        f"concat=n={len(scenes)}:v=1:a=0[v]"
+    run_ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", "-r", f"{fps:g}", "-c:v", "libx264",
+               "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return path

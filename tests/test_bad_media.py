@@ -185,7 +185,7 @@ def test_streamed_features_equal_the_whole_video_ones(tmp_path, cfg):
     whole = add_embeddings(cpu_features(dec, cfg), dec.frames, emb)
     part = streamed_features(str(path), dec.ref, cfg, emb, chunk=7)  # 7 frames a chunk: 6 chunks
     assert part.meta["streamed"] and part.meta["audio_samples"] == len(dec.audio)
-    for name in ("timestamps", "phash", "chromaprint", "audio_windows"):
+    for name in ("timestamps", "phash", "pdq", "pdq_quality", "chromaprint", "audio_windows"):
         assert np.array_equal(getattr(whole, name), getattr(part, name)), name
     np.testing.assert_allclose(part.embeddings, whole.embeddings, atol=1e-5)
     np.testing.assert_allclose(part.audio_vectors, whole.audio_vectors, atol=1e-6)

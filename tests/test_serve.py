@@ -227,6 +227,33 @@ def test_search_an_indexed_video_by_id_json_form_and_route(srv):
     assert srv.get(f"/videos/{'0' * 32}/matches").status_code == 404
 
 
+def test_search_with_a_vpdq_hash_file(srv):
+    """A vPDQ hash file (here a.mp4's stored PDQ hashes, as export-hashes writes them) as the query;
+    hostile files are 4xx naming the reason."""
+    from astradup.io.vpdq_file import format_vpdq
+    from astradup.store.shards import ShardStore
+    from astradup.vpdq_search import stored_hashes
+
+    a = ShardStore(srv.cfg.resolved_shards_dir).load_features([srv.ids["a.mp4"]])[srv.ids["a.mp4"]]
+    text = format_vpdq(stored_hashes(a))
+    r = srv.post("/search", files={"hashes": ("a.txt", text.encode(), "text/plain")}, data={"top": "3"})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert res["query"]["kind"] == "hashes" and res["query"]["frames"] == len(a.pdq)
+    top = res["matches"][0]
+    assert (top["source_id"], top["name"], top["label"]) == (srv.ids["a.mp4"], "a.mp4", "duplicate")
+    assert top["scores"] == {"vpdq_query": 1.0, "vpdq_source": 1.0}
+    bad_hex = text.replace(text.split(",")[2], "zz" * 32, 1)
+    for body, status, words in ((bad_hex, 422, "line 1"), ("1,2,3\n", 422, "3 comma-separated fields"),
+                                ("", 400, "empty"), ("x" * ((8 << 20) + 1), 413, "limit")):
+        r = srv.post("/search", files={"hashes": ("h.txt", body.encode(), "text/plain")})
+        assert r.status_code == status and words in r.json()["error"], (status, r.text[:200])
+    with open(srv.files["two.mp4"], "rb") as f:
+        both = srv.post("/search", files={"file": ("two.mp4", f, "video/mp4"), "hashes": ("a.txt", text.encode())})
+    assert both.status_code == 400 and "files" in both.json()["error"]  # the form parser takes one file part
+    assert srv.post("/search", data={"hashes": text[:200]}).status_code == 400  # not a file part
+
+
 def test_search_an_s3_uri(srv):
     r = srv.post("/search", json={"uri": srv.s3_query})
     assert r.status_code == 200, r.text

@@ -1,6 +1,6 @@
 """Decoded video -> VideoFeatures, split in the two halves the pipeline runs on different pools.
 
-``cpu_features`` (pHash, audio, metadata) runs where decoding runs, so PCM never travels;
+``cpu_features`` (pHash, PDQ, audio, metadata) runs where decoding runs, so PCM never travels;
 ``add_embeddings`` runs in the embedder pool (GPU where present), so frames travel once.
 The CLI search path calls the same two functions, so a query gets exactly the features an
 indexed video gets.
@@ -15,6 +15,7 @@ from typing import Any
 
 from astradup.config import Config
 from astradup.features.audio import StreamingAudioFeatures, audio_features
+from astradup.features.pdq import pdq_frames
 from astradup.features.phash import phash_frames
 from astradup.records import Decoded, VideoFeatures, VideoRef
 
@@ -46,6 +47,7 @@ def cpu_features(dec: Decoded, cfg: Config, audio_step: float | None = None) -> 
     aud = audio_features(dec.audio, dec.sample_rate, cfg.audio, step=audio_step)
     meta = dict(dec.meta)
     meta["blank_frames"] = blank_frames(dec.frames)
+    pdq, pdq_quality = pdq_frames(dec.frames)
     return VideoFeatures(
         video_id=dec.ref.video_id, uri=dec.ref.uri,
         timestamps=np.asarray(dec.timestamps, np.float32),
@@ -53,7 +55,7 @@ def cpu_features(dec: Decoded, cfg: Config, audio_step: float | None = None) -> 
         phash=phash_frames(dec.frames),
         audio_windows=aud["windows"], audio_vectors=aud["vectors"],
         chromaprint=aud["chromaprint"], chromaprint_hz=float(aud["chromaprint_hz"]),
-        meta=meta,
+        meta=meta, pdq=pdq, pdq_quality=pdq_quality,
     )
 
 
@@ -90,6 +92,8 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
 
     ts: list[np.ndarray] = []
     ph: list[np.ndarray] = []
+    pq: list[np.ndarray] = []
+    pq_quality: list[np.ndarray] = []
     emb: list[np.ndarray] = []
     blank: list[int] = []
     seen = [0]
@@ -97,6 +101,9 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
     def on_frames(times: np.ndarray, frames: np.ndarray) -> None:
         ts.append(np.asarray(times, np.float32))
         ph.append(phash_frames(frames))
+        h, q = pdq_frames(frames)
+        pq.append(h)
+        pq_quality.append(q)
         blank.extend(seen[0] + i for i in blank_frames(frames))
         emb.append(np.asarray(embedder.embed(frames), np.float32))
         seen[0] += len(frames)
@@ -113,5 +120,5 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
         phash=np.concatenate(ph),
         audio_windows=aud["windows"], audio_vectors=aud["vectors"],
         chromaprint=aud["chromaprint"], chromaprint_hz=float(aud["chromaprint_hz"]),
-        meta=meta,
+        meta=meta, pdq=np.concatenate(pq), pdq_quality=np.concatenate(pq_quality),
     )

@@ -135,6 +135,7 @@ class IndexProjection:
             f, timestamps=ts[keep],
             embeddings=project_rows(emb[keep], self.frame_basis) if len(emb) else emb,
             phash=ph[keep] if len(ph) else ph,
+            pdq=f.pdq[keep] if len(f.pdq) else f.pdq, pdq_quality=f.pdq_quality[keep] if len(f.pdq) else f.pdq_quality,
             audio_windows=win[akeep], audio_vectors=project_rows(av[akeep], self.audio_basis) if len(av) else av)
 
 

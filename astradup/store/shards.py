@@ -88,6 +88,7 @@ from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeat
 from astradup.store.catalog_index import CatalogIndex, FeatureCache
 
 PHASH_BYTES = 32  # 256-bit pHash per frame
+PDQ_BYTES = 32  # 256-bit PDQ hash per frame (features/pdq.py)
 
 FEATURES_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
@@ -115,6 +116,8 @@ FEATURES_SCHEMA = pa.schema([
     pa.field("chromaprint", pa.list_(pa.uint32())),
     pa.field("chromaprint_hz", pa.float64()),
     pa.field("indexed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("pdq", pa.binary()),
+    pa.field("pdq_quality", pa.binary()),
 ])
 """One row per video (written by :meth:`ShardStore.write_features`).
 
@@ -147,6 +150,10 @@ audio_mfcc      list<float16>           layout 2: the MFCC part of each window v
 chromaprint     list<uint32>            [N] raw Chromaprint sub-fingerprints
 chromaprint_hz  float64                 sub-fingerprints per second
 indexed_at      timestamp[us, UTC]      when the row was written (same for a whole shard)
+pdq             binary                  T*32 bytes: [T, 32] uint8 PDQ hash of each frame (vPDQ's
+                                        per-frame hash, bytes in its hex order); null or empty in
+                                        shards written before PDQ was stored: read as missing
+pdq_quality     binary                  T bytes: PDQ quality 0-100 of each frame
 =============== ======================= =====================================================
 
 Matrices are flattened into one list with the width in a separate column because a flat
@@ -177,7 +184,7 @@ _TMP_PREFIX = ".tmp-"  # pyarrow.dataset also ignores names starting with "." by
 _ROW_GROUP_BYTES = 1 << 20  # small groups so one video's read skips the rest of a shard (8 MB groups: 36 ms per candidate fetched, library_scale)
 # Float vectors and pHash bits are near-incompressible: zstd saved ~7% on them but made reads
 # ~5x slower (100 videos x 300 x 512 floats: 1.16 s zstd vs 0.24 s plain), so they go raw.
-_RAW_COLUMNS = frozenset({"embeddings", "phash", "audio_vectors", "timestamps", "audio_windows"})
+_RAW_COLUMNS = frozenset({"embeddings", "phash", "audio_vectors", "timestamps", "audio_windows", "pdq"})
 _FEATURES_COMPRESSION = {n: ("none" if n in _RAW_COLUMNS else "zstd") for n in FEATURES_SCHEMA.names}
 # Dictionary pages only pay on repeated values (ids, codec names). On near-unique floats pyarrow
 # first builds a dictionary as large as the data, then falls back to plain pages, and the file
@@ -332,6 +339,11 @@ def _feature_row(f: VideoFeatures) -> dict[str, Any]:
         raise ValueError(f"{f.video_id}: embeddings {emb.shape} do not match {len(ts)} timestamps")
     if ph.size and (ph.ndim != 2 or ph.shape[1] != PHASH_BYTES or len(ph) != len(ts)):
         raise ValueError(f"{f.video_id}: phash {ph.shape} is not [{len(ts)}, {PHASH_BYTES}]")
+    pdq = np.ascontiguousarray(f.pdq, dtype=np.uint8)
+    pdq_q = np.ascontiguousarray(f.pdq_quality, dtype=np.uint8).reshape(-1)
+    if pdq.size and (pdq.ndim != 2 or pdq.shape[1] != PDQ_BYTES or len(pdq) != len(ts) or len(pdq_q) != len(ts)):
+        raise ValueError(f"{f.video_id}: pdq {pdq.shape} / quality {pdq_q.shape} are not [{len(ts)}, {PDQ_BYTES}] / "
+                         f"[{len(ts)}]")
     if aw.size and (aw.ndim != 2 or aw.shape[1] != 2):
         raise ValueError(f"{f.video_id}: audio_windows {aw.shape} is not [W, 2]")
     if av.ndim != 2 or len(av) != len(aw.reshape(-1, 2)):
@@ -346,6 +358,7 @@ def _feature_row(f: VideoFeatures) -> dict[str, Any]:
         **_audio_columns(f, aw, av),
         chromaprint=np.ascontiguousarray(f.chromaprint, dtype=np.uint32).reshape(-1),
         chromaprint_hz=float(f.chromaprint_hz),
+        pdq=pdq.tobytes() if pdq.size else None, pdq_quality=pdq_q.tobytes() if pdq.size else None,
     )
     return row
 
@@ -397,6 +410,7 @@ def _rows_to_features(table: pa.Table, rows: list[int] | None = None) -> list[Vi
     am_o, am_v = _list_column(table, "audio_mfcc", np.float16)
     cp_o, cp_v = _list_column(table, "chromaprint", np.uint32)
     phash = table.column("phash").to_pylist()
+    pdq, pdq_q = table.column("pdq").to_pylist(), table.column("pdq_quality").to_pylist()
     out = []
     for i in (range(table.num_rows) if rows is None else rows):
         meta = json.loads(plain["meta_json"][i] or "{}")
@@ -426,8 +440,18 @@ def _rows_to_features(table: pa.Table, rows: list[int] | None = None) -> list[Vi
             chromaprint=chroma,
             chromaprint_hz=hz,
             meta=meta, status=plain["status"][i], error=plain["error"][i] or "",
+            **_pdq_columns(pdq[i], pdq_q[i]),
         ))
     return out
+
+
+def _pdq_columns(hashes: bytes | None, quality: bytes | None) -> dict[str, np.ndarray]:
+    """The record's PDQ arrays from its two cells; null cells (a shard older than PDQ) read as missing."""
+    h = _matrix(np.frombuffer(hashes or b"", np.uint8), PDQ_BYTES)
+    q = np.frombuffer(quality or b"", np.uint8).copy()
+    if len(q) != len(h):
+        raise ValueError(f"corrupt shard row: {len(h)} PDQ hashes but {len(q)} quality values")
+    return {"pdq": h, "pdq_quality": q}
 
 
 class ShardStore:
@@ -849,8 +873,13 @@ class ShardStore:
         out.update(got)
         return out
 
-    def iter_features(self, batch_size: int = 100) -> Iterator[list[VideoFeatures]]:
-        """Every live video, a shard at a time, so memory stays at one shard's worth."""
+    def iter_features(self, batch_size: int = 100, columns: Iterable[str] | None = None
+                      ) -> Iterator[list[VideoFeatures]]:
+        """Every live video, a shard at a time, so memory stays at one shard's worth.
+
+        ``columns``: read only these (plus the key columns); the others come back empty in the
+        records. A scan that needs one feature of every video (the vPDQ hash search reads ``pdq``)
+        then reads a few percent of the bytes, not the embeddings of the whole library."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self._refresh(force=True)
@@ -859,7 +888,7 @@ class ShardStore:
                        for fid, rows in self._index.live_by_file().items()}
         pending: list[VideoFeatures] = []
         for path in sorted(by_file, key=posixpath.basename):
-            got = self._read(by_file[path])
+            got = self._read(by_file[path], columns)
             pending.extend(got[v] for v in sorted(got))
             while len(pending) >= batch_size:
                 yield pending[:batch_size]
@@ -867,7 +896,8 @@ class ShardStore:
         if pending:
             yield pending
 
-    def _read(self, wanted: dict[str, tuple[str, int, np.ndarray]]) -> dict[str, VideoFeatures]:
+    def _read(self, wanted: dict[str, tuple[str, int, np.ndarray]], columns: Iterable[str] | None = None
+              ) -> dict[str, VideoFeatures]:
         """Read exactly the indexed rows: per shard, one open and one read of only the row groups
         that hold them. A shard that fails is quarantined through ``_guarded`` and its videos
         read as missing (the caller gets the others; search drops the missing ones)."""
@@ -883,15 +913,15 @@ class ShardStore:
             starts = starts_of[path]
             with self._lock:
                 size = self._feat_files.get(path, -1)
-            got = self._guarded(path, size, lambda: self._read_rows(path, starts, rows))  # noqa: B023
+            got = self._guarded(path, size, lambda: self._read_rows(path, starts, rows, columns))  # noqa: B023
             if got is None:
                 self._drop_features_shard(path)
                 continue
             out.update(got)
         return out
 
-    def _read_rows(self, path: str, starts: np.ndarray, rows: list[tuple[int, str]]
-                   ) -> dict[str, VideoFeatures]:
+    def _read_rows(self, path: str, starts: np.ndarray, rows: list[tuple[int, str]],
+                   columns: Iterable[str] | None = None) -> dict[str, VideoFeatures]:
         pf = self._open(path)
         md = pf.metadata
         if len(starts) != md.num_row_groups:
@@ -901,6 +931,8 @@ class ShardStore:
         sizes = [md.row_group(g).num_rows for g in groups]
         offset = dict(zip(groups, np.concatenate([[0], np.cumsum(sizes)])[:-1].tolist()))
         present = set(pf.schema_arrow.names)
+        if columns is not None:
+            present &= {"video_id", "uri", "status", "indexed_at", "timestamps", *columns}
         table = _conform(pf.read_row_groups(groups, columns=[c for c in FEATURES_SCHEMA.names if c in present]))
         ids = table.column("video_id")
         pos = []
@@ -930,8 +962,8 @@ class ShardStore:
         fs_path = path.split("://", 1)[1] if "://" in path else path
         key = os.path.abspath(fs_path) if self._local else fs_path
         size = int(self.fs.size(fs_path))
-        rows = self._guarded(key, size, lambda: _rows_to_features(
-            pq.read_table(fs_path, filesystem=self._pafs, schema=FEATURES_SCHEMA)))
+        rows = self._guarded(key, size, lambda: _rows_to_features(_conform(
+            pq.read_table(fs_path, filesystem=self._pafs))))
         if rows is None:
             reason = self._quarantine.get(key, (0, 0.0, "vanished while read"))[2]
             raise ValueError(f"{path}: damaged shard, quarantined: {reason}")
