@@ -269,7 +269,9 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
             if best_moving and motion > 0:
                 motion = max(motion, distinct)
     score = p.score
-    if p.full >= 0:
+    if p.full >= 0 and not static:
+        # a still picture matched for a few seconds is "the same picture" (a wallpaper pack, a
+        # recoloured version of one design), not a copy: only a moving piece is spared its length
         length = p.score / p.full if p.full > 0 else 1.0
         score = p.full * (length + (1.0 - length) * distinct)
     return dataclasses.replace(p, score=score * motion, static=static)
