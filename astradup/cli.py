@@ -370,25 +370,39 @@ def cmd_export_descriptors(args, cfg: Config) -> int:
     files' (embedded as a search embeds a query)."""
     from astradup.eval.vsc_format import export_descriptors, vsc_id
 
+    from astradup.catalog import Catalog
+    from astradup.match import score_norm
+
     step = 1.0 / cfg.decode.fps if cfg.decode.fps > 0 else 1.0
+    beta = args.normalise
+    if not (0.0 <= beta <= 4.0):
+        raise AstraDupError(f"--normalise must be between 0 and 4, got {beta}")
+    shards = Catalog(cfg).shards
     if args.query:
         from astradup.search import Searcher
 
         searcher = Searcher(cfg)
+        feats = [(vsc_id(path), searcher.query_from_file(path).features) for path in args.query]
+        folded = {}
+        if beta > 0:
+            # one scan of the library: each query row's 2nd-best indexed video (match/score_norm.py)
+            bgs = [score_norm.Background(f.embeddings, k=2) for _, f in feats]
+            for batch in shards.iter_features():
+                for lib in batch:
+                    for bg in bgs:
+                        bg.add(lib.embeddings)
+            folded = {i: score_norm.fold(f.embeddings, bg.value(), beta) for i, ((_, f), bg) in
+                      enumerate(zip(feats, bgs))}
 
         def videos():
-            for path in args.query:
-                f = searcher.query_from_file(path).features
-                yield vsc_id(path), f.timestamps, f.embeddings
+            for i, (name, f) in enumerate(feats):
+                yield name, f.timestamps, folded.get(i, f.embeddings)
     else:
-        from astradup.catalog import Catalog
-
-        shards = Catalog(cfg).shards
-
         def videos():
             for batch in shards.iter_features():
                 for f in batch:
-                    yield (vsc_id(f.uri) if f.uri else f.video_id), f.timestamps, f.embeddings
+                    emb = score_norm.pad_refs(f.embeddings) if beta > 0 else f.embeddings
+                    yield (vsc_id(f.uri) if f.uri else f.video_id), f.timestamps, emb
     res = export_descriptors(args.out, videos(), default_step=step)
     print(f"{res['videos']} video(s), {res['rows']} rows of {res['dim']}-d descriptors -> {res['path']}")
     return 0
@@ -577,6 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["vsc"], default="vsc", help="descriptor layout (VSC22's, the only one)")
     s.add_argument("--query", nargs="+", metavar="FILE",
                    help="export these video files' descriptors (embedded as search queries) instead of the index's")
+    s.add_argument("--normalise", type=float, default=0.0, metavar="BETA",
+                   help="score normalisation as the VSC22 descriptor winners did (0 = off; 0.5 measured best): "
+                        "query rows get a column -BETA x their similarity to the 2nd most similar indexed video, "
+                        "indexed rows a column of 1, so inner products are normalised scores; export both sides "
+                        "with the same BETA")
     s.set_defaults(fn=cmd_export_descriptors)
     _add_export_hashes(sub)
     s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")

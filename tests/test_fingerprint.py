@@ -216,6 +216,18 @@ def test_cli_search_by_fingerprint_in_vsc_layout_scores_against_a_vsc_gt(lib, tm
     assert cli_main([*data, "export-descriptors", "--format", "vsc", str(npz), "--query", str(q)]) == 0
     with np.load(npz, allow_pickle=False) as z:
         assert set(z["video_ids"]) == {"Q000002"} and z["features"].shape[0] == z["timestamps"].shape[0] > 0
+        raw = z["features"]
+    # score normalisation folded into the descriptors: queries get -beta x background, refs a 1
+    qn, rn = tmp_path / "qn.npz", tmp_path / "rn.npz"
+    assert cli_main([*data, "export-descriptors", str(qn), "--query", str(q), "--normalise", "0.5"]) == 0
+    assert cli_main([*data, "export-descriptors", str(rn), "--normalise", "0.5"]) == 0
+    with np.load(qn) as zq, np.load(rn) as zr:
+        fq, fr, ids = zq["features"], zr["features"], zr["video_ids"]
+    assert fq.shape[1] == raw.shape[1] + 1 and np.allclose(fq[:, :-1], raw)
+    assert np.isfinite(fq[:, -1]).all() and (fq[:, -1] != 0).any() and np.allclose(fr[:, -1], 1.0)
+    score = {v: float((fq @ fr[ids == v].T).max()) for v in set(ids)}
+    assert max(score, key=score.get) == "R000002"
+    assert cli_main([*data, "export-descriptors", str(qn), "--normalise", "-1"]) == 2
 
     assert cli_main([*data, "search", str(q), "--fingerprint", str(fp)]) == 2
     assert "one of them" in capsys.readouterr().err

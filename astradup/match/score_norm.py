@@ -20,15 +20,35 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
+class Background:
+    """Each query row's ``k`` best per-video similarities, kept while library videos stream past,
+    so a whole library (a shard scan) is the background in O(rows x k) memory."""
+
+    def __init__(self, rows: np.ndarray, k: int = 2) -> None:
+        self.rows = np.asarray(rows, np.float32)
+        self.k = k
+        self.top = np.full((k, len(self.rows)), -np.inf, np.float32)  # ascending per column
+
+    def add(self, video_rows: np.ndarray) -> None:
+        v = np.asarray(video_rows, np.float32)
+        if not len(v) or not len(self.rows) or v.shape[1] != self.rows.shape[1]:
+            return
+        best = (self.rows @ v.T).max(axis=1)
+        self.top = np.sort(np.vstack([self.top, best[None]]), axis=0)[1:]
+
+    def value(self) -> np.ndarray:
+        """[N] the ``k``-th best per-video similarity; 0 where fewer than ``k`` videos were seen."""
+        kth = self.top[0]
+        return np.where(np.isfinite(kth), kth, 0.0).astype(np.float32)
+
+
 def background(rows: np.ndarray, library: Sequence[np.ndarray], k: int = 2) -> np.ndarray:
     """[N] each row's best similarity to its ``k``-th most similar library video (0 when the library
     holds fewer than ``k`` videos)."""
-    rows = np.asarray(rows, np.float32)
-    if len(library) < k or not len(rows):
-        return np.zeros(len(rows), np.float32)
-    per_video = np.stack([(rows @ np.asarray(v, np.float32).T).max(axis=1) if len(v) else
-                          np.full(len(rows), -1.0, np.float32) for v in library])  # [videos, N]
-    return np.sort(per_video, axis=0)[-k].astype(np.float32)
+    bg = Background(rows, k)
+    for v in library:
+        bg.add(v)
+    return bg.value()
 
 
 def fold(rows: np.ndarray, bg: np.ndarray, beta: float) -> np.ndarray:
