@@ -70,15 +70,6 @@ class VideoFeatures:
     def has_audio(self) -> bool:
         return len(self.chromaprint) > 0 or len(self.audio_windows) > 0
 
-    @property
-    def pooled(self) -> np.ndarray:
-        """Video-level vector: mean of frame embeddings, re-normalised."""
-        if len(self.embeddings) == 0:
-            return np.zeros((0,), np.float32)
-        v = self.embeddings.mean(axis=0)
-        n = float(np.linalg.norm(v))
-        return (v / n if n > 0 else v).astype(np.float32)
-
     @classmethod
     def failed(cls, video_id: str, uri: str, error: str, meta: dict[str, Any] | None = None,
                dim: int = 0) -> "VideoFeatures":
@@ -93,17 +84,6 @@ class VideoFeatures:
             chromaprint_hz=0.0,
             meta=dict(meta or {}), status=STATUS_FAILED, error=error,
         )
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One KNN neighbour of one query frame or window."""
-
-    query_t: float
-    source_id: str
-    source_t: float
-    score: float
-    modality: str  # "visual" | "audio"
 
 
 @dataclass(frozen=True)
