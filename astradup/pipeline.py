@@ -70,7 +70,7 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
     finished features and no frames, which EmbedStage passes through (see streamed_features).
     """
     from astradup.features.extract import cpu_features, streamed_features
-    from astradup.features.metadata import probe
+    from astradup.io.probe import probe
     from astradup.io.decode import decode_video, should_stream
     from astradup.io.ids import content_id, head_hash
 

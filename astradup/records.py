@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+PDQ_BYTES = 32  # a PDQ hash (vPDQ's per-frame hash): 256 bits
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_DELETED = "deleted"

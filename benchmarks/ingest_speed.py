@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fingerprint_size import cpu_seconds  # noqa: E402
 
 from astradup.config import DECODERS, load_config  # noqa: E402
-from astradup.features.metadata import _probe_ffprobe, probe  # noqa: E402
+from astradup.io.probe import _probe_ffprobe, probe  # noqa: E402
 from astradup.io.decode import (_AudioJob, _decode_pcm, _decode_decord, _decode_ffmpeg, _decode_pyav,  # noqa: E402
                                 _frame_indices, decode_video, sample_times)
 from astradup.records import VideoRef  # noqa: E402

@@ -21,7 +21,7 @@ from astradup.config import load_config
 from astradup.errors import MediaError
 from astradup.features.audio import StreamingAudioFeatures, audio_features
 from astradup.features.extract import add_embeddings, cpu_features, streamed_features
-from astradup.features.metadata import probe
+from astradup.io.probe import probe
 from astradup.io.decode import STREAM_FRAMES, _decode_ffmpeg, decode_path, should_stream
 from tests import bad_media
 from tests.bad_media import FAIL_REASONS, KINDS

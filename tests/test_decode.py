@@ -10,7 +10,8 @@ import pytest
 
 from astradup.config import DecodeConfig
 from astradup.errors import MediaError
-from astradup.features.metadata import metadata_similarity, probe
+from astradup.features.metadata import metadata_similarity
+from astradup.io.probe import probe
 from astradup.io import decode as D
 from astradup.io.ids import content_id
 from media import BROKEN_KINDS, make_broken, make_copy, make_video, run_ffmpeg

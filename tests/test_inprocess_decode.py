@@ -17,7 +17,7 @@ import pytest
 
 from astradup.config import DecodeConfig
 from astradup.errors import MediaError
-from astradup.features import metadata as M
+from astradup.io import probe as M
 from astradup.io import decode as D
 from astradup.records import VideoRef
 from tests import bad_media

@@ -15,7 +15,7 @@ import pytest
 
 from astradup.config import DecodeConfig
 from astradup.errors import MediaError
-from astradup.features.metadata import probe
+from astradup.io.probe import probe
 from astradup.io import decode as D
 from astradup.io.gate import Container, Deadline, admit, confirm_guess, decord_reader, sniff
 from astradup.records import VideoRef

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from astradup.config.types import BOOL_ALLOWED
+BOOL_ALLOWED = "must be true or false (also yes/no, on/off, 1/0)"
 
 MAX_SHOWN = 3  # errors spelt out; more are counted ("and 2 more")
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")

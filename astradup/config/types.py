@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
+from astradup.config.messages import BOOL_ALLOWED, one_line
 from astradup.errors import ConfigError
 
 # extra="forbid": a misspelt key is an error, not a silently ignored line. revalidate_instances:
@@ -28,7 +29,6 @@ MODEL_CONFIG = ConfigDict(extra="forbid", revalidate_instances="always", allow_i
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
-BOOL_ALLOWED = "must be true or false (also yes/no, on/off, 1/0)"
 
 
 def rule(why: str, key: str | None = None, value: Any = None) -> PydanticCustomError:
@@ -90,8 +90,6 @@ def section(cls: type[T]) -> type[T]:
     scripts and tests set fields one by one, and a pair such as common.min_videos/search_k would
     be refused half-way). ``check_decode``/``check_pipeline`` re-check a config changed that way.
     """
-    from astradup.config.messages import one_line  # messages resolves fields through the models
-
     model = pydantic_dataclass(cls, config=MODEL_CONFIG)
     init: Callable[..., None] = model.__init__
 

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 
 from astradup.errors import ConfigError
-from astradup.store.projection import project_rows, read_fit
+from astradup.features.basis import project_rows, read_fit
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PDQ_BYTES = 32  # 256 bits a frame
+from astradup.records import PDQ_BYTES
+
 MIN_SIDE = 5  # vPDQ's own floor: a smaller picture gets an all-zero hash of quality 0
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from astradup.config import DecodeConfig, check_decode
 from astradup.errors import MediaError
-from astradup.features.metadata import probe, pyav_video_stream
+from astradup.io.probe import probe, pyav_video_stream
 from astradup.io.gate import NO_DEADLINE, Deadline, admit, check_limits, decord_reader
 from astradup.io.ids import content_id
 from astradup.records import Decoded, VideoRef

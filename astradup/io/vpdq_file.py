@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.errors import AstraDupError
-from astradup.features.pdq import PDQ_BYTES
+from astradup.records import PDQ_BYTES
 
 MAX_BYTES = 8 << 20  # 8 MiB: ~100k frames, 28 h of video at vPDQ's default one hash a second
 MAX_LINES = 100_000

@@ -84,11 +84,10 @@ import pyarrow.parquet as pq
 
 from astradup.store.compact import (CODES_DIM, audio_mfcc_part, dequantise_rows, quantise_rows,
                                     rebuild_audio_vectors)
-from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
+from astradup.records import PDQ_BYTES, STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
 from astradup.store.catalog_index import CatalogIndex, FeatureCache
 
 PHASH_BYTES = 32  # 256-bit pHash per frame
-PDQ_BYTES = 32  # 256-bit PDQ hash per frame (features/pdq.py)
 
 FEATURES_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
