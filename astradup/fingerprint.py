@@ -60,6 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astradup.errors import MediaError
+from astradup.plain import plain
 from astradup.records import VideoFeatures
 from astradup.store.compact import dequantise_rows, quantise_rows_scaled
 
@@ -109,14 +110,6 @@ class Fingerprint:
     embedder: str  # the frame embedder that made the embeddings
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"meta value of type {type(obj).__name__} is not JSON serialisable")
-
-
 def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str) -> pa.Table:
     """The one-row table (schema and metadata included) of a query's features."""
     emb = np.asarray(f.embeddings, np.float32)
@@ -131,7 +124,7 @@ def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str
     av = np.asarray(f.audio_vectors, np.float32)
     row = {
         "video_id": f.video_id, "name": PurePosixPath(str(f.uri).replace("\\", "/")).name,
-        "meta_json": json.dumps(f.meta, default=_json_default, sort_keys=True),
+        "meta_json": json.dumps(plain(f.meta), sort_keys=True),
         "timestamps": np.asarray(f.timestamps, np.float32).reshape(-1),
         "emb_dim": int(emb.shape[1]), "emb_q": q.tobytes(), "emb_step": step,
         "mirror_q": mq.tobytes(), "mirror_step": mstep,

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("astradup", "serve", "jobs")
 FLOORS = [
     ("astradup.errors", "astradup.config", "astradup.records", "astradup.logs", "astradup.uris",
-     "astradup.telemetry", "astradup.notify", "astradup.raystart", "astradup.progress", "astradup.timeline"),
+     "astradup.telemetry", "astradup.notify", "astradup.raystart", "astradup.progress", "astradup.timeline", "astradup.plain"),
     ("astradup.io",),
     ("astradup.features",),
     ("astradup.store", "astradup.match", "astradup.eval"),

@@ -27,6 +27,7 @@ from astradup import telemetry
 from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
 from astradup.config import Config
 from astradup.errors import MediaError, path_free
+from astradup.plain import plain
 from astradup.fingerprint import FingerprintError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
@@ -56,20 +57,6 @@ S3_CHUNK = 8 << 20  # bytes per ranged GET while a query object is copied
 
 def reviews_path(cfg: Config) -> Path:
     return _reviews_path(cfg.data_dir)
-
-
-def plain(obj):
-    """Builtins only: records can carry numpy scalars (a segment's score is a numpy float32),
-    which neither JSON nor FastAPI's serializer accept."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def _tighter(a: float, b: float) -> float:

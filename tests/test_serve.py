@@ -68,7 +68,7 @@ def test_plain_makes_records_json_safe():
 
     import numpy as np
 
-    from serve.search_service import plain
+    from astradup.plain import plain
 
     got = plain({"score": np.float32(0.5), "segs": ({"t": np.int64(3)},), "v": np.zeros(2, np.float32), 1: "x"})
     assert got == {"score": 0.5, "segs": [{"t": 3}], "v": [0.0, 0.0], "1": "x"}

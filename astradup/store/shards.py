@@ -84,6 +84,7 @@ import pyarrow.parquet as pq
 
 from astradup.store.compact import (CODES_DIM, audio_mfcc_part, dequantise_rows, quantise_rows,
                                     rebuild_audio_vectors)
+from astradup.plain import plain
 from astradup.records import PDQ_BYTES, STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
 from astradup.store.catalog_index import CatalogIndex, FeatureCache
 
@@ -295,14 +296,6 @@ def _publish(tmp: str, directory: str, name: str, us: int) -> str:
     raise FileExistsError(f"{directory}: {_NAME_TRIES} part names in a row were taken")
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"meta value of type {type(obj).__name__} is not JSON serialisable")
-
-
 def _split_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Meta keys with a column go to that column when they fit it; everything else to JSON.
 
@@ -314,16 +307,14 @@ def _split_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], str]:
     for name, py, accepted in _META_COLUMNS:
         if name not in rest:
             continue
-        v = rest[name]
-        if isinstance(v, np.generic):
-            v = v.item()
+        v = plain(rest[name])
         if isinstance(v, bool) or not isinstance(v, accepted):
             continue
         if py is int and name != "size" and not -_INT32_MAX <= v <= _INT32_MAX:
             continue
         cols[name] = py(v)
         del rest[name]
-    return cols, json.dumps(rest, default=_json_default, sort_keys=True)
+    return cols, json.dumps(plain(rest), sort_keys=True)
 
 
 def _feature_row(f: VideoFeatures) -> dict[str, Any]:
