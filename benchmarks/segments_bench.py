@@ -5,7 +5,10 @@ sweep table over alignment settings (one row per setting) so the defaults are ch
 segment-level tables per edit chain, per edit, per copied length and (on ``make_bench.py --hard``
 benchmarks) per audio kept or replaced.
 
-    .venv/bin/python benchmarks/segments_bench.py --bench DIR [--data-dir D] [--pred OUT.csv] [--sweep]
+    .venv/bin/python benchmarks/segments_bench.py --bench DIR [DIR ...] [--data-dir D] [--pred OUT.csv] [--sweep]
+
+With several benchmarks (the --hard variant over four seeds), each is indexed on its own and the
+LCT-2024 / segment micro-AP and the segment tables are then printed pooled over all of them.
 
 Query features and candidates are computed once; each sweep row re-runs only the alignment (and,
 for audio window settings, the audio features of queries and candidates from cached PCM).
@@ -91,10 +94,10 @@ def audio_kept(bench: Path) -> dict[tuple[str, str], str]:
     return out
 
 
-def print_found_tables(truth, pred, bench: Path) -> None:
+def print_found_tables(truth, pred, audio: dict[tuple[str, str], str]) -> None:
     """Segment-level tables: per edit chain, per single edit, per copied length and (on the hard
-    variant) per audio kept/replaced, so a failure is traced to what was done to the copy."""
-    audio = audio_kept(bench)
+    variant, ``audio`` from :func:`audio_kept`) per audio kept/replaced, so a failure is traced to
+    what was done to the copy."""
     keys = {
         "chain": lambda r: [transform_of(r)],
         "edit": lambda r: transform_of(r).split("+"),
@@ -113,7 +116,7 @@ def descriptor_track(cache, sources, stem, truth) -> float:
     """VSC22 descriptor micro-AP (pair score: max inner product of per-second descriptors, blank and
     common frames left out) for each step the VSC22 descriptor winners took, with its cost: the
     mirrored query, then score normalisation against the library as background (match/score_norm.py)
-    over a few beta / k. Returns the configuration AstraDup ships (plain, as the index holds it)."""
+    over a few beta / k (``export-descriptors --normalise`` writes k=2). Returns the plain figure."""
     gt = {(r.query_id, r.source_id) for r in truth}
     refs = {stem[v]: s.embeddings[informative(s)] for v, s in sources.items() if len(s.embeddings)}
     lib = list(refs.values())
@@ -133,13 +136,14 @@ def descriptor_track(cache, sources, stem, truth) -> float:
     with_mirror = {q: np.vstack([x, mirrors[q]]) if mirrors[q] is not None else x for q, x in queries.items()}
     mir, t_mir = timed(lambda: pair_scores(with_mirror, refs))
     rows.append(("+ mirrored query rows", vsc_descriptor_micro_ap(gt, mir), t_mir, 4 * 512 * 2))
+    # normalisation on the plain rows (the mirror adds size and, above, nothing to the ranking)
     for k in (1, 2, 3):
-        bg, t_bg = timed(lambda: {q: background(x, lib, k) for q, x in with_mirror.items()})
-        for beta in (0.5, 1.0, 1.5):
-            sc, t_sc = timed(lambda: pair_scores({q: fold(x, bg[q], beta) for q, x in with_mirror.items()},
+        bg, t_bg = timed(lambda: {q: background(x, lib, k) for q, x in queries.items()})
+        for beta in (0.25, 0.5, 1.0):
+            sc, t_sc = timed(lambda: pair_scores({q: fold(x, bg[q], beta) for q, x in queries.items()},
                                                  {r: pad_refs(x) for r, x in refs.items()}))
-            rows.append((f"+ normalised, k={k}, beta={beta}", vsc_descriptor_micro_ap(gt, sc), t_bg + t_sc,
-                         4 * 513 * 2))
+            rows.append((f"normalised, k={k}, beta={beta}", vsc_descriptor_micro_ap(gt, sc), t_bg + t_sc,
+                         4 * 513))
     print(f"\n{'descriptor track (VSC22 micro-AP)':<36} {'uAP':>6} {'time s':>7} {'x plain':>7} {'bytes/s':>8}")
     for name, uap, t, size in rows:
         print(f"{name:<36} {uap:6.3f} {t:7.3f} {t / max(t_plain, 1e-9):7.1f} {size:>8}")
@@ -148,21 +152,15 @@ def descriptor_track(cache, sources, stem, truth) -> float:
     return rows[0][1]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bench", required=True)
-    ap.add_argument("--data-dir", default="")
-    ap.add_argument("--config", default=None)
-    ap.add_argument("--pred", default="predictions.csv")
-    ap.add_argument("--sweep", action="store_true")
-    args = ap.parse_args()
+def run_one(bench: Path, args, data_dir: str, pred_path: str):
+    """Index one benchmark's sources, search its queries, print its tables (and sweeps); returns
+    its truth rows, predictions and query ids for the pooled figures."""
     t_all = time.time()
-    bench = Path(args.bench)
-    data_dir = args.data_dir or tempfile.mkdtemp(prefix="astradup-segbench-")
     cfg = load_config(args.config, {"data_dir": data_dir})
     truth = read_rows(bench / "truth.csv")
     queries = sorted((bench / "queries").glob("*.mp4"))
     qids = [p.stem for p in queries]
+    print(f"\n=== {bench}")
 
     t0 = time.time()
     rep = index([str(bench / "sources")], cfg)
@@ -183,7 +181,7 @@ def main() -> int:
     t2 = time.time()
     pred = predict(cache, cfg.segments, stem)
     t_align = time.time() - t2
-    write_rows(args.pred, pred)
+    write_rows(pred_path, pred)
     res = evaluate(truth, pred, all_query_ids=qids)
 
     desc_uap = descriptor_track(cache, sources, stem, truth)
@@ -191,12 +189,12 @@ def main() -> int:
     for t, r in sorted(res.get("per_transform", {}).items()):
         print(f"{t:<14} {r['n_queries']:>3} {r['f1']:6.3f} {r['iou']:6.3f} {r['score']:6.3f} {r['segment_uap']:6.3f}")
     print(f"{'ALL':<14} {len(truth):>3} {res['f1']:6.3f} {res['iou']:6.3f} {res['score']:6.3f} {res['segment_uap']:6.3f}")
-    print_found_tables(truth, pred, bench)
+    print_found_tables(truth, pred, audio_kept(bench))
     nd = res.get("distractor_queries", 0)
     nfa = res.get("distractors_with_prediction", 0)
     print(f"distractor queries: {nd}, with any segment: {nfa} ({(nd - nfa) / max(nd, 1):.3f} clean)")
     print(f"VSC22 descriptor micro-AP: {desc_uap:.3f}")
-    print(f"predictions: {args.pred} ({len(pred)} rows)")
+    print(f"predictions: {pred_path} ({len(pred)} rows)")
     print(f"time: index {t_index:.1f} s, query features+KNN {t_feat:.1f} s, alignment {t_align:.2f} s")
 
     if args.sweep:
@@ -217,9 +215,50 @@ def main() -> int:
             print(" | ".join(f"{v:>14}" for v in values) +
                   f" | {r['score']:6.3f} {r['segment_uap']:6.3f} {(nd - nfa) / max(nd, 1):6.3f}")
         sweep_audio(cache, sources, cfg, truth, qids, stem, bench)
-    print(f"\ntotal wall time {time.time() - t_all:.1f} s")
+    print(f"total wall time {time.time() - t_all:.1f} s")
+    return truth, pred, qids
+
+
+def _tagged(rows, tag: str):
+    """Rows with query and source ids prefixed by their benchmark, so several pool without clashes."""
+    return [dataclasses.replace(r, query_id=f"{tag}/{r.query_id}", source_id=f"{tag}/{r.source_id}") for r in rows]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", required=True, nargs="+",
+                    help="benchmark folder(s) from make_bench.py; with several (say four --hard seeds) the "
+                         "pooled figures follow the per-benchmark ones")
+    ap.add_argument("--data-dir", default="", help="index folder (one sub-folder per benchmark); default temporary")
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--pred", default="predictions.csv",
+                    help="predictions CSV (with several benchmarks: <name>_<PRED> beside it)")
+    ap.add_argument("--sweep", action="store_true", help="alignment and audio-window sweeps, per benchmark")
+    args = ap.parse_args()
+    root = args.data_dir or tempfile.mkdtemp(prefix="astradup-segbench-")
+    benches = [Path(b) for b in args.bench]
+    pooled_truth, pooled_pred, pooled_q, audio = [], [], [], {}
+    for bench in benches:
+        if len(benches) == 1:
+            data_dir, pred_path = root, args.pred
+        else:
+            data_dir = str(Path(root) / bench.name)
+            pred_path = str(Path(args.pred).with_name(f"{bench.name}_{Path(args.pred).name}"))
+        truth, pred, qids = run_one(bench, args, data_dir, pred_path)
+        pooled_truth += _tagged(truth, bench.name)
+        pooled_pred += _tagged(pred, bench.name)
+        pooled_q += [f"{bench.name}/{q}" for q in qids]
+        audio.update({(f"{bench.name}/{q}", seg): v for (q, seg), v in audio_kept(bench).items()})
+    if len(benches) > 1:
+        res = evaluate(pooled_truth, pooled_pred, all_query_ids=pooled_q)
+        print(f"\n=== pooled over {len(benches)} benchmarks: {', '.join(b.name for b in benches)}")
+        print(f"LCT-2024 {res['score']:.3f} (F1 {res['f1']:.3f}, IoU {res['iou']:.3f}), segment micro-AP "
+              f"{res['segment_uap']:.3f}, {len(pooled_truth)} copied segments")
+        print_found_tables(pooled_truth, pooled_pred, audio)
+        nd, nfa = res.get("distractor_queries", 0), res.get("distractors_with_prediction", 0)
+        print(f"distractor / hard-negative queries: {nd}, with any segment: {nfa} ({nfa / max(nd, 1):.3f})")
     if not args.data_dir:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
