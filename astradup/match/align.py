@@ -277,6 +277,11 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     return dataclasses.replace(p, score=score * motion, static=static)
 
 
+# Steps of visible motion a re-aligned line needs: the search tries every slope and offset, and over
+# 3 steps one of them agrees by chance (a distractor's 6 s matched at 0.40 on the dev40 benchmark).
+REALIGN_MIN_STEPS = 6
+
+
 def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarray,
                embeddings: tuple[np.ndarray, np.ndarray], cfg: SegmentConfig, cell: float,
                q_valid: np.ndarray | None, s_valid: np.ndarray | None) -> Piece:
@@ -307,7 +312,7 @@ def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray,
                 continue
             line = Piece(p.q_start, p.q_end, 0.0, 0.0, 0.0, float(slope), float(off))
             m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, line, lag=cfg.motion_lag)
-            if n >= 3 and (best is None or m > best[0]):
+            if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
                 best = (m, float(slope), float(off))
     if best is None or best[0] <= cfg.motion_lo:
         return checked
