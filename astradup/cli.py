@@ -204,17 +204,24 @@ def cmd_search(args, cfg: Config) -> int:
     return 0
 
 
-def _read_hash_file(path: str):
-    """A vPDQ hash file from disk, its size checked before it is read (io/vpdq_file.py checks the rest)."""
-    from astradup.io.vpdq_file import MAX_BYTES, HashFileError, parse_vpdq
+def _read_hash_bytes(path: str) -> bytes:
+    """A vPDQ hash file's bytes from disk, its size checked before it is read."""
+    from astradup.io.vpdq_file import MAX_BYTES, HashFileError
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{path}: no such hash file")
     if p.stat().st_size > MAX_BYTES:
         raise HashFileError(f"{path}: {p.stat().st_size} bytes, more than the {MAX_BYTES} a hash file may have")
+    return p.read_bytes()
+
+
+def _parse_hash_file(path: str, data: bytes):
+    """Parsed as io/vpdq_file.py checks it; a refusal names the file."""
+    from astradup.io.vpdq_file import HashFileError, parse_vpdq
+
     try:
-        return parse_vpdq(p.read_bytes())
+        return parse_vpdq(data)
     except HashFileError as e:
         raise HashFileError(f"{path}: {e}") from None
 
@@ -223,14 +230,20 @@ def cmd_search_hashes(args, cfg: Config) -> int:
     """`search --hashes FILE.txt`: a vPDQ hash file (another tool's video) matched by vPDQ's rule
     against the PDQ hashes stored for every indexed video; the result rows are the normal search's."""
     from astradup.catalog import Catalog
-    from astradup.vpdq_search import search_hashes
+    from astradup.reviews import Verdicts
+    from astradup.vpdq_search import query_id, search_hashes
 
     if args.file is not None or args.fingerprint is not None:
         raise AstraDupError("give one query: a video FILE, --fingerprint FP or --hashes FILE.txt")
     if args.segments:
         raise AstraDupError("--segments needs a video query: a vPDQ hash matches frames as a set, without segments")
-    query = _read_hash_file(args.hashes)
-    matches = search_hashes(Catalog(cfg).shards, query, top=args.top or cfg.search.top)
+    data = _read_hash_bytes(args.hashes)
+    query = _parse_hash_file(args.hashes, data)
+    qid = query_id(data)
+    top = args.top or cfg.search.top
+    verdicts = Verdicts.load(cfg.data_dir, video_id=qid)
+    matches = verdicts.matches(qid, search_hashes(Catalog(cfg).shards, query, top=top + verdicts.rejected_count()),
+                               top)
     if args.json:
         print(json.dumps({"query": args.hashes, "query_frames": int(len(query.hashes)),
                           "matches": [m.to_dict() for m in matches]}, indent=2))

@@ -9,6 +9,7 @@ id, uri and timestamps): I/O and CPU grow linearly with the library, ~33 bytes a
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -20,6 +21,12 @@ from astradup.records import VideoFeatures, VideoMatch
 from astradup.store.shards import ShardStore
 
 PDQ_COLUMNS = ("pdq", "pdq_quality")
+
+
+def query_id(data: bytes) -> str:
+    """A hash file's id: its content hash, what reviewers' verdicts on its matches are keyed by
+    (the CLI and the service give the same file the same id)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def verdict(s: vpdq_match.VpdqScore) -> str:

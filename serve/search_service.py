@@ -294,22 +294,19 @@ class SearchService:
     def search_hashes(self, data: bytes, top: int, include_none: bool = False, name: str = "") -> dict:
         """A vPDQ hash file (another tool's video) matched by vPDQ's rule against the stored PDQ
         hashes (astradup/vpdq_search.py); a malformed file is the client's: 422 naming the line."""
-        import hashlib
-
         from astradup.io.vpdq_file import HashFileError, parse_vpdq
-        from astradup.vpdq_search import search_hashes
+        from astradup.vpdq_search import query_id as hash_file_id, search_hashes
 
         t0 = time.time()
         try:
             query = parse_vpdq(data)
         except HashFileError as e:
             return _error(422, f"hash file: {e}")
-        query_id = hashlib.blake2b(data, digest_size=16).hexdigest()  # the file's content id, for verdicts
-        decided = self.reviews.decisions_for(query_id)
-        n_rejected = sum(1 for d in decided.values() if d == REJECTED)
-        matches = search_hashes(self.catalog.shards, query, top + n_rejected, include_none=include_none)
+        query_id = hash_file_id(data)
+        verdicts = Verdicts.for_video(self.reviews, query_id)
+        matches = search_hashes(self.catalog.shards, query, top + verdicts.rejected_count(), include_none=include_none)
         ts = query.timestamps
-        return self._report(query_id, "hashes", matches, decided, top, t0, {
+        return self._report(query_id, "hashes", verdicts.matches(query_id, matches, top), t0, {
             "name": name, "duration": float(ts[-1] - ts[0]) if len(ts) else None, "has_audio": False,
             "frames": int(len(query.hashes)), "searched_seconds": None})
 

@@ -250,7 +250,7 @@ def test_search_with_a_vpdq_hash_file(srv):
         assert r.status_code == status and words in r.json()["error"], (status, r.text[:200])
     with open(srv.files["two.mp4"], "rb") as f:
         both = srv.post("/search", files={"file": ("two.mp4", f, "video/mp4"), "hashes": ("a.txt", text.encode())})
-    assert both.status_code == 400 and "files" in both.json()["error"]  # the form parser takes one file part
+    assert both.status_code == 400 and "exactly one" in both.json()["error"]  # one query per request
     assert srv.post("/search", data={"hashes": text[:200]}).status_code == 400  # not a file part
 
 

@@ -288,3 +288,26 @@ def test_a_hostile_hash_file_is_one_cli_error(library, capsys, tmp_path):
     assert rc == 2 and "no such hash file" in err
     rc, _, err = _cli(library, capsys, "search", str(library["a"]), "--hashes", str(bad))
     assert rc == 2 and "give one query" in err
+
+
+def test_verdicts_hold_for_a_hash_file_query(library, capsys, tmp_path):
+    """A hash file's matches go through the same verdicts as a video's: keyed by the file's content
+    id, a rejected source is not listed and a confirmed one is marked."""
+    from astradup.reviews import CONFIRMED, REJECTED, ReviewStore
+    from astradup.vpdq_search import query_id
+
+    stored = _stored(library)
+    hashes = tmp_path / "a_copy.txt"
+    _vpdq_file(library["copy"], hashes)
+    qid, a = query_id(hashes.read_bytes()), stored["a.mp4"].video_id
+    store = ReviewStore(library["root"] / "data" / "reviews.sqlite")
+    try:
+        store.record(qid, a, CONFIRMED)
+        rc, out, _ = _cli(library, capsys, "search", "--hashes", str(hashes), "--json")
+        top = json.loads(out)["matches"][0]
+        assert rc == 0 and top["source_id"] == a and top["decision"] == CONFIRMED
+        store.record(qid, a, REJECTED)
+        rc, out, _ = _cli(library, capsys, "search", "--hashes", str(hashes), "--json")
+        assert rc == 0 and a not in {m["source_id"] for m in json.loads(out)["matches"]}
+    finally:
+        store.path.unlink()
