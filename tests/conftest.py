@@ -17,6 +17,25 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
+# Modules that start Ray, Ray Serve, a Milvus server, a browser, moto or pip, or index and search
+# real videos through the pipeline (each takes 10 s to minutes). `pytest -m "not slow"` leaves them
+# out and runs the unit tests (pure cores, parsers, hostile inputs, config) in about a minute;
+# `make test` and CI run everything. A new module that does any of those belongs here.
+SLOW_MODULES = frozenset({
+    "test_audio_copy_e2e", "test_backfill", "test_bad_media", "test_common_e2e", "test_concurrency",
+    "test_demo_corpus", "test_dedup", "test_embedder", "test_end_to_end", "test_fingerprint",
+    "test_milvus_outage", "test_milvus_server", "test_notify", "test_raystart", "test_report", "test_s3",
+    "test_serve", "test_serve_browser", "test_serve_deploy", "test_serve_fuzz", "test_telemetry",
+    "test_verdicts", "test_wheel", "test_write_paths",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

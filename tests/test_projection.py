@@ -107,6 +107,7 @@ def test_a_file_that_is_not_a_projection_is_a_config_error(tmp_path):
         load_projection(str(pickled), 1, 1, embedder_kind="k", embedder_model="m", frame_dim=16, audio_dim=10)
 
 
+@pytest.mark.slow  # indexes through the pipeline, then reindexes
 def test_changing_the_projection_needs_reindex_which_rebuilds_from_the_shards(tmp_path, monkeypatch):
     """An index built with full vectors does not open under a projected config (a clear error that
     names the fix), and `reindex` rebuilds the Milvus copy from the shards in the new layout."""

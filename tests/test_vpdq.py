@@ -224,6 +224,7 @@ def _stored(library) -> dict[str, VideoFeatures]:
     return {f.uri.rsplit("/", 1)[-1]: f for chunk in Catalog(library["cfg"]).shards.iter_features() for f in chunk}
 
 
+@pytest.mark.slow  # indexes a small library through the pipeline
 def test_a_copy_hashed_by_vpdq_is_found_as_its_source(library, capsys, tmp_path):
     stored = _stored(library)
     hashes = tmp_path / "a_copy.txt"
@@ -241,6 +242,7 @@ def test_a_copy_hashed_by_vpdq_is_found_as_its_source(library, capsys, tmp_path)
     assert rc == 0 and "duplicate" in out and "a.mp4" in out.splitlines()[1]
 
 
+@pytest.mark.slow  # indexes a small library through the pipeline
 def test_vpdq_and_astradup_hash_the_same_frames_alike(library, tmp_path):
     """Every frame AstraDup sampled, against the frame vpdq hashes at the same index of the file."""
     f = _stored(library)["a.mp4"]
@@ -254,6 +256,7 @@ def test_vpdq_and_astradup_hash_the_same_frames_alike(library, tmp_path):
         assert abs(int(q) - theirs.quality) <= 20, (t, q, theirs.quality)
 
 
+@pytest.mark.slow  # indexes a small library through the pipeline
 def test_export_hashes_writes_vpdq_text_that_searches_back(library, capsys, tmp_path):
     stored = _stored(library)
     a = stored["a.mp4"]
@@ -279,6 +282,7 @@ def test_export_hashes_writes_vpdq_text_that_searches_back(library, capsys, tmp_
     assert rc == 2 and "not in the index" in err
 
 
+@pytest.mark.slow  # indexes a small library through the pipeline
 def test_a_hostile_hash_file_is_one_cli_error(library, capsys, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text(GOOD + "50,100,zz,2.000\n")
@@ -290,6 +294,7 @@ def test_a_hostile_hash_file_is_one_cli_error(library, capsys, tmp_path):
     assert rc == 2 and "give one query" in err
 
 
+@pytest.mark.slow  # indexes a small library through the pipeline
 def test_verdicts_hold_for_a_hash_file_query(library, capsys, tmp_path):
     """A hash file's matches go through the same verdicts as a video's: keyed by the file's content
     id, a rejected source is not listed and a confirmed one is marked."""
