@@ -12,6 +12,7 @@ from pathlib import Path
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
 from astradup.progress import Progress
+from astradup.records import Label
 
 EXAMPLES = """\
 examples:
@@ -619,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the scores as JSON")
     s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("dedup", help="every duplicate group in the index")
-    s.add_argument("--min-label", choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate",
+    s.add_argument("--min-label", choices=[lab.value for lab in Label.reportable()], default="near-duplicate",
                    help="weakest label that groups a pair (default near-duplicate); weaker pairs with a copied "
                         "stretch are listed as partial copies")
     s.add_argument("--json", action="store_true", help="print the groups and partial copies as JSON")
@@ -627,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="HTML + CSV report of the duplicate groups, with thumbnails")
     s.add_argument("--out", default="astradup_report", help="folder for report.html, report.csv, thumbs/")
     s.add_argument("--min-label", type=lambda v: v.replace("_", "-"),
-                   choices=["duplicate", "near-duplicate", "similar"], default="near-duplicate",
+                   choices=[lab.value for lab in Label.reportable()], default="near-duplicate",
                    help="weakest label that groups a pair (default near-duplicate)")
     s.add_argument("--thumbs", type=int, default=3, help="frames per video (ffmpeg, from the indexed file)")
     s.add_argument("--embed-thumbs", action="store_true",

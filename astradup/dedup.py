@@ -57,14 +57,13 @@ import numpy as np
 from astradup import telemetry
 from astradup.config import Config
 from astradup.logs import get_logger
-from astradup.records import STATUS_OK, AudioCopy, SegmentMatch, VideoMatch
+from astradup.records import STATUS_OK, AudioCopy, Label, SegmentMatch, VideoMatch
 from astradup.reviews import Verdicts
 
 Tick = Callable[[int, int], None]  # (done, total): a progress bar's update (astradup/progress.py)
 
 log = get_logger(__name__)
 
-LABEL_RANK = {"duplicate": 3, "near-duplicate": 2, "similar": 1, "none": 0}
 MANIFEST = "manifest.jsonl"
 PARTS = "parts"
 DEFAULT_BATCH = 50  # query videos per batch (one Parquet part, one manifest entry)
@@ -559,7 +558,7 @@ def dedup_groups(cfg: Config, min_label: str = "near-duplicate", searcher=None, 
         m = verdicts.apply(q, found)
         if m is None:
             continue
-        if LABEL_RANK[m.label] >= LABEL_RANK[min_label]:
+        if Label(m.label).rank >= Label(min_label).rank:
             best[k] = m
         else:
             partial += _partial_of(q, m)

@@ -5,9 +5,35 @@ They carry numpy arrays and builtins only, so each stage can be tested without R
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
+
+class Label(StrEnum):
+    """A match's label, strongest first. A StrEnum, so it is its own text in JSON, CSV and Parquet
+    and compares equal to it; each label knows its rank and the fusion setting that sets its floor."""
+
+    DUPLICATE = "duplicate"
+    NEAR_DUPLICATE = "near-duplicate"
+    SIMILAR = "similar"
+    NONE = "none"
+
+    @property
+    def rank(self) -> int:
+        """3 for duplicate ... 0 for none: "at least near-duplicate" is ``rank >= 2``."""
+        return len(Label) - 1 - list(Label).index(self)
+
+    @property
+    def floor_setting(self) -> str | None:
+        """The FusionConfig field holding the least fused score with this label (None for none)."""
+        return None if self is Label.NONE else self.value.replace("-", "_")
+
+    @classmethod
+    def reportable(cls) -> tuple["Label", ...]:
+        """The labels that make a pair worth listing, strongest first."""
+        return tuple(lab for lab in cls if lab is not cls.NONE)
+
 
 PDQ_BYTES = 32  # a PDQ hash (vPDQ's per-frame hash): 256 bits
 STATUS_OK = "ok"
@@ -132,7 +158,7 @@ class VideoMatch:
     scores: dict[str, float]  # modality -> score in [0, 1]; absent modality missing
     fused: float
     confidence: float
-    label: str  # duplicate | near-duplicate | similar | none
+    label: str  # a Label (records.Label), or its text when read back from a shard or a job's output
     review: bool
     notes: tuple[str, ...] = ()
     segments: tuple[SegmentMatch, ...] = field(default_factory=tuple)
@@ -143,7 +169,7 @@ class VideoMatch:
     def reportable(self) -> bool:
         """Whether a search that leaves out label none keeps it: a label, a copied segment, or a
         copied soundtrack (the label stays what fusion says; the user still needs to see it)."""
-        return self.label != "none" or bool(self.segments) or self.audio_copy is not None
+        return self.label != Label.NONE or bool(self.segments) or self.audio_copy is not None
 
     def copied(self) -> list[SegmentMatch]:
         """Every copied stretch to list: the audio copy first, then the segments it does not repeat."""

@@ -40,13 +40,13 @@ from typing import Any, Callable
 from astradup.config import Config
 from astradup.io.sources import is_remote, local_copy, storage_options
 from astradup.io.thumbs import jpeg_frame
-from astradup.records import AudioCopy, SegmentMatch, VideoMatch
+from astradup.records import AudioCopy, Label, SegmentMatch, VideoMatch
 from astradup.reviews import CONFIRMED, Verdicts
 from astradup.timeline import Span, colour, moments, span_title, timeline_svg
 
 Tick = Callable[[int, int], None]  # (done, total): a progress bar's update (astradup/progress.py)
 
-LABELS = ("duplicate", "near-duplicate", "similar")
+LABELS = tuple(Label.reportable())
 THUMBS_PER_VIDEO = 3
 THUMB_WIDTH = 240
 MOMENTS_PER_PAIR = 4  # copied intervals per pair with a frame on each side (the best-scored ones)

@@ -17,7 +17,7 @@ import numpy as np
 
 from astradup.io.vpdq_file import VpdqHashes, frame_numbers
 from astradup.match import vpdq_match
-from astradup.records import VideoFeatures, VideoMatch
+from astradup.records import Label, VideoFeatures, VideoMatch
 from astradup.store.shards import ShardStore
 
 PDQ_COLUMNS = ("pdq", "pdq_quality")
@@ -29,13 +29,13 @@ def query_id(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def verdict(s: vpdq_match.VpdqScore) -> str:
+def verdict(s: vpdq_match.VpdqScore) -> Label:
     """The normal search's labels from vPDQ's percentages: ThreatExchange's match (>= 80% of the
     query found) is a duplicate when the source is as fully found too, else a near-duplicate (the
     query is a part of it); any shared frame short of that is similar."""
     if vpdq_match.is_match(s):
-        return "duplicate" if s.source_pct >= vpdq_match.QUERY_MATCH_MIN else "near-duplicate"
-    return "similar" if s.query_pct > 0 else "none"
+        return Label.DUPLICATE if s.source_pct >= vpdq_match.QUERY_MATCH_MIN else Label.NEAR_DUPLICATE
+    return Label.SIMILAR if s.query_pct > 0 else Label.NONE
 
 
 def to_match(f: VideoFeatures, s: vpdq_match.VpdqScore) -> VideoMatch:

@@ -54,3 +54,16 @@ def test_weights_come_from_config():
     cfg = FusionConfig(visual=1.0, audio=0.0, metadata=0.0)
     f = fuse({"visual": 0.8, "audio": 0.1, "metadata": 0.1}, cfg)
     assert f.score == pytest.approx(0.8) and f.label == "similar"
+
+
+def test_labels_carry_their_rank_and_the_setting_of_their_floor():
+    from astradup.config import FusionConfig
+    from astradup.match.fusion import label_for
+    from astradup.records import Label
+
+    cfg = FusionConfig()
+    assert [lab.rank for lab in Label] == [3, 2, 1, 0] and Label.NONE not in Label.reportable()
+    for lab in Label.reportable():
+        floor = getattr(cfg, lab.floor_setting)
+        assert label_for(floor, cfg) is lab and label_for(floor - 1e-9, cfg) is not lab
+    assert label_for(0.0, cfg) is Label.NONE and Label("near-duplicate") == "near-duplicate"

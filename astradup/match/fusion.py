@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import FusionConfig
+from astradup.records import Label
 
-LABEL_DUPLICATE = "duplicate"
-LABEL_NEAR = "near-duplicate"
-LABEL_SIMILAR = "similar"
-LABEL_NONE = "none"
+LABEL_DUPLICATE = Label.DUPLICATE
+LABEL_NEAR = Label.NEAR_DUPLICATE
+LABEL_SIMILAR = Label.SIMILAR
+LABEL_NONE = Label.NONE
 MODALITIES = ("visual", "audio", "metadata")
 
 
@@ -22,20 +23,18 @@ MODALITIES = ("visual", "audio", "metadata")
 class Fused:
     score: float
     confidence: float
-    label: str
+    label: Label
     review: bool
     weights: dict[str, float]
     notes: tuple[str, ...]
 
 
-def label_for(score: float, cfg: FusionConfig) -> str:
-    if score >= cfg.duplicate:
-        return LABEL_DUPLICATE
-    if score >= cfg.near_duplicate:
-        return LABEL_NEAR
-    if score >= cfg.similar:
-        return LABEL_SIMILAR
-    return LABEL_NONE
+def label_for(score: float, cfg: FusionConfig) -> Label:
+    """The strongest label whose floor (its FusionConfig setting) the fused score reaches."""
+    for label in Label.reportable():
+        if score >= getattr(cfg, label.floor_setting):
+            return label
+    return Label.NONE
 
 
 def effective_weights(scores: dict[str, float | None], cfg: FusionConfig) -> dict[str, float]:
