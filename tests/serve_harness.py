@@ -157,3 +157,21 @@ def srv(request, tmp_path_factory):
     yield s
     if last_module(request):
         stop()
+
+
+def multipart_search_request(body: bytes):
+    """A starlette Request for ``POST /search`` whose multipart body (boundary ``B``) arrives in
+    one message: for calling the gateway's handler directly, without Ray or a server."""
+    from starlette.requests import Request
+
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "path": "/search", "query_string": b"",
+                    "headers": [(b"content-type", b"multipart/form-data; boundary=B")]}, receive)

@@ -142,9 +142,8 @@ def test_the_gateway_routes_a_fingerprint_part_to_the_fingerprint_search(lib, tm
     import asyncio
     from types import SimpleNamespace
 
-    from starlette.requests import Request
-
     from serve.gateway import ApiError, Gateway
+    from tests.serve_harness import multipart_search_request
     from serve.settings import ServeSettings
     from serve.slots import DecodeSlots
 
@@ -161,21 +160,11 @@ def test_the_gateway_routes_a_fingerprint_part_to_the_fingerprint_search(lib, tm
     gw.search = SimpleNamespace(search_fingerprint=SimpleNamespace(
         remote=lambda *a: asyncio.to_thread(svc.search_fingerprint, *a)))
 
-    def request(parts: list[tuple[str, bytes]]) -> Request:
-        body = b"".join(b'--B\r\nContent-Disposition: form-data; name="%s"; filename="x"\r\n'
-                        b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (n.encode(), d)
-                        for n, d in parts) + b"--B--\r\n"
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return Request({"type": "http", "method": "POST", "path": "/search", "query_string": b"",
-                        "headers": [(b"content-type", b"multipart/form-data; boundary=B")]}, receive)
+    def request(parts: list[tuple[str, bytes]]):
+        return multipart_search_request(
+            b"".join(b'--B\r\nContent-Disposition: form-data; name="%s"; filename="x"\r\n'
+                     b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (n.encode(), d)
+                     for n, d in parts) + b"--B--\r\n")
 
     res = asyncio.run(cls.search(gw, request([("fingerprint", fp.read_bytes())])))
     assert res["query"]["kind"] == "fingerprint" and res["matches"][0]["source_uri"].endswith("R000001.mp4")

@@ -230,9 +230,8 @@ def test_an_over_limit_chunked_upload_stays_a_413():
 def test_uploads_held_by_a_gateway_are_bounded_by_the_decode_slots():
     """A gateway holds an upload in memory until the search replica answers: with every slot taken,
     one more upload is refused 503 + Retry-After before its bytes are read into memory."""
-    from starlette.requests import Request
-
     from serve.gateway import ApiError, Gateway
+    from tests.serve_harness import multipart_search_request
 
     cls = Gateway.func_or_class
     gw = cls.__new__(cls)
@@ -243,18 +242,8 @@ def test_uploads_held_by_a_gateway_are_bounded_by_the_decode_slots():
     body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n'
             b"Content-Type: video/mp4\r\n\r\n" + MP4_HEAD + b"\x00" * 64 + b"\r\n--B--\r\n")
 
-    def request() -> Request:
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return Request({"type": "http", "method": "POST", "path": "/search", "query_string": b"",
-                        "headers": [(b"content-type", b"multipart/form-data; boundary=B")]}, receive)
+    def request():
+        return multipart_search_request(body)
 
     async def run() -> None:
         release = asyncio.Event()
