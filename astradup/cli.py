@@ -12,7 +12,7 @@ from pathlib import Path
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
 from astradup.progress import Progress
-from astradup.records import Label
+from astradup.records import Label, SegmentMatch
 
 EXAMPLES = """\
 examples:
@@ -127,11 +127,10 @@ def _segment_rows(query: str, matches) -> list[dict]:
 def _vsc_rows(query_name: str, matches) -> list:
     """Copied stretches as VSC22 matches: query_id and ref_id are file stems, as VSC22 names videos
     (an indexed video without a uri keeps its content id)."""
-    from astradup.eval.segments_csv import SegmentRow
     from astradup.eval.vsc_format import vsc_id
 
-    return [SegmentRow(vsc_id(query_name), s.q_start, s.q_end, vsc_id(m.source_uri) if m.source_uri else m.source_id,
-                       s.s_start, s.s_end, float(s.score)) for m in matches for s in m.copied()]
+    return [SegmentMatch(vsc_id(query_name), s.q_start, s.q_end, vsc_id(m.source_uri) if m.source_uri else m.source_id,
+                         s.s_start, s.s_end, float(s.score)) for m in matches for s in m.copied()]
 
 
 def cmd_search(args, cfg: Config) -> int:
@@ -309,7 +308,7 @@ def cmd_dedup(args, cfg: Config) -> int:
             {"videos": [{"video_id": v, "uri": uris.get(v, "")} for v in g],
              "pairs": [{"a": a, "b": b, **best[(a, b)].to_dict()} for (a, b) in best if a in g]}
             for g in groups],
-            "partial_copies": [{"video_id": q, **sg.__dict__, "audio_copy": _kind(sg) == "audio copy",
+            "partial_copies": [{"video_id": q, **sg.as_row(), "audio_copy": _kind(sg) == "audio copy",
                                 "decision": verdicts.decision(q, sg.source_id)} for q, sg in partial]}, indent=2))
         return 0
     print(f"{len(groups)} duplicate group(s) among {len(uris)} indexed video(s) (pairs at >= {args.min_label})")

@@ -115,14 +115,29 @@ class VideoFeatures:
 
 @dataclass(frozen=True)
 class SegmentMatch:
+    """One copied stretch: ``query_id`` from ``q_start`` to ``q_end`` s is ``source_id`` from
+    ``s_start`` to ``s_end`` s. The one segment record of every stage (alignment, search, dedup,
+    the copy-localisation CSVs and their metrics), as VSC22 has one ``Match``; ``score`` is 1.0
+    for a truth row. ``extra`` holds a CSV's other columns as text (``transform``...); it is
+    compared but not hashed (a dict is unhashable), so a round trip that lost a column would not
+    compare equal."""
+
     query_id: str
     q_start: float
     q_end: float
     source_id: str
     s_start: float
     s_end: float
-    score: float
+    score: float = 1.0
     modalities: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields for JSON: ``extra`` only when it holds a column (a found segment has none)."""
+        d = dict(self.__dict__)
+        if not self.extra:
+            del d["extra"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -183,7 +198,7 @@ class VideoMatch:
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
             "fused": round(self.fused, 4), "confidence": round(self.confidence, 4),
             "label": self.label, "review": self.review, "notes": list(self.notes),
-            "segments": [s.__dict__ for s in self.segments],
+            "segments": [s.as_row() for s in self.segments],
             "audio_copy": None if self.audio_copy is None else self.audio_copy.to_dict(),
             "decision": self.decision,
         }

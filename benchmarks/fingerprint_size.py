@@ -46,7 +46,7 @@ import numpy as np
 
 from astradup.config import Config, load_config
 from astradup.eval.metrics import evaluate, vsc_descriptor_micro_ap
-from astradup.eval.segments_csv import SegmentRow, read_rows
+from astradup.eval.segments_csv import read_rows
 from astradup.features.audio import mfcc_windows, window_vectors
 from astradup.features.embedder import SSCDOnnxEmbedder
 from astradup.features.extract import cpu_features
@@ -57,7 +57,7 @@ from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.fusion import LABEL_NONE, fuse
 from astradup.match.scoring import informative, pair_evidence, pair_segments
-from astradup.records import VideoFeatures, VideoRef
+from astradup.records import SegmentMatch, VideoFeatures, VideoRef
 
 CACHE_TAG = "v1"  # bump when the features change meaning
 AUDIO_VOTE_WEIGHT = 0.5  # as astradup/search.py
@@ -182,7 +182,7 @@ def _store(cache_dir: Path | None, key: str, obj) -> None:
 # harness: scoring
 
 
-def truth_of(bench: Path) -> tuple[list[SegmentRow], dict[str, set[str]], dict[str, str]]:
+def truth_of(bench: Path) -> tuple[list[SegmentMatch], dict[str, set[str]], dict[str, str]]:
     rows = read_rows(bench / "truth.csv")
     pos: dict[str, set[str]] = {}
     tr: dict[str, str] = {}
@@ -192,7 +192,7 @@ def truth_of(bench: Path) -> tuple[list[SegmentRow], dict[str, set[str]], dict[s
     return rows, pos, tr
 
 
-def score_corpus(c: Corpus, truth: list[SegmentRow], cfg: Config, segments: bool = True) -> dict:
+def score_corpus(c: Corpus, truth: list[SegmentMatch], cfg: Config, segments: bool = True) -> dict:
     """Whole-video recall@1, fused-score and descriptor micro-AP, LCT-2024 score and VSC22 segment
     micro-AP of the corpus' features, every source a candidate of every query."""
     pos: dict[str, set[str]] = {}
@@ -203,7 +203,7 @@ def score_corpus(c: Corpus, truth: list[SegmentRow], cfg: Config, segments: bool
     fused = np.zeros((len(qids), len(sids)))
     labelled = np.zeros((len(qids), len(sids)), bool)
     desc = {}
-    pred: list[SegmentRow] = []
+    pred: list[SegmentMatch] = []
     s_inf = {s: c.sources[s].embeddings[informative(c.sources[s])] for s in sids}
     for i, q in enumerate(qids):
         qf = c.queries[q]
@@ -219,7 +219,7 @@ def score_corpus(c: Corpus, truth: list[SegmentRow], cfg: Config, segments: bool
             if segments:
                 segs.extend(pair_segments(qf, sf, cfg.segments))
         for m in suppress_overlaps(segs):
-            pred.append(SegmentRow(q, m.q_start, m.q_end, m.source_id, m.s_start, m.s_end, m.score))
+            pred.append(SegmentMatch(q, m.q_start, m.q_end, m.source_id, m.s_start, m.s_end, m.score))
     hits = n = 0
     for i, q in enumerate(qids):
         if q in pos:
@@ -241,7 +241,7 @@ def score_corpus(c: Corpus, truth: list[SegmentRow], cfg: Config, segments: bool
     return out
 
 
-def vote_recall(c: Corpus, truth: list[SegmentRow], cfg: Config,
+def vote_recall(c: Corpus, truth: list[SegmentMatch], cfg: Config,
                 frame_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                 audio_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                 stride: int = 1, use_audio: bool = True, at: int = 1, audio_stride: int = 1) -> float:
@@ -450,7 +450,7 @@ def lite_close(b: dict) -> int:
     return dir_bytes(b["db"])
 
 
-def lite_votes(b: dict, c: Corpus, truth: list[SegmentRow], cfg: Config,
+def lite_votes(b: dict, c: Corpus, truth: list[SegmentMatch], cfg: Config,
                frame_fn: Callable[[np.ndarray], np.ndarray], search_params: dict) -> tuple[float, list[float]]:
     """Vote recall@1 (frames only) through Milvus search, and per-query-video latencies (ms)."""
     pos: dict[str, set[str]] = {}

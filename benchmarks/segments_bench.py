@@ -30,21 +30,22 @@ import numpy as np
 
 from astradup.config import load_config
 from astradup.eval.metrics import evaluate, length_bin, segments_found, transform_of, vsc_descriptor_micro_ap
-from astradup.eval.segments_csv import SegmentRow, read_rows, write_rows
+from astradup.eval.segments_csv import read_rows, write_rows
 from astradup.match.align import suppress_overlaps
 from astradup.match.score_norm import background, fold, pad_refs, pair_scores
 from astradup.match.scoring import backgrounds, informative, pair_segments
+from astradup.records import SegmentMatch
 from astradup.pipeline import index
 from astradup.search import Searcher
 
 
-def predict(cache, seg_cfg, stem) -> list[SegmentRow]:
+def predict(cache, seg_cfg, stem) -> list[SegmentMatch]:
     rows = []
     for qid, (q, cands) in cache.items():
         bgs = backgrounds(q.features, {s.video_id: s for s in cands}, seg_cfg, q.mirror)
         segs = [m for s in cands for m in pair_segments(q.features, s, seg_cfg, q.mirror, bgs[s.video_id])]
         for m in suppress_overlaps(segs):
-            rows.append(SegmentRow(qid, m.q_start, m.q_end, stem[m.source_id], m.s_start, m.s_end, m.score))
+            rows.append(SegmentMatch(qid, m.q_start, m.q_end, stem[m.source_id], m.s_start, m.s_end, m.score))
     return rows
 
 

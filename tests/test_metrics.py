@@ -16,12 +16,13 @@ from astradup.eval.metrics import (
     _intersect_length, _union, evaluate, lct2024_score, vsc_descriptor_micro_ap,
     vsc_segment_micro_ap,
 )
-from astradup.eval.segments_csv import SegmentRow, read_rows, write_rows
+from astradup.eval.segments_csv import read_rows, write_rows
+from astradup.records import SegmentMatch
 
 
 def row(q, qs, qe, s, ss, se, score=1.0, **extra):
-    return SegmentRow(q, float(qs), float(qe), s, float(ss), float(se), float(score),
-                      {k: str(v) for k, v in extra.items()})
+    return SegmentMatch(q, float(qs), float(qe), s, float(ss), float(se), float(score),
+                        extra={k: str(v) for k, v in extra.items()})
 
 
 TRUTH = [

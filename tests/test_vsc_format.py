@@ -10,9 +10,8 @@ import pytest
 from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.errors import MediaError
-from astradup.eval.segments_csv import (LAYOUT_VSC, VSC_REQUIRED, SegmentRow, detect_layout, read_rows,
-                                        write_rows)
-from astradup.records import VideoFeatures
+from astradup.eval.segments_csv import LAYOUT_VSC, VSC_REQUIRED, detect_layout, read_rows, write_rows
+from astradup.records import SegmentMatch, VideoFeatures
 from astradup.store.shards import ShardStore
 
 VSC_GT_HEADER = "query_id,ref_id,query_start,query_end,ref_start,ref_end"
@@ -20,13 +19,13 @@ VSC_GT_HEADER = "query_id,ref_id,query_start,query_end,ref_start,ref_end"
 
 def _rows():
     """Truth and predictions over three pairs: exact, partly right, a false alarm, and a miss."""
-    truth = [SegmentRow("Q100001", 0, 10, "R200001", 5, 15, extra={"transform": "crop"}),
-             SegmentRow("Q100002", 2.5, 20, "R200002", 0, 17.5, extra={"transform": "reencode"}),
-             SegmentRow("Q100003", 0, 8, "R200003", 30, 38, extra={"transform": "crop"})]
-    pred = [SegmentRow("Q100001", 0, 10, "R200001", 5, 15, 0.91234),
-            SegmentRow("Q100002", 5, 25, "R200002", 2.5, 22.5, 0.75),
-            SegmentRow("Q100002", 30, 31.25, "R200009", 0, 1.25, 0.8),
-            SegmentRow("Q100009", 0, 5, "R200001", 0, 5, 0.1)]
+    truth = [SegmentMatch("Q100001", 0, 10, "R200001", 5, 15, extra={"transform": "crop"}),
+             SegmentMatch("Q100002", 2.5, 20, "R200002", 0, 17.5, extra={"transform": "reencode"}),
+             SegmentMatch("Q100003", 0, 8, "R200003", 30, 38, extra={"transform": "crop"})]
+    pred = [SegmentMatch("Q100001", 0, 10, "R200001", 5, 15, 0.91234),
+            SegmentMatch("Q100002", 5, 25, "R200002", 2.5, 22.5, 0.75),
+            SegmentMatch("Q100002", 30, 31.25, "R200009", 0, 1.25, 0.8),
+            SegmentMatch("Q100009", 0, 5, "R200001", 0, 5, 0.1)]
     return truth, pred
 
 
@@ -64,7 +63,7 @@ def test_vsc2022_files_as_pandas_writes_them(tmp_path, capsys):
     m.write_text("query_id,ref_id,score,query_start,query_end,ref_start,ref_end\n"
                  "Q1,R1,0.9,0.0,10.0,5.0,15.0\nQ1,R2,1e-05,0,3,0,3\n")
     rows = read_rows(m)
-    assert rows[0] == SegmentRow("Q1", 0, 10, "R1", 5, 15, 0.9) and rows[1].score == 1e-05
+    assert rows[0] == SegmentMatch("Q1", 0, 10, "R1", 5, 15, 0.9) and rows[1].score == 1e-05
     out = _eval(capsys, gt, m)
     assert out["segment_uap"] == pytest.approx(1.0)
 

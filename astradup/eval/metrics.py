@@ -7,8 +7,8 @@ Two benchmarks, two philosophies, so both are reported:
 * VSC22 (Meta's Video Similarity Challenge) ranks predictions by score and integrates precision
   over recall, so it measures the ranking independent of any threshold.
 
-Rows are duck-typed (``query_id, q_start, q_end, source_id, s_start, s_end, score`` and an
-optional ``extra`` dict): ``SegmentRow`` from the CSV reader and ``records.SegmentMatch`` both fit.
+Rows are ``records.SegmentMatch``, the one segment record: the CSV reader's truth and prediction
+rows and the search's found segments alike.
 
 Empty inputs: when there is nothing to find and nothing was reported, every metric is 1.0 (the
 system did exactly the right thing); with no truth but some predictions every metric is 0.0 (all
@@ -19,20 +19,12 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from math import sqrt
-from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Sequence
+
+from astradup.records import SegmentMatch
 
 Interval = tuple[float, float]
 Pair = tuple[str, str]
-
-
-class Row(Protocol):
-    query_id: str
-    q_start: float
-    q_end: float
-    source_id: str
-    s_start: float
-    s_end: float
-    score: float
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,12 +68,12 @@ def _intersect_length(a: Sequence[Interval], b: Sequence[Interval]) -> float:
     return total
 
 
-def _pair(r: Row) -> Pair:
+def _pair(r: SegmentMatch) -> Pair:
     return (r.query_id, r.source_id)
 
 
-def _by_pair(rows: Iterable[Row]) -> dict[Pair, list[Row]]:
-    out: dict[Pair, list[Row]] = defaultdict(list)
+def _by_pair(rows: Iterable[SegmentMatch]) -> dict[Pair, list[SegmentMatch]]:
+    out: dict[Pair, list[SegmentMatch]] = defaultdict(list)
     for r in rows:
         out[_pair(r)].append(r)
     return out
@@ -95,7 +87,7 @@ def _harmonic(a: float, b: float) -> float:
 # LCT 2024
 
 
-def lct2024_score(truth: Sequence[Row], pred: Sequence[Row]) -> dict[str, Any]:
+def lct2024_score(truth: Sequence[SegmentMatch], pred: Sequence[SegmentMatch]) -> dict[str, Any]:
     """Interval score of the LCT 2024 borrowing-detection task.
 
     Counting follows the organisers' validation script: per (query, source) pair with t truth rows
@@ -158,17 +150,17 @@ class _PairState:
     """Truth and predictions of one (query, ref) pair, updated as ranked predictions arrive."""
 
     def __init__(self) -> None:
-        self.gts: list[Row] = []
+        self.gts: list[SegmentMatch] = []
         self.considered: list[bool] = []
-        self.preds: list[Row] = []
+        self.preds: list[SegmentMatch] = []
         self.inter = [0.0, 0.0]  # per axis: query, ref
         self.total = [0.0, 0.0]
 
-    def add_gt(self, r: Row) -> None:
+    def add_gt(self, r: SegmentMatch) -> None:
         self.gts.append(r)
         self.considered.append(False)
 
-    def add_prediction(self, p: Row) -> tuple[list[float], list[float]]:
+    def add_prediction(self, p: SegmentMatch) -> tuple[list[float], list[float]]:
         self.preds.append(p)
         for i, g in enumerate(self.gts):
             # Predictions only accumulate, so a truth box, once hit, stays considered.
@@ -185,17 +177,17 @@ class _PairState:
         return d_inter, d_total
 
 
-def _axis(r: Row, axis: int) -> Interval:
+def _axis(r: SegmentMatch, axis: int) -> Interval:
     return (r.q_start, r.q_end) if axis == 0 else (r.s_start, r.s_end)
 
 
-def _box_overlap(a: Row, b: Row) -> bool:
+def _box_overlap(a: SegmentMatch, b: SegmentMatch) -> bool:
     dq = min(a.q_end, b.q_end) - max(a.q_start, b.q_start)
     ds = min(a.s_end, b.s_end) - max(a.s_start, b.s_start)
     return max(dq, 0.0) * max(ds, 0.0) > 0.0
 
 
-def vsc_segment_micro_ap(truth: Sequence[Row], pred: Sequence[Row]) -> float:
+def vsc_segment_micro_ap(truth: Sequence[SegmentMatch], pred: Sequence[SegmentMatch]) -> float:
     """VSC22 matching-track segment micro-AP (see the block comment above for the exact rules)."""
     pairs: dict[Pair, _PairState] = defaultdict(_PairState)
     for g in truth:
@@ -257,27 +249,26 @@ def vsc_descriptor_micro_ap(truth_pairs: Collection[tuple[Hashable, Hashable]],
 # report
 
 
-def transform_of(r: Row) -> str:
-    extra = getattr(r, "extra", None) or {}
-    return str(extra.get("transform", "")).strip() or "unspecified"
+def transform_of(r: SegmentMatch) -> str:
+    return str(r.extra.get("transform", "")).strip() or "unspecified"
 
 
-def _has_transform(rows: Iterable[Row]) -> bool:
-    return any("transform" in (getattr(r, "extra", None) or {}) for r in rows)
+def _has_transform(rows: Iterable[SegmentMatch]) -> bool:
+    return any("transform" in r.extra for r in rows)
 
 
 LENGTH_BINS = ((0.0, 3.0), (3.0, 5.0), (5.0, 8.0), (8.0, 15.0), (15.0, float("inf")))
 
 
-def length_bin(r: Row) -> str:
+def length_bin(r: SegmentMatch) -> str:
     """The copied segment's length class (query side), as the hard benchmark's tables group them."""
     n = r.q_end - r.q_start
     lo, hi = next(b for b in LENGTH_BINS if b[0] <= n < b[1] or b == LENGTH_BINS[-1])
     return f"{lo:g}-{hi:g} s" if hi != float("inf") else f">={lo:g} s"
 
 
-def segments_found(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
-                   key: Callable[[Row], Iterable[str]]) -> dict[str, dict[str, float]]:
+def segments_found(truth_rows: Sequence[SegmentMatch], pred_rows: Sequence[SegmentMatch],
+                   key: Callable[[SegmentMatch], Iterable[str]]) -> dict[str, dict[str, float]]:
     """Per group of truth segments (``key`` names a row's groups: its edit chain, each edit of the
     chain, its length class): how many there are, the share found (a prediction for the same pair
     whose box overlaps the segment's) and the mean share of its query seconds covered by those
@@ -296,7 +287,7 @@ def segments_found(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
     return {g: {"n": a[0], "found": a[1] / a[0], "coverage": a[2] / a[0]} for g, a in sorted(acc.items())}
 
 
-def evaluate(truth_rows: Sequence[Row], pred_rows: Sequence[Row],
+def evaluate(truth_rows: Sequence[SegmentMatch], pred_rows: Sequence[SegmentMatch],
              all_query_ids: Collection[str] | None = None) -> dict[str, Any]:
     """Every localisation metric in one JSON-ready dict.
 

@@ -7,10 +7,11 @@ Two column layouts, told apart by the header alone (``detect_layout``, the one p
 * ``vsc``: the layout of Meta's VSC22 matching track (facebookresearch/vsc2022, ``vsc/metrics.py``
   ``Match``): ``query_id,ref_id,query_start,query_end,ref_start,ref_end`` plus ``score`` for
   predictions (its ground-truth files have none); one number per column. ``ref_id`` is read as
-  ``source_id``, so both layouts give the same ``SegmentRow`` and every metric treats them alike.
+  ``source_id``, so both layouts give the same ``records.SegmentMatch`` and every metric treats
+  them alike.
 
 Truth files may carry more columns (``transform``...):
-they are kept in ``SegmentRow.extra`` because the per-transform report needs them, and a row
+they are kept in ``SegmentMatch.extra`` because the per-transform report needs them, and a row
 that cannot be parsed raises ``SegmentsCsvError`` naming file and line, since a silently skipped
 truth row would bias every metric computed from the file.
 
@@ -26,11 +27,11 @@ import contextlib
 import csv
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from astradup.errors import MediaError
+from astradup.records import SegmentMatch
 
 REQUIRED = ("query_id", "query_segment", "source_id", "source_segment")
 VSC_REQUIRED = ("query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end")
@@ -66,22 +67,6 @@ class SegmentsCsvError(MediaError):
 def _show(text: str, limit: int = 40) -> str:
     """A value quoted for an error message, cut short: the message stays one readable line."""
     return repr(text[:limit]) + ("..." if len(text) > limit else "")
-
-
-@dataclass(frozen=True)
-class SegmentRow:
-    """One matched (query segment, source segment) pair; ``score`` is 1.0 for truth rows."""
-
-    query_id: str
-    q_start: float
-    q_end: float
-    source_id: str
-    s_start: float
-    s_end: float
-    score: float = 1.0
-    # Extra CSV columns as strings. Excluded from the hash (a dict is unhashable) but compared,
-    # so a round trip that lost a column would not compare equal.
-    extra: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 def parse_segment(text: str) -> tuple[float, float]:
@@ -130,7 +115,7 @@ def _fmt_seconds(x: float) -> str:
     return s or "0"
 
 
-def read_rows(path: str | Path) -> list[SegmentRow]:
+def read_rows(path: str | Path) -> list[SegmentMatch]:
     """Parse a truth or prediction CSV; raises SegmentsCsvError(path, line, reason) on anything bad.
 
     The one reader for both files, so every check (strict UTF-8, field, record and row limits,
@@ -208,7 +193,7 @@ def detect_layout(names: list[str]) -> tuple[str | None, str]:
                   f"{', '.join(map(_show, missing[LAYOUT_VSC]))}")
 
 
-def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[SegmentRow]:
+def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[SegmentMatch]:
     header = _next_record(reader, lines, p)
     while header is not None and not any(c.strip() for c in header):
         header = _next_record(reader, lines, p)  # leading blank lines
@@ -224,7 +209,7 @@ def _read_records(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[Se
         raise SegmentsCsvError(p, lines.line, why)
     idx = {c: i for i, c in enumerate(names)}
     extra_cols = [c for c in names if c not in LAYOUTS[layout] and c != SCORE]
-    rows: list[SegmentRow] = []
+    rows: list[SegmentMatch] = []
     while (rec := _next_record(reader, lines, p)) is not None:
         if not any(c.strip() for c in rec):
             continue
@@ -251,7 +236,7 @@ def _next_record(reader: Iterator[list[str]], lines: _Lines, p: str) -> list[str
 
 
 def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
-                  extra_cols: list[str], layout: str = LAYOUT_ASTRADUP) -> SegmentRow:
+                  extra_cols: list[str], layout: str = LAYOUT_ASTRADUP) -> SegmentMatch:
     if len(rec) != len(names):
         raise ValueError(f"{len(rec)} fields, header has {len(names)}")
     source = "ref_id" if layout == LAYOUT_VSC else "source_id"
@@ -275,10 +260,10 @@ def _parse_record(rec: list[str], names: list[str], idx: dict[str, int],
         if not math.isfinite(score):
             raise ValueError(f"score {_show(raw)} is not finite")
     extra = {c: rec[idx[c]].strip() for c in extra_cols}
-    return SegmentRow(qid, qs, qe, sid, ss, se, score, extra)
+    return SegmentMatch(qid, qs, qe, sid, ss, se, score, extra=extra)
 
 
-def write_rows(path: str | Path | TextIO, rows: Iterable[SegmentRow], with_score: bool = True,
+def write_rows(path: str | Path | TextIO, rows: Iterable[SegmentMatch], with_score: bool = True,
                layout: str = LAYOUT_ASTRADUP) -> None:
     """Write rows in a layout ``read_rows`` reads (to a path or an open text stream); extra columns
     follow, in first-seen order.
