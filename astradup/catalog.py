@@ -16,8 +16,9 @@ import numpy as np
 from astradup import telemetry
 from astradup.config import Config
 from astradup.errors import ConfigError
-from astradup.io.sources import is_remote, storage_options
+from astradup.io.remote import is_remote, scheme_of, storage_options
 from astradup.records import STATUS_DELETED, STATUS_OK, VideoFeatures
+from astradup.uris import is_lite_uri
 
 DELETE_DONE = "deleted"
 DELETE_ALREADY = "already_deleted"
@@ -53,10 +54,10 @@ class Catalog:
         if not is_remote(root):
             Path(root).mkdir(parents=True, exist_ok=True)
         uri = cfg.resolved_milvus_uri
-        if "://" not in uri:
+        if is_lite_uri(uri):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         c = cfg.catalog
-        self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if root.startswith("s3://") else None,
+        self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if scheme_of(root) == "s3" else None,
                                  refresh_s=c.refresh_s, full_list_s=c.full_list_s, lookback_s=c.lookback_s,
                                  cache_bytes=int(c.feature_cache_mb * (1 << 20)))
         self._embedder = embedder

@@ -59,6 +59,7 @@ from astradup.config import Config
 from astradup.logs import get_logger
 from astradup.records import STATUS_OK, AudioCopy, Label, SegmentMatch, VideoMatch
 from astradup.reviews import Verdicts
+from astradup.uris import is_lite_uri
 
 Tick = Callable[[int, int], None]  # (done, total): a progress bar's update (astradup/progress.py)
 
@@ -344,7 +345,7 @@ class JobSummary:
 
 
 def _is_lite(cfg: Config) -> bool:
-    return "://" not in cfg.resolved_milvus_uri
+    return is_lite_uri(cfg.resolved_milvus_uri)
 
 
 def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, searcher=None,

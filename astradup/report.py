@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from astradup.config import Config
-from astradup.io.sources import is_remote, local_copy, storage_options
+from astradup.io.remote import filesystem, is_remote, local_path
+from astradup.io.sources import local_copy
 from astradup.io.thumbs import jpeg_frame
 from astradup.records import AudioCopy, Label, SegmentMatch, VideoMatch
 from astradup.reviews import CONFIRMED, Verdicts
@@ -157,12 +158,8 @@ def _gone_reason(uri: str, endpoint: str) -> str:
         return "no uri recorded for this video"
     try:
         if is_remote(uri):
-            import fsspec
-
-            proto = uri.split("://", 1)[0]
-            fs = fsspec.filesystem(proto, **(storage_options(endpoint) if proto == "s3" else {}))
-            return "" if fs.exists(uri) else "file gone: no longer at its indexed location"
-        return "" if os.path.isfile(uri.removeprefix("file://")) else "file gone: no longer at its indexed location"
+            return "" if filesystem(uri, endpoint).exists(uri) else "file gone: no longer at its indexed location"
+        return "" if os.path.isfile(local_path(uri)) else "file gone: no longer at its indexed location"
     except Exception as e:  # an unreachable store: the report is still worth having
         return f"file unreachable: {type(e).__name__}: {e}"
 

@@ -25,6 +25,7 @@ from ray.serve import Application
 
 from astradup.config import Config
 from astradup.errors import ConfigError
+from astradup.io.remote import absolute
 from astradup.store.vectors import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
@@ -41,8 +42,8 @@ SEARCH_OTHER_REQUESTS = 6
 def absolute_paths(cfg: Config) -> Config:
     """Replicas do not share the caller's working directory: local paths are made absolute here."""
     over: dict = {"data_dir": os.path.abspath(cfg.data_dir)}
-    if cfg.shards_dir and "://" not in cfg.shards_dir:
-        over["shards_dir"] = os.path.abspath(cfg.shards_dir)
+    if cfg.shards_dir:
+        over["shards_dir"] = absolute(cfg.shards_dir)
     if cfg.milvus_uri and is_lite_uri(cfg.milvus_uri):
         over["milvus_uri"] = os.path.abspath(cfg.milvus_uri)
     return dataclasses.replace(cfg, **over)

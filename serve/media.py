@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from astradup.io.ids import head_hash
-from astradup.io.sources import is_remote, local_copy, storage_options
+from astradup.io.remote import filesystem, is_remote, local_path
+from astradup.io.sources import local_copy
 from astradup.io.thumbs import jpeg_frame
 
 CHUNK = 256 << 10  # bytes per read while streaming a range
@@ -35,13 +36,6 @@ _TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", "
           ".webm": "video/webm", ".avi": "video/x-msvideo", ".ts": "video/mp2t", ".mpg": "video/mpeg",
           ".mpeg": "video/mpeg", ".flv": "video/x-flv", ".wmv": "video/x-ms-wmv", ".3gp": "video/3gpp",
           ".ogv": "video/ogg"}
-
-
-def _fs(uri: str, endpoint: str):
-    import fsspec
-
-    proto = uri.split("://", 1)[0]
-    return fsspec.filesystem(proto, **(storage_options(endpoint) if proto == "s3" else {}))
 
 
 # One text for every cause (gone, a symlink, not a regular file, other size, other head bytes):
@@ -83,7 +77,7 @@ def open_verified(rec: Indexed, endpoint: str = "") -> tuple[BinaryIO, int]:
         raise MediaGone()  # nothing recorded to check against: not served
     if is_remote(rec.uri):
         return _open_remote(rec, endpoint)
-    return _open_local(rec.uri.removeprefix("file://"), rec)
+    return _open_local(local_path(rec.uri), rec)
 
 
 def _open_local(path: str, rec: Indexed) -> tuple[BinaryIO, int]:
@@ -106,7 +100,7 @@ def _open_remote(rec: Indexed, endpoint: str) -> tuple[BinaryIO, int]:
     """S3 has no symlinks; an object overwritten since indexing shows in its size or first bytes."""
     try:
         # 1 MiB readahead (s3fs's default is 50 MiB): the head check and a seek elsewhere stay cheap
-        f = _fs(rec.uri, endpoint).open(rec.uri, "rb", block_size=S3_BLOCK)
+        f = filesystem(rec.uri, endpoint).open(rec.uri, "rb", block_size=S3_BLOCK)
     except OSError:  # FileNotFoundError, PermissionError
         raise MediaGone() from None
     try:
@@ -170,7 +164,7 @@ def verified_path(rec: Indexed, endpoint: str = "") -> Iterator[tuple[str, tuple
         if os.path.isdir(_PROC_FD):
             yield f"{_PROC_FD}/{fd}", (fd,)
         else:
-            yield rec.uri.removeprefix("file://"), ()
+            yield local_path(rec.uri), ()
 
 
 class ThumbCache:

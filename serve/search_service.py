@@ -33,7 +33,7 @@ from astradup.features.extract import add_embeddings, cpu_features, mirrored_emb
 from astradup.io.decode import decode_video
 from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
 from astradup.io.ids import content_id
-from astradup.io.sources import storage_options
+from astradup.io.remote import filesystem
 from astradup.match.common import CommonSegment
 from astradup.records import STATUS_OK, VideoMatch, VideoRef
 from astradup.reviews import ReviewStore, Verdicts
@@ -276,9 +276,7 @@ class SearchService:
         if not self.allow_list().allows(bucket, key):
             return _error(403, URI_REFUSED)
         try:
-            import fsspec
-
-            fs = fsspec.filesystem("s3", **storage_options(self.cfg.s3_endpoint))
+            fs = filesystem(uri, self.cfg.s3_endpoint)
             tmp, _ = fetch_query_object(fs, bucket, key, self.settings.max_upload_bytes)
         except UriRefused as e:
             return _error(e.status, e.message)

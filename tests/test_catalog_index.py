@@ -205,7 +205,7 @@ def test_index_arrays_grow_past_their_first_capacity(tmp_path):
 
 def test_s3_refresh_lists_only_names_after_the_watermark(s3_bucket, s3_endpoint, other_process):
     """On S3 a refresh is LIST with StartAfter: one request, answering only the new shards."""
-    from astradup.io.sources import storage_options
+    from astradup.io.remote import storage_options
 
     _, bucket = s3_bucket
     root = f"s3://{bucket}/shards"

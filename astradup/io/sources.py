@@ -12,25 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from astradup.io.remote import filesystem, is_remote, local_path, scheme_of
+
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".flv",
                     ".wmv", ".ts", ".3gp", ".ogv"}
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def storage_options(endpoint: str = "") -> dict:
-    """s3fs options: an explicit endpoint (e.g. a local S3) or the standard AWS env/config chain."""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
-
-
-def _fs(uri: str, endpoint: str = ""):
-    import fsspec
-
-    proto = uri.split("://", 1)[0]
-    return fsspec.filesystem(proto, **(storage_options(endpoint) if proto == "s3" else {}))
 
 
 def list_videos(inputs: list[str], endpoint: str = "") -> list[tuple[str, int]]:
@@ -39,9 +24,9 @@ def list_videos(inputs: list[str], endpoint: str = "") -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for item in inputs:
         if is_remote(item):
-            fs = _fs(item, endpoint)
+            fs = filesystem(item, endpoint)
             fs.invalidate_cache()  # instances are shared and s3fs caches listings: see new objects
-            proto = item.split("://", 1)[0]
+            proto = scheme_of(item)
             if fs.isfile(item):
                 out.append((item, int(fs.size(item))))
                 continue
@@ -50,7 +35,7 @@ def list_videos(inputs: list[str], endpoint: str = "") -> list[tuple[str, int]]:
                 if info.get("type", "file") == "file" and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
                     out.append((f"{proto}://{path}", int(info.get("size") or 0)))
             continue
-        p = Path(item.removeprefix("file://")).expanduser()
+        p = Path(local_path(item)).expanduser()
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
@@ -67,12 +52,12 @@ def list_videos(inputs: list[str], endpoint: str = "") -> list[tuple[str, int]]:
 def local_copy(uri: str, endpoint: str = "") -> Iterator[str]:
     """A local path for decoders that need one; remote objects are streamed to a temp file."""
     if not is_remote(uri):
-        yield uri.removeprefix("file://")
+        yield local_path(uri)
         return
     suffix = Path(uri).suffix
     fd, tmp = tempfile.mkstemp(prefix="astradup-", suffix=suffix)
     try:
-        with os.fdopen(fd, "wb") as dst, _fs(uri, endpoint).open(uri, "rb") as src:
+        with os.fdopen(fd, "wb") as dst, filesystem(uri, endpoint).open(uri, "rb") as src:
             shutil.copyfileobj(src, dst, 1 << 20)
         yield tmp
     finally:
