@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.config import AudioConfig
+from astradup.features.unit_rows import l2_normalise
 
 # Chromaprint's default algorithm (TEST2) resamples to 11025 Hz and hops 4096 / 3 = 1365 samples
 # between 4096-sample spectral frames; each sub-fingerprint ("item") spans 16 frames of a chroma
@@ -212,11 +213,6 @@ def _standardise_mfcc(stats: np.ndarray) -> np.ndarray:
     return (stats.astype(np.float64) - mu) / sd
 
 
-def _l2n(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
-
 def _code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray) -> np.ndarray:
     """[W, N_BLOCKS * 64] centred code histograms over soft sub-blocks of each window.
 
@@ -262,10 +258,10 @@ def window_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
     if mfcc_stats.ndim != 2 or len(mfcc_stats) != len(windows):
         raise ValueError(f"mfcc_stats must be [W, 2 * n_mfcc] for W={len(windows)} windows, "
                          f"got {mfcc_stats.shape}")
-    codes = _l2n(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
-    mf = MFCC_WEIGHT * _l2n(_standardise_mfcc(mfcc_stats)) if mfcc_stats.shape[1] else \
+    codes = l2_normalise(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
+    mf = MFCC_WEIGHT * l2_normalise(_standardise_mfcc(mfcc_stats)) if mfcc_stats.shape[1] else \
         np.zeros((len(windows), 0))
-    return _l2n(np.concatenate([codes, mf], axis=1)).astype(np.float32)
+    return l2_normalise(np.concatenate([codes, mf], axis=1)).astype(np.float32)
 
 
 # --- Everything for one track ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from astradup.errors import ConfigError
+from astradup.features.unit_rows import l2_normalise
 
 BUILTIN = Path(__file__).resolve().parent.parent / "data" / "projection.npz"
 
@@ -27,9 +28,7 @@ def project_rows(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if basis is None or len(x) == 0:
         return x if basis is None else np.zeros((0, basis.shape[1]), np.float32)
-    y = x @ basis
-    n = np.linalg.norm(y, axis=1, keepdims=True)
-    return np.divide(y, n, out=np.zeros_like(y), where=n > 0)
+    return l2_normalise(x @ basis)
 
 
 def save(path: str | Path, frames: np.ndarray | None, audio: np.ndarray | None, info: dict[str, Any],

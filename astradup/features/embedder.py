@@ -28,6 +28,7 @@ from PIL import Image
 
 from astradup.config import DEVICES, KINDS, EmbedderConfig
 from astradup.errors import ConfigError
+from astradup.features.unit_rows import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,6 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Unit rows in float32; an all-zero row stays zero instead of becoming NaN."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-
-
 def _in_chunks(frames: np.ndarray, batch_size: int, dim: int,
                fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Bound peak memory by the batch, not by the video length."""
@@ -81,7 +75,7 @@ def _in_chunks(frames: np.ndarray, batch_size: int, dim: int,
     step = max(1, int(batch_size))
     out = np.empty((n, dim), np.float32)
     for i in range(0, n, step):
-        out[i:i + step] = l2_normalise(fn(frames[i:i + step]))
+        out[i:i + step] = l2_normalise(np.asarray(fn(frames[i:i + step]), np.float32))
     return out
 
 

@@ -17,13 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.features.audio import CODE_DIM, MFCC_WEIGHT, N_BLOCKS, _code_blocks
+from astradup.features.unit_rows import l2_normalise
 
 CODES_DIM = N_BLOCKS * CODE_DIM  # leading dimensions of an audio window vector
-
-
-def _l2n(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def quantise_rows(x: np.ndarray) -> np.ndarray:
@@ -46,7 +42,7 @@ def quantise_rows_scaled(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def dequantise_rows(q: np.ndarray) -> np.ndarray:
     """int8 [N, D] -> float32 [N, D] unit rows (zero rows stay zero)."""
-    return _l2n(np.asarray(q, np.float32)).astype(np.float32)
+    return l2_normalise(np.asarray(q, np.float32)).astype(np.float32)
 
 
 def audio_mfcc_part(vectors: np.ndarray) -> np.ndarray:
@@ -54,7 +50,7 @@ def audio_mfcc_part(vectors: np.ndarray) -> np.ndarray:
     v = np.asarray(vectors, np.float32)
     if v.ndim != 2 or v.shape[1] < CODES_DIM:
         raise ValueError(f"audio vectors must be [W, >= {CODES_DIM}], got {v.shape}")
-    return _l2n(v[:, CODES_DIM:]).astype(np.float16)
+    return l2_normalise(v[:, CODES_DIM:]).astype(np.float16)
 
 
 def rebuild_audio_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
@@ -64,5 +60,5 @@ def rebuild_audio_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
     mf = np.asarray(mfcc_part, np.float64).reshape(len(windows), -1)
     if len(windows) == 0:
         return np.zeros((0, CODES_DIM + mf.shape[1]), np.float32)
-    codes = _l2n(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
-    return _l2n(np.concatenate([codes, MFCC_WEIGHT * _l2n(mf)], axis=1)).astype(np.float32)
+    codes = l2_normalise(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
+    return l2_normalise(np.concatenate([codes, MFCC_WEIGHT * l2_normalise(mf)], axis=1)).astype(np.float32)
