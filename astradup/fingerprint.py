@@ -50,7 +50,6 @@ import io
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -60,6 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astradup.errors import MediaError
+from astradup.io.ids import check_video_id
 from astradup.plain import plain
 from astradup.records import VideoFeatures
 from astradup.store.compact import dequantise_rows, quantise_rows_scaled
@@ -78,7 +78,6 @@ MAX_CHROMAPRINT = 4_000_000  # sub-fingerprints (~8 a second)
 MAX_DIM = 4096  # embedding and audio vector widths
 MAX_META_CHARS = 256 << 10
 MAX_SECONDS = 1e7  # a timestamp past ~115 days is a broken file
-_ID = re.compile(r"^[0-9a-f]{32}$")
 
 FINGERPRINT_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
@@ -265,9 +264,7 @@ def _rows(flat: np.ndarray, width: int, n: int, what: str) -> np.ndarray:
 
 
 def _from_row(table: pa.Table, kv: dict) -> Fingerprint:
-    vid = _one(table, "video_id")
-    if not isinstance(vid, str) or not _ID.match(vid):
-        raise ValueError("video_id is not 32 lowercase hex characters")
+    vid = check_video_id(_one(table, "video_id"))
     name = (_one(table, "name") or "")[:200]
     meta_json = _one(table, "meta_json") or "{}"
     if len(meta_json) > MAX_META_CHARS:

@@ -13,7 +13,6 @@ no path can forget a reviewer's word.
 """
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
@@ -22,13 +21,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from astradup.errors import AstraDupError
+from astradup.io.ids import check_video_id
 from astradup.records import VideoMatch
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 DECISIONS = (CONFIRMED, REJECTED)
 NOTE_MAX = 500  # characters: a verdict's note is a remark, not a document
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _BUSY_TIMEOUT_S = 10.0  # another replica writing at the same moment waits, never fails
 REVIEWS_FILE = "reviews.sqlite"
 
@@ -65,12 +64,6 @@ def reviews_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / REVIEWS_FILE
 
 
-def check_id(video_id: str) -> str:
-    if not isinstance(video_id, str) or not _ID_RE.match(video_id):
-        raise ValueError(f"invalid video id {str(video_id)[:80]!r}: expected 32 lowercase hex characters")
-    return video_id
-
-
 class ReviewStore:
     """Verdicts per unordered pair of video ids, in one SQLite file."""
 
@@ -85,8 +78,8 @@ class ReviewStore:
 
     def record(self, query_id: str, source_id: str, decision: str, note: str = "") -> Review:
         """Store a verdict; a later verdict on the same pair replaces the earlier one."""
-        check_id(query_id)
-        check_id(source_id)
+        check_video_id(query_id, "query_id")
+        check_video_id(source_id, "source_id")
         if query_id == source_id:
             raise ValueError("a video cannot be reviewed against itself")
         if decision not in DECISIONS:

@@ -12,7 +12,6 @@ and Serve's ingress re-wraps the methods, so string annotations would not resolv
 import asyncio
 import hmac
 import json
-import re
 import shutil
 import threading
 import time
@@ -33,6 +32,7 @@ from starlette.formparsers import FormParser, MultiPartParser
 from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.io.gate import HEAD_BYTES, refusal, sniff
+from astradup.io.ids import ID_PATTERN, is_video_id
 from astradup.records import STATUS_OK
 from astradup.store.vectors import is_lite_uri
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
@@ -46,7 +46,6 @@ from serve.settings import ServeSettings
 from serve.slots import DecodeSlots
 from serve.video_list import MAX_LIMIT, MAX_QUERY, name_of, video_page
 
-ID_PATTERN = r"^[0-9a-f]{32}$"
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
 FORM_OVERHEAD = 64 << 10  # multipart boundaries, headers and small fields around the file
 BODY_MAX = 64 << 10  # any request body other than an upload
@@ -243,7 +242,7 @@ def _field_bool(value: Any, name: str) -> bool:
 
 
 def _check_id(value: Any, name: str = "video_id") -> str:
-    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN[1:-1], value):
+    if not is_video_id(value):
         raise ApiError(400, f"{name} must be 32 lowercase hex characters (a video's content id)")
     return value
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from typing import BinaryIO, Callable
 
@@ -14,6 +15,22 @@ from astradup.errors import MediaError
 from astradup.io.gate import NOT_A_FILE
 
 CHUNK = 1 << 20  # 1 MiB: streamed, so a multi-GB video never sits in memory
+# What content_id gives: the one form a video id has (HTTP path and JSON-schema patterns use it too).
+ID_PATTERN = r"^[0-9a-f]{32}$"
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_video_id(value: object) -> bool:
+    """Whether ``value`` is a video id as :func:`content_id` gives it: exactly 32 lowercase hex
+    characters (a full match: a trailing newline, which ``$`` would let through, is refused)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def check_video_id(value: object, what: str = "video_id") -> str:
+    """``value`` when it is a video id, else ValueError naming ``what`` (the field a caller read)."""
+    if not is_video_id(value):
+        raise ValueError(f"{what} is not 32 lowercase hex characters")
+    return value  # type: ignore[return-value]
 
 
 def content_id(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> str:
