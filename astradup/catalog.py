@@ -7,7 +7,6 @@ overwritten, and Milvus calls are retried through an outage (``cfg.retry``).
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -16,6 +15,7 @@ import numpy as np
 from astradup import telemetry
 from astradup.config import Config
 from astradup.errors import ConfigError
+from astradup.features.audio import vector_dim
 from astradup.io.remote import is_remote, scheme_of, storage_options
 from astradup.records import STATUS_DELETED, STATUS_OK, VideoFeatures
 from astradup.uris import is_lite_uri
@@ -31,18 +31,6 @@ class Deletion(NamedTuple):
 
     state: str
     vectors_removed: int | None
-
-
-@functools.lru_cache(maxsize=8)
-def audio_vector_dim(sample_rate: int, window: float, step: float, n_mfcc: int) -> int:
-    """The audio window vector size, read off the feature code itself so the two never disagree."""
-    from astradup.config import AudioConfig
-    from astradup.features.audio import audio_features
-
-    rng = np.random.default_rng(0)
-    pcm = (0.1 * rng.standard_normal(int(sample_rate * (window + 3)))).astype(np.float32)
-    cfg = AudioConfig(window=window, step=step, n_mfcc=n_mfcc)
-    return int(audio_features(pcm, sample_rate, cfg)["vectors"].shape[1])
 
 
 class Catalog:
@@ -85,7 +73,7 @@ class Catalog:
         from astradup.store.vectors import VectorStore
 
         a, v, e = self.cfg.audio, self.cfg.vectors, self.cfg.embedder
-        audio_dim = audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc)
+        audio_dim = vector_dim(a.n_mfcc)
         proj = load_projection(v.projection, v.frame_stride, v.audio_stride, embedder_kind=e.kind,
                                embedder_model=e.model, frame_dim=self.embedder.dim, audio_dim=audio_dim)
         return ProjectedVectors(VectorStore(

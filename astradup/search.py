@@ -108,13 +108,11 @@ class Searcher:
         video. FingerprintError for a file that is not one, or was made with other embedder or
         audio settings than this index's; mirrored frames are used only when ``embedder.query_flip``
         is on here, as for a video."""
-        from astradup.catalog import audio_vector_dim
+        from astradup.features.audio import vector_dim
         from astradup.fingerprint import MAX_FILE_BYTES, check_compatible, read_fingerprint
 
         fp = read_fingerprint(src, MAX_FILE_BYTES if max_bytes is None else max_bytes, name)
-        a = self.cfg.audio
-        check_compatible(fp, self.embedder.name, self.embedder.dim,
-                         audio_vector_dim(self.cfg.decode.sample_rate, a.window, a.step, a.n_mfcc),
+        check_compatible(fp, self.embedder.name, self.embedder.dim, vector_dim(self.cfg.audio.n_mfcc),
                          name or (src if isinstance(src, str) else "fingerprint"))
         return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None)
 

@@ -13,7 +13,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from astradup.catalog import Catalog, audio_vector_dim
+from astradup.catalog import Catalog
+from astradup.features.audio import vector_dim
 from astradup.config import load_config
 from astradup.dedup import read_pairs, run_job
 from astradup.errors import ConfigError
@@ -152,7 +153,7 @@ class _Dim:
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("common")
-    da = audio_vector_dim(11025, 5.0, 1.0, 13)
+    da = vector_dim(13)
     rng = np.random.default_rng(7)
     n = INTRO_S + BODY_S
     intro = _walk(rng, INTRO_S, D)

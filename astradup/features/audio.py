@@ -183,9 +183,13 @@ _MFCC_STD_MU = np.array([28.2, 12.9, 9.8, 8.1, 7.1, 5.5, 5.9, 5.1, 5.1, 4.9, 5.0
 _MFCC_STD_SD = np.array([24.9, 8.6, 7.5, 6.7, 5.4, 3.0, 3.7, 2.6, 2.6, 2.5, 2.6, 2.1, 2.4])
 
 
+MEL_BANDS = 40  # n_mels of the MFCC (``_mfcc``, StreamingAudioFeatures): no more coefficients exist
+
+
 def vector_dim(n_mfcc: int) -> int:
-    """Length of a window vector, so a store can create its collection before any audio arrives."""
-    return N_BLOCKS * CODE_DIM + 2 * n_mfcc
+    """Length of a window vector, so a store can create its collection before any audio arrives
+    (a DCT of MEL_BANDS bands has MEL_BANDS coefficients, so a larger ``n_mfcc`` gives no more)."""
+    return N_BLOCKS * CODE_DIM + 2 * min(n_mfcc, MEL_BANDS)
 
 
 def item_times(k: int, hz: float = CHROMAPRINT_HZ) -> np.ndarray:
