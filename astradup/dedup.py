@@ -349,14 +349,12 @@ def _is_lite(cfg: Config) -> bool:
 
 
 def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, searcher=None,
-            on_batch: Callable[[str, int, int], None] | None = None,
             progress: Callable[[str], None] | None = None, tick: Tick | None = None) -> JobSummary:
     """Join every ok video not in the manifest against the library; write parts + manifest.
 
     ``searcher``: run the batches in this process with it (a caller that already holds a Milvus
     Lite file), else on Ray Data actors (``concurrency`` of them; 1 on Lite; 0 = one per CPU).
-    ``on_batch(name, done, total)`` is called after each batch is on disk (tests kill the job there);
-    ``tick(videos joined, videos to join)`` when the plan is made and after each batch.
+    ``tick(videos joined, videos to join)`` when the plan is made and after each batch is on disk.
     """
     from astradup.catalog import Catalog
 
@@ -397,8 +395,6 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
             f"{len(rows)} pair(s) ({time.time() - t0:.1f} s)")
         if tick is not None:
             tick(len(summary.searched), n_todo)
-        if on_batch is not None:
-            on_batch(name, summary.batches_done, len(plan))
 
     if searcher is not None:
         joiner = Joiner(cfg, searcher)

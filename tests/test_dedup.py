@@ -88,11 +88,12 @@ def test_killed_job_resumes_to_the_same_pairs(corpus, full_run):
     class Killed(Exception):
         pass
 
-    def kill_after_first(name, done, total):
-        raise Killed(name)
+    def kill_after_first(done, total):  # tick: after each batch is on disk (and once before any)
+        if done:
+            raise Killed(done)
 
     with pytest.raises(Killed):
-        run_job(other, batch_size=2, on_batch=kill_after_first)
+        run_job(other, batch_size=2, tick=kill_after_first)
     first = Manifest.load(dedup_dir(other))
     assert len(first.batches) == 1  # one batch on disk, the rest never written
     resumed = run_job(other, batch_size=2)

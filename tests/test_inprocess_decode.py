@@ -223,11 +223,10 @@ def _decode(path, cfg):
 def test_decode_video_uses_no_pipe_and_gives_the_same_result(media, monkeypatch, max_seconds):
     cfg = DecodeConfig(fps=1.0, frame_size=64, sample_rate=SR, max_seconds=max_seconds)
     path = media["stereo48k.mp4"]
-    monkeypatch.setattr(D, "INPROCESS_AUDIO", False)
-    monkeypatch.setattr(M, "PYAV_PROBE", False)
-    ref = _decode(path, cfg)
-    monkeypatch.setattr(D, "INPROCESS_AUDIO", True)
-    monkeypatch.setattr(M, "PYAV_PROBE", True)
+    with monkeypatch.context() as m:  # the reference: every track by the ffmpeg pipe, every probe by ffprobe
+        m.setattr(D, "INPROCESS_AUDIO_MAX_S", -1.0)
+        m.setattr(M, "_probe_pyav", lambda gated: None)
+        ref = _decode(path, cfg)
     spy = _Spy(monkeypatch)
     got = _decode(path, cfg)
     assert spy.calls == 0

@@ -577,8 +577,6 @@ class _AudioJob:
         return pcm
 
 
-# False sends every track to the ffmpeg pipe (how benchmarks measure the old cost, tests the reference).
-INPROCESS_AUDIO = True
 # Tracks up to this long (the decoded duration) are decoded in-process, after the frames; longer
 # ones by the ffmpeg pipe, alongside the frames. Memory does not set the limit: both hold the whole
 # PCM (4 bytes x sample_rate per second, 53 MB for 20 min at 11025 Hz). Measured on a 10-min stereo
@@ -667,7 +665,7 @@ def _pcm_in_process(path: str, sample_rate: int, seconds: float, max_seconds: fl
 
 def _audio_in_process(seconds: float) -> bool:
     """Whether a track of ``seconds`` is decoded in-process first (see INPROCESS_AUDIO_MAX_S)."""
-    return INPROCESS_AUDIO and seconds <= INPROCESS_AUDIO_MAX_S
+    return seconds <= INPROCESS_AUDIO_MAX_S
 
 
 def _decode_pcm(path: str, sample_rate: int, seconds: float, max_seconds: float,

@@ -129,7 +129,7 @@ def probe(path: str) -> dict[str, Any]:
     if os.path.getsize(path) == 0:
         raise MediaError(path, "empty file (0 bytes)")
     gated = admit(path)  # every reader below opens the file through the gate's forced demuxer
-    meta = _probe_pyav(gated) if PYAV_PROBE else None
+    meta = _probe_pyav(gated)
     return meta if meta is not None else _probe_ffprobe(gated)
 
 
@@ -197,9 +197,6 @@ def _meta(*, duration: float, fps: float, width: int, height: int, rotation: int
 
 
 # --- the in-process fast path --------------------------------------------------------------------
-
-# False sends every file to ffprobe (how benchmarks measure the old cost, how tests get the reference).
-PYAV_PROBE = True
 
 # PyAV bundles a newer FFmpeg than the system's ffprobe, and the two must describe a file alike. These
 # demuxers and codecs are old and stable in both (tests/test_inprocess_decode.py compares the dicts);
