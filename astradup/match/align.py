@@ -283,7 +283,7 @@ def distinctiveness(p: Piece, best: np.ndarray, background: np.ndarray, tq: np.n
 
 
 def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.ndarray, ts: np.ndarray,
-             cfg: SegmentConfig, distinct: float, best_moving: bool = False) -> Piece:
+             cfg: SegmentConfig, distinct: float, best_moving: bool = False, sure: float = 0.0) -> Piece:
     """A visual piece scaled by its motion agreement, and by its length relieved by its
     distinctiveness (``distinct`` already mapped to [0, 1]); undecidable motion (no motion on either
     side, e.g. a still picture) leaves the motion factor out. Distinctiveness does not stand in for
@@ -291,7 +291,9 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     just as distinctive, and motion is what tells the true one (``_realigned``). Once motion has
     picked the line (``best_moving``: the best-moving line through its span, moving with the source
     at least somewhat), a distinctive piece no longer needs it to agree fully: stacked edits weaken
-    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies)."""
+    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies). ``sure``
+    (distinctiveness past ``distinct_full``, mapped to [0, 1]) then lifts a piece that motion did not
+    reject towards 1 (``distinct_lift``)."""
     static, motion = False, 1.0
     if embeddings is not None and cfg.motion_full > cfg.motion_lo:
         m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
@@ -307,7 +309,12 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
         # recoloured version of one design), not a copy: only a moving piece is spared its length
         length = p.score / p.full if p.full > 0 else 1.0
         score = p.full * (length + (1.0 - length) * distinct)
-    return dataclasses.replace(p, score=score * motion, static=static)
+    score *= motion
+    if score > 0:
+        # a still or too-short piece too: 3-5 s cannot show the 3 steps of motion that tell a
+        # still picture, and a picture shared by look-alikes is not distinctive
+        score += (1.0 - score) * cfg.distinct_lift * sure
+    return dataclasses.replace(p, score=score, static=static)
 
 
 # Steps of visible motion a re-aligned line needs: the search tries every slope and offset, and over
@@ -377,12 +384,16 @@ def align_pair(query_id: str, source_id: str,
         if visual_sim is not None and visual_sim.size else []
     use_distinct = background is not None and cfg.distinct_full > cfg.distinct_lo and visual_sim is not None
 
+    best = visual_sim.max(axis=1) if use_distinct else None
+
     def check(p: Piece, best_moving: bool = False) -> Piece:
-        d = 0.0
+        d = sure = 0.0
         if use_distinct:
-            raw = distinctiveness(p, visual_sim.max(axis=1), background, q_times, q_valid)
+            raw = distinctiveness(p, best, background, q_times, q_valid)
             d = float(np.clip((raw - cfg.distinct_lo) / (cfg.distinct_full - cfg.distinct_lo), 0.0, 1.0))
-        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving)
+            if cfg.distinct_lift > 0:
+                sure = float(np.clip((raw - cfg.distinct_full) / (cfg.distinct_sure - cfg.distinct_full), 0.0, 1.0))
+        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving, sure)
 
     vis = [_realigned(p, check(p), check, visual_sim, q_times, s_times, embeddings, cfg, cell, q_valid, s_valid)
            if embeddings is not None and cfg.motion_full > cfg.motion_lo else check(p) for p in vis]
