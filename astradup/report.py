@@ -123,7 +123,7 @@ def collect(cfg: Config, min_label: str = "near-duplicate", searcher=None, tick:
     """The groups and pairs exactly as ``astradup dedup`` computes them (verdicts applied), plus
     durations for thumbnails."""
     from astradup.catalog import Catalog
-    from astradup.dedup import dedup_groups
+    from astradup.dedup.results import dedup_groups
 
     min_label = normalise_label(min_label)
     verdicts = Verdicts.load(cfg.data_dir)

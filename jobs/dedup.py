@@ -26,7 +26,7 @@ PROG = "python -m jobs.dedup"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from astradup.dedup import DEFAULT_BATCH
+    from astradup.dedup.job import DEFAULT_BATCH
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="data dir (dedup output, reviews, Milvus Lite file, shards by default)")
@@ -63,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from astradup.dedup import run_job
+    from astradup.dedup.job import run_job
     from astradup.logs import setup_logging
 
     args = parse_args(argv)

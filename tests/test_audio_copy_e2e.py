@@ -12,7 +12,8 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup import dedup_groups, live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.results import dedup_groups
 from astradup.pipeline import index
 from astradup.records import AudioCopy
 from astradup.report import write_report

@@ -15,7 +15,8 @@ import pytest
 
 from astradup.catalog import Catalog, audio_vector_dim
 from astradup.config import load_config
-from astradup.dedup import read_pairs, run_job
+from astradup.dedup.job import run_job
+from astradup.dedup.store import read_pairs
 from astradup.errors import ConfigError
 from astradup.match.common import (COMMON_FRAMES, CommonSegment, common_rows, covering_videos, find_common,
                                    inside, intervals, mask_pair, merge_segments, source_rows, without_rows)

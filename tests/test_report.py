@@ -47,7 +47,7 @@ def corpus(tmp_path_factory):
     cfg = load_config(overrides={"data_dir": str(root / "data"),
                                  "pipeline": {"dashboard": False, "decode_concurrency": 1}})
     from astradup.catalog import Catalog
-    from astradup.dedup import release_vectors
+    from astradup.dedup.job import release_vectors
 
     catalog = Catalog(cfg)
     rep = index([str(lib)], cfg, catalog=catalog)

@@ -13,7 +13,7 @@ from astradup.config import Config
 def cmd_dedup(args, cfg: Config) -> int:
     """The groups from the dedup job's pairs (the job runs first, on a local Ray, when its output is
     missing or stale: videos indexed since it last ran are joined against the library)."""
-    from astradup.dedup import dedup_groups
+    from astradup.dedup.results import dedup_groups
     from astradup.reviews import Verdicts
 
     verdicts = Verdicts.load(cfg.data_dir)
@@ -77,14 +77,14 @@ def cmd_demo(args, cfg: Config) -> int:
     info = build_demo_corpus(out)
     print(f"[demo] sample corpus in {out}/videos ({time.time() - t0:.0f} s)")
     from astradup.catalog import Catalog
-    from astradup.dedup import release_vectors
+    from astradup.dedup.job import release_vectors
 
     catalog = Catalog(cfg)
     pr = progress_of(args)
     report = index([str(out / "videos")], cfg, catalog=catalog, progress=pr.teller("index"))
     release_vectors(catalog)  # the dedup job's worker opens the Milvus Lite file next
     print(report.summary())
-    from astradup.dedup import dedup_groups
+    from astradup.dedup.results import dedup_groups
 
     groups, best, uris, partial = dedup_groups(cfg, "similar", progress=pr.teller("dedup"))
     name = {v: Path(u).name for v, u in uris.items()}
