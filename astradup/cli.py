@@ -54,7 +54,7 @@ def _cfg(args: argparse.Namespace) -> Config:
 
 def _moments_arg(value: str) -> int:
     """--moments: an integer 0..MAX_MOMENTS_PER_PAIR (argparse turns the error into one line, exit 2)."""
-    from astradup.report import MAX_MOMENTS_PER_PAIR
+    from astradup.report.thumbs import MAX_MOMENTS_PER_PAIR
 
     try:
         n = int(value)

@@ -93,7 +93,7 @@ def _write_report(cfg: Config, catalog, out_dir: str, log) -> dict[str, Any]:
     a Milvus Lite file takes one process, here the job's worker. A report that fails is logged and
     reported, not fatal: the videos are indexed either way, and `astradup report` can make it again."""
     from astradup.dedup.job import release_vectors
-    from astradup.report import write_report
+    from astradup.report.write import write_report
 
     log(f"writing the duplicate report to {out_dir}")
     try:

@@ -7,7 +7,7 @@ The same command runs on a laptop and on a cluster; only the addresses change::
         --data-dir /srv/astradup --shards s3://bucket/features --milvus-uri http://host:19530
 
 Pairs go to ``<data-dir>/dedup/parts/*.parquet`` with ``<data-dir>/dedup/manifest.jsonl`` (see
-``astradup/dedup.py``); ``astradup dedup``, ``astradup report`` and the service's review queue read
+``astradup/dedup/``); ``astradup dedup``, ``astradup report`` and the service's review queue read
 them. Submitting it again after a kill resumes (finished batches are skipped); after a backfill it
 joins only the new videos. Progress: one line per batch here, and the dashboard gauges
 ``ray_astradup_dedup_batches_done`` / ``_total``; the last line is ``DEDUP_SUMMARY {json}``.

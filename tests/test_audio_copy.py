@@ -16,7 +16,8 @@ from astradup.match.align import Piece
 from astradup.match.fusion import fuse
 from astradup.match.scoring import PairEvidence, audio_copy, pair_audio_copy
 from astradup.records import AudioCopy, SegmentMatch, VideoFeatures, VideoMatch
-from astradup.report import ReportData, render_html
+from astradup.report.data import ReportData
+from astradup.report.page import render_html
 
 CFG = AudioCopyConfig()
 

@@ -1,4 +1,4 @@
-"""The dedup job (astradup/dedup.py, jobs/dedup.py): a generated corpus indexed through the real
+"""The dedup job (astradup/dedup/, jobs/dedup.py): a generated corpus indexed through the real
 pipeline, then the self-join on Ray Data actors (one, on the Milvus Lite file): the planted copies
 are found, a job killed after its first batch and re-run gives the same pairs, a video indexed
 later is the only one joined, a rejected verdict drops its pair, and the union-find holds many pairs."""

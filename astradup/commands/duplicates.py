@@ -48,7 +48,7 @@ def cmd_dedup(args, cfg: Config) -> int:
 
 def cmd_report(args, cfg: Config) -> int:
     """HTML + CSV report of the duplicate groups (the same groups as dedup), with thumbnails."""
-    from astradup.report import write_report
+    from astradup.report.write import write_report
 
     pr = progress_of(args)
     with pr:
