@@ -69,7 +69,7 @@ def cmd_report(args, cfg: Config) -> int:
 
 def cmd_demo(args, cfg: Config) -> int:
     """The main job on embedded defaults: build a sample corpus from real media, index it, list duplicates."""
-    from astradup.demo_corpus import build_demo_corpus
+    from astradup.demo_corpus.build import build_demo_corpus
     from astradup.pipeline import index
 
     out = Path(args.out)
