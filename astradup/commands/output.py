@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from astradup.progress import Progress
+from astradup.records import AudioCopy
 
 
 def progress_of(args: argparse.Namespace) -> Progress:
@@ -28,6 +29,4 @@ def fmt_pair(a: str, b: str, m) -> str:
 
 def kind(sg) -> str:
     """How a copied stretch is shown: "audio copy" for a copied soundtrack, else its modalities."""
-    from astradup.records import AudioCopy
-
     return AudioCopy.FLAG if isinstance(sg, AudioCopy) else "+".join(sg.modalities)
