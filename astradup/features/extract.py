@@ -88,7 +88,8 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
     The result equals ``add_embeddings(cpu_features(decode_video(...)), ...)`` within float noise
     (tests/test_bad_media.py checks it on a clip streamed in small chunks).
     """
-    from astradup.io.decode import STREAM_CHUNK, decode_streamed
+    from astradup.io.decode import decode_streamed
+    from astradup.io.sampling import STREAM_CHUNK
 
     ts: list[np.ndarray] = []
     ph: list[np.ndarray] = []

@@ -249,7 +249,7 @@ def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
 def pyav_video_stream(c: Any, av: Any) -> Any | None:
     """The first video stream of an open PyAV container that is not cover art (an attached
     picture, as _probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
-    frame sampler (io/decode.py) decodes."""
+    frame sampler (io/pyav_sampler.py) decodes."""
     cover = int(av.stream.Disposition.attached_pic)
     return next((s for s in c.streams.video if not int(s.disposition) & cover), None)
 
