@@ -19,7 +19,8 @@ import pytest
 
 from astradup.config import load_config
 from astradup.errors import MediaError
-from astradup.features.audio import StreamingAudioFeatures, audio_features
+from astradup.features.audio import audio_features
+from astradup.features.audio_stream import StreamingAudioFeatures
 from astradup.features.extract import add_embeddings, cpu_features, streamed_features
 from astradup.io.probe import probe
 from astradup.io.decode import decode_path

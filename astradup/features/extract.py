@@ -14,7 +14,8 @@ import numpy as np
 from typing import Any
 
 from astradup.config import Config
-from astradup.features.audio import StreamingAudioFeatures, audio_features
+from astradup.features.audio import audio_features
+from astradup.features.audio_stream import StreamingAudioFeatures
 from astradup.features.pdq import pdq_frames
 from astradup.features.phash import phash_frames
 from astradup.records import Decoded, VideoFeatures, VideoRef
