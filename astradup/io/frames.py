@@ -1,4 +1,4 @@
-"""Frame readers: sampled, resized RGB frames out of a video, and the fallback chain between them.
+"""Sampled RGB frames of a video: one reader per decoder behind one interface, and their fallback chain.
 
 Each decoder is one :class:`FrameReader`, written once, chunk by chunk: :meth:`FrameReader.read`
 (everything at once, what decode_video wants) is the same reading as one chunk. decord does the
