@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fingerprint_size import cpu_seconds  # noqa: E402
 
 from astradup.config import DECODERS, load_config  # noqa: E402
-from astradup.io.probe import _probe_ffprobe, probe  # noqa: E402
+from astradup.io.probe import probe, probe_ffprobe  # noqa: E402
 from astradup.io.decode import decode_video  # noqa: E402
 from astradup.io.frames import DecordReader, FFmpegReader, PyAVReader  # noqa: E402
 from astradup.io.pcm import AudioPipe, decode_pcm  # noqa: E402
@@ -135,7 +135,7 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
     times = [sample_times(m["duration"], 1.0) for m in metas]
     _, t = timed(lambda: [probe(f) for f in files])
     add("probe (pipeline: PyAV, ffprobe fallback)", t)
-    _, t = timed(lambda: [_probe_ffprobe(f) for f in files])
+    _, t = timed(lambda: [probe_ffprobe(f) for f in files])
     add("probe: ffprobe process", t)
     frames = None
     variants: list[tuple[str, Callable[[str, np.ndarray], np.ndarray]]] = [

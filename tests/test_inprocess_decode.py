@@ -111,8 +111,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", list(VALID))
 def test_fast_probe_equals_ffprobe(media, name):
     path = str(media[name])
-    ref = M._probe_ffprobe(path)
-    fast = M._probe_pyav(path)
+    ref = M.probe_ffprobe(path)
+    fast = M.probe_pyav(path)
     if VALID[name][1]:
         assert fast is not None, name
     if fast is not None:
@@ -121,19 +121,19 @@ def test_fast_probe_equals_ffprobe(media, name):
 
 
 def test_the_cases_that_matter_are_really_covered(media):
-    rot = {d: M._probe_pyav(str(media[f"rot{d}.mp4"])) for d in (90, 180, 270)}
+    rot = {d: M.probe_pyav(str(media[f"rot{d}.mp4"])) for d in (90, 180, 270)}
     assert {d: r["rotation"] for d, r in rot.items()} == {90: 90, 180: 180, 270: 270}
     assert (rot[90]["width"], rot[90]["height"]) == (180, 320)
-    assert M._probe_ffprobe(str(media["sei_rotation.mp4"]))["rotation"] == 0
-    vfr = M._probe_pyav(str(media["vfr.mp4"]))
+    assert M.probe_ffprobe(str(media["sei_rotation.mp4"]))["rotation"] == 0
+    vfr = M.probe_pyav(str(media["vfr.mp4"]))
     assert vfr["duration"] == 5.534  # ffprobe 5.1's reading; PyAV's own FFmpeg says 5.533333
-    plain = M._probe_pyav(str(media["plain.mp4"]))
+    plain = M.probe_pyav(str(media["plain.mp4"]))
     assert plain["acodec"] == "aac" and plain["fps"] == pytest.approx(29.97) and plain["bit_rate"] > 0
 
 
 def test_cover_art_alone_is_not_a_video(tmp_path):
     path = str(_audio_with_cover(tmp_path / "song.m4a"))
-    assert M._probe_pyav(path) is None
+    assert M.probe_pyav(path) is None
     with pytest.raises(MediaError) as ei:
         M.probe(path)
     assert "no video stream" in ei.value.reason
@@ -143,7 +143,7 @@ def test_cover_art_alone_is_not_a_video(tmp_path):
 def test_bad_files_keep_ffprobes_reason(tmp_path, kind):
     path = str(bad_media.make(kind, tmp_path))
     if kind != "zero_byte":
-        assert M._probe_pyav(path) is None
+        assert M.probe_pyav(path) is None
     with pytest.raises(MediaError) as ei:
         M.probe(path)
     assert FAIL_REASONS[kind] in ei.value.reason
@@ -151,16 +151,16 @@ def test_bad_files_keep_ffprobes_reason(tmp_path, kind):
 
 def test_probe_without_or_with_a_broken_pyav_asks_ffprobe(media, monkeypatch):
     path = str(media["plain.mp4"])
-    ref = M._probe_ffprobe(path)
+    ref = M.probe_ffprobe(path)
     with monkeypatch.context() as mp:
         mp.setitem(sys.modules, "av", None)  # import av -> ImportError
-        assert M._probe_pyav(path) is None and M.probe(path) == ref
+        assert M.probe_pyav(path) is None and M.probe(path) == ref
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(M, "_describe_pyav", boom)
-    assert M._probe_pyav(path) is None and M.probe(path) == ref
+    assert M.probe_pyav(path) is None and M.probe(path) == ref
 
 
 # --- audio ----------------------------------------------------------------------------------------

@@ -120,15 +120,15 @@ def probe(path: str) -> dict[str, Any]:
     if os.path.getsize(path) == 0:
         raise MediaError(path, "empty file (0 bytes)")
     gated = admit(path)  # every reader below opens the file through the gate's forced demuxer
-    meta = _probe_pyav(gated) if PYAV_PROBE else None
-    return meta if meta is not None else _probe_ffprobe(gated)
+    meta = probe_pyav(gated) if PYAV_PROBE else None
+    return meta if meta is not None else probe_ffprobe(gated)
 
 
 def _gated(path: str | Admitted) -> Admitted:
     return path if isinstance(path, Admitted) else admit(path)
 
 
-def _probe_ffprobe(path: str | Admitted) -> dict[str, Any]:
+def probe_ffprobe(path: str | Admitted) -> dict[str, Any]:
     """probe()'s dict from ffprobe's JSON: the reference, and the only path that raises."""
     gated = _gated(path)
     path = gated.path
@@ -219,7 +219,7 @@ def _fmt_seconds(ts: int, num: int, den: int) -> float:
     return float("%f" % (ts * (num / den)))
 
 
-def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
+def probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
     """probe()'s dict read in-process through PyAV, or None when ffprobe must answer instead.
 
     None is the answer to anything unexpected: PyAV missing, an error of any kind, a container,
@@ -239,7 +239,7 @@ def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
 
 def pyav_video_stream(c: Any, av: Any) -> Any | None:
     """The first video stream of an open PyAV container that is not cover art (an attached
-    picture, as _probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
+    picture, as probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
     frame sampler (io/pyav_sampler.py) decodes."""
     cover = int(av.stream.Disposition.attached_pic)
     return next((s for s in c.streams.video if not int(s.disposition) & cover), None)
