@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from astradup.config import SegmentConfig
-from astradup.match.align import Piece, align, align_pair, lines_motion, motion_agreement, query_steps
+from astradup.match.align import Piece, align, align_pair
+from astradup.match.motion import lines_motion, motion_agreement, query_steps
 
 CFG = SegmentConfig()
 RNG = np.random.default_rng(0)

@@ -151,7 +151,7 @@ class SegmentConfig:
     min_density: Share = 0.5  # share of the segment's query seconds that must be matched
     min_score: Share = 0.65  # segments scoring below are not reported (chosen by the sweep)
     motion_lag: Count = 3  # samples over which motion is compared (3 s at 1 fps separated copies best)
-    # motion agreement (see align.motion_agreement) at which a visual piece scores 0 ... and from
+    # motion agreement (see match/motion.py) at which a visual piece scores 0 ... and from
     # which it keeps its full score; motion_full <= motion_lo turns the motion check off
     motion_lo: Number = 0.30
     motion_full: Number = 0.55
