@@ -22,8 +22,7 @@ import time
 from typing import Any
 
 from astradup.config import Config, load_config_or_exit
-from astradup.io.remote import absolute
-from astradup.uris import is_lite_uri
+from astradup.io.remote import absolute, absolute_paths
 
 SUMMARY_TAG = "BACKFILL_SUMMARY"  # the machine-readable last line of the job log
 PROG = "python -m jobs.backfill"
@@ -73,11 +72,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             pipe[key] = val
     over["pipeline"] = pipe
     cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
-    cfg.data_dir = absolute(cfg.data_dir)
-    if cfg.shards_dir:
-        cfg.shards_dir = absolute(cfg.shards_dir)
-    if cfg.milvus_uri and is_lite_uri(cfg.milvus_uri):
-        cfg.milvus_uri = absolute(cfg.milvus_uri)
+    cfg = absolute_paths(cfg)  # a submitted job runs in a temporary copy of the working dir
     if getattr(args, "webhook", None):
         cfg.notify.webhook_url = args.webhook
     return cfg

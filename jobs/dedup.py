@@ -45,8 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from astradup.config import load_config_or_exit
-    from astradup.io.remote import absolute
-    from astradup.uris import is_lite_uri
+    from astradup.io.remote import absolute_paths
 
     over = {}
     for key, val in (("shards_dir", args.shards), ("milvus_uri", args.milvus_uri),
@@ -55,12 +54,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if val is not None:
             over[key] = val
     cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
-    cfg.data_dir = absolute(cfg.data_dir)  # a submitted job runs in a temporary copy of the working dir
-    if cfg.shards_dir:
-        cfg.shards_dir = absolute(cfg.shards_dir)
-    if cfg.milvus_uri and is_lite_uri(cfg.milvus_uri):
-        cfg.milvus_uri = absolute(cfg.milvus_uri)
-    return cfg
+    return absolute_paths(cfg)  # a submitted job runs in a temporary copy of the working dir
 
 
 def main(argv: list[str] | None = None) -> int:

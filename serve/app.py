@@ -17,15 +17,13 @@ config call ``build_app``.
 """
 # No ``from __future__ import annotations``: Ray validates the builder's argument into AppArgs only
 # when the annotation is the class itself, not a string.
-import dataclasses
-import os
 
 import click
 from ray.serve import Application
 
 from astradup.config import Config
 from astradup.errors import ConfigError
-from astradup.io.remote import absolute
+from astradup.io.remote import absolute_paths
 from astradup.store.vectors import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
@@ -37,16 +35,6 @@ APP_NAME = "astradup"
 # Requests a search replica takes besides its decode slots: searches by video_id, pings, verdicts,
 # and the refusals of decodes past the slots, which must reach the replica to be answered 503.
 SEARCH_OTHER_REQUESTS = 6
-
-
-def absolute_paths(cfg: Config) -> Config:
-    """Replicas do not share the caller's working directory: local paths are made absolute here."""
-    over: dict = {"data_dir": os.path.abspath(cfg.data_dir)}
-    if cfg.shards_dir:
-        over["shards_dir"] = absolute(cfg.shards_dir)
-    if cfg.milvus_uri and is_lite_uri(cfg.milvus_uri):
-        over["milvus_uri"] = os.path.abspath(cfg.milvus_uri)
-    return dataclasses.replace(cfg, **over)
 
 
 def embedder_gpus(cfg: Config) -> float:

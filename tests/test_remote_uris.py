@@ -72,3 +72,19 @@ def test_filesystem_is_the_one_for_the_scheme(tmp_path):
         f.write(b"abc")
     assert filesystem("MEMORY://astradup-test/x").cat("memory://astradup-test/x") == b"abc"
     fs.rm("memory://astradup-test/x")
+
+
+def test_absolute_paths_of_a_config(tmp_path, monkeypatch):
+    from astradup.config import load_config
+    from astradup.io.remote import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    rel = load_config(overrides={"data_dir": "rel/data", "shards_dir": "file://rel/shards",
+                                 "milvus_uri": "rel/m.db"}, environ={})
+    got = absolute_paths(rel)
+    assert (got.data_dir, got.shards_dir, got.milvus_uri) == (
+        str(tmp_path / "rel/data"), str(tmp_path / "rel/shards"), str(tmp_path / "rel/m.db"))
+    remote = load_config(overrides={"data_dir": str(tmp_path), "shards_dir": "s3://bucket/features",
+                                    "milvus_uri": "http://127.0.0.1:19530"}, environ={})
+    got = absolute_paths(remote)
+    assert (got.shards_dir, got.milvus_uri) == ("s3://bucket/features", "http://127.0.0.1:19530")

@@ -11,9 +11,13 @@ Every reader of a video, a shard root or a report's thumbnail source asks the sa
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
+
+from astradup.config import Config
+from astradup.uris import is_lite_uri
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 3.1); two characters at least, so
 # that a drive letter is never taken for one.
@@ -40,6 +44,18 @@ def absolute(uri: str) -> str:
     """A remote URI as it is; a local one as an absolute path (``~`` expanded, ``file://`` dropped),
     for processes that do not share the caller's working directory (Ray jobs, Serve replicas)."""
     return uri if is_remote(uri) else os.path.abspath(os.path.expanduser(local_path(uri)))
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """``cfg`` with its local data dir, shards root and Milvus Lite file as absolute paths (remote
+    URIs and Milvus servers as they are): Ray jobs and Serve replicas run elsewhere than the
+    caller's working directory."""
+    over: dict[str, str] = {"data_dir": absolute(cfg.data_dir)}
+    if cfg.shards_dir:
+        over["shards_dir"] = absolute(cfg.shards_dir)
+    if cfg.milvus_uri and is_lite_uri(cfg.milvus_uri):
+        over["milvus_uri"] = absolute(cfg.milvus_uri)
+    return dataclasses.replace(cfg, **over)
 
 
 def storage_options(endpoint: str = "") -> dict[str, Any]:
