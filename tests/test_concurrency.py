@@ -64,7 +64,7 @@ def stored_rows(vectors, f: VideoFeatures) -> dict[str, int]:
     proj = getattr(vectors, "projection", None)
     g = proj.reduce(f) if proj is not None else f
     t = len(np.asarray(g.timestamps).reshape(-1))
-    phash = t if len(g.phash) and getattr(vectors, "phash_enabled", True) else 0  # none on Lite by default
+    phash = t if len(g.phash) and getattr(vectors, "phash_enabled", True) else 0  # none unless vectors.phash: on
     return {"frames": t, "phash": phash, "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
 
