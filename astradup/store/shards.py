@@ -20,7 +20,6 @@ Layout::
 Readers order rows by ``(at, file name, row)``, a total order every reader computes the same way,
 so each process sees the same latest status per video whatever order it listed the files in.
 
-
 Finding new shards, and what a query costs (nothing per query grows with the library). Each
 process holds a ``CatalogIndex`` (store/catalog_index.py: video_id -> shard, row and row group of
 its newest ok features, and its latest status, in numpy columns) built from the key columns of

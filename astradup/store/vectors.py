@@ -19,8 +19,8 @@ every level alike. Counts and deletes stay Strong.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from pymilvus import MilvusClient
@@ -36,6 +36,7 @@ from astradup.store.milvus_collections import PHASH_BITS, PHASH_BYTES, VectorCol
 from astradup.store.milvus_expr import Exclude, check_id, exclude_filter, video_filter
 from astradup.store.retry import RetryPolicy
 
+T = TypeVar("T")
 DEFAULT_AUDIO_DIM = 26  # must equal the audio embedder's output width (MFCC mean + std of 13)
 _SEARCH_CHUNK = 256  # query vectors per search request
 _QUERY_WINDOW = 16384  # Milvus caps offset+limit of a plain query here; beyond it, iterate
@@ -87,7 +88,7 @@ class VectorStore:
         """Whether the pHash codes are a BINARY_VECTOR with HAMMING (a server) or +-1 floats (Lite)."""
         return self._cols.phash_binary
 
-    def _call(self, what: str, fn: Any) -> Any:
+    def _call(self, what: str, fn: Callable[[MilvusClient], T]) -> T:
         return self._conn.call(what, fn)
 
     # ---------------------------------------------------------------- writes (store/vector_writes.py)
