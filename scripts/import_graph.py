@@ -11,7 +11,7 @@ Floors, bottom up (a module may import its own floor and any below):
   4 catalog    astradup.catalog, astradup.reviews
   5 search     astradup.search, astradup.pipeline, astradup.dedup, astradup.report, astradup.fingerprint,
                astradup.vpdq_search, astradup.demo_corpus
-  6 shells     astradup.cli, serve, jobs
+  6 shells     astradup.cli, astradup.commands, serve, jobs
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ FLOORS = [
     ("astradup.catalog", "astradup.reviews"),
     ("astradup.search", "astradup.pipeline", "astradup.dedup", "astradup.report", "astradup.fingerprint",
      "astradup.vpdq_search", "astradup.demo_corpus"),
-    ("astradup.cli", "astradup.__main__", "serve", "jobs"),
+    ("astradup.cli", "astradup.commands", "astradup.__main__", "serve", "jobs"),
 ]
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from astradup.config import SegmentConfig
-from astradup.match.align import align, align_pair
+from astradup.match.align import Piece, align, align_pair
+from astradup.match.motion import lines_motion, motion_agreement, query_steps
 
 CFG = SegmentConfig()
 RNG = np.random.default_rng(0)
@@ -197,3 +198,59 @@ def test_backgrounds_are_each_query_frames_best_among_the_other_candidates():
         np.testing.assert_allclose(bgs[v], want, rtol=1e-6)
     two = {v: cands[v] for v in ("a", "b")}  # one other candidate is too few to call anything distinctive
     assert backgrounds(q, two, CFG) == {"a": None, "b": None}
+
+
+def _motion_by_hand(q_emb, s_emb, tq, ts, slope, offset, q0, q1, lag=3, min_motion=0.15):
+    """The definition, one step at a time: nearest source frame to each end of each query step."""
+    cos = []
+    for i, t in enumerate(tq):
+        if not (q0 <= t <= q1) or i + lag >= len(tq) or tq[i + lag] > q1:
+            continue
+        j = int(np.argmin(np.abs(ts - (slope * t + offset))))
+        j2 = int(np.argmin(np.abs(ts - (slope * tq[i + lag] + offset))))
+        dq, ds = q_emb[i + lag] - q_emb[i], s_emb[j2] - s_emb[j]
+        nq, ns = float(np.linalg.norm(dq)), float(np.linalg.norm(ds))
+        if nq > min_motion and ns > min_motion:
+            cos.append(float(dq @ ds) / (nq * ns))
+    return (float(np.mean(cos)) if cos else float("nan")), len(cos)
+
+
+def test_motion_of_many_lines_at_once_equals_the_definition_line_by_line():
+    rng = np.random.default_rng(3)
+    walk = lambda n: np.cumsum(rng.normal(size=(n, 16)).astype(np.float32) * 0.3, axis=0)  # noqa: E731
+    s_emb, tq, ts = walk(80), np.arange(40, dtype=np.float64), np.arange(80, dtype=np.float64) * 1.0
+    q_emb = s_emb[10:50] + rng.normal(size=(40, 16)).astype(np.float32) * 0.05  # a copy of s 10..49
+    q_emb[5:9] = q_emb[5]  # a still stretch: those steps do not move
+    offsets = np.array([-3.0, 0.0, 7.5, 10.0, 10.4, 200.0])  # 200: far past the source's end
+    steps = query_steps(q_emb, tq, 2.0, 35.0, 3)
+    for slope in (0.8, 1.0, 1.25):
+        means, counts = lines_motion(s_emb, tq, ts, steps, 3, slope, offsets)
+        for off, m, n in zip(offsets, means, counts):
+            want_m, want_n = _motion_by_hand(q_emb, s_emb, tq, ts, slope, off, 2.0, 35.0)
+            assert n == want_n
+            assert (np.isnan(m) and np.isnan(want_m)) or m == pytest.approx(want_m, abs=1e-6)  # float32 dots
+            one = motion_agreement(q_emb, s_emb, tq, ts, Piece(2.0, 35.0, 0, 0, 0, slope, float(off)))
+            assert one[1] == want_n
+    # the copy's own line moves with the query; a line 7.5 s off does not
+    m, _ = motion_agreement(q_emb, s_emb, tq, ts, Piece(2.0, 35.0, 0, 0, 0, 1.0, 10.0))
+    far, _ = motion_agreement(q_emb, s_emb, tq, ts, Piece(2.0, 35.0, 0, 0, 0, 1.0, 17.5))
+    assert m > 0.8 > far
+    # a span with no whole step in it
+    assert lines_motion(s_emb, tq, ts, query_steps(q_emb, tq, 3.0, 4.0, 3), 3, 1.0, offsets)[1].sum() == 0
+
+
+def test_a_weakly_similar_short_copy_far_more_like_its_source_than_anything_else_is_lifted():
+    """Stacked edits leave a 4 s copy's frames only moderately like their source (0.6 here): relieved
+    of its length it still scores under min_score. Far more like its source than any other candidate
+    (background 0.02), distinct_lift raises it over; the same match that look-alikes share is not."""
+    import dataclasses
+
+    tq, ts, sim = _short_copy(value=0.6)
+    off = dataclasses.replace(CFG, distinct_lift=0.0)
+    none = np.zeros((0, 2))
+    pair = lambda cfg, bg: align_pair("q", "s", tq, ts, sim, none, none, None, cfg, background=bg)  # noqa: E731
+    assert pair(off, np.full(len(tq), 0.02)) == []  # relief alone is not enough
+    (m,) = pair(CFG, np.full(len(tq), 0.02))
+    assert (m.q_start, m.q_end) == (20.0, 24.0) and m.score >= CFG.min_score
+    assert pair(CFG, np.full(len(tq), 0.3)) == []  # 0.3 better than the rest: relieved, not lifted
+    assert pair(CFG, np.full(len(tq), 0.59)) == []  # a look-alike's match

@@ -17,3 +17,13 @@ def test_votes_accumulate_across_modalities_with_weights():
     vote([[("b", 0.0, 5.0, 0.8)]], weight=0.5, votes=v)
     assert v == {"a": 0.5, "b": 0.4}
     assert top_candidates(v, 1) == ["a"]
+
+
+def test_a_vote_floor_lets_a_few_strong_rows_beat_a_look_alike_that_is_every_rows_weak_neighbour():
+    # a 2-minute query: every row has the look-alike "l" among its neighbours at 0.4; 5 rows hold
+    # a copy of "s" at 0.9
+    hits = [[("l", 0.0, 0.4)] for _ in range(120)] + [[("s", 0.0, 0.9), ("l", 0.0, 0.4)] for _ in range(5)]
+    assert top_candidates(vote(hits), 1) == ["l"]  # 125 x 0.4 beats 5 x 0.9
+    v = vote(hits, floor=0.5)
+    assert top_candidates(v, 1) == ["s"]
+    assert v["s"] == 5 * (0.9 - 0.5) and v["l"] == 0.0  # below the floor counts nothing

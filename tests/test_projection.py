@@ -183,3 +183,21 @@ def test_knn_floor_needs_the_basis_and_the_builtin_file_carries_tables(tmp_path)
     builtin = load_projection("builtin", 2, 2, embedder_kind=cfg.embedder.kind, embedder_model=cfg.embedder.model,
                               frame_dim=512, audio_dim=218)
     assert builtin.knn_floor(0.55, "frames") > 0.7 and builtin.knn_floor(0.55, "audio") > 0.55
+
+
+def test_the_unrelated_level_reads_the_tail_table_of_the_space_the_knn_searches():
+    from astradup.features.basis import TAIL_PROBS
+
+    full = np.linspace(0.1, 0.5, len(TAIL_PROBS))  # rarer share, higher similarity
+    table = np.stack([full, full + 0.3])  # [full space, projected]
+    basis = np.eye(8, 4, dtype=np.float32)
+    projected = IndexProjection(basis, None, frame_tails=table)
+    assert projected.unrelated_level(float(TAIL_PROBS[3]), "frames") == pytest.approx(full[3] + 0.3)
+    assert projected.unrelated_level(0.05, "frames") < projected.unrelated_level(0.01, "frames")
+    assert IndexProjection(None, None, frame_tails=table).unrelated_level(float(TAIL_PROBS[3]), "frames") \
+        == pytest.approx(full[3])  # kept whole: the full-space side
+    assert projected.unrelated_level(0.05, "audio") == 0.0  # no table: every hit counts
+    cfg = load_config()
+    builtin = load_projection("builtin", 2, 2, embedder_kind=cfg.embedder.kind, embedder_model=cfg.embedder.model,
+                              frame_dim=512, audio_dim=218)
+    assert 0.3 < builtin.unrelated_level(0.05, "frames") < builtin.knn_floor(0.55, "frames")

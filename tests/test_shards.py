@@ -331,16 +331,16 @@ def test_reindex_report_names_the_quarantined_shards_and_what_to_run(tmp_path, c
     their videos come back (exit 1, so a scheduled rebuild does not pass for complete)."""
     from types import SimpleNamespace
 
-    from astradup.cli import _report_quarantine
+    from astradup.commands.library import report_quarantine
 
     store = ShardStore(str(tmp_path))
     bad = store.write_features([make_features("v1"), make_features("v2")])
     store.write_features([make_features("v3")])
-    assert _report_quarantine(SimpleNamespace(shards=store)) == 0
+    assert report_quarantine(SimpleNamespace(shards=store)) == 0
     _truncate(bad)
     fresh = ShardStore(str(tmp_path))
     assert [f.video_id for b in fresh.iter_features() for f in b] == ["v3"]  # what reindex upserts
-    assert _report_quarantine(SimpleNamespace(shards=fresh)) == 1
+    assert report_quarantine(SimpleNamespace(shards=fresh)) == 1
     err = capsys.readouterr().err
     assert bad in err and "2 indexed video(s) lost" in err and "astradup index" in err
     assert os.path.exists(bad)

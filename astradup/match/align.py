@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
+from astradup.match.motion import lines_motion, motion_agreement, query_steps
 from astradup.records import SegmentMatch
 
 
@@ -67,29 +68,6 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
         if best is None or key > best[0]:
             best = (key, slope, offset, score)
     return None if best is None else (best[1], best[2], best[3])
-
-
-def motion_agreement(q_emb: np.ndarray, s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, p: Piece,
-                     lag: int = 3, min_motion: float = 0.15) -> tuple[float, int]:
-    """Mean cosine between how the query and the source change over ``lag`` samples along the
-    piece's line, and how many steps had visible change on both sides.
-
-    Look-alike footage (the same static camera at another time, another pan over a similar
-    picture) is similar frame by frame, but its changes are not the same changes: a true copy
-    moves with its source (cosine >= 0.55 over 3 s with SSCD on the dev benchmark), a look-alike
-    does not (<= 0.13, one outlier at 0.42).
-    """
-    cos = []
-    for i, t in enumerate(tq):
-        if not (p.q_start <= t <= p.q_end) or i + lag >= len(tq) or tq[i + lag] > p.q_end:
-            continue
-        j = int(np.argmin(np.abs(ts - (p.slope * t + p.offset))))
-        j2 = int(np.argmin(np.abs(ts - (p.slope * tq[i + lag] + p.offset))))
-        dq, ds = q_emb[i + lag] - q_emb[i], s_emb[j2] - s_emb[j]
-        nq, ns = float(np.linalg.norm(dq)), float(np.linalg.norm(ds))
-        if nq > min_motion and ns > min_motion:
-            cos.append(float(dq @ ds) / (nq * ns))
-    return (float(np.mean(cos)) if cos else float("nan")), len(cos)
 
 
 def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: float,
@@ -250,7 +228,7 @@ def distinctiveness(p: Piece, best: np.ndarray, background: np.ndarray, tq: np.n
 
 
 def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.ndarray, ts: np.ndarray,
-             cfg: SegmentConfig, distinct: float, best_moving: bool = False) -> Piece:
+             cfg: SegmentConfig, distinct: float, best_moving: bool = False, sure: float = 0.0) -> Piece:
     """A visual piece scaled by its motion agreement, and by its length relieved by its
     distinctiveness (``distinct`` already mapped to [0, 1]); undecidable motion (no motion on either
     side, e.g. a still picture) leaves the motion factor out. Distinctiveness does not stand in for
@@ -258,7 +236,9 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     just as distinctive, and motion is what tells the true one (``_realigned``). Once motion has
     picked the line (``best_moving``: the best-moving line through its span, moving with the source
     at least somewhat), a distinctive piece no longer needs it to agree fully: stacked edits weaken
-    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies)."""
+    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies). ``sure``
+    (distinctiveness past ``distinct_full``, mapped to [0, 1]) then lifts a piece that motion did not
+    reject towards 1 (``distinct_lift``)."""
     static, motion = False, 1.0
     if embeddings is not None and cfg.motion_full > cfg.motion_lo:
         m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
@@ -274,7 +254,12 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
         # recoloured version of one design), not a copy: only a moving piece is spared its length
         length = p.score / p.full if p.full > 0 else 1.0
         score = p.full * (length + (1.0 - length) * distinct)
-    return dataclasses.replace(p, score=score * motion, static=static)
+    score *= motion
+    if score > 0:
+        # a still or too-short piece too: 3-5 s cannot show the 3 steps of motion that tell a
+        # still picture, and a picture shared by look-alikes is not distinctive
+        score += (1.0 - score) * cfg.distinct_lift * sure
+    return dataclasses.replace(p, score=score, static=static)
 
 
 # Steps of visible motion a re-aligned line needs: the search tries every slope and offset, and over
@@ -304,16 +289,19 @@ def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray,
     if len(ii) < 2:
         return checked
     best: tuple[float, float, float] | None = None
+    steps = query_steps(embeddings[0], tq, p.q_start, p.q_end, cfg.motion_lag)
+    step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
     for slope in cfg.slopes:
-        offsets = np.unique(np.round((ts[jj] - slope * tq[rows][ii]) / (cfg.offset_tol / 3)))
-        for off in offsets * (cfg.offset_tol / 3):
-            near = np.abs(ts[jj] - (slope * tq[rows][ii] + off)) <= cfg.offset_tol / 3
-            if len(np.unique(ii[near])) < cfg.min_density * len(rows):
-                continue
-            line = Piece(p.q_start, p.q_end, 0.0, 0.0, 0.0, float(slope), float(off))
-            m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, line, lag=cfg.motion_lag)
+        resid = s_cells - slope * t_cells
+        offsets = np.unique(np.round(resid / step)) * step
+        lines, cells = np.nonzero(np.abs(resid[None, :] - offsets[:, None]) <= step)
+        covered = np.zeros((len(offsets), len(rows)), bool)
+        covered[lines, ii[cells]] = True  # the query rows each line passes near a matched cell of
+        offsets = offsets[covered.sum(axis=1) >= cfg.min_density * len(rows)]
+        means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets)
+        for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
-                best = (m, float(slope), float(off))
+                best = (float(m), float(slope), float(off))
     if best is None or best[0] <= cfg.motion_lo:
         return checked
     _, slope, off = best
@@ -341,12 +329,16 @@ def align_pair(query_id: str, source_id: str,
         if visual_sim is not None and visual_sim.size else []
     use_distinct = background is not None and cfg.distinct_full > cfg.distinct_lo and visual_sim is not None
 
+    best = visual_sim.max(axis=1) if use_distinct else None
+
     def check(p: Piece, best_moving: bool = False) -> Piece:
-        d = 0.0
+        d = sure = 0.0
         if use_distinct:
-            raw = distinctiveness(p, visual_sim.max(axis=1), background, q_times, q_valid)
+            raw = distinctiveness(p, best, background, q_times, q_valid)
             d = float(np.clip((raw - cfg.distinct_lo) / (cfg.distinct_full - cfg.distinct_lo), 0.0, 1.0))
-        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving)
+            if cfg.distinct_lift > 0:
+                sure = float(np.clip((raw - cfg.distinct_full) / (cfg.distinct_sure - cfg.distinct_full), 0.0, 1.0))
+        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving, sure)
 
     vis = [_realigned(p, check(p), check, visual_sim, q_times, s_times, embeddings, cfg, cell, q_valid, s_valid)
            if embeddings is not None and cfg.motion_full > cfg.motion_lo else check(p) for p in vis]

@@ -10,8 +10,13 @@ from typing import Iterable, Sequence
 
 
 def vote(hits_per_query: Iterable[Sequence[tuple]], weight: float = 1.0,
-         votes: dict[str, float] | None = None) -> dict[str, float]:
-    """Add, for every query row, its best score per source video (tuples start (video_id, ..., score))."""
+         votes: dict[str, float] | None = None, floor: float = 0.0) -> dict[str, float]:
+    """Add, for every query row, its best score per source video above ``floor`` (tuples start
+    (video_id, ..., score)).
+
+    Every row's top_k holds some video, so without a floor a look-alike that is every row's weak
+    neighbour out-votes the source of a 5 s copy inside a 2-minute query; counting only how far a
+    neighbour beats what unrelated footage commonly reaches lets the few strong rows win."""
     votes = defaultdict(float) if votes is None else votes
     for hits in hits_per_query:
         best: dict[str, float] = {}
@@ -20,7 +25,7 @@ def vote(hits_per_query: Iterable[Sequence[tuple]], weight: float = 1.0,
             if score > best.get(vid, float("-inf")):
                 best[vid] = score
         for vid, score in best.items():
-            votes[vid] += weight * max(score, 0.0)
+            votes[vid] += weight * max(score - floor, 0.0)
     return votes
 
 

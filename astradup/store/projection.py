@@ -91,6 +91,16 @@ class IndexProjection:
             (self.audio_basis, self.audio_tails)
         return matching_floor(floor, table if basis is not None else None)
 
+    def unrelated_level(self, share: float, modality: str) -> float:
+        """The similarity, as the KNN sees it, that only ``share`` of unrelated row pairs reach (the
+        tail table fitted with the basis); 0 when no table says (a search then counts every hit)."""
+        basis, table = (self.frame_basis, self.frame_tails) if modality == "frames" else \
+            (self.audio_basis, self.audio_tails)
+        if table is None:
+            return 0.0
+        side = np.maximum.accumulate(table[1] if basis is not None else table[0])
+        return float(np.interp(-np.log(share), -np.log(TAIL_PROBS), side))
+
     def frames_dim(self, full: int) -> int:
         return full if self.frame_basis is None else int(self.frame_basis.shape[1])
 
