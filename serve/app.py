@@ -24,7 +24,7 @@ from ray.serve import Application
 from astradup.config import Config
 from astradup.errors import ConfigError
 from astradup.io.remote import absolute_paths
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
 from serve.hosts import BindRefused, check_bind

@@ -34,7 +34,7 @@ from astradup.config import Config
 from astradup.io.gate import HEAD_BYTES, refusal, sniff
 from astradup.io.ids import ID_PATTERN, is_video_id
 from astradup.records import STATUS_OK
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve.responses import (DeleteOut, HealthOut, QueueOut, ReviewList, ReviewOut, SearchOut, VideoDetail,

@@ -11,7 +11,7 @@ from astradup.config import Config
 from astradup.errors import ConfigError
 from astradup.io.remote import absolute_paths
 from astradup.raystart import ensure_ray
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve.app import APP_NAME, build, build_app, resolve
 from serve.hosts import BindRefused, check_bind
 from serve.settings import AppArgs, ServeSettings

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
-from astradup.store.shards import FEATURES_SCHEMA, STATUS_SCHEMA, ShardStore
+from astradup.store.shard_schema import FEATURES_SCHEMA, STATUS_SCHEMA
+from astradup.store.shards import ShardStore
 
 
 def make_features(vid: str, seed: int = 0, t: int = 7, d: int = 16, w: int = 4, da: int = 8) -> VideoFeatures:
@@ -237,15 +238,15 @@ def _status_files(root) -> list[str]:
 @pytest.fixture
 def quarantine_log(monkeypatch):
     """Every 'shard quarantined' record, whatever handlers the logging setup left on the logger."""
-    import astradup.store.shards as shards_mod
+    import astradup.store.shard_quarantine as quarantine_mod
 
     seen: list[str] = []
-    real = shards_mod.log.error
+    real = quarantine_mod.log.error
 
     def record(msg, *args, **kw):
         seen.append(msg % args)
         real(msg, *args, **kw)
-    monkeypatch.setattr(shards_mod.log, "error", record)
+    monkeypatch.setattr(quarantine_mod.log, "error", record)
     return seen
 
 

@@ -299,7 +299,7 @@ class VectorsConfig:
     projection: Text = "builtin"  # builtin | none | path/to/projection.npz (scripts/fit_projection.py)
     frame_stride: Count = 2  # index every n-th frame (queries search with every frame)
     audio_stride: Count = 2  # index every n-th audio window
-    # auto (a pHash collection on a server, none on Lite) | on | off
+    # auto (= off: no pHash collection; scoring reads the codes from the shards) | on | off
     phash: Annotated[Literal[PHASH_MODES], BeforeValidator(_phash_word)] = "auto"
     # Vector index of the frame and audio collections: AUTOINDEX = the engine's choice (HNSW on Lite);
     # Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE. Applies when a collection is made.
