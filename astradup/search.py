@@ -6,13 +6,14 @@ is asked.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from astradup import telemetry
 from astradup.catalog import Catalog
-from astradup.config import Config
+from astradup.config import Config, DecodeConfig
 from astradup.errors import ConfigError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
@@ -75,6 +76,14 @@ class Query:
     mirror: np.ndarray | None  # embeddings of mirrored frames (finds hflip copies), None if unavailable
 
 
+@dataclass
+class ReadQuery:
+    """A query file decoded, before the embedder: its CPU features and sampled frames."""
+
+    features: VideoFeatures
+    frames: np.ndarray
+
+
 def _check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
     """A query embedded with other settings than the index cannot be scored against it: say so
     (Catalog.check_frame_dim) instead of failing inside the scorer."""
@@ -95,15 +104,29 @@ class Searcher:
         return self.catalog.embedder
 
     def query_from_file(self, uri: str) -> Query:
+        """The query of a video file or s3:// object: ``read_query`` then ``embed_query``."""
         with local_copy(uri, self.cfg.s3_endpoint) as path:
-            vid = content_id(path)
-            with telemetry.timed(STAGE, stage="decode"):
-                dec = decode_video(path, VideoRef(vid, uri, 0), self.cfg.decode)
+            read = self.read_query(path, uri)
+        return self.embed_query(read)
+
+    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None) -> ReadQuery:
+        """The first half of ``query_from_file``, on a local file: decode and CPU features, so a
+        caller can tell the file's faults (whatever fails here: MediaError, or a decoder's own error
+        on hostile bytes) from the embedder's. ``decode``: limits tighter than ``cfg.decode`` (the
+        HTTP service's)."""
+        ref = VideoRef(content_id(path), uri, os.path.getsize(path))
+        with telemetry.timed(STAGE, stage="decode"):
+            dec = decode_video(path, ref, decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
             feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+        return ReadQuery(feats, dec.frames)
+
+    def embed_query(self, read: ReadQuery) -> Query:
+        """The second half of ``query_from_file``: frame embeddings (and mirrored ones with
+        ``embedder.query_flip``)."""
         with telemetry.timed(STAGE, stage="embed"):
-            feats = add_embeddings(feats, dec.frames, self.embedder)
-            mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
+            feats = add_embeddings(read.features, read.frames, self.embedder)
+            mirror = mirrored_embeddings(read.frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
     def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
@@ -367,9 +390,19 @@ class Searcher:
         q = self.query_from_file(uri)
         return q, self.search(q, top, segments=segments)
 
-    def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
-        """An indexed video against the rest of the index (its own vectors excluded)."""
+    def indexed_query(self, video_id: str) -> Query:
+        """An indexed video's stored features as a query; KeyError when it is not in the index."""
         f = self.catalog.shards.load_features([video_id]).get(video_id)
         if f is None:
             raise KeyError(f"{video_id}: not in the index")
-        return self.search(Query(f, None), top, exclude=video_id, include_none=False)
+        return Query(f, None)
+
+    def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
+        """An indexed video against the rest of the index (its own vectors excluded)."""
+        return self.search_indexed_common(self.indexed_query(video_id), top)[0]
+
+    def search_indexed_common(self, q: Query, top: int | None = None
+                              ) -> tuple[list[VideoMatch], list[CommonSegment]]:
+        """``search_common`` of an ``indexed_query``: its own vectors excluded, candidates labelled
+        none left out."""
+        return self.search_common(q, top, exclude=q.features.video_id, include_none=False)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
+from astradup.search import Searcher
 from serve import state
 from serve.hosts import BindRefused, HostPolicy, check_bind, host_name, is_loopback
 from serve.settings import ServeSettings, settings_from_env
@@ -26,6 +27,13 @@ MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 # ---------------------------------------------------------------------------------------------
 # decode slots
+
+
+class _NoVectors(Searcher):
+    """The real Searcher over a faked catalog, with no vector store to search: no match."""
+
+    def search_common(self, *a, **kw):
+        return [], []
 
 
 def _service(slots: int):
@@ -42,7 +50,7 @@ def _service(slots: int):
     svc.catalog = SimpleNamespace(shards=SimpleNamespace(load_features=lambda ids: {VID: feats},
                                                          latest_status=lambda: {}, statuses_of=lambda ids: {}))
     svc.reviews = SimpleNamespace(decisions_for=lambda vid: {})
-    svc.searcher = SimpleNamespace(search=lambda *a, **kw: [], search_common=lambda *a, **kw: ([], []))
+    svc.searcher = _NoVectors(None, svc.catalog)
     started, release = threading.Event(), threading.Event()
 
     def slow_query(path: str, uri: str):
