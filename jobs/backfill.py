@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from typing import Any
 
 from astradup.config import Config, load_config_or_exit
-from astradup.io.sources import is_remote
+from astradup.config.paths import absolute_path, absolute_paths
 
 SUMMARY_TAG = "BACKFILL_SUMMARY"  # the machine-readable last line of the job log
 PROG = "python -m jobs.backfill"
@@ -59,10 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _local_abs(path: str) -> str:
-    return path if is_remote(path) else os.path.abspath(os.path.expanduser(path))
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     over: dict[str, Any] = {}
     pipe: dict[str, Any] = {"decode_concurrency": args.decode_concurrency}
@@ -76,12 +71,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if val is not None:
             pipe[key] = val
     over["pipeline"] = pipe
-    cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
-    cfg.data_dir = _local_abs(cfg.data_dir)
-    if cfg.shards_dir:
-        cfg.shards_dir = _local_abs(cfg.shards_dir)
-    if cfg.milvus_uri and "://" not in cfg.milvus_uri:
-        cfg.milvus_uri = _local_abs(cfg.milvus_uri)
+    cfg = absolute_paths(load_config_or_exit(PROG, args.config, overrides=over))  # bad config: one line, exit 2
     if getattr(args, "webhook", None):
         cfg.notify.webhook_url = args.webhook
     return cfg
@@ -116,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from astradup.logs import setup_logging
 
     setup_logging(cfg.log)  # the driver's own records (write batches); workers set up theirs in their tasks
-    sources = [_local_abs(s) for s in args.source]
+    sources = [absolute_path(s) for s in args.source]
     log = lambda msg: print(f"[backfill {time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
     log(f"sources {sources} -> shards {cfg.resolved_shards_dir}, milvus {cfg.resolved_milvus_uri} "
         f"(write batch {cfg.pipeline.write_batch})")
@@ -137,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, reason in quarantined.items():
             log(f"quarantined shard (left on disk, skipped): {path}: {reason}")
         if args.report:
-            report_info = _write_report(cfg, catalog, _local_abs(args.report), log)
+            report_info = _write_report(cfg, catalog, absolute_path(args.report), log)
     finally:
         if vectors is not None:
             vectors.close()

@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    from jobs.backfill import _local_abs
     from astradup.config import load_config_or_exit
+    from astradup.config.paths import absolute_paths
 
     over = {}
     for key, val in (("shards_dir", args.shards), ("milvus_uri", args.milvus_uri),
@@ -53,13 +53,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                      ("data_dir", args.data_dir), ("s3_endpoint", args.s3_endpoint)):
         if val is not None:
             over[key] = val
-    cfg = load_config_or_exit(PROG, args.config, overrides=over)  # bad config: one line, exit status 2
-    cfg.data_dir = _local_abs(cfg.data_dir)  # a submitted job runs in a temporary copy of the working dir
-    if cfg.shards_dir:
-        cfg.shards_dir = _local_abs(cfg.shards_dir)
-    if cfg.milvus_uri and "://" not in cfg.milvus_uri:
-        cfg.milvus_uri = _local_abs(cfg.milvus_uri)
-    return cfg
+    # a submitted job runs in a temporary copy of the working dir: local paths made absolute here
+    return absolute_paths(load_config_or_exit(PROG, args.config, overrides=over))  # bad config: exit 2
 
 
 def main(argv: list[str] | None = None) -> int:

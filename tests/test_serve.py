@@ -78,7 +78,8 @@ def test_plain_makes_records_json_safe():
 
 def test_deployment_options_gpu_autoscaling_and_lite_single_replica(tmp_path):
     from astradup.config import load_config
-    from serve.app import absolute_paths, deployment_options
+    from astradup.config.paths import absolute_paths
+    from serve.app import deployment_options
 
     lite = load_config(overrides={"data_dir": str(tmp_path)}, environ={})
     opts = deployment_options(lite, ServeSettings(search_replicas=4, embedder_max_replicas=3))
