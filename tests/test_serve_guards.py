@@ -90,13 +90,13 @@ def test_a_second_decode_is_a_503_with_retry_after_while_video_search_answers():
 
 
 def test_the_gateway_passes_retry_after_on():
-    from serve.gateway import ApiError, Gateway
+    from serve.api_errors import ApiError, replica_answer
 
     async def busy() -> dict:
         return DecodeSlots(2, 9).busy()
 
     with pytest.raises(ApiError) as e:
-        asyncio.run(Gateway.func_or_class._call(None, busy()))
+        asyncio.run(replica_answer(busy()))
     assert e.value.status == 503 and e.value.headers == {"Retry-After": "9"}
 
 
@@ -218,7 +218,7 @@ def test_an_over_limit_chunked_upload_stays_a_413():
     """BodyLimit raises BodyTooLarge from ``receive`` while MultiPartParser reads; the gateway's
     parse wrapper used to turn every parser exception into "400 malformed form body"."""
     from serve.bodies import BodyTooLarge
-    from serve.gateway import Gateway
+    from serve.search_form import parse_form
 
     async def chunked():
         yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n' + MP4_HEAD
@@ -228,7 +228,7 @@ def test_an_over_limit_chunked_upload_stays_a_413():
 
     async def parse():
         parser = MultiPartParser(Headers({"content-type": "multipart/form-data; boundary=B"}), chunked())
-        return await Gateway.func_or_class._parse(parser)
+        return await parse_form(parser)
 
     with pytest.raises(BodyTooLarge) as e:
         asyncio.run(parse())
@@ -238,7 +238,8 @@ def test_an_over_limit_chunked_upload_stays_a_413():
 def test_uploads_held_by_a_gateway_are_bounded_by_the_decode_slots():
     """A gateway holds an upload in memory until the search replica answers: with every slot taken,
     one more upload is refused 503 + Retry-After before its bytes are read into memory."""
-    from serve.gateway import ApiError, Gateway
+    from serve.api_errors import ApiError
+    from serve.gateway import Gateway
     from tests.serve_harness import multipart_search_request
 
     cls = Gateway.func_or_class
