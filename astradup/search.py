@@ -76,14 +76,6 @@ class Query:
     mirror: np.ndarray | None  # embeddings of mirrored frames (finds hflip copies), None if unavailable
 
 
-@dataclass
-class ReadQuery:
-    """A query file decoded, before the embedder: its CPU features and sampled frames."""
-
-    features: VideoFeatures
-    frames: np.ndarray
-
-
 def _check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
     """A query embedded with other settings than the index cannot be scored against it: say so
     (Catalog.check_frame_dim) instead of failing inside the scorer."""
@@ -104,29 +96,22 @@ class Searcher:
         return self.catalog.embedder
 
     def query_from_file(self, uri: str) -> Query:
-        """The query of a video file or s3:// object: ``read_query`` then ``embed_query``."""
         with local_copy(uri, self.cfg.s3_endpoint) as path:
-            read = self.read_query(path, uri)
-        return self.embed_query(read)
+            feats, frames = self.read_query(path, uri)
+        return self.embed_query(feats, frames)
 
-    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None) -> ReadQuery:
-        """The first half of ``query_from_file``, on a local file: decode and CPU features, so a
-        caller can tell the file's faults (whatever fails here: MediaError, or a decoder's own error
-        on hostile bytes) from the embedder's. ``decode``: limits tighter than ``cfg.decode`` (the
-        HTTP service's)."""
-        ref = VideoRef(content_id(path), uri, os.path.getsize(path))
+    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None) -> tuple[VideoFeatures, np.ndarray]:
+        """``query_from_file``'s first half on a local file, (CPU features, frames): what fails here is
+        the file's fault, not the embedder's. ``decode``: tighter limits than ``cfg.decode``."""
         with telemetry.timed(STAGE, stage="decode"):
-            dec = decode_video(path, ref, decode or self.cfg.decode)
+            dec = decode_video(path, VideoRef(content_id(path), uri, os.path.getsize(path)), decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
-            feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
-        return ReadQuery(feats, dec.frames)
+            return cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step), dec.frames
 
-    def embed_query(self, read: ReadQuery) -> Query:
-        """The second half of ``query_from_file``: frame embeddings (and mirrored ones with
-        ``embedder.query_flip``)."""
+    def embed_query(self, feats: VideoFeatures, frames: np.ndarray) -> Query:
         with telemetry.timed(STAGE, stage="embed"):
-            feats = add_embeddings(read.features, read.frames, self.embedder)
-            mirror = mirrored_embeddings(read.frames, self.embedder) if self.cfg.embedder.query_flip else None
+            feats = add_embeddings(feats, frames, self.embedder)
+            mirror = mirrored_embeddings(frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
     def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
@@ -391,7 +376,6 @@ class Searcher:
         return q, self.search(q, top, segments=segments)
 
     def indexed_query(self, video_id: str) -> Query:
-        """An indexed video's stored features as a query; KeyError when it is not in the index."""
         f = self.catalog.shards.load_features([video_id]).get(video_id)
         if f is None:
             raise KeyError(f"{video_id}: not in the index")
@@ -399,10 +383,9 @@ class Searcher:
 
     def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
         """An indexed video against the rest of the index (its own vectors excluded)."""
-        return self.search_indexed_common(self.indexed_query(video_id), top)[0]
+        return self.search_indexed_common(video_id, top)[0]
 
-    def search_indexed_common(self, q: Query, top: int | None = None
+    def search_indexed_common(self, video_id: str, top: int | None = None, q: Query | None = None
                               ) -> tuple[list[VideoMatch], list[CommonSegment]]:
-        """``search_common`` of an ``indexed_query``: its own vectors excluded, candidates labelled
-        none left out."""
-        return self.search_common(q, top, exclude=q.features.video_id, include_none=False)
+        """``search_indexed``'s matches and common segments; ``q``: its ``indexed_query`` if read already."""
+        return self.search_common(q or self.indexed_query(video_id), top, exclude=video_id, include_none=False)

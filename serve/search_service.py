@@ -186,12 +186,12 @@ class SearchService:
                                                                      self.settings.max_decode_seconds),
                                    max_pixels=int(_tighter(dcfg.max_pixels, self.settings.max_query_pixels)))
         try:
-            read = self.searcher.read_query(path, uri, decode=dcfg)
+            feats, frames = self.searcher.read_query(path, uri, decode=dcfg)
         except MediaError as e:
             raise BadMedia(e.reason) from e
         except Exception as e:  # a decoder crash on hostile bytes is still the bytes' fault
             raise BadMedia(path_free(f"cannot decode: {type(e).__name__}: {e}")) from e
-        return self.searcher.embed_query(read)
+        return self.searcher.embed_query(feats, frames)
 
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
         verdicts = Verdicts.for_video(self.reviews, q.features.video_id)
@@ -307,7 +307,7 @@ class SearchService:
             return _error(404, f"{video_id}: not in the index")
         f = q.features
         verdicts = Verdicts.for_video(self.reviews, video_id)
-        matches, common = self.searcher.search_indexed_common(q, top + verdicts.rejected_count())
+        matches, common = self.searcher.search_indexed_common(video_id, top + verdicts.rejected_count(), q)
         return self._report(video_id, "video", verdicts.matches(video_id, matches, top), t0, {
             "name": Path(f.uri).name, "duration": f.meta.get("duration"), "has_audio": f.has_audio,
             "frames": int(len(f.timestamps)), "searched_seconds": None}, common)
