@@ -1,6 +1,8 @@
 """The Ray Data graph that indexes videos: refs -> decode (+pHash, audio) -> embedder pool -> sinks.
 
-One machine or a cluster runs the same graph (``jobs/backfill.py`` is the cluster entry point).
+This module is the driver: it lists the sources, builds the graph of the stages (decode_stage.py,
+embed_stage.py placed by features/placement.py, write_stage.py), and counts and writes what comes
+back. One machine or a cluster runs the same graph (``jobs/backfill.py`` is the cluster entry point).
 Frames cross the object store once (decode -> embedder); PCM never does, which is why pHash and
 audio run in the decode task instead of pools of their own. The streaming executor keeps only
 a bounded number of blocks in flight, so memory follows the concurrency, not the corpus.
@@ -10,7 +12,7 @@ Who writes the Parquet shards and Milvus (``pipeline.writers``, see ``resolved_w
 * driver (Milvus Lite, always): the driver is the only writer, which keeps a Lite file safe (it
   wants one writing process). Batches stream back to it and it writes each one.
 * workers (a Milvus server, which takes many writers): the graph's last stage is a pool of
-  writer actors (``WriteStage``, ``pipeline.write_concurrency`` of them); each keeps its own
+  writer actors (``write_stage.WriteStage``, ``pipeline.write_concurrency`` of them); each keeps its own
   Catalog (Milvus client + ShardStore) for every batch it gets and returns only a small summary
   per video (id, uri, status, error, media seconds, write seconds). The driver adds the summaries
   into the same IndexReport and writes nothing. An actor pool rather than a ``ray.data.Datasink``:
