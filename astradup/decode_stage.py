@@ -38,7 +38,8 @@ def decode_one(uri: str, size: int, cfg: Config, skip_ids: frozenset[str]) -> di
     """
     from astradup.features.extract import cpu_features, streamed_features
     from astradup.io.probe import probe
-    from astradup.io.decode import decode_video, should_stream
+    from astradup.io.decode import decode_video
+    from astradup.io.sampling import should_stream
     from astradup.io.ids import content_id, head_hash
 
     video_id = ""

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import astradup.store.shards as shards_mod  # noqa: E402
+import astradup.store.shard_writer as shard_writer  # noqa: E402
 from astradup.records import VideoFeatures  # noqa: E402
 from astradup.store.shards import ShardStore  # noqa: E402
 
@@ -80,7 +80,7 @@ def run(n: int, queries: int) -> None:
         print(f"\nN={n} shards (1 video each): written in {time.perf_counter() - t0:.1f} s")
         ids = [f"{i:012x}" for i in range(n)]
         # Another "process": its writes reach readers by listing only.
-        shards_mod._bump_generation = lambda root: None
+        shard_writer.bump_generation = lambda root: None
 
         new = ShardStore(root, refresh_s=2.0, full_list_s=300.0, lookback_s=60.0, cache_bytes=256 << 20)
         nocache = ShardStore(root, refresh_s=2.0, full_list_s=300.0, lookback_s=60.0, cache_bytes=0)

@@ -47,7 +47,8 @@ import numpy as np
 from astradup.config import Config, load_config
 from astradup.eval.metrics import evaluate, vsc_descriptor_micro_ap
 from astradup.eval.segments_csv import SegmentRow, read_rows
-from astradup.features.audio import mfcc_windows, window_vectors
+from astradup.features.audio import window_vectors
+from astradup.features.mfcc import mfcc_windows
 from astradup.features.embedder import SSCDOnnxEmbedder
 from astradup.features.extract import cpu_features
 from astradup.io.decode import decode_video

@@ -9,7 +9,7 @@ A. Stages, one process, one thread each (OMP_NUM_THREADS=1, decord and ONNX Runt
    probe; frame decoding (decord as the pipeline runs it, decord with its own threading, decord
    seeking per sample, decord at half size, the ffmpeg fallback pipe, PyAV sequential / skipping
    non-reference frames / also skipping the loop filter (decode.decoder = pyav_fast) / keyframes
-   only, all through astradup.io.decode.pyav_samples); audio decoding; pHash;
+   only, all through astradup.io.pyav_sampler.pyav_samples); audio decoding; pHash;
    blank-frame check; Chromaprint + MFCC windows; SSCD distilled at 288 and 224 px input; the
    pickling of what a decode task ships.
 B. Decode alone at the pipeline's parallelism: one process per core, each decoding files
@@ -56,16 +56,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fingerprint_size import cpu_seconds  # noqa: E402
 
 from astradup.config import DECODERS, load_config  # noqa: E402
-from astradup.io.probe import _probe_ffprobe, probe  # noqa: E402
-from astradup.io.decode import (_AudioJob, _decode_pcm, _decode_decord, _decode_ffmpeg, _decode_pyav,  # noqa: E402
-                                _frame_indices, decode_video, sample_times)
+from astradup.io.probe import probe, probe_ffprobe  # noqa: E402
+from astradup.io.decode import decode_video  # noqa: E402
+from astradup.io.frames import DecordReader, FFmpegReader, PyAVReader  # noqa: E402
+from astradup.io.pcm import AudioPipe, decode_pcm  # noqa: E402
+from astradup.io.sampling import frame_indices, sample_times  # noqa: E402
 from astradup.records import VideoRef  # noqa: E402
 
 SIZE = 224
 
 
 # ------------------------------------------------------------------------------------------------
-# frame decoders under test (the production ones come from astradup.io.decode)
+# frame decoders under test (the production ones come from astradup.io.frames)
 
 
 def decord_per_sample(path: str, times: np.ndarray, size: int) -> np.ndarray:
@@ -75,8 +77,8 @@ def decord_per_sample(path: str, times: np.ndarray, size: int) -> np.ndarray:
     vr = decord.VideoReader(path, ctx=decord.cpu(0), width=size, height=size, num_threads=1)
     n = len(vr)
     ts = vr.get_frame_timestamp(np.arange(n))
-    idx = _frame_indices(ts[:, 0].astype(np.float64), ts[:, 1].astype(np.float64),
-                         float(vr.get_avg_fps() or 0.0), times.astype(np.float64))
+    idx = frame_indices(ts[:, 0].astype(np.float64), ts[:, 1].astype(np.float64),
+                        float(vr.get_avg_fps() or 0.0), times.astype(np.float64))
     out = [vr.get_batch([int(i)]).asnumpy()[0] for i in idx[idx >= 0]]
     del vr
     return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
@@ -85,7 +87,7 @@ def decord_per_sample(path: str, times: np.ndarray, size: int) -> np.ndarray:
 def pyav_frames(path: str, times: np.ndarray, size: int, skip: str | None = None,
                 no_loop_filter: bool = False) -> np.ndarray:
     """Sequential PyAV decode, one thread; the frame on screen at each sample time is converted.
-    The pipeline's own sampler (astradup.io.decode.pyav_samples, decode.decoder = pyav_fast is
+    The pipeline's own sampler (astradup.io.pyav_sampler.pyav_samples, decode.decoder = pyav_fast is
     "NONREF" + no loop filter) with other things left out:
 
     ``skip="NONREF"`` drops frames no other frame references (most B-frames): the sample then takes
@@ -93,7 +95,7 @@ def pyav_frames(path: str, times: np.ndarray, size: int, skip: str | None = None
     keyframes only, so samples between keyframes repeat the last one (the effective rate is
     printed). ``no_loop_filter`` skips H.264's deblocking, slightly changing the pixels.
     """
-    return _decode_pyav(path, times, size, skip_frame=skip, skip_loop_filter=no_loop_filter)
+    return PyAVReader(skip_frame=skip, skip_loop_filter=no_loop_filter).read(path, times, size)
 
 
 def ffmpeg_frames_1thread(path: str, times: np.ndarray, size: int) -> np.ndarray:
@@ -133,15 +135,15 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
     times = [sample_times(m["duration"], 1.0) for m in metas]
     _, t = timed(lambda: [probe(f) for f in files])
     add("probe (pipeline: PyAV, ffprobe fallback)", t)
-    _, t = timed(lambda: [_probe_ffprobe(f) for f in files])
+    _, t = timed(lambda: [probe_ffprobe(f) for f in files])
     add("probe: ffprobe process", t)
     frames = None
     variants: list[tuple[str, Callable[[str, np.ndarray], np.ndarray]]] = [
-        ("frames: decord, 1 thread (pipeline)", lambda p, ts: _decode_decord(p, ts, SIZE, threads=1)),
-        ("frames: decord, own threads", lambda p, ts: _decode_decord(p, ts, SIZE, threads=0)),
+        ("frames: decord, 1 thread (pipeline)", lambda p, ts: DecordReader(threads=1).read(p, ts, SIZE)),
+        ("frames: decord, own threads", lambda p, ts: DecordReader(threads=0).read(p, ts, SIZE)),
         ("frames: decord, one seek per sample", lambda p, ts: decord_per_sample(p, ts, SIZE)),
-        ("frames: decord at 112 px", lambda p, ts: _decode_decord(p, ts, SIZE // 2, threads=1)),
-        ("frames: ffmpeg pipe, own threads", lambda p, ts: _decode_ffmpeg(p, ts, 1.0, SIZE)),
+        ("frames: decord at 112 px", lambda p, ts: DecordReader(threads=1).read(p, ts, SIZE // 2)),
+        ("frames: ffmpeg pipe, own threads", lambda p, ts: FFmpegReader(1.0).read(p, ts, SIZE)),
         ("frames: ffmpeg pipe, 1 thread", lambda p, ts: ffmpeg_frames_1thread(p, ts, SIZE)),
     ]
     try:
@@ -164,10 +166,10 @@ def stage_table(files: list[str], metas: list[dict], media: float) -> dict[str, 
         add(name, t, note)
         if frames is None:
             frames = got
-    pcms, t = timed(lambda: [_decode_pcm(f, 11025, m["duration"], 0.0) if m.get("has_audio") else None
+    pcms, t = timed(lambda: [decode_pcm(f, 11025, m["duration"], 0.0) if m.get("has_audio") else None
                              for f, m in zip(files, metas)])
     add("audio (pipeline: PyAV, pipe fallback)", t)
-    _, t = timed(lambda: [_AudioJob(f, 11025, m["duration"], 0.0).result() if m.get("has_audio") else None
+    _, t = timed(lambda: [AudioPipe(f, 11025, m["duration"], 0.0).result() if m.get("has_audio") else None
                           for f, m in zip(files, metas)])
     add("audio: ffmpeg pipe to 11025 Hz mono", t)
     _, t = timed(lambda: [phash_frames(fr) for fr in frames])

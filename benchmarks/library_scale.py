@@ -425,7 +425,8 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
     recorded as joined in the job's manifest, so the job searches only the sample, each search
     still against the whole library; recall then counts the planted pairs with a sampled member."""
     from astradup.catalog import Catalog
-    from astradup.dedup import dedup_dir, live_ids, read_pairs, run_job
+    from astradup.dedup.job import live_ids, run_job
+    from astradup.dedup.store import dedup_dir, read_pairs
 
     root = dedup_dir(cfg)
     shutil.rmtree(root, ignore_errors=True)
@@ -476,7 +477,7 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
 
 def _pre_join(root: Path, pre: list[str]) -> None:
     """Record ``pre`` as joined (the sampled job searches only the others)."""
-    from astradup.dedup import Manifest, write_part
+    from astradup.dedup.store import Manifest, write_part
 
     root.mkdir(parents=True, exist_ok=True)
     rel = write_part(root, "pre-joined", [])
@@ -488,7 +489,8 @@ def killed_then_resumed(cfg, pre: list[str] | None, batches: int) -> dict:
     manifest, then the job run again here: the pairs it ends with, and how far the first got."""
     import signal
 
-    from astradup.dedup import MANIFEST, dedup_dir, read_pairs, run_job
+    from astradup.dedup.job import run_job
+    from astradup.dedup.store import MANIFEST, dedup_dir, read_pairs
 
     root = dedup_dir(cfg)
     shutil.rmtree(root, ignore_errors=True)
@@ -528,7 +530,7 @@ def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: floa
     only them, each against the whole library); they are deleted afterwards so the cached library
     stays as built. Its time against the full run's (measured rate x N)."""
     from astradup.catalog import Catalog
-    from astradup.dedup import live_ids, run_job
+    from astradup.dedup.job import live_ids, run_job
 
     cat = Catalog(cfg)
     real = list(cat.shards.load_features(list(info["real_ids"].values())).values())
@@ -558,7 +560,7 @@ def join_baseline(cfg, info: dict, seed: int, n: int = 100) -> dict:
     before this change: every candidate scored, the video's own rows excluded) and one batched
     self-join per 25 (``Searcher.join_indexed``, what the job's actors run). Same pairs expected."""
     from astradup.catalog import Catalog
-    from astradup.dedup import live_ids
+    from astradup.dedup.job import live_ids
     from astradup.search import Query, Searcher
 
     s = Searcher(cfg, Catalog(cfg))

@@ -82,8 +82,8 @@ def _write_report(cfg: Config, catalog, out_dir: str, log) -> dict[str, Any]:
     Ray: only the videos not joined before are searched), so the driver lets go of its vector store:
     a Milvus Lite file takes one process, here the job's worker. A report that fails is logged and
     reported, not fatal: the videos are indexed either way, and `astradup report` can make it again."""
-    from astradup.dedup import release_vectors
-    from astradup.report import write_report
+    from astradup.dedup.job import release_vectors
+    from astradup.report.write import write_report
 
     log(f"writing the duplicate report to {out_dir}")
     try:

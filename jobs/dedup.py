@@ -7,7 +7,7 @@ The same command runs on a laptop and on a cluster; only the addresses change::
         --data-dir /srv/astradup --shards s3://bucket/features --milvus-uri http://host:19530
 
 Pairs go to ``<data-dir>/dedup/parts/*.parquet`` with ``<data-dir>/dedup/manifest.jsonl`` (see
-``astradup/dedup.py``); ``astradup dedup``, ``astradup report`` and the service's review queue read
+``astradup/dedup/``); ``astradup dedup``, ``astradup report`` and the service's review queue read
 them. Submitting it again after a kill resumes (finished batches are skipped); after a backfill it
 joins only the new videos. Progress: one line per batch here, and the dashboard gauges
 ``ray_astradup_dedup_batches_done`` / ``_total``; the last line is ``DEDUP_SUMMARY {json}``.
@@ -26,7 +26,7 @@ PROG = "python -m jobs.dedup"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from astradup.dedup import DEFAULT_BATCH
+    from astradup.dedup.job import DEFAULT_BATCH
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", help="data dir (dedup output, reviews, Milvus Lite file, shards by default)")
@@ -58,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from astradup.dedup import run_job
+    from astradup.dedup.job import run_job
     from astradup.logs import setup_logging
 
     args = parse_args(argv)

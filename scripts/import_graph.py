@@ -11,7 +11,7 @@ Floors, bottom up (a module may import its own floor and any below):
   4 catalog    astradup.catalog, astradup.reviews
   5 search     astradup.search, astradup.pipeline (+ its decode_stage, embed_stage, write_stage),
                astradup.dedup, astradup.report, astradup.fingerprint, astradup.vpdq_search, astradup.demo_corpus
-  6 shells     astradup.cli, serve, jobs
+  6 shells     astradup.cli, astradup.commands, serve, jobs
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ FLOORS = [
     ("astradup.search", "astradup.pipeline", "astradup.decode_stage", "astradup.embed_stage", "astradup.write_stage",
      "astradup.dedup", "astradup.report", "astradup.fingerprint",
      "astradup.vpdq_search", "astradup.demo_corpus"),
-    ("astradup.cli", "astradup.__main__", "serve", "jobs"),
+    ("astradup.cli", "astradup.commands", "astradup.__main__", "serve", "jobs"),
 ]
 
 

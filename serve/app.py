@@ -26,7 +26,7 @@ from astradup.config import Config
 from astradup.config.paths import absolute_paths
 from astradup.features.placement import plan_embedder
 from astradup.errors import ConfigError
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve.embedding import FrameEmbedder
 from serve.gateway import Gateway
 from serve.hosts import BindRefused, check_bind

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from astradup.catalog import Catalog
 from astradup.config import Config
 from astradup.records import STATUS_OK
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve import state
 from serve.api_errors import ApiError, install_error_handlers, replica_answer
 from serve.guard import install_guard

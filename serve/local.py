@@ -13,7 +13,7 @@ from astradup.config import Config
 from astradup.config.paths import absolute_paths
 from astradup.errors import ConfigError
 from astradup.raystart import ensure_ray
-from astradup.store.vectors import is_lite_uri
+from astradup.uris import is_lite_uri
 from serve.app import APP_NAME, build, build_app, resolve
 from serve.hosts import BindRefused, check_bind
 from serve.settings import AppArgs, ServeSettings

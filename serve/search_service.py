@@ -345,7 +345,8 @@ class SearchService:
         ``astradup dedup`` writes them): a request never searches the library pair by pair. The list
         is cached until the job's manifest, the set of indexed videos or the verdicts change.
         """
-        from astradup.dedup import MANIFEST, dedup_dir, review_items
+        from astradup.dedup.results import review_items
+        from astradup.dedup.store import MANIFEST, dedup_dir
 
         t0 = time.time()
         status = self.catalog.shards.latest_status()

@@ -111,7 +111,7 @@ def _start(tmp_path_factory, s3_endpoint: str) -> Served:
     report = index([str(lib)], cfg, catalog=catalog)
     assert report.indexed == N_VIDEOS and not report.failed, report.summary()
     catalog.vectors.close()  # the search replica must be the one process holding the Lite file
-    from astradup.dedup import run_job
+    from astradup.dedup.job import run_job
 
     run_job(cfg)  # the review queue reads the dedup job's pairs (its one worker opens the Lite file)
     t_index = time.monotonic()

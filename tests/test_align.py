@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from astradup.config import SegmentConfig
-from astradup.match.align import Piece, align, align_pair, lines_motion, motion_agreement, query_steps
+from astradup.match.align import Piece, align, align_pair
+from astradup.match.motion import lines_motion, motion_agreement, query_steps
 
 CFG = SegmentConfig()
 RNG = np.random.default_rng(0)
@@ -236,3 +237,20 @@ def test_motion_of_many_lines_at_once_equals_the_definition_line_by_line():
     assert m > 0.8 > far
     # a span with no whole step in it
     assert lines_motion(s_emb, tq, ts, query_steps(q_emb, tq, 3.0, 4.0, 3), 3, 1.0, offsets)[1].sum() == 0
+
+
+def test_a_weakly_similar_short_copy_far_more_like_its_source_than_anything_else_is_lifted():
+    """Stacked edits leave a 4 s copy's frames only moderately like their source (0.6 here): relieved
+    of its length it still scores under min_score. Far more like its source than any other candidate
+    (background 0.02), distinct_lift raises it over; the same match that look-alikes share is not."""
+    import dataclasses
+
+    tq, ts, sim = _short_copy(value=0.6)
+    off = dataclasses.replace(CFG, distinct_lift=0.0)
+    none = np.zeros((0, 2))
+    pair = lambda cfg, bg: align_pair("q", "s", tq, ts, sim, none, none, None, cfg, background=bg)  # noqa: E731
+    assert pair(off, np.full(len(tq), 0.02)) == []  # relief alone is not enough
+    (m,) = pair(CFG, np.full(len(tq), 0.02))
+    assert (m.q_start, m.q_end) == (20.0, 24.0) and m.score >= CFG.min_score
+    assert pair(CFG, np.full(len(tq), 0.3)) == []  # 0.3 better than the rest: relieved, not lifted
+    assert pair(CFG, np.full(len(tq), 0.59)) == []  # a look-alike's match

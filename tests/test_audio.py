@@ -8,6 +8,8 @@ import pytest
 
 from astradup.config import AudioConfig
 from astradup.features import audio as A
+from astradup.features import chromaprint as C
+from astradup.features import mfcc as M
 from media import synth_music, synth_speech, write_wav
 
 SR = 11025
@@ -59,31 +61,31 @@ def _naive_similarity(a: np.ndarray, b: np.ndarray) -> float:
 def test_chromaprint_rate_matches_measurement():
     """hz is derived from Chromaprint's constants; check it against item counts of real runs."""
     durations = np.array([10.0, 20.0, 40.0])
-    counts = [len(A.chromaprint_ints(synth_music(d, SR, seed=3), SR)[0]) for d in durations]
+    counts = [len(C.chromaprint_ints(synth_music(d, SR, seed=3), SR)[0]) for d in durations]
     slope = np.polyfit(durations, counts, 1)[0]
-    _, hz = A.chromaprint_ints(synth_music(5, SR), SR)
+    _, hz = C.chromaprint_ints(synth_music(5, SR), SR)
     assert abs(slope - hz) < 0.05, (slope, hz)
     assert abs(hz - 8.0769) < 1e-3
     # Exact item count of a long signal pins the hop down (1366 would lose 2 items here).
     n = SR * 150
     noise = (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
-    k = len(A.chromaprint_ints(noise, SR)[0])
-    assert k == (n - A.CP_FRAME) // A.CP_HOP + 1 - (A.CP_ITEM_FRAMES - 1)
+    k = len(C.chromaprint_ints(noise, SR)[0])
+    assert k == (n - C.CP_FRAME) // C.CP_HOP + 1 - (C.CP_ITEM_FRAMES - 1)
 
 
 def test_chromaprint_ints_types_and_sample_rate_independence(music):
-    a, hz = A.chromaprint_ints(music, SR)
+    a, hz = C.chromaprint_ints(music, SR)
     assert a.dtype == np.uint32 and a.ndim == 1 and len(a) > 100
     assert 8.0 < hz < 8.2
     # The library resamples to 11025 Hz itself: the same audio given at 22050 Hz agrees.
     up = np.repeat(music, 2)  # crude 2x upsampling is plenty for a low-rate chroma fingerprint
-    b, _ = A.chromaprint_ints(up, 2 * SR)
-    assert A.chromaprint_similarity(a, b) > 0.9
+    b, _ = C.chromaprint_ints(up, 2 * SR)
+    assert C.chromaprint_similarity(a, b) > 0.9
 
 
 def test_identical_audio_similarity_is_one(music):
-    a, _ = A.chromaprint_ints(music, SR)
-    assert A.chromaprint_similarity(a, a.copy()) == 1.0
+    a, _ = C.chromaprint_ints(music, SR)
+    assert C.chromaprint_similarity(a, a.copy()) == 1.0
 
 
 @pytest.mark.parametrize("edit", ["noise", "minus6db", "mp3", "aac"])
@@ -92,26 +94,26 @@ def test_transformed_copy_keeps_high_similarity(music, speech, tmp_path, edit, k
     x = music if kind == "music" else speech
     y = {"noise": lambda: _noisy(x), "minus6db": lambda: _quieter(x),
          "mp3": lambda: _lossy(x, tmp_path, "libmp3lame"), "aac": lambda: _lossy(x, tmp_path, "aac")}[edit]()
-    a, _ = A.chromaprint_ints(x, SR)
-    b, _ = A.chromaprint_ints(y, SR)
-    assert A.chromaprint_similarity(a, b) > 0.8
+    a, _ = C.chromaprint_ints(x, SR)
+    b, _ = C.chromaprint_ints(y, SR)
+    assert C.chromaprint_similarity(a, b) > 0.8
 
 
 @pytest.mark.parametrize("gen", [synth_music, synth_speech])
 def test_unrelated_audio_is_near_chance(gen):
-    a, _ = A.chromaprint_ints(gen(20, SR, seed=1), SR)
-    b, _ = A.chromaprint_ints(gen(20, SR, seed=2), SR)
-    s = A.chromaprint_similarity(a, b)
+    a, _ = C.chromaprint_ints(gen(20, SR, seed=1), SR)
+    b, _ = C.chromaprint_ints(gen(20, SR, seed=2), SR)
+    s = C.chromaprint_similarity(a, b)
     assert 0.35 < s < 0.65, s
 
 
 def test_excerpt_is_found_inside_longer_track(music):
     """A 8 s excerpt starting 6 s in: the best offset lines it up, like a partial copy."""
-    a, hz = A.chromaprint_ints(music, SR)
-    b, _ = A.chromaprint_ints(music[6 * SR:14 * SR], SR)
-    assert A.chromaprint_similarity(a, b) > 0.9
+    a, hz = C.chromaprint_ints(music, SR)
+    b, _ = C.chromaprint_ints(music[6 * SR:14 * SR], SR)
+    assert C.chromaprint_similarity(a, b) > 0.9
     # Restricting offsets away from the true one (~6 s * hz items) loses the match.
-    assert A.chromaprint_similarity(a, b, max_offset=int(2 * hz)) < 0.7
+    assert C.chromaprint_similarity(a, b, max_offset=int(2 * hz)) < 0.7
 
 
 def test_similarity_matches_naive_loop():
@@ -120,19 +122,19 @@ def test_similarity_matches_naive_loop():
     b = np.concatenate([rng.integers(0, 2**32, 7, dtype=np.uint64).astype(np.uint32), a[5:30]])
     b[10] ^= np.uint32(0xFFFF)
     for x, y in [(a, b), (b, a), (a[:3], b), (a[:1], a[:1]), (a, a[:20])]:
-        assert A.chromaprint_similarity(x, y) == pytest.approx(_naive_similarity(x, y), abs=1e-9)
+        assert C.chromaprint_similarity(x, y) == pytest.approx(_naive_similarity(x, y), abs=1e-9)
 
 
 def test_similarity_of_empty_is_zero():
     a = np.arange(10, dtype=np.uint32)
-    assert A.chromaprint_similarity(a, np.zeros(0, np.uint32)) == 0.0
-    assert A.chromaprint_similarity(np.zeros(0, np.uint32), a) == 0.0
+    assert C.chromaprint_similarity(a, np.zeros(0, np.uint32)) == 0.0
+    assert C.chromaprint_similarity(np.zeros(0, np.uint32), a) == 0.0
 
 
 # --- MFCC windows --------------------------------------------------------------------------------
 
 def test_mfcc_windows_grid_and_shapes(music):
-    w, stats = A.mfcc_windows(music, SR, window=5.0, step=1.0, n_mfcc=13)
+    w, stats = M.mfcc_windows(music, SR, window=5.0, step=1.0, n_mfcc=13)
     assert w.dtype == np.float32 and stats.dtype == np.float32
     assert len(w) == 16 and stats.shape == (16, 26)  # starts 0..15 for 20 s
     np.testing.assert_allclose(w[:, 1] - w[:, 0], 5.0)
@@ -141,13 +143,13 @@ def test_mfcc_windows_grid_and_shapes(music):
 
 
 def test_short_clip_gives_one_window(music):
-    w, stats = A.mfcc_windows(music[: int(2.5 * SR)], SR, window=5.0, step=1.0, n_mfcc=13)
+    w, stats = M.mfcc_windows(music[: int(2.5 * SR)], SR, window=5.0, step=1.0, n_mfcc=13)
     assert w.shape == (1, 2) and w[0, 0] == 0.0 and w[0, 1] == pytest.approx(2.5, abs=1e-3)
     assert stats.shape == (1, 26) and np.isfinite(stats).all()
 
 
 def test_silence_has_no_nan():
-    w, stats = A.mfcc_windows(np.zeros(8 * SR, np.float32), SR, 5.0, 1.0, 13)
+    w, stats = M.mfcc_windows(np.zeros(8 * SR, np.float32), SR, 5.0, 1.0, 13)
     assert len(w) == 4 and np.isfinite(stats).all()
 
 
@@ -210,7 +212,7 @@ def test_audio_features_shapes(music):
     assert f["windows"].shape == (16, 2) and f["windows"].dtype == np.float32
     assert f["vectors"].shape == (16, A.vector_dim(13))
     assert f["chromaprint"].dtype == np.uint32 and len(f["chromaprint"]) > 100
-    assert f["chromaprint_hz"] == pytest.approx(A.CHROMAPRINT_HZ)
+    assert f["chromaprint_hz"] == pytest.approx(C.CHROMAPRINT_HZ)
     # A query step other than the config's.
     assert len(A.audio_features(music, SR, AudioConfig(), step=2.0)["windows"]) == 8
 

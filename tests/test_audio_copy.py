@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from astradup.config import AudioCopyConfig, FusionConfig, SegmentConfig, load_config
-from astradup.dedup import _partial_of, _with_all_columns, match_to_row, row_to_match
+from astradup.dedup.pairs import match_to_row, row_to_match, with_all_columns
+from astradup.dedup.results import partial_copies
 from astradup.errors import ConfigError
 from astradup.match.align import Piece
 from astradup.match.fusion import fuse
 from astradup.match.scoring import PairEvidence, audio_copy, pair_audio_copy
 from astradup.records import AudioCopy, SegmentMatch, VideoFeatures, VideoMatch
-from astradup.report import ReportData, render_html
+from astradup.report.data import ReportData
+from astradup.report.page import render_html
 
 CFG = AudioCopyConfig()
 
@@ -120,23 +122,23 @@ def test_pair_rows_round_trip_and_old_rows_have_no_flag():
     assert match_to_row("q", plain)["audio_copy"] is None and row_to_match(match_to_row("q", plain)) == plain
     old = {k: v for k, v in row.items() if k != "audio_copy"}  # a part written before the flag
     assert row_to_match(old).audio_copy is None
-    t = _with_all_columns(pa.Table.from_pylist([old]))
+    t = with_all_columns(pa.Table.from_pylist([old]))
     assert t.column_names[-1] == "audio_copy" and t.to_pylist()[0]["audio_copy"] is None
 
 
 def test_partial_copies_list_the_audio_copy_once():
-    listed = _partial_of("q", _flagged())
+    listed = partial_copies("q", _flagged())
     kinds = [type(sg).__name__ for _, sg in listed]
     assert kinds == ["AudioCopy", "SegmentMatch"]  # the sound-only segment is the audio copy itself
     assert listed[1][1].modalities == ("visual",)
     m = _flagged()
     unflagged = VideoMatch(m.source_id, m.source_uri, m.scores, m.fused, m.confidence, m.label, m.review,
                            (), m.segments)
-    assert [sg for _, sg in _partial_of("q", unflagged)] == list(m.segments)
+    assert [sg for _, sg in partial_copies("q", unflagged)] == list(m.segments)
 
 
 def test_report_shows_the_flag_in_partial_copies():
-    partial = _partial_of("q", _flagged())
+    partial = partial_copies("q", _flagged())
     data = ReportData("near-duplicate", [], [], {}, partial, {"q": "/v/q.mp4", "s": "/v/s.mp4"}, 2, "now")
     page = render_html(data)
     assert page.count('class="badge audio-copy"') == 1

@@ -12,10 +12,11 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup import dedup_groups, live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.results import dedup_groups
 from astradup.pipeline import index
 from astradup.records import AudioCopy
-from astradup.report import write_report
+from astradup.report.write import write_report
 from astradup.search import Searcher
 from tests.media import make_video
 

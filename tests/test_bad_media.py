@@ -19,10 +19,13 @@ import pytest
 
 from astradup.config import load_config
 from astradup.errors import MediaError
-from astradup.features.audio import StreamingAudioFeatures, audio_features
+from astradup.features.audio import audio_features
+from astradup.features.audio_stream import StreamingAudioFeatures
 from astradup.features.extract import add_embeddings, cpu_features, streamed_features
 from astradup.io.probe import probe
-from astradup.io.decode import STREAM_FRAMES, _decode_ffmpeg, decode_path, should_stream
+from astradup.io.decode import decode_path
+from astradup.io.frames import FFmpegReader
+from astradup.io.sampling import STREAM_FRAMES, should_stream
 from tests import bad_media
 from tests.bad_media import FAIL_REASONS, KINDS
 from tests.media import make_copy, make_video, synth_music
@@ -121,7 +124,7 @@ def test_rotated_video_comes_out_upright(tmp_path, cfg, degrees):
     upright = np.rot90(a, ccw // 90, axes=(1, 2))
     assert np.abs(b - upright).mean() < 4, degrees
     assert np.abs(b - a).mean() > 40  # the stored pixels really are sideways / upside down
-    ff = _decode_ffmpeg(str(rot), dec.timestamps, cfg.decode.fps, cfg.decode.frame_size).astype(np.int16)
+    ff = FFmpegReader(cfg.decode.fps).read(str(rot), dec.timestamps, cfg.decode.frame_size).astype(np.int16)
     assert np.abs(b - ff).mean() < 4
     if ccw in (90, 270):
         assert (dec.meta["width"], dec.meta["height"]) == (180, 320)

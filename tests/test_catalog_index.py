@@ -7,6 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import astradup.store.shard_names as shard_names
+import astradup.store.shard_writer as shard_writer
 import astradup.store.shards as shards_mod
 from astradup.config import load_config
 from astradup.errors import ConfigError
@@ -20,7 +22,7 @@ from tests.test_shards import assert_same, make_features
 def other_process(monkeypatch):
     """Writers of another process: their shards do not bump this process's generation counter,
     so a reader finds them only by listing, as it would across processes."""
-    monkeypatch.setattr(shards_mod, "_bump_generation", lambda root: None)
+    monkeypatch.setattr(shard_writer, "bump_generation", lambda root: None)
 
 
 def _delta(store: ShardStore, before: dict) -> dict:
@@ -28,7 +30,7 @@ def _delta(store: ShardStore, before: dict) -> dict:
 
 
 def test_lookups_read_only_the_row_groups_of_the_wanted_rows(tmp_path, monkeypatch):
-    monkeypatch.setattr(shards_mod, "_ROW_GROUP_BYTES", 1)  # one row per row group
+    monkeypatch.setattr(shard_writer, "ROW_GROUP_BYTES", 1)  # one row per row group
     writer = ShardStore(str(tmp_path))
     made = {}
     for s in range(3):
@@ -97,7 +99,7 @@ def test_an_unknown_id_forces_an_early_refresh(tmp_path, other_process):
     reader = ShardStore(str(tmp_path), refresh_s=600, full_list_s=600)
     assert set(reader.load_features(["a"])) == {"a"}
     writer.write_features([make_features("b", seed=2)])  # its vectors are in Milvus: search asks for it
-    time.sleep(shards_mod._MISS_REFRESH_S + 0.05)
+    time.sleep(shards_mod.MISS_REFRESH_S + 0.05)
     before = dict(reader.io)
     assert set(reader.load_features(["a"])) == {"a"}  # known ids never list
     assert _delta(reader, before)["lists"] == 0
@@ -121,10 +123,10 @@ def test_a_name_from_a_slow_clock_is_found(tmp_path, other_process, monkeypatch)
     look = ShardStore(str(tmp_path), refresh_s=0.05, full_list_s=600, lookback_s=30)
     late = ShardStore(str(tmp_path), refresh_s=0.05, full_list_s=3.0, lookback_s=0)
     assert set(look.load_features(["now"])) == set(late.load_features(["now"])) == {"now"}
-    real = shards_mod._now_us
-    monkeypatch.setattr(shards_mod, "_now_us", lambda: real() - 10_000_000)  # a clock 10 s slow
+    real = shard_names.now_us
+    monkeypatch.setattr(shard_names, "now_us", lambda: real() - 10_000_000)  # a clock 10 s slow
     writer.write_features([make_features("slow", seed=2)])
-    monkeypatch.setattr(shards_mod, "_now_us", real)
+    monkeypatch.setattr(shard_names, "now_us", real)
     time.sleep(0.3)
     # Within the look-back window: the next incremental refresh finds it.
     assert set(look.load_features(["slow"])) == {"slow"} and look.io["full_lists"] == 1

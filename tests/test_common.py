@@ -15,7 +15,8 @@ import pytest
 
 from astradup.catalog import Catalog, audio_vector_dim
 from astradup.config import load_config
-from astradup.dedup import read_pairs, run_job
+from astradup.dedup.job import run_job
+from astradup.dedup.store import read_pairs
 from astradup.errors import ConfigError
 from astradup.match.common import (COMMON_FRAMES, CommonSegment, common_rows, covering_videos, find_common,
                                    inside, intervals, mask_pair, merge_segments, source_rows, without_rows)
@@ -243,13 +244,13 @@ def test_dedup_job_pairs_only_the_real_copy(library):
 
 
 def test_cli_lists_each_common_segment_once_with_its_count():
-    from astradup.cli import _fmt_common
+    from astradup.commands.search import fmt_common
 
-    text = _fmt_common([CommonSegment(0.0, 4.5, 20, ("visual", "audio")), CommonSegment(30.0, 45.0, 9, ("audio",))])
+    text = fmt_common([CommonSegment(0.0, 4.5, 20, ("visual", "audio")), CommonSegment(30.0, 45.0, 9, ("audio",))])
     assert text.splitlines() == [
         "  common q 0.0-4.5 s: in 20 library videos (visual+audio), not counted as copying",
         "  common q 30.0-45.0 s: in 9 library videos (audio), not counted as copying"]
-    assert _fmt_common([]) == ""
+    assert fmt_common([]) == ""
 
 
 def test_batched_knn_finds_the_same_common_segments_and_prunes_the_sharers(library):

@@ -13,7 +13,8 @@ import pytest
 
 from astradup.catalog import Catalog
 from astradup.config import load_config
-from astradup.dedup import live_ids, read_pairs, run_job
+from astradup.dedup.job import live_ids, run_job
+from astradup.dedup.store import read_pairs
 from astradup.pipeline import index
 from astradup.search import Query, Searcher
 from tests.media import make_copy, make_video, run_ffmpeg

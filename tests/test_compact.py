@@ -11,10 +11,12 @@ import pytest
 from astradup.config import load_config
 from astradup.features.extract import cpu_features
 from astradup.io.decode import decode_path
-from astradup.store import shards as shards_mod
 from astradup.store.compact import (CODES_DIM, audio_mfcc_part, dequantise_rows, quantise_rows,
                                     rebuild_audio_vectors)
-from astradup.store.shards import FEATURES_SCHEMA, ShardStore
+from astradup.store.shard_names import now_us, part_name
+from astradup.store.shard_rows import feature_row
+from astradup.store.shard_schema import FEATURES_SCHEMA
+from astradup.store.shards import ShardStore
 from tests.media import make_video
 
 
@@ -82,12 +84,12 @@ def test_shards_written_in_the_first_layout_still_read(tmp_path, real_features):
     """Shards from before the compact layout (float32 embeddings and audio vectors) stay readable."""
     f = real_features
     store = ShardStore(str(tmp_path))
-    row = shards_mod._feature_row(f)
+    row = feature_row(f)
     row.update(embeddings=f.embeddings.reshape(-1), emb_q=None, audio_vectors=f.audio_vectors.reshape(-1),
-               audio_mfcc=None, indexed_at=shards_mod._now_us())
+               audio_mfcc=None, indexed_at=now_us())
     (tmp_path / "features").mkdir()
     pq.write_table(pa.Table.from_pylist([row], schema=FEATURES_SCHEMA),
-                   tmp_path / "features" / shards_mod._part_name(row["indexed_at"]))
+                   tmp_path / "features" / part_name(row["indexed_at"]))
     store.write_status([{"video_id": f.video_id, "uri": f.uri, "status": "ok", "error": "",
                          "size": None, "duration": None, "at": row["indexed_at"]}])
     g = store.load_features([f.video_id])[f.video_id]

@@ -33,7 +33,7 @@ from astradup.io.decode import decode_video
 from astradup.io.ids import content_id
 from astradup.records import STATUS_OK, VideoFeatures, VideoRef
 from astradup.search import Query, Searcher
-from astradup.store import shards as shards_mod
+from astradup.store import shard_names
 from astradup.store.shards import ShardStore
 from astradup.store.vectors import VectorStore
 from tests.media import SOURCES, make_video
@@ -64,7 +64,7 @@ def stored_rows(vectors, f: VideoFeatures) -> dict[str, int]:
     proj = getattr(vectors, "projection", None)
     g = proj.reduce(f) if proj is not None else f
     t = len(np.asarray(g.timestamps).reshape(-1))
-    phash = t if len(g.phash) and getattr(vectors, "phash_enabled", True) else 0  # none on Lite by default
+    phash = t if len(g.phash) and getattr(vectors, "phash_enabled", True) else 0  # none unless vectors.phash: on
     return {"frames": t, "phash": phash, "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
 
@@ -329,14 +329,14 @@ def test_collections_of_the_auto_id_layout_still_work_and_drop_all_rekeys_them(t
 # ------------------------------------------------------------------ Parquet shards, several writers
 
 def test_two_writers_drawing_the_same_shard_name_keep_both_files(tmp_path, monkeypatch):
-    real = shards_mod._part_name
+    real = shard_names.part_name
     clash = [0]
 
     def same_name_twice(us: int) -> str:
         clash[0] += 1  # the first two names drawn (one per writer) are the same; then real ones
         return "part-20260101T000000000000Z-0000abcd.parquet" if clash[0] <= 2 else real(us)
 
-    monkeypatch.setattr(shards_mod, "_part_name", same_name_twice)
+    monkeypatch.setattr(shard_names, "part_name", same_name_twice)
     a, b = ShardStore(str(tmp_path)), ShardStore(str(tmp_path))
     a.write_status([{"video_id": "x", "status": "ok", "uri": "a"}])
     b.write_status([{"video_id": "y", "status": "ok", "uri": "b"}])

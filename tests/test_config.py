@@ -138,6 +138,9 @@ def test_rules_across_keys_name_the_key_and_the_other_value():
         == "config: fusion.similar = 0.9 (ASTRADUP_FUSION__SIMILAR): must be <= near_duplicate (0.85)"
     assert _error({"ASTRADUP_SCORE__EMB_LO": "0.8"}) \
         == "config: score.emb_lo = 0.8 (ASTRADUP_SCORE__EMB_LO): must be below emb_hi (0.75)"
+    assert _error(overrides={"segments": {"distinct_sure": 0.4}}) \
+        == "config: segments.distinct_full = 0.45 (configs/default.yaml): must be below distinct_sure (0.4)"
+    assert load_config(None, {"segments": {"distinct_sure": 0.4, "distinct_lift": 0}}).segments.distinct_lift == 0
     assert _error(overrides={"fusion": {"visual": 0, "audio": 0, "metadata": 0}}).startswith(
         "config: fusion.visual = 0.0: all three weights are 0")
     assert _error({"ASTRADUP_SEARCH__TOP_K": "100"}).startswith(

@@ -13,6 +13,7 @@ from astradup.errors import MediaError
 from astradup.features.metadata import metadata_similarity
 from astradup.io.probe import probe
 from astradup.io import decode as D
+from astradup.io.frames import DecordReader, FFmpegReader
 from astradup.io.ids import content_id
 from media import BROKEN_KINDS, make_broken, make_copy, make_video, run_ffmpeg
 
@@ -74,13 +75,13 @@ def test_frames_follow_the_video_in_time(tmp_path):
     d = D.decode_path(str(path), DecodeConfig(fps=1.0, frame_size=32))
     levels = d.frames.reshape(len(d.frames), -1).mean(1)
     assert len(levels) == 5 and np.all(np.diff(levels) > 30), levels
-    f = D._decode_ffmpeg(str(path), d.timestamps, 1.0, 32)
+    f = FFmpegReader(1.0).read(str(path), d.timestamps, 32)
     np.testing.assert_allclose(f.reshape(len(f), -1).mean(1), levels, atol=6)
 
 
 def test_ffmpeg_fallback_matches_decord(good):
     d = D.decode_path(str(good), CFG)
-    f = D._decode_ffmpeg(str(good), d.timestamps, CFG.fps, CFG.frame_size)
+    f = FFmpegReader(CFG.fps).read(str(good), d.timestamps, CFG.frame_size)
     assert f.shape == d.frames.shape
     assert np.abs(f.astype(int) - d.frames.astype(int)).mean() < 8
 
@@ -88,15 +89,15 @@ def test_ffmpeg_fallback_matches_decord(good):
 def test_fallback_is_used_when_decord_fails(good, monkeypatch):
     def boom(*_a, **_k):
         raise RuntimeError("decord cannot read this")
-    monkeypatch.setattr(D, "_decode_decord", boom)
+    monkeypatch.setattr(DecordReader, "chunks", boom)
     d = D.decode_path(str(good), CFG)
     assert d.meta["decoder"] == "ffmpeg" and "decord cannot read" in d.meta["decord_error"]
     assert d.frames.shape == (6, 64, 64, 3)
 
 
 def test_no_frame_from_either_decoder_is_a_media_error(good, monkeypatch):
-    monkeypatch.setattr(D, "_decode_decord", lambda *a, **k: np.zeros((0, 64, 64, 3), np.uint8))
-    monkeypatch.setattr(D, "_decode_ffmpeg", lambda *a, **k: np.zeros((0, 64, 64, 3), np.uint8))
+    monkeypatch.setattr(DecordReader, "chunks", lambda *a, **k: iter(()))  # no frame
+    monkeypatch.setattr(FFmpegReader, "chunks", lambda *a, **k: iter(()))
     with pytest.raises(MediaError) as e:
         D.decode_path(str(good), CFG)
     assert str(good) in str(e.value) and "no decodable frame" in e.value.reason
@@ -118,7 +119,7 @@ def test_clip_shorter_than_one_period_gives_its_middle_frame(tmp_path):
     short = make_video(tmp_path / "short.mp4", seconds=0.4, fps=10, audio=None)
     d = D.decode_path(str(short), DecodeConfig(fps=1.0, frame_size=32))
     assert len(d.frames) == 1 and d.timestamps[0] == pytest.approx(0.2, abs=0.05)
-    assert len(D._decode_ffmpeg(str(short), d.timestamps, 1.0, 32)) == 1
+    assert len(FFmpegReader(1.0).read(str(short), d.timestamps, 32)) == 1
 
 
 def test_truncated_faststart_file_decodes_what_is_there(tmp_path):

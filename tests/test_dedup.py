@@ -1,4 +1,4 @@
-"""The dedup job (astradup/dedup.py, jobs/dedup.py): a generated corpus indexed through the real
+"""The dedup job (astradup/dedup/, jobs/dedup.py): a generated corpus indexed through the real
 pipeline, then the self-join on Ray Data actors (one, on the Milvus Lite file): the planted copies
 are found, a job killed after its first batch and re-run gives the same pairs, a video indexed
 later is the only one joined, a rejected verdict drops its pair, and the union-find holds many pairs."""
@@ -15,9 +15,11 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup import (Manifest, UnionFind, components, dedup_dir, dedup_groups, live_ids, read_pairs,
-                            release_vectors, review_items, run_job, write_part, match_to_row)
-from astradup.match.groups import connected_components
+from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.pairs import match_to_row
+from astradup.dedup.results import dedup_groups, review_items
+from astradup.dedup.store import Manifest, dedup_dir, read_pairs, write_part
+from astradup.match.groups import UnionFind, components
 from astradup.pipeline import index
 from astradup.records import SegmentMatch, VideoMatch
 from astradup.reviews import CONFIRMED, REJECTED, ReviewStore, Verdicts, pair_key
@@ -176,6 +178,28 @@ def test_review_queue_reads_the_jobs_low_confidence_pairs(tmp_path):
     assert [(i["query_id"], i["source_id"]) for i in review_items(cfg, live, Verdicts())] == [(v[0], v[1])]
 
 
+def _dict_components(pairs) -> list[list[str]]:
+    """A second, plain-dict union-find (the one match/groups.py had before the numpy one replaced it):
+    the oracle the numpy groups are checked against."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, list[str]] = {}
+    for x in parent:
+        groups.setdefault(find(x), []).append(x)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g[0]))
+
+
 def test_union_find_many_pairs():
     rng = np.random.default_rng(0)
     n, m = 2_000_000, 1_000_000
@@ -195,14 +219,14 @@ def test_union_find_many_pairs():
     r = uf.roots()
     assert len(set(r[:6].tolist())) == 1 and len(set(r[7:].tolist())) == 1 and r[6] == 6 and r[0] != r[7]
     assert uf.size[r[0]] == 6 and uf.size[r[7]] == 3
-    # string ids: the same groups as match.groups' dict-based components
+    # string ids: the same groups as a plain dict-based union-find
     pairs = [(f"v{x}", f"v{y}") for x, y in rng.integers(0, 300, (400, 2)).tolist() if x != y]
-    assert components([p[0] for p in pairs], [p[1] for p in pairs]) == connected_components(pairs)
+    assert components([p[0] for p in pairs], [p[1] for p in pairs]) == _dict_components(pairs)
     assert components([], []) == []
 
 
 def test_manifest_appends_and_ignores_a_line_torn_by_a_kill(tmp_path):
-    from astradup.dedup import MANIFEST
+    from astradup.dedup.store import MANIFEST
 
     m = Manifest.load(tmp_path)
     m.append(tmp_path, "b-1", {"ids": ["x"], "part": "parts/b-1.parquet"})

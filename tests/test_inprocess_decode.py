@@ -19,6 +19,7 @@ from astradup.config import DecodeConfig
 from astradup.errors import MediaError
 from astradup.io import probe as M
 from astradup.io import decode as D
+from astradup.io import pcm as P
 from astradup.records import VideoRef
 from tests import bad_media
 from tests.bad_media import FAIL_REASONS
@@ -110,8 +111,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("name", list(VALID))
 def test_fast_probe_equals_ffprobe(media, name):
     path = str(media[name])
-    ref = M._probe_ffprobe(path)
-    fast = M._probe_pyav(path)
+    ref = M.probe_ffprobe(path)
+    fast = M.probe_pyav(path)
     if VALID[name][1]:
         assert fast is not None, name
     if fast is not None:
@@ -120,19 +121,19 @@ def test_fast_probe_equals_ffprobe(media, name):
 
 
 def test_the_cases_that_matter_are_really_covered(media):
-    rot = {d: M._probe_pyav(str(media[f"rot{d}.mp4"])) for d in (90, 180, 270)}
+    rot = {d: M.probe_pyav(str(media[f"rot{d}.mp4"])) for d in (90, 180, 270)}
     assert {d: r["rotation"] for d, r in rot.items()} == {90: 90, 180: 180, 270: 270}
     assert (rot[90]["width"], rot[90]["height"]) == (180, 320)
-    assert M._probe_ffprobe(str(media["sei_rotation.mp4"]))["rotation"] == 0
-    vfr = M._probe_pyav(str(media["vfr.mp4"]))
+    assert M.probe_ffprobe(str(media["sei_rotation.mp4"]))["rotation"] == 0
+    vfr = M.probe_pyav(str(media["vfr.mp4"]))
     assert vfr["duration"] == 5.534  # ffprobe 5.1's reading; PyAV's own FFmpeg says 5.533333
-    plain = M._probe_pyav(str(media["plain.mp4"]))
+    plain = M.probe_pyav(str(media["plain.mp4"]))
     assert plain["acodec"] == "aac" and plain["fps"] == pytest.approx(29.97) and plain["bit_rate"] > 0
 
 
 def test_cover_art_alone_is_not_a_video(tmp_path):
     path = str(_audio_with_cover(tmp_path / "song.m4a"))
-    assert M._probe_pyav(path) is None
+    assert M.probe_pyav(path) is None
     with pytest.raises(MediaError) as ei:
         M.probe(path)
     assert "no video stream" in ei.value.reason
@@ -142,7 +143,7 @@ def test_cover_art_alone_is_not_a_video(tmp_path):
 def test_bad_files_keep_ffprobes_reason(tmp_path, kind):
     path = str(bad_media.make(kind, tmp_path))
     if kind != "zero_byte":
-        assert M._probe_pyav(path) is None
+        assert M.probe_pyav(path) is None
     with pytest.raises(MediaError) as ei:
         M.probe(path)
     assert FAIL_REASONS[kind] in ei.value.reason
@@ -150,22 +151,22 @@ def test_bad_files_keep_ffprobes_reason(tmp_path, kind):
 
 def test_probe_without_or_with_a_broken_pyav_asks_ffprobe(media, monkeypatch):
     path = str(media["plain.mp4"])
-    ref = M._probe_ffprobe(path)
+    ref = M.probe_ffprobe(path)
     with monkeypatch.context() as mp:
         mp.setitem(sys.modules, "av", None)  # import av -> ImportError
-        assert M._probe_pyav(path) is None and M.probe(path) == ref
+        assert M.probe_pyav(path) is None and M.probe(path) == ref
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(M, "_describe_pyav", boom)
-    assert M._probe_pyav(path) is None and M.probe(path) == ref
+    assert M.probe_pyav(path) is None and M.probe(path) == ref
 
 
 # --- audio ----------------------------------------------------------------------------------------
 
 def _pipe(path, seconds, max_seconds=0.0):
-    return D._AudioJob(str(path), SR, seconds, max_seconds).result()
+    return P.AudioPipe(str(path), SR, seconds, max_seconds).result()
 
 
 AUDIO = ["plain.mp4", "stereo48k.mp4", "mkv_as.mp4", "webm_as.mp4", "mp4_as.avi", "rot90.mp4"]
@@ -175,7 +176,7 @@ AUDIO = ["plain.mp4", "stereo48k.mp4", "mkv_as.mp4", "webm_as.mp4", "mp4_as.avi"
 def test_in_process_audio_equals_the_pipe(media, name):
     meta = M.probe(str(media[name]))
     ref = _pipe(media[name], meta["duration"])
-    got = D._pcm_in_process(str(media[name]), SR, meta["duration"], 0.0)
+    got = P.pcm_in_process(str(media[name]), SR, meta["duration"], 0.0)
     # Same decoder and resampler: measured equal length and at most ~2e-7 apart (float rounding).
     assert got.dtype == np.float32 and got.ndim == 1 and len(got) == len(ref)
     assert np.abs(got - ref).max() < 1e-5
@@ -188,23 +189,23 @@ def test_max_seconds_cuts_where_ffmpeg_t_cuts(media, name, max_seconds):
     meta = M.probe(str(media[name]))
     ref = _pipe(media[name], meta["duration"], max_seconds)
     assert len(ref) < meta["duration"] * SR - SR // 2  # a real cut
-    got = D._decode_pcm(str(media[name]), SR, meta["duration"], max_seconds)
+    got = P.decode_pcm(str(media[name]), SR, meta["duration"], max_seconds)
     assert len(got) == len(ref) and np.abs(got - ref).max() < 1e-5
     if name.endswith("as.mp4"):
         # Matroska's millisecond timestamps: ffmpeg -t cuts a few samples off the count, so the
         # in-process decoder refuses to guess and the pipe makes the cut.
         with pytest.raises(RuntimeError):
-            D._pcm_in_process(str(media[name]), SR, meta["duration"], max_seconds)
+            P.pcm_in_process(str(media[name]), SR, meta["duration"], max_seconds)
     else:
-        assert len(D._pcm_in_process(str(media[name]), SR, meta["duration"], max_seconds)) == len(ref)
+        assert len(P.pcm_in_process(str(media[name]), SR, meta["duration"], max_seconds)) == len(ref)
 
 
 class _Spy:
-    """Counts _AudioJob starts (the ffmpeg pipe) while delegating to the real one."""
+    """Counts AudioPipe starts (the ffmpeg pipe) while delegating to the real one."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = D._AudioJob
+        real = P.AudioPipe
         spy = self
 
         class Job(real):
@@ -212,7 +213,7 @@ class _Spy:
                 spy.calls += 1
                 super().__init__(*a, **k)
 
-        monkeypatch.setattr(D, "_AudioJob", Job)
+        monkeypatch.setattr(P, "AudioPipe", Job)
 
 
 def _decode(path, cfg):
@@ -223,10 +224,10 @@ def _decode(path, cfg):
 def test_decode_video_uses_no_pipe_and_gives_the_same_result(media, monkeypatch, max_seconds):
     cfg = DecodeConfig(fps=1.0, frame_size=64, sample_rate=SR, max_seconds=max_seconds)
     path = media["stereo48k.mp4"]
-    monkeypatch.setattr(D, "INPROCESS_AUDIO", False)
+    monkeypatch.setattr(P, "INPROCESS_AUDIO", False)
     monkeypatch.setattr(M, "PYAV_PROBE", False)
     ref = _decode(path, cfg)
-    monkeypatch.setattr(D, "INPROCESS_AUDIO", True)
+    monkeypatch.setattr(P, "INPROCESS_AUDIO", True)
     monkeypatch.setattr(M, "PYAV_PROBE", True)
     spy = _Spy(monkeypatch)
     got = _decode(path, cfg)
@@ -252,7 +253,7 @@ def test_pipe_takes_over_when_pyav_fails(media, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(D, "_pcm_in_process", boom)
+    monkeypatch.setattr(P, "pcm_in_process", boom)
     got = D.decode_video(str(path), VideoRef("x", str(path), 0), cfg, meta=meta)
     assert spy.calls == 2 and np.abs(got.audio - ref.audio).max() < 1e-5
 
@@ -264,7 +265,7 @@ def test_long_tracks_and_decode_audio(media, monkeypatch):
     spy = _Spy(monkeypatch)
     audio = D.decode_audio(str(path), SR)
     assert spy.calls == 0 and len(audio) == len(ref) and np.abs(audio - ref).max() < 1e-5
-    monkeypatch.setattr(D, "INPROCESS_AUDIO_MAX_S", 1.0)  # "long": back to the pipe, beside the frames
+    monkeypatch.setattr(P, "INPROCESS_AUDIO_MAX_S", 1.0)  # "long": back to the pipe, beside the frames
     got = _decode(path, cfg)
     assert spy.calls == 1 and len(got.audio) == len(ref)
     assert D.decode_audio(str(path), SR) is not None and spy.calls == 2
@@ -279,7 +280,7 @@ def test_broken_audio_stays_non_fatal(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(D, "_pcm_in_process", boom)
+    monkeypatch.setattr(P, "pcm_in_process", boom)
     meta = dict(M.probe(str(path)))
     got = D.decode_video(str(path), VideoRef("x", str(path), 0), cfg, meta={**meta, "has_audio": True})
     assert got.audio is not None  # the pipe still delivers

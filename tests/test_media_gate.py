@@ -17,6 +17,9 @@ from astradup.config import DecodeConfig
 from astradup.errors import MediaError
 from astradup.io.probe import probe
 from astradup.io import decode as D
+from astradup.io.frames import DecordReader, FFmpegReader, PyAVReader
+from astradup.io.pcm import AudioPipe
+from astradup.io.sampling import sample_times
 from astradup.io.gate import Container, Deadline, admit, confirm_guess, decord_reader, sniff
 from astradup.records import VideoRef
 from tests.media import make_broken, make_video, run_ffmpeg
@@ -203,20 +206,20 @@ def test_frame_rate_and_pixel_limits_come_from_the_config(tmp_path):
 def test_a_decode_stops_at_its_time_budget(tmp_path, decoder):
     """Every reader gives up at the deadline instead of finishing the file."""
     v = make_video(tmp_path / "long.mp4", seconds=40, size=(320, 240), fps=30)
-    times = D.sample_times(40.0, 1.0)
+    times = sample_times(40.0, 1.0)
     deadline = Deadline(0.05, str(v))
     t0 = time.monotonic()
     with pytest.raises(MediaError, match="budget of 0.05 s"):
         if decoder == "decord":
-            D._decode_decord(str(v), times, 64, deadline=deadline)
+            DecordReader().read(str(v), times, 64, deadline=deadline)
         elif decoder == "pyav_fast":
-            D._decode_pyav(str(v), times, 64, deadline=deadline)
+            PyAVReader().read(str(v), times, 64, deadline=deadline)
         elif decoder == "ffmpeg":
             time.sleep(0.06)
-            D._decode_ffmpeg(str(v), times, 1.0, 64, deadline)
+            FFmpegReader(1.0).read(str(v), times, 64, deadline)
         else:
             time.sleep(0.06)
-            D._AudioJob(str(v), 11025, 40.0, 0.0, deadline=deadline).result()
+            AudioPipe(str(v), 11025, 40.0, 0.0, deadline=deadline).result()
     assert time.monotonic() - t0 < 5.0
 
 

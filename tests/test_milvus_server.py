@@ -14,6 +14,7 @@ from astradup.catalog import Catalog
 from astradup.config import load_config
 from astradup.pipeline import index
 from astradup.search import Searcher
+from astradup.store.vectors import VectorStore
 from tests.media import make_copy, make_video
 from tests.milvus_harness import milvus_server
 
@@ -35,16 +36,19 @@ def indexed(milvus_uri, tmp_path_factory):
     make_video(lib / "c.mp4", seconds=8, size=(320, 240), source="boxes", audio="noise", seed=3)
     q = make_copy(a, queries / "a_copy.mp4", vf="scale=240:180", crf=30)
     over = {"data_dir": str(root / "data"), "pipeline": {"dashboard": False, "decode_concurrency": 1}}
-    server_cfg = load_config(overrides={**over, "milvus_uri": milvus_uri})
-    # pHash codes in Lite too (vectors.phash: on), so that both pHash searches can be compared.
+    # pHash codes in Milvus on both (vectors.phash: on; the default makes no pHash collection), so
+    # that the server's binary layout is checked and both pHash searches can be compared.
+    server_cfg = load_config(overrides={**over, "milvus_uri": milvus_uri, "vectors": {"phash": "on"}})
     lite_cfg = load_config(overrides={**over, "data_dir": str(root / "lite"), "vectors": {"phash": "on"}})
     reports = {"server": index([str(lib)], server_cfg), "lite": index([str(lib)], lite_cfg)}
-    return {"server": server_cfg, "lite": lite_cfg, "reports": reports, "lib": lib, "query": q}
+    server_default = load_config(overrides={**over, "milvus_uri": milvus_uri})
+    return {"server": server_cfg, "lite": lite_cfg, "reports": reports, "lib": lib, "query": q,
+            "server_default": server_default}
 
 
 def test_phash_is_binary_hamming_on_the_server(indexed):
     vs = Catalog(indexed["server"]).vectors
-    assert not vs.lite and vs._phash_binary
+    assert not vs.lite and vs.phash_binary
     fields = {f["name"]: f["type"] for f in vs.client.describe_collection(vs.phash)["fields"]}
     assert fields["code"] == DataType.BINARY_VECTOR
     idx = vs.client.describe_index(vs.phash, "code")
@@ -78,6 +82,29 @@ def test_search_finds_the_copy_through_the_server(indexed):
     query, matches = Searcher(indexed["server"]).search_file(str(indexed["query"]))
     assert matches and matches[0].source_uri.endswith("a.mp4")
     assert matches[0].label in ("duplicate", "near-duplicate"), matches[0]
+
+
+def test_by_default_no_phash_collection_is_made_and_an_earlier_one_is_left_alone(indexed, milvus_uri):
+    on = Catalog(indexed["server"]).vectors
+    codes = on.count()["phash"]
+    assert codes > 0 and on.phash_enabled
+    on.close()
+    fresh = VectorStore(milvus_uri, prefix="nophash", visual_dim=8, audio_dim=4)
+    try:
+        assert not fresh.phash_enabled and fresh.phash not in fresh.client.list_collections()
+        assert fresh.count() == {"frames": 0, "phash": 0, "audio": 0}
+    finally:
+        for name in (fresh.frames, fresh.audio):
+            fresh.client.drop_collection(name)
+        fresh.close()
+    # The same collections opened with the default: the pHash collection indexed earlier stays
+    # as it was (readable, not written, not counted) until `reindex` drops it.
+    vs = Catalog(indexed["server_default"]).vectors
+    assert not vs.phash_enabled and vs.phash in vs.client.list_collections()
+    assert vs.count()["phash"] == 0
+    left = vs.client.query(vs.phash, filter="", output_fields=["count(*)"], consistency_level="Strong")
+    assert int(left[0]["count(*)"]) == codes
+    vs.close()
 
 
 def test_reindex_adds_nothing_and_delete_works_on_the_server(indexed):

@@ -12,6 +12,8 @@ import pytest
 from astradup.config import DecodeConfig, EmbedderConfig, load_config
 from astradup.errors import ConfigError
 from astradup.io import decode as D
+from astradup.io import frames as F
+from astradup.io.sampling import sample_times
 from tests import bad_media
 from tests.media import make_video, run_ffmpeg
 
@@ -52,24 +54,24 @@ def test_nothing_skipped_is_decords_picture(bframes):
     """With skipping off the sampler picks decord's very frames; what is left is the scaler's
     rounding (0.014 grey levels on the natural dev20 clips, ~1.5 on this synthetic picture)."""
     ref = D.decode_path(str(bframes), DECORD)
-    plain = D._decode_pyav(str(bframes), ref.timestamps, 64, skip_frame=None, skip_loop_filter=False)
+    plain = F.PyAVReader(skip_frame=None, skip_loop_filter=False).read(str(bframes), ref.timestamps, 64)
     assert plain.shape == ref.frames.shape
     assert _mad(plain, ref.frames) < 2.5
     # The skipped pictures: further from decord's than the plain decode, still close.
-    fast = D._decode_pyav(str(bframes), ref.timestamps, 64)
+    fast = F.PyAVReader().read(str(bframes), ref.timestamps, 64)
     assert _mad(plain, ref.frames) < _mad(fast, ref.frames) < 4
 
 
 def test_skipping_is_active_and_stops_after_the_last_sample(bframes):
-    times = D.sample_times(8.0, 1.0)
+    times = sample_times(8.0, 1.0)
     fast, plain = {}, {}
-    D._decode_pyav(str(bframes), times, 64, stats=fast)
-    D._decode_pyav(str(bframes), times, 64, skip_frame=None, skip_loop_filter=False, stats=plain)
+    F.PyAVReader(stats=fast).read(str(bframes), times, 64)
+    F.PyAVReader(skip_frame=None, skip_loop_filter=False, stats=plain).read(str(bframes), times, 64)
     # Measured 95 of 191 pictures decoded (every non-reference B-frame left out) against 189.
     assert fast["decoded"] < 0.7 * fast["packets"]
     assert plain["decoded"] >= plain["packets"] - 3  # the decoder's delay: a few still inside
     # Only the first 2.5 s are needed: decoding stops well before the 200 packets of the file.
-    D._decode_pyav(str(bframes), times[:2], 64, stats=fast)
+    F.PyAVReader(stats=fast).read(str(bframes), times[:2], 64)
     assert fast["packets"] < 100
 
 
@@ -142,17 +144,17 @@ def test_fallback_to_decord_when_pyav_fails(bframes, monkeypatch):
         raise RuntimeError("PyAV cannot read this\nsecond line")
         yield  # a generator, as the real one
 
-    monkeypatch.setattr(D, "pyav_samples", boom)
+    monkeypatch.setattr(F, "pyav_samples", boom)
     d = D.decode_path(str(bframes), FAST)
     assert d.meta["decoder"] == "decord" and d.meta["pyav_error"] == "PyAV cannot read this"
     np.testing.assert_array_equal(d.frames, ref.frames)
     # Zero frames from PyAV: decord too, no error to record.
-    monkeypatch.setattr(D, "_decode_pyav", lambda *a, **k: np.zeros((0, 64, 64, 3), np.uint8))
+    monkeypatch.setattr(F.PyAVReader, "chunks", lambda *a, **k: iter(()))
     d = D.decode_path(str(bframes), FAST)
     assert d.meta["decoder"] == "decord" and "pyav_error" not in d.meta
     np.testing.assert_array_equal(d.frames, ref.frames)
     # Both failing: the ffmpeg pipe, as before.
-    monkeypatch.setattr(D, "_decode_decord", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("decord too")))
+    monkeypatch.setattr(F.DecordReader, "chunks", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("decord too")))
     d = D.decode_path(str(bframes), FAST)
     assert d.meta["decoder"] == "ffmpeg" and d.meta["decord_error"] == "decord too"
     assert len(d.frames) == 8
@@ -178,7 +180,7 @@ def test_streamed_decode_uses_pyav(bframes):
 
 def test_streamed_decode_hands_over_to_decord_part_way(bframes, monkeypatch):
     """PyAV failing after two chunks: decord carries on from the first frame not delivered."""
-    real = D._iter_pyav
+    real = F.PyAVReader.chunks
     ref = D.decode_path(str(bframes), DECORD)
 
     def two_then_boom(*a, **k):
@@ -187,7 +189,7 @@ def test_streamed_decode_hands_over_to_decord_part_way(bframes, monkeypatch):
                 raise RuntimeError("damaged GOP")
             yield block
 
-    monkeypatch.setattr(D, "_iter_pyav", two_then_boom)
+    monkeypatch.setattr(F.PyAVReader, "chunks", two_then_boom)
     chunks: list[np.ndarray] = []
     meta = D.decode_streamed(str(bframes), FAST, lambda t, f: chunks.append(f.copy()), None, chunk=3)
     assert meta["decoder"] == "pyav_fast+decord" and meta["pyav_error"] == "damaged GOP"

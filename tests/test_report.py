@@ -20,8 +20,10 @@ from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.pipeline import index
 from astradup.records import SegmentMatch, VideoMatch
-from astradup.report import (CSV_FIELDS, PairEntry, ReportData, VideoEntry, make_thumbs, normalise_label, render_html,
-                             thumb_times)
+from astradup.report.data import PairEntry, ReportData, VideoEntry, normalise_label
+from astradup.report.page import render_html
+from astradup.report.table import CSV_FIELDS
+from astradup.report.thumbs import make_thumbs, thumb_times
 from tests.media import make_copy, make_video
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,7 +49,7 @@ def corpus(tmp_path_factory):
     cfg = load_config(overrides={"data_dir": str(root / "data"),
                                  "pipeline": {"dashboard": False, "decode_concurrency": 1}})
     from astradup.catalog import Catalog
-    from astradup.dedup import release_vectors
+    from astradup.dedup.job import release_vectors
 
     catalog = Catalog(cfg)
     rep = index([str(lib)], cfg, catalog=catalog)

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
-from astradup.store.shards import FEATURES_SCHEMA, STATUS_SCHEMA, ShardStore
+from astradup.store.shard_schema import FEATURES_SCHEMA, STATUS_SCHEMA
+from astradup.store.shards import ShardStore
 
 
 def make_features(vid: str, seed: int = 0, t: int = 7, d: int = 16, w: int = 4, da: int = 8) -> VideoFeatures:
@@ -237,15 +238,15 @@ def _status_files(root) -> list[str]:
 @pytest.fixture
 def quarantine_log(monkeypatch):
     """Every 'shard quarantined' record, whatever handlers the logging setup left on the logger."""
-    import astradup.store.shards as shards_mod
+    import astradup.store.shard_quarantine as quarantine_mod
 
     seen: list[str] = []
-    real = shards_mod.log.error
+    real = quarantine_mod.log.error
 
     def record(msg, *args, **kw):
         seen.append(msg % args)
         real(msg, *args, **kw)
-    monkeypatch.setattr(shards_mod.log, "error", record)
+    monkeypatch.setattr(quarantine_mod.log, "error", record)
     return seen
 
 
@@ -330,16 +331,16 @@ def test_reindex_report_names_the_quarantined_shards_and_what_to_run(tmp_path, c
     their videos come back (exit 1, so a scheduled rebuild does not pass for complete)."""
     from types import SimpleNamespace
 
-    from astradup.cli import _report_quarantine
+    from astradup.commands.library import report_quarantine
 
     store = ShardStore(str(tmp_path))
     bad = store.write_features([make_features("v1"), make_features("v2")])
     store.write_features([make_features("v3")])
-    assert _report_quarantine(SimpleNamespace(shards=store)) == 0
+    assert report_quarantine(SimpleNamespace(shards=store)) == 0
     _truncate(bad)
     fresh = ShardStore(str(tmp_path))
     assert [f.video_id for b in fresh.iter_features() for f in b] == ["v3"]  # what reindex upserts
-    assert _report_quarantine(SimpleNamespace(shards=fresh)) == 1
+    assert report_quarantine(SimpleNamespace(shards=fresh)) == 1
     err = capsys.readouterr().err
     assert bad in err and "2 indexed video(s) lost" in err and "astradup index" in err
     assert os.path.exists(bad)

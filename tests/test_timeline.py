@@ -10,8 +10,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from astradup.records import SegmentMatch, VideoMatch
-from astradup.report import (PairEntry, ReportData, VideoEntry, make_thumbs, moment_time, plan_moments,
-                             render_html)
+from astradup.report.data import PairEntry, ReportData, VideoEntry
+from astradup.report.page import render_html
+from astradup.report.thumbs import make_thumbs, moment_time, plan_moments
 from astradup.timeline import MAX_DRAWN, MIN_WIDTH_PX, PALETTE, Span, moments, timeline_svg
 from tests.media import make_video
 

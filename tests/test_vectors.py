@@ -10,7 +10,9 @@ import pytest
 
 from astradup.errors import ConfigError
 from astradup.records import VideoFeatures
-from astradup.store.vectors import VectorStore, is_lite_uri, unpack_bits
+from astradup.store.milvus_collections import unpack_bits
+from astradup.store.vectors import VectorStore
+from astradup.uris import is_lite_uri
 
 D, DA = 16, 8
 

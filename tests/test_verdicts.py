@@ -15,7 +15,7 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup import live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, release_vectors, run_job
 from astradup.errors import AstraDupError
 from astradup.pipeline import index
 from astradup.records import SegmentMatch, VideoMatch
@@ -110,7 +110,7 @@ def _cli(capsys, *argv: str) -> str:
 def test_the_corpus_has_both_pairs_without_verdicts(corpus):
     """Without the verdicts both pairs are grouped: what the other tests see missing, a verdict removed."""
     cfg, ids = corpus["cfg"], corpus["ids"]
-    from astradup.dedup import dedup_groups
+    from astradup.dedup.results import dedup_groups
 
     groups, best, _, _ = dedup_groups(cfg, "near-duplicate", run=False, verdicts=Verdicts())
     assert {frozenset(g) for g in groups} >= {frozenset({ids["a.mp4"], ids["a_reencode.mp4"]}),

@@ -14,8 +14,10 @@ import pytest
 from astradup.io.vpdq_file import HashFileError, VpdqHashes, format_vpdq, frame_numbers, parse_vpdq
 from astradup.match import vpdq_match as vm
 from astradup.records import VideoFeatures
-from astradup.store import shards as shards_mod
-from astradup.store.shards import FEATURES_SCHEMA, ShardStore
+from astradup.store.shard_names import now_us, part_name
+from astradup.store.shard_rows import feature_row
+from astradup.store.shard_schema import FEATURES_SCHEMA
+from astradup.store.shards import ShardStore
 
 RNG = np.random.default_rng(7)
 
@@ -151,10 +153,10 @@ def test_pdq_round_trips_and_an_old_shard_without_it_reads_as_missing(tmp_path):
     np.testing.assert_array_equal(got.pdq_quality, new.pdq_quality)
     # A shard as written before PDQ existed: no pdq columns at all.
     old = _features("b" * 32)
-    row = shards_mod._feature_row(old)
-    row.update(indexed_at=shards_mod._now_us())
+    row = feature_row(old)
+    row.update(indexed_at=now_us())
     schema = pa.schema([f for f in FEATURES_SCHEMA if f.name not in ("pdq", "pdq_quality")])
-    path = tmp_path / "features" / shards_mod._part_name(row["indexed_at"])
+    path = tmp_path / "features" / part_name(row["indexed_at"])
     pq.write_table(pa.Table.from_pylist([{k: row[k] for k in schema.names}], schema=schema), path)
     store.write_status([{"video_id": old.video_id, "uri": old.uri, "status": "ok", "error": "", "size": None,
                          "duration": None, "at": row["indexed_at"]}])

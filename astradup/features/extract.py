@@ -14,7 +14,8 @@ import numpy as np
 from typing import Any
 
 from astradup.config import Config
-from astradup.features.audio import StreamingAudioFeatures, audio_features
+from astradup.features.audio import audio_features
+from astradup.features.audio_stream import StreamingAudioFeatures
 from astradup.features.pdq import pdq_frames
 from astradup.features.phash import phash_frames
 from astradup.records import Decoded, VideoFeatures, VideoRef
@@ -88,7 +89,8 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
     The result equals ``add_embeddings(cpu_features(decode_video(...)), ...)`` within float noise
     (tests/test_bad_media.py checks it on a clip streamed in small chunks).
     """
-    from astradup.io.decode import STREAM_CHUNK, decode_streamed
+    from astradup.io.decode import decode_streamed
+    from astradup.io.sampling import STREAM_CHUNK
 
     ts: list[np.ndarray] = []
     ph: list[np.ndarray] = []

@@ -17,10 +17,11 @@ import os
 import re
 import struct
 import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from astradup.errors import MediaError
 from astradup.io.gate import Admitted, admit
+from astradup.io.mp4_boxes import looks_like_mp4, mvhd_duration_us
 
 FFPROBE_TIMEOUT_S = 60.0
 
@@ -75,16 +76,6 @@ def _clean_ffprobe_message(stderr: str, path: str) -> str:
     return lines[0] if len(lines) == 1 else f"{lines[0]}; {lines[-1]}"
 
 
-def _looks_like_mp4(path: str) -> bool:
-    """ISO-BMFF files start with a box whose type is 'ftyp' at byte 4."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
-    return len(head) >= 8 and head[4:8] == b"ftyp"
-
-
 def _rotation(stream: dict[str, Any]) -> int:
     """Display rotation in degrees, counter-clockwise as ffprobe's display matrix gives it, in 0..359.
 
@@ -113,7 +104,7 @@ def _run_ffprobe(gated: Admitted) -> dict[str, Any]:
         info = {}
     if proc.returncode != 0 or not info.get("format"):
         msg = _clean_ffprobe_message(stderr, path)
-        if "moov atom not found" in stderr and _looks_like_mp4(path):
+        if "moov atom not found" in stderr and looks_like_mp4(path):
             raise MediaError(path, f"truncated or incomplete MP4 (ffprobe: {msg})")
         raise MediaError(path, f"not a media file (ffprobe: {msg})")
     return info
@@ -129,15 +120,15 @@ def probe(path: str) -> dict[str, Any]:
     if os.path.getsize(path) == 0:
         raise MediaError(path, "empty file (0 bytes)")
     gated = admit(path)  # every reader below opens the file through the gate's forced demuxer
-    meta = _probe_pyav(gated) if PYAV_PROBE else None
-    return meta if meta is not None else _probe_ffprobe(gated)
+    meta = probe_pyav(gated) if PYAV_PROBE else None
+    return meta if meta is not None else probe_ffprobe(gated)
 
 
 def _gated(path: str | Admitted) -> Admitted:
     return path if isinstance(path, Admitted) else admit(path)
 
 
-def _probe_ffprobe(path: str | Admitted) -> dict[str, Any]:
+def probe_ffprobe(path: str | Admitted) -> dict[str, Any]:
     """probe()'s dict from ffprobe's JSON: the reference, and the only path that raises."""
     gated = _gated(path)
     path = gated.path
@@ -228,7 +219,7 @@ def _fmt_seconds(ts: int, num: int, den: int) -> float:
     return float("%f" % (ts * (num / den)))
 
 
-def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
+def probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
     """probe()'s dict read in-process through PyAV, or None when ffprobe must answer instead.
 
     None is the answer to anything unexpected: PyAV missing, an error of any kind, a container,
@@ -248,8 +239,8 @@ def _probe_pyav(path: str | Admitted) -> dict[str, Any] | None:
 
 def pyav_video_stream(c: Any, av: Any) -> Any | None:
     """The first video stream of an open PyAV container that is not cover art (an attached
-    picture, as _probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
-    frame sampler (io/decode.py) decodes."""
+    picture, as probe_ffprobe leaves out), or None: the stream probe() describes and the PyAV
+    frame sampler (io/pyav_sampler.py) decodes."""
     cover = int(av.stream.Disposition.attached_pic)
     return next((s for s in c.streams.video if not int(s.disposition) & cover), None)
 
@@ -307,7 +298,7 @@ def _reference_timing(c: Any, container: str, path: str, size: int) -> tuple[int
     if ours is None or ours <= 0:
         return None, None  # no container duration: ffprobe's fallback to the stream's is its call
     if container == "mov,mp4,m4a,3gp,3g2,mj2":
-        ref = _mvhd_duration_us(path)
+        ref = mvhd_duration_us(path)
         # A reference far from PyAV's reading means something this code does not model: ask ffprobe.
         if ref is None or ref <= 0 or abs(ref - ours) > 500_000:
             return None, None
@@ -321,67 +312,6 @@ def _reference_timing(c: Any, container: str, path: str, size: int) -> tuple[int
 def _size_bit_rate(size: int, duration_us: int) -> int:
     """libavformat's format bit rate from the file size (update_stream_timings), in C's arithmetic."""
     return int(float(size) * 8.0 * 1000000 / float(duration_us)) if size > 0 and duration_us > 0 else 0
-
-
-def _mvhd_duration_us(path: str) -> int | None:
-    """The format duration FFmpeg 5.1's MOV demuxer sets: the first moov's mvhd duration rescaled to
-    microseconds (av_rescale, rounding to nearest). None for anything unusual: no or several mvhd,
-    a fragmented file (mvex: its duration comes from elsewhere), a compressed or damaged moov."""
-    try:
-        with open(path, "rb") as f:
-            moov = _find_box(f, 0, os.fstat(f.fileno()).st_size, b"moov")
-            if moov is None:
-                return None
-            children = list(_iter_boxes(f, moov[0], moov[1]))
-            if any(t == b"mvex" for t, _, _ in children):
-                return None
-            mvhd = [(start, end) for t, start, end in children if t == b"mvhd"]
-            if len(mvhd) != 1 or mvhd[0][1] - mvhd[0][0] < 20:
-                return None
-            f.seek(mvhd[0][0])
-            head = f.read(32)
-    except (OSError, ValueError, struct.error):
-        return None
-    version = head[0]
-    if version == 1:
-        if len(head) < 32:
-            return None
-        time_scale, duration = struct.unpack(">IQ", head[20:32])
-    else:
-        time_scale, duration = struct.unpack(">II", head[12:20])
-    if time_scale <= 0 or time_scale > 0x7FFFFFFF:
-        return None  # 5.1 reads it as a signed int and replaces a bad one with 1: not modelled
-    return (duration * 1000000 + time_scale // 2) // time_scale
-
-
-def _iter_boxes(f: Any, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, payload end) of the ISO-BMFF boxes laid end to end in [start, end)."""
-    pos = start
-    while pos + 8 <= end:
-        f.seek(pos)
-        head = f.read(16)
-        if len(head) < 8:
-            raise ValueError("short box header")
-        size, kind = struct.unpack(">I4s", head[:8])
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                raise ValueError("short box header")
-            size, header = struct.unpack(">Q", head[8:16])[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError("box overruns its parent")
-        yield kind, pos + header, pos + size
-        pos += size
-
-
-def _find_box(f: Any, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    """Payload span of the first top-level box of ``kind`` (FFmpeg skips any later duplicate)."""
-    for t, s, e in _iter_boxes(f, start, end):
-        if t == kind:
-            return s, e
-    return None
 
 
 # The four display matrices (a, b, c, d in 16.16 fixed point) of a pure turn by a multiple of 90

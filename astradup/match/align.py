@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
+from astradup.match.motion import lines_motion, motion_agreement, query_steps
 from astradup.records import SegmentMatch
 
 
@@ -67,62 +68,6 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
         if best is None or key > best[0]:
             best = (key, slope, offset, score)
     return None if best is None else (best[1], best[2], best[3])
-
-
-def query_steps(q_emb: np.ndarray, tq: np.ndarray, q_start: float, q_end: float, lag: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows i, q_emb[i + lag] - q_emb[i]) of the steps inside [q_start, q_end]: the query's side of
-    :func:`motion_agreement`, the same for every line tried over one span (``_realigned``)."""
-    tq = np.asarray(tq)
-    i = np.arange(max(len(tq) - lag, 0))
-    i = i[(tq[i] >= q_start) & (tq[i] <= q_end) & (tq[i + lag] <= q_end)]
-    return i, q_emb[i + lag] - q_emb[i]
-
-
-def motion_agreement(q_emb: np.ndarray, s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, p: Piece,
-                     lag: int = 3, min_motion: float = 0.15,
-                     steps: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, int]:
-    """Mean cosine between how the query and the source change over ``lag`` samples along the
-    piece's line, and how many steps had visible change on both sides. ``steps``: the query's side
-    (:func:`query_steps` over the piece's span) when the caller tries many lines over one span.
-
-    Look-alike footage (the same static camera at another time, another pan over a similar
-    picture) is similar frame by frame, but its changes are not the same changes: a true copy
-    moves with its source (cosine >= 0.55 over 3 s with SSCD on the dev benchmark), a look-alike
-    does not (<= 0.13, one outlier at 0.42).
-    """
-    steps = steps if steps is not None else query_steps(q_emb, np.asarray(tq), p.q_start, p.q_end, lag)
-    means, counts = lines_motion(s_emb, tq, ts, steps, lag, p.slope, np.array([p.offset]), min_motion)
-    return float(means[0]), int(counts[0])
-
-
-def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple[np.ndarray, np.ndarray],
-                 lag: int, slope: float, offsets: np.ndarray, min_motion: float = 0.15, chunk: int = 32
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`motion_agreement` of the lines ``(slope, offsets[k])`` over one span, all at once:
-    (mean cosines, NaN where none moved; step counts). ``_realigned`` tries tens of lines per span,
-    and one call per line cost most of a query's scoring time."""
-    tq, ts = np.asarray(tq), np.asarray(ts)
-    i, dq = steps
-    means, counts = np.full(len(offsets), np.nan), np.zeros(len(offsets), np.int64)
-    if not len(i) or not len(ts) or not len(offsets):
-        return means, counts
-    x1, x2 = slope * tq[i], slope * tq[i + lag]
-    nq = np.linalg.norm(dq, axis=1).astype(np.float64)
-    for a in range(0, len(offsets), chunk):
-        off = np.asarray(offsets[a:a + chunk]).astype(x1.dtype)[:, None]
-        j = np.abs(ts[None, None, :] - (x1[None, :] + off)[..., None]).argmin(axis=-1)
-        j2 = np.abs(ts[None, None, :] - (x2[None, :] + off)[..., None]).argmin(axis=-1)
-        ds = s_emb[j2] - s_emb[j]  # [lines, steps, dims]
-        ns = np.linalg.norm(ds, axis=2).astype(np.float64)
-        moving = (nq[None, :] > min_motion) & (ns > min_motion)
-        dots = np.einsum("nd,lnd->ln", dq, ds).astype(np.float64)
-        for k in range(len(off)):
-            mk = moving[k]
-            if mk.any():
-                means[a + k] = float(np.mean(dots[k][mk] / (nq[mk] * ns[k][mk])))
-                counts[a + k] = int(mk.sum())
-    return means, counts
 
 
 def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: float,
@@ -283,7 +228,7 @@ def distinctiveness(p: Piece, best: np.ndarray, background: np.ndarray, tq: np.n
 
 
 def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.ndarray, ts: np.ndarray,
-             cfg: SegmentConfig, distinct: float, best_moving: bool = False) -> Piece:
+             cfg: SegmentConfig, distinct: float, best_moving: bool = False, sure: float = 0.0) -> Piece:
     """A visual piece scaled by its motion agreement, and by its length relieved by its
     distinctiveness (``distinct`` already mapped to [0, 1]); undecidable motion (no motion on either
     side, e.g. a still picture) leaves the motion factor out. Distinctiveness does not stand in for
@@ -291,7 +236,9 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     just as distinctive, and motion is what tells the true one (``_realigned``). Once motion has
     picked the line (``best_moving``: the best-moving line through its span, moving with the source
     at least somewhat), a distinctive piece no longer needs it to agree fully: stacked edits weaken
-    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies)."""
+    the agreement of true copies too (0.15-0.78 over the hard benchmark's copies). ``sure``
+    (distinctiveness past ``distinct_full``, mapped to [0, 1]) then lifts a piece that motion did not
+    reject towards 1 (``distinct_lift``)."""
     static, motion = False, 1.0
     if embeddings is not None and cfg.motion_full > cfg.motion_lo:
         m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
@@ -307,7 +254,12 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
         # recoloured version of one design), not a copy: only a moving piece is spared its length
         length = p.score / p.full if p.full > 0 else 1.0
         score = p.full * (length + (1.0 - length) * distinct)
-    return dataclasses.replace(p, score=score * motion, static=static)
+    score *= motion
+    if score > 0:
+        # a still or too-short piece too: 3-5 s cannot show the 3 steps of motion that tell a
+        # still picture, and a picture shared by look-alikes is not distinctive
+        score += (1.0 - score) * cfg.distinct_lift * sure
+    return dataclasses.replace(p, score=score, static=static)
 
 
 # Steps of visible motion a re-aligned line needs: the search tries every slope and offset, and over
@@ -377,12 +329,16 @@ def align_pair(query_id: str, source_id: str,
         if visual_sim is not None and visual_sim.size else []
     use_distinct = background is not None and cfg.distinct_full > cfg.distinct_lo and visual_sim is not None
 
+    best = visual_sim.max(axis=1) if use_distinct else None
+
     def check(p: Piece, best_moving: bool = False) -> Piece:
-        d = 0.0
+        d = sure = 0.0
         if use_distinct:
-            raw = distinctiveness(p, visual_sim.max(axis=1), background, q_times, q_valid)
+            raw = distinctiveness(p, best, background, q_times, q_valid)
             d = float(np.clip((raw - cfg.distinct_lo) / (cfg.distinct_full - cfg.distinct_lo), 0.0, 1.0))
-        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving)
+            if cfg.distinct_lift > 0:
+                sure = float(np.clip((raw - cfg.distinct_full) / (cfg.distinct_sure - cfg.distinct_full), 0.0, 1.0))
+        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving, sure)
 
     vis = [_realigned(p, check(p), check, visual_sim, q_times, s_times, embeddings, cfg, cell, q_valid, s_valid)
            if embeddings is not None and cfg.motion_full > cfg.motion_lo else check(p) for p in vis]

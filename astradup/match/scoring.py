@@ -12,7 +12,7 @@ import numpy as np
 from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
 from astradup.match.align import Piece, align, align_pair
 from astradup.match.common import COMMON_FRAMES
-from astradup.features.audio import chromaprint_similarity
+from astradup.features.chromaprint import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
 from astradup.records import AudioCopy, SegmentMatch, VideoFeatures

@@ -1,0 +1,1 @@
+"""Storage: the Parquet shards (the record of every video) and the Milvus vectors (its searchable copy)."""

@@ -1,0 +1,66 @@
+"""`astradup export-descriptors` and `astradup eval`: the VSC22 benchmark's side of the command
+line (descriptor files for its matchers, and scores of predicted segments against truth)."""
+from __future__ import annotations
+
+import json
+
+from astradup.config import Config
+from astradup.errors import AstraDupError
+
+
+def cmd_export_descriptors(args, cfg: Config) -> int:
+    """Frame embeddings as a VSC22 descriptor file: the indexed videos', or with --query the given
+    files' (embedded as a search embeds a query)."""
+    from astradup.eval.vsc_format import export_descriptors, vsc_id
+
+    from astradup.catalog import Catalog
+    from astradup.match import score_norm
+
+    step = 1.0 / cfg.decode.fps if cfg.decode.fps > 0 else 1.0
+    beta = args.normalise
+    if not (0.0 <= beta <= 4.0):
+        raise AstraDupError(f"--normalise must be between 0 and 4, got {beta}")
+    shards = Catalog(cfg).shards
+    if args.query:
+        from astradup.search import Searcher
+
+        searcher = Searcher(cfg)
+        feats = [(vsc_id(path), searcher.query_from_file(path).features) for path in args.query]
+        folded = {}
+        if beta > 0:
+            # one scan of the library: each query row's 2nd-best indexed video (match/score_norm.py)
+            bgs = [score_norm.Background(f.embeddings, k=2) for _, f in feats]
+            for batch in shards.iter_features():
+                for lib in batch:
+                    for bg in bgs:
+                        bg.add(lib.embeddings)
+            folded = {i: score_norm.fold(f.embeddings, bg.value(), beta) for i, ((_, f), bg) in
+                      enumerate(zip(feats, bgs))}
+
+        def videos():
+            for i, (name, f) in enumerate(feats):
+                yield name, f.timestamps, folded.get(i, f.embeddings)
+    else:
+        def videos():
+            for batch in shards.iter_features():
+                for f in batch:
+                    emb = score_norm.pad_refs(f.embeddings) if beta > 0 else f.embeddings
+                    yield (vsc_id(f.uri) if f.uri else f.video_id), f.timestamps, emb
+    res = export_descriptors(args.out, videos(), default_step=step)
+    print(f"{res['videos']} video(s), {res['rows']} rows of {res['dim']}-d descriptors -> {res['path']}")
+    return 0
+
+
+def cmd_eval(args, cfg: Config) -> int:
+    from astradup.eval.metrics import evaluate
+    from astradup.eval.segments_csv import read_rows
+
+    res = evaluate(read_rows(args.truth), read_rows(args.pred))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"LCT-2024: f1 {res['f1']:.4f}  iou {res['iou']:.4f}  score {res['score']:.4f}")
+    print(f"VSC22 segment micro-AP: {res['segment_uap']:.4f}")
+    for t, r in sorted(res.get("per_transform", {}).items()):
+        print(f"  {t:<14} f1 {r['f1']:.3f} iou {r['iou']:.3f} score {r['score']:.3f} segAP {r['segment_uap']:.3f}")
+    return 0
