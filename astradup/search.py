@@ -6,13 +6,14 @@ is asked.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from astradup import telemetry
 from astradup.catalog import Catalog
-from astradup.config import Config
+from astradup.config import Config, DecodeConfig
 from astradup.errors import ConfigError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
 from astradup.io.decode import decode_video
@@ -96,14 +97,21 @@ class Searcher:
 
     def query_from_file(self, uri: str) -> Query:
         with local_copy(uri, self.cfg.s3_endpoint) as path:
-            vid = content_id(path)
-            with telemetry.timed(STAGE, stage="decode"):
-                dec = decode_video(path, VideoRef(vid, uri, 0), self.cfg.decode)
+            feats, frames = self.read_query(path, uri)
+        return self.embed_query(feats, frames)
+
+    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None) -> tuple[VideoFeatures, np.ndarray]:
+        """``query_from_file``'s first half on a local file, (CPU features, frames): what fails here is
+        the file's fault, not the embedder's. ``decode``: tighter limits than ``cfg.decode``."""
+        with telemetry.timed(STAGE, stage="decode"):
+            dec = decode_video(path, VideoRef(content_id(path), uri, os.path.getsize(path)), decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
-            feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+            return cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step), dec.frames
+
+    def embed_query(self, feats: VideoFeatures, frames: np.ndarray) -> Query:
         with telemetry.timed(STAGE, stage="embed"):
-            feats = add_embeddings(feats, dec.frames, self.embedder)
-            mirror = mirrored_embeddings(dec.frames, self.embedder) if self.cfg.embedder.query_flip else None
+            feats = add_embeddings(feats, frames, self.embedder)
+            mirror = mirrored_embeddings(frames, self.embedder) if self.cfg.embedder.query_flip else None
         return Query(feats, mirror)
 
     def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
@@ -365,9 +373,17 @@ class Searcher:
         q = self.query_from_file(uri)
         return q, self.search(q, top, segments=segments)
 
-    def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
-        """An indexed video against the rest of the index (its own vectors excluded)."""
+    def indexed_query(self, video_id: str) -> Query:
         f = self.catalog.shards.load_features([video_id]).get(video_id)
         if f is None:
             raise KeyError(f"{video_id}: not in the index")
-        return self.search(Query(f, None), top, exclude=video_id, include_none=False)
+        return Query(f, None)
+
+    def search_indexed(self, video_id: str, top: int | None = None) -> list[VideoMatch]:
+        """An indexed video against the rest of the index (its own vectors excluded)."""
+        return self.search_indexed_common(video_id, top)[0]
+
+    def search_indexed_common(self, video_id: str, top: int | None = None, q: Query | None = None
+                              ) -> tuple[list[VideoMatch], list[CommonSegment]]:
+        """``search_indexed``'s matches and common segments; ``q``: its ``indexed_query`` if read already."""
+        return self.search_common(q or self.indexed_query(video_id), top, exclude=video_id, include_none=False)

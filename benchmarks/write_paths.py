@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from astradup.catalog import Catalog  # noqa: E402
 from astradup.config import load_config  # noqa: E402
-from astradup.pipeline import _FrameDim, add_writers, ensure_ray  # noqa: E402
+from astradup.pipeline import ensure_ray  # noqa: E402
+from astradup.write_stage import FrameDim, add_writers  # noqa: E402
 from astradup.records import STATUS_OK, VideoFeatures  # noqa: E402
 
 FRAME_DIM, AUDIO_DIM = 512, 218
@@ -70,7 +71,7 @@ def _cfg(root: Path, uri: str, name: str, batch: int, writers: int):
 
 def _prepare(cfg) -> Catalog:
     """Collections made (dropped first) and the shards dir empty, before any clock runs."""
-    cat = Catalog(cfg, embedder=_FrameDim(FRAME_DIM))
+    cat = Catalog(cfg, embedder=FrameDim(FRAME_DIM))
     cat._vectors = cat._open_vectors(recreate=True)
     return cat
 
@@ -103,7 +104,7 @@ def run_workers(rows: list[dict], cfg) -> tuple[float, int]:
 
 def _vector_rows(cfg) -> int:
     cfg.search.consistency = "Strong"  # count what every writer wrote
-    cat = Catalog(cfg, embedder=_FrameDim(FRAME_DIM))
+    cat = Catalog(cfg, embedder=FrameDim(FRAME_DIM))
     got = sum(cat.vectors.count().values())
     cat.vectors.close()
     return got

@@ -9,8 +9,8 @@ Floors, bottom up (a module may import its own floor and any below):
   2 features   astradup.features
   3 store/match/eval astradup.store, astradup.match, astradup.eval
   4 catalog    astradup.catalog, astradup.reviews
-  5 search     astradup.search, astradup.pipeline, astradup.dedup, astradup.report, astradup.fingerprint,
-               astradup.vpdq_search, astradup.demo_corpus
+  5 search     astradup.search, astradup.pipeline (+ its decode_stage, embed_stage, write_stage),
+               astradup.dedup, astradup.report, astradup.fingerprint, astradup.vpdq_search, astradup.demo_corpus
   6 shells     astradup.cli, astradup.commands, serve, jobs
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ FLOORS = [
     ("astradup.features",),
     ("astradup.store", "astradup.match", "astradup.eval"),
     ("astradup.catalog", "astradup.reviews"),
-    ("astradup.search", "astradup.pipeline", "astradup.dedup", "astradup.report", "astradup.fingerprint",
+    ("astradup.search", "astradup.pipeline", "astradup.decode_stage", "astradup.embed_stage", "astradup.write_stage",
+     "astradup.dedup", "astradup.report", "astradup.fingerprint",
      "astradup.vpdq_search", "astradup.demo_corpus"),
     ("astradup.cli", "astradup.commands", "astradup.__main__", "serve", "jobs"),
 ]

@@ -8,8 +8,8 @@ calls it too. The index config is ``load_config``'s (configs/default.yaml, $ASTR
 ASTRADUP_* config variables) with the arguments' config keys over it. Tests that already hold a
 config call ``build_app``.
 
-* FrameEmbedder: frame embeddings only; autoscaled; asks for GPUs when
-  ``pipeline.embed_num_gpus`` > 0 or ``embedder.device`` is cuda.
+* FrameEmbedder: frame embeddings only; autoscaled; on GPUs or CPUs as the indexing pipeline's
+  embedders are (astradup/features/placement.py).
 * SearchService: decode, pHash, audio, KNN, fusion, segments, verdicts. It alone opens the
   vector store, so on a Milvus Lite file (one process per database) it runs as exactly one
   replica; on a Milvus server it may scale.
@@ -17,11 +17,13 @@ config call ``build_app``.
 """
 # No ``from __future__ import annotations``: Ray validates the builder's argument into AppArgs only
 # when the annotation is the class itself, not a string.
+from typing import Mapping
 
 import click
 from ray.serve import Application
 
 from astradup.config import Config
+from astradup.features.placement import plan_embedder
 from astradup.errors import ConfigError
 from astradup.io.remote import absolute_paths
 from astradup.uris import is_lite_uri
@@ -37,17 +39,20 @@ APP_NAME = "astradup"
 SEARCH_OTHER_REQUESTS = 6
 
 
-def embedder_gpus(cfg: Config) -> float:
-    """GPUs per embedder replica: ``pipeline.embed_num_gpus``, or one when ``embedder.device`` is cuda."""
-    if cfg.pipeline.embed_num_gpus > 0:
-        return float(cfg.pipeline.embed_num_gpus)
-    return 1.0 if cfg.embedder.device == "cuda" else 0.0
+def cluster_resources() -> dict[str, float] | None:
+    """The running Ray cluster's resources, None when this process has not joined one (yet)."""
+    import ray
+
+    return ray.cluster_resources() if ray.is_initialized() else None
 
 
-def deployment_options(cfg: Config, s: ServeSettings) -> dict[str, dict]:
-    """``.options()`` of each deployment: a pure decision from the config and the settings."""
-    gpus = embedder_gpus(cfg)
-    emb: dict = {"ray_actor_options": {"num_gpus": gpus, "num_cpus": 0} if gpus > 0
+def deployment_options(cfg: Config, s: ServeSettings, resources: Mapping[str, float] | None = None
+                       ) -> dict[str, dict]:
+    """``.options()`` of each deployment: a pure decision from the config, the settings and the
+    cluster's resources (None: unknown). The embedder is placed as the indexing pipeline places
+    its actors (``plan_embedder``); its replica counts are the settings'."""
+    plan = plan_embedder(cfg, resources)
+    emb: dict = {"ray_actor_options": {"num_gpus": plan.num_gpus, "num_cpus": 0} if plan.device == "gpu"
                  else {"num_cpus": s.embedder_num_cpus}}
     if s.embedder_max_replicas > s.embedder_min_replicas:
         emb["autoscaling_config"] = {"min_replicas": s.embedder_min_replicas, "max_replicas": s.embedder_max_replicas,
@@ -66,8 +71,8 @@ def deployment_options(cfg: Config, s: ServeSettings) -> dict[str, dict]:
 
 def build_app(cfg: Config, settings: ServeSettings) -> Application:
     """The bound application graph of an already loaded config and settings."""
-    cfg = absolute_paths(cfg)
-    opts = deployment_options(cfg, settings)
+    cfg = absolute_paths(cfg)  # replicas do not share the caller's working directory
+    opts = deployment_options(cfg, settings, cluster_resources())
     embedder = FrameEmbedder.options(**opts["FrameEmbedder"]).bind(cfg.embedder)
     search = SearchService.options(**opts["SearchService"]).bind(cfg, settings, embedder)
     return Gateway.options(**opts["Gateway"]).bind(cfg, settings, search)

@@ -1,6 +1,7 @@
 """The HTTP face of AstraDup: a FastAPI app as the Serve ingress deployment.
 
-Everything a client sends is checked here before it reaches search: ids must be 32 lowercase hex
+Everything a client sends is checked before it reaches search (serve/guard.py on every request,
+serve/search_form.py for /search, the routes' parameters here): ids must be 32 lowercase hex
 characters, uploads are size-limited while they stream in and must start like a video container,
 only ``s3://`` URIs are accepted (no client-given path is ever read from disk), and media and
 thumbnails are served only for indexed ids, from the uri their status record holds. A bad request
@@ -10,174 +11,51 @@ No ``from __future__ import annotations`` here: FastAPI resolves parameter annot
 and Serve's ingress re-wraps the methods, so string annotations would not resolve.
 """
 import asyncio
-import hmac
-import json
 import shutil
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path as PathParam, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import FormParser, MultiPartParser
 
 from astradup.catalog import Catalog
 from astradup.config import Config
-from astradup.io.gate import HEAD_BYTES, refusal, sniff
-from astradup.io.ids import ID_PATTERN, is_video_id
 from astradup.records import STATUS_OK
 from astradup.uris import is_lite_uri
+from serve import state
+from serve.api_errors import ApiError, install_error_handlers, replica_answer
+from serve.guard import install_guard
+from serve.hosts import HostPolicy
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
+from serve.metrics import Metrics
 from serve.ranges import RangeNotSatisfiable, parse_range
 from serve.responses import (DeleteOut, HealthOut, QueueOut, ReviewList, ReviewOut, SearchOut, VideoDetail,
                              VideoList, errors)
-from serve import state
-from serve.bodies import BadJson, BodyLimit, parse_json
-from serve.hosts import HostPolicy
+from serve.search_form import (ID_PATTERN, MAX_TOP, SEARCH_OPENAPI, check_id, check_size, check_upload, field_bool,
+                               field_int, read_search_request)
 from serve.settings import ServeSettings
 from serve.slots import DecodeSlots
 from serve.video_list import MAX_LIMIT, MAX_QUERY, name_of, video_page
 
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="32 lowercase hex characters (content hash)")]
-FORM_OVERHEAD = 64 << 10  # multipart boundaries, headers and small fields around the file
-BODY_MAX = 64 << 10  # any request body other than an upload
 STATUS_TTL_S = 2.0  # status records are re-listed at most this often per replica
-MAX_TOP = 100
-KEY_COOKIE = "astradup_key"
-PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs", "/favicon.ico")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-SEARCH_FIELDS = {"file", "fingerprint", "hashes", "video_id", "uri", "top", "include_none"}
-# the query video, its fingerprint file (astradup/fingerprint.py) or a vPDQ hash file (io/vpdq_file.py)
-FILE_PARTS = ("file", "fingerprint", "hashes")
-ONE_OF = "give exactly one of: a 'file' upload, a 'fingerprint' upload, a 'hashes' upload, 'video_id' or 'uri'"
 
 api = FastAPI(
     title="AstraDup", version="0.1.0", docs_url="/docs", redoc_url=None,
     description="Find where a video was copied from: upload a query or name an indexed video; "
                 "browse indexed videos, their matches and matched intervals; review matches.")
-
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
-
-
-def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-@api.exception_handler(ApiError)
-async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-    return _json_error(e.status, e.message, e.headers)
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
-    return _json_error(422, "; ".join(parts) or "invalid request")
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
-    msg = e.detail if isinstance(e.detail, str) else json.dumps(e.detail)
-    if e.status_code == 404 and msg == "Not Found":
-        msg = f"no such endpoint: {request.method} {request.url.path[:200]}"
-    return _json_error(e.status_code, msg, getattr(e, "headers", None))
-
-
-def _body_limit(path: str) -> int:
-    """The most bytes a request body on ``path`` may have: an upload's on /search, BODY_MAX elsewhere."""
-    return int(state.GATEWAY["upload_limit"]) + FORM_OVERHEAD if path == "/search" else BODY_MAX
-
-
-# Added before _guard, so it runs inside it: the API key is checked (and errors counted) first.
-api.add_middleware(BodyLimit, limit_for=_body_limit, buffer_max=BODY_MAX)
-
-
-@api.middleware("http")
-async def _guard(request: Request, call_next):
-    """Host, API key, body size of non-upload requests, and the error counter.
-
-    The Host check comes first and covers every path, the page included: it is what stops a
-    DNS-rebinding page from talking to the service as if it were same-origin.
-    """
-    hosts: HostPolicy = state.GATEWAY["hosts"]
-    host = request.headers.get("host")
-    if not hosts.allows(host):
-        return _count(_json_error(400, hosts.refusal(host)))
-    path = request.url.path
-    key = state.GATEWAY["api_key"]
-    if key and path not in PUBLIC_PATHS and not path.startswith("/static/"):
-        given = request.headers.get("x-api-key") or request.cookies.get(KEY_COOKIE) or ""
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
-            return _count(_json_error(401, "missing or wrong API key (send it in the X-API-Key header)"))
-    length = request.headers.get("content-length")
-    if length is not None and path != "/search":
-        if not length.isdigit():
-            return _count(_json_error(400, "Content-Length is not a number"))
-        if int(length) > BODY_MAX:
-            return _count(_json_error(413, f"request body over {BODY_MAX} bytes"))
-    try:
-        response = await call_next(request)
-    except Exception:
-        _count_status(500)
-        raise
-    return _count(response)
-
-
-def _count(response: Response) -> Response:
-    if response.status_code >= 400:
-        _count_status(response.status_code)
-    return response
-
-
-def _count_status(status: int) -> None:
-    m = state.GATEWAY["metrics"]
-    if m is not None:
-        m.error(status)
-
-
-class Metrics:
-    """Ray metrics (exported to Prometheus and the Ray dashboard) plus the same counts in memory,
-    which /healthz reports."""
-
-    def __init__(self) -> None:
-        # Defined in astradup.telemetry with every other metric, which the Grafana dashboard is checked against.
-        from astradup import telemetry
-
-        self.searches = telemetry.metric(telemetry.SEARCHES)
-        self.latency = telemetry.metric(telemetry.SEARCH_LATENCY)
-        self.errors = telemetry.metric(telemetry.HTTP_ERRORS)
-        self._lock = threading.Lock()
-        self.counts = {"searches_ok": 0, "searches_rejected": 0, "searches_failed": 0, "errors_4xx": 0,
-                       "errors_5xx": 0}
-
-    def search(self, kind: str, outcome: str, seconds: float) -> None:
-        """outcome: ok | rejected (bad input, 4xx) | failed (server fault)."""
-        self.searches.inc(1, tags={"kind": kind, "outcome": outcome})
-        if outcome == "ok":
-            self.latency.observe(seconds, tags={"kind": kind})
-        with self._lock:
-            self.counts[f"searches_{outcome}"] += 1
-
-    def error(self, status: int) -> None:
-        self.errors.inc(1, tags={"status": str(status)})
-        with self._lock:
-            self.counts["errors_5xx" if status >= 500 else "errors_4xx"] += 1
+install_error_handlers(api)  # every refusal answers {"error": "..."} (serve/api_errors.py)
+install_guard(api)  # Host, API key and body size, before any route (serve/guard.py)
 
 
 class ReviewIn(BaseModel):
@@ -186,65 +64,6 @@ class ReviewIn(BaseModel):
     source_id: Annotated[str, Field(pattern=ID_PATTERN, description="the indexed video it matched")]
     decision: Literal["confirmed", "rejected"]
     note: Annotated[str, Field(max_length=500)] = ""
-
-
-_SEARCH_FIELDS_SCHEMA = {
-    "video_id": {"type": "string", "pattern": ID_PATTERN, "description": "search with an indexed video"},
-    "uri": {"type": "string", "description": "search with an s3://bucket/key object"},
-    "top": {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
-    "include_none": {"type": "boolean", "description": "also list candidates labelled none"},
-}
-SEARCH_OPENAPI = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the query video"},
-        "fingerprint": {"type": "string", "format": "binary",
-                        "description": "instead of the video: its fingerprint file (`astradup fingerprint`)"},
-        "hashes": {"type": "string", "format": "binary",
-                   "description": "instead of a video: a vPDQ hash file (frame,quality,pdq_hex,timestamp lines)"},
-        **_SEARCH_FIELDS_SCHEMA}}},
-    "application/json": {"schema": {"type": "object", "properties": _SEARCH_FIELDS_SCHEMA,
-                                    "additionalProperties": False}},
-}}}
-
-
-async def _limited(stream: AsyncIterator[bytes], limit: int, what: str) -> AsyncIterator[bytes]:
-    """The request body, refused with 413 as soon as it passes ``limit`` (before it is all in)."""
-    n = 0
-    async for chunk in stream:
-        n += len(chunk)
-        if n > limit:
-            raise ApiError(413, f"{what} is over the limit of {limit} bytes")
-        yield chunk
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    return b"".join([c async for c in _limited(request.stream(), limit, "request body")])
-
-
-def _field_int(value: Any, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
-    try:
-        n = int(value)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}") from None
-    if not lo <= n <= hi:
-        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
-    return n
-
-
-def _field_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
-        return value.lower() in ("true", "1", "yes")
-    raise ApiError(400, f"{name} must be true or false")
-
-
-def _check_id(value: Any, name: str = "video_id") -> str:
-    if not is_video_id(value):
-        raise ApiError(400, f"{name} must be 32 lowercase hex characters (a video's content id)")
-    return value
 
 
 @serve.deployment(name="Gateway", max_ongoing_requests=64)
@@ -299,16 +118,6 @@ class Gateway:
             self._heads[video_id] = h if isinstance(h, str) and h else None
         return Indexed(row["uri"], row.get("size"), self._heads[video_id])
 
-    async def _call(self, response) -> dict:
-        res = await response
-        if "error" in res:
-            # A busy search replica says when to come back (503 + Retry-After: decode slots full).
-            retry = res.get("retry_after")
-            raise ApiError(int(res.get("status", 400)), res["error"],
-                           {"Retry-After": str(int(retry))} if retry else None)
-        return res
-
-    # ------------------------------------------------------------------ page and health
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index_page(self) -> HTMLResponse:
@@ -359,9 +168,9 @@ class Gateway:
               summary="Ranked matches of an uploaded video or fingerprint, an indexed video id or an s3:// URI")
     async def search(self, request: Request) -> dict:
         with self._searching("invalid") as rec:
-            fields, upload, part = await self._search_request(request)
-            top = _field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
-            include_none = _field_bool(fields.get("include_none", False), "include_none")
+            fields, upload, part = await read_search_request(request, self.settings.max_upload_bytes)
+            top = field_int(fields.get("top", self.cfg.search.top), "top", 1, MAX_TOP)
+            include_none = field_bool(fields.get("include_none", False), "include_none")
             if upload is not None and part == "hashes":
                 rec["kind"] = "hashes"
                 return await self._search_hashes(upload, top, include_none)
@@ -380,76 +189,21 @@ class Gateway:
                     upload.file.close()
                     name = Path((upload.filename or "").replace("\\", "/")).name[:200]
                     if part == "fingerprint":  # parsed and checked in the search replica (FingerprintError -> 422)
-                        self._check_size(data)
-                        return await self._call(self.search.search_fingerprint.remote(data, top, include_none, name))
-                    container = self._check_upload(data)
-                    return await self._call(self.search.search_upload.remote(data, container, top, include_none,
+                        check_size(data, self.settings.max_upload_bytes)
+                        return await replica_answer(self.search.search_fingerprint.remote(data, top, include_none, name))
+                    container = check_upload(data, self.settings.max_upload_bytes)
+                    return await replica_answer(self.search.search_upload.remote(data, container, top, include_none,
                                                                              name))
                 finally:
                     self.uploads.give_back()
             if "video_id" in fields:
                 rec["kind"] = "video"
-                return await self._call(self.search.search_video.remote(_check_id(fields["video_id"]), top))
+                return await replica_answer(self.search.search_video.remote(check_id(fields["video_id"]), top))
             rec["kind"] = "uri"
             uri = fields["uri"]
             if not isinstance(uri, str) or not uri.startswith("s3://"):
                 raise ApiError(400, "uri must be s3://bucket/key (local paths are never read: upload the file)")
-            return await self._call(self.search.search_uri.remote(uri, top, include_none))
-
-    async def _search_request(self, request: Request) -> tuple[dict[str, Any], UploadFile | None, str]:
-        """(fields, upload, its part name): exactly one of a 'file', 'fingerprint' or 'hashes' part,
-        'video_id' or 'uri'."""
-        limit = self.settings.max_upload_bytes
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise ApiError(400, "Content-Length is not a number")
-            if int(length) > limit + FORM_OVERHEAD:
-                raise ApiError(413, f"upload is over the limit of {limit} bytes")
-        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        upload: UploadFile | None = None
-        part = ""
-        if media_type == "multipart/form-data":
-            parser = MultiPartParser(request.headers, _limited(request.stream(), limit + FORM_OVERHEAD, "upload"),
-                                     max_files=len(FILE_PARTS), max_fields=len(SEARCH_FIELDS), max_part_size=4096)
-            form = await self._parse(parser)
-            fields: dict[str, Any] = {}
-            for name, value in form.multi_items():
-                if name in fields or (name in FILE_PARTS and upload is not None):
-                    raise ApiError(400, f"field {name[:40]!r} given twice" if name == part else ONE_OF)
-                if name in FILE_PARTS:
-                    if not isinstance(value, UploadFile):
-                        raise ApiError(400, f"{name!r} must be a file part (with a filename)")
-                    upload, part = value, name
-                elif isinstance(value, UploadFile):
-                    raise ApiError(400, f"only 'file', 'fingerprint' or 'hashes' may be a file part, not {name[:40]!r}")
-                else:
-                    fields[name] = value
-        elif media_type == "application/x-www-form-urlencoded":
-            parser = FormParser(request.headers, _limited(request.stream(), BODY_MAX, "request body"),
-                                max_fields=len(SEARCH_FIELDS), max_part_size=4096)
-            fields = dict((await self._parse(parser)).multi_items())
-        elif media_type == "application/json":
-            body = await _read_body(request, BODY_MAX)
-            try:
-                fields = parse_json(body)
-            except BadJson as e:
-                raise ApiError(400, str(e)) from None
-            if not isinstance(fields, dict):
-                raise ApiError(400, "JSON body must be an object such as {\"video_id\": \"...\"}")
-        else:
-            raise ApiError(415, "send multipart/form-data with a 'file' part, or JSON "
-                                "{\"video_id\": \"...\"} or {\"uri\": \"s3://...\"}")
-        for name in FILE_PARTS:
-            if name in fields:
-                raise ApiError(400, f"{name!r} must be a file part (multipart/form-data with a filename)")
-        unknown = sorted(set(fields) - SEARCH_FIELDS)
-        if unknown:
-            raise ApiError(400, f"unknown field(s): {', '.join(repr(u[:40]) for u in unknown[:5])}")
-        given = [k for k in ("video_id", "uri") if k in fields] + ([part] if upload is not None else [])
-        if len(given) != 1:
-            raise ApiError(400, ONE_OF + (f" (got {', '.join(given)})" if given else ""))
-        return fields, upload, part
+            return await replica_answer(self.search.search_uri.remote(uri, top, include_none))
 
     async def _search_hashes(self, upload: UploadFile, top: int, include_none: bool) -> dict:
         """A vPDQ hash file: size-checked here (it is text, far below a video's limit), parsed and
@@ -465,31 +219,8 @@ class Gateway:
         if len(data) > MAX_BYTES:
             raise ApiError(413, f"hash file is over the limit of {MAX_BYTES} bytes")
         name = Path((upload.filename or "").replace("\\", "/")).name[:200]
-        return await self._call(self.search.search_hashes.remote(data, top, include_none, name))
+        return await replica_answer(self.search.search_hashes.remote(data, top, include_none, name))
 
-    @staticmethod
-    async def _parse(parser):
-        try:
-            return await parser.parse()
-        except (ApiError, StarletteHTTPException):  # BodyTooLarge from receive stays a 413, not a 400
-            raise
-        except Exception as e:  # whatever the parser trips on is in the client's bytes
-            raise ApiError(400, f"malformed form body: {str(e)[:120] or type(e).__name__}") from None
-
-    def _check_size(self, data: bytes) -> None:
-        if not data:
-            raise ApiError(400, "empty upload")
-        if len(data) > self.settings.max_upload_bytes:
-            raise ApiError(413, f"upload is over the limit of {self.settings.max_upload_bytes} bytes")
-
-    def _check_upload(self, data: bytes) -> str:
-        self._check_size(data)
-        container = sniff(data[:HEAD_BYTES], len(data))
-        if container is None:
-            raise ApiError(415, refusal(data[:HEAD_BYTES]))
-        return container.name
-
-    # ------------------------------------------------------------------ videos
 
     @api.get("/videos", summary="Indexed (or failed, or deleted) videos", response_model=VideoList,
              responses=errors(401))
@@ -527,12 +258,12 @@ class Gateway:
              response_model=SearchOut, responses=errors(401, 404, 503))
     async def video_matches(self, video_id: VideoId, top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 10) -> dict:
         with self._searching("video"):
-            return await self._call(self.search.search_video.remote(video_id, top))
+            return await replica_answer(self.search.search_video.remote(video_id, top))
 
     @api.delete("/videos/{video_id}", summary="Remove a video's vectors (its records stay, marked deleted)",
                 response_model=DeleteOut, responses=errors(401, 404, 409))
     async def delete_video(self, video_id: VideoId) -> dict:
-        res = await self._call(self.search.delete.remote(video_id))
+        res = await replica_answer(self.search.delete.remote(video_id))
         await asyncio.to_thread(self._statuses, True)
         shutil.rmtree(self.thumbs.root / video_id, ignore_errors=True)
         return res
@@ -594,16 +325,16 @@ class Gateway:
     async def post_review(self, review: ReviewIn) -> dict:
         if review.query_id == review.source_id:
             raise ApiError(400, "query_id and source_id are the same video")
-        return await self._call(self.search.review.remote(review.query_id, review.source_id, review.decision,
+        return await replica_answer(self.search.review.remote(review.query_id, review.source_id, review.decision,
                                                           review.note))
 
     @api.get("/reviews", summary="Verdicts given so far, newest first", response_model=ReviewList,
              responses=errors(401))
     async def reviews(self, decision: Literal["confirmed", "rejected"] | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-        return await self._call(self.search.reviews_list.remote(decision, limit))
+        return await replica_answer(self.search.reviews_list.remote(decision, limit))
 
     @api.get("/reviews/queue", summary="Low-confidence matches between indexed videos waiting for a verdict",
              response_model=QueueOut, responses=errors(401))
     async def review_queue(self, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
-        return await self._call(self.search.review_queue.remote(limit))
+        return await replica_answer(self.search.review_queue.remote(limit))

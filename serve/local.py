@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Callable
 
 import requests
+from ray.serve import Application
 
 from astradup.config import Config
 from astradup.errors import ConfigError
@@ -63,7 +65,7 @@ def start(cfg: Config, settings: ServeSettings, host: str = "127.0.0.1", port: i
     except BindRefused as e:
         raise ConfigError(str(e)) from None
     settings = settings.replace(bind_host=host)
-    return _launch(cfg, build_app(cfg, settings), host, port, settings.api_key, timeout)
+    return _launch(cfg, lambda: build_app(cfg, settings), host, port, settings.api_key, timeout)
 
 
 def start_args(args: AppArgs, host: str = "127.0.0.1", port: int = 8000,
@@ -72,17 +74,21 @@ def start_args(args: AppArgs, host: str = "127.0.0.1", port: int = 8000,
     under them), at host:port; the bind is the gateway's ``bind_host``. Returns the base URL."""
     try:
         args = resolve(args).replace(bind_host=host)
-        app = build(args)
+        check_bind(args.bind_host, args.api_key, args.insecure)
     except BindRefused as e:
         raise ConfigError(str(e)) from None
-    return _launch(args.load_config(), app, host, port, args.api_key, timeout)
+    return _launch(args.load_config(), lambda: build(args), host, port, args.api_key, timeout)
 
 
-def _launch(cfg: Config, app, host: str, port: int, api_key: str, timeout: float) -> str:
+def _launch(cfg: Config, make_app: Callable[[], Application], host: str, port: int, api_key: str,
+            timeout: float) -> str:
+    """Ray first, then the application (``make_app``): the builder places the embedder by the
+    resources of the cluster it will run on (serve/app.py ``cluster_resources``)."""
     from ray import serve
 
     check_lite_free(cfg)
     ensure_ray(cfg.pipeline.dashboard, cfg.pipeline.metrics_export_port, cfg.pipeline.ray_host)
+    app = make_app()
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"

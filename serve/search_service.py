@@ -1,7 +1,7 @@
 """Search and fusion as a Serve deployment: the one process that opens the vector store.
 
-Query features are the CLI's: decode, pHash and audio here, frame embeddings in the embedder
-deployment (through ``RemoteEmbedder``), then ``Searcher`` for KNN, fusion and segments. Human
+Query features are the CLI's (``Searcher.read_query`` here, ``Searcher.embed_query`` with the embedder
+deployment through ``RemoteEmbedder``), then ``Searcher`` for KNN, fusion and segments. Human
 verdicts are applied to every answer by ``astradup.reviews.Verdicts`` (as in the CLI and the
 report), so a rejected pair is never reported and a confirmed one carries its decision, whichever
 route asked.
@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from ray import serve
 
 from astradup import telemetry
@@ -29,13 +28,10 @@ from astradup.config import Config
 from astradup.errors import MediaError, path_free
 from astradup.plain import plain
 from astradup.fingerprint import FingerprintError
-from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
-from astradup.io.decode import decode_video
 from astradup.io.gate import HEAD_BYTES, Container, refusal, sniff
-from astradup.io.ids import content_id
 from astradup.io.remote import filesystem
 from astradup.match.common import CommonSegment
-from astradup.records import STATUS_OK, VideoMatch, VideoRef
+from astradup.records import STATUS_OK, VideoMatch
 from astradup.reviews import ReviewStore, Verdicts
 from astradup.reviews import reviews_path as _reviews_path
 from astradup.search import Query, Searcher
@@ -44,7 +40,6 @@ from serve.embedding import RemoteEmbedder
 from serve.settings import ServeSettings
 from serve.slots import DecodeSlots, decode_slot
 
-STAGE = telemetry.QUERY_STAGE_LATENCY
 _INFLIGHT = telemetry.inflight(telemetry.SEARCH_INFLIGHT)  # searches inside this replica right now
 # One answer for every "where" refusal of a uri (outside search.allowed_uris, no such object or
 # bucket, no permission): telling them apart would let a client map what exists, and how large it
@@ -180,8 +175,9 @@ class SearchService:
     # ------------------------------------------------------------------ queries
 
     def _query(self, path: str, uri: str) -> Query:
-        """``Searcher.query_from_file`` in two halves: whatever fails while decoding is bad input
-        (BadMedia -> 422), whatever fails after it (embedder, store) is a server fault."""
+        """``Searcher.query_from_file`` in its two halves under the service's tighter decode limits:
+        whatever fails in ``read_query`` is bad input (BadMedia -> 422), whatever fails after it
+        (embedder, store) is a server fault."""
         dcfg = self.cfg.decode
         limit = self.settings.max_query_seconds
         if limit and (not dcfg.max_seconds or dcfg.max_seconds > limit):
@@ -190,20 +186,12 @@ class SearchService:
                                                                      self.settings.max_decode_seconds),
                                    max_pixels=int(_tighter(dcfg.max_pixels, self.settings.max_query_pixels)))
         try:
-            vid = content_id(path)
-            with telemetry.timed(STAGE, stage="decode"):
-                dec = decode_video(path, VideoRef(vid, uri, os.path.getsize(path)), dcfg)
-            with telemetry.timed(STAGE, stage="features"):
-                feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+            feats, frames = self.searcher.read_query(path, uri, decode=dcfg)
         except MediaError as e:
             raise BadMedia(e.reason) from e
         except Exception as e:  # a decoder crash on hostile bytes is still the bytes' fault
             raise BadMedia(path_free(f"cannot decode: {type(e).__name__}: {e}")) from e
-        emb = self.searcher.embedder
-        with telemetry.timed(STAGE, stage="embed"):
-            feats = add_embeddings(feats, dec.frames, emb)
-            mirror = mirrored_embeddings(dec.frames, emb) if self.cfg.embedder.query_flip else None
-        return Query(feats, mirror)
+        return self.searcher.embed_query(feats, frames)
 
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
         verdicts = Verdicts.for_video(self.reviews, q.features.video_id)
@@ -311,12 +299,13 @@ class SearchService:
     @_INFLIGHT.track
     def search_video(self, video_id: str, top: int) -> dict:
         t0 = time.time()
-        f = self.catalog.shards.load_features([video_id]).get(video_id)
-        if f is None:
+        try:
+            q = self.searcher.indexed_query(video_id)
+        except KeyError:
             return _error(404, f"{video_id}: not in the index")
+        f = q.features
         verdicts = Verdicts.for_video(self.reviews, video_id)
-        matches, common = self.searcher.search_common(Query(f, None), top + verdicts.rejected_count(),
-                                                      exclude=video_id, include_none=False)
+        matches, common = self.searcher.search_indexed_common(video_id, top + verdicts.rejected_count(), q)
         return self._report(video_id, "video", verdicts.matches(video_id, matches, top), t0, {
             "name": Path(f.uri).name, "duration": f.meta.get("duration"), "has_audio": f.has_audio,
             "frames": int(len(f.timestamps)), "searched_seconds": None}, common)

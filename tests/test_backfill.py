@@ -13,7 +13,8 @@ import pytest
 
 from astradup.catalog import Catalog
 from astradup.config import load_config
-from astradup.pipeline import done_listing, plan_embedder
+from astradup.features.placement import plan_embedder
+from astradup.pipeline import done_listing
 from jobs.backfill import config_from_args, main, parse_args
 from tests.media import SOURCES, make_video
 

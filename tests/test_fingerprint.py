@@ -142,7 +142,8 @@ def test_the_gateway_routes_a_fingerprint_part_to_the_fingerprint_search(lib, tm
     import asyncio
     from types import SimpleNamespace
 
-    from serve.gateway import ApiError, Gateway
+    from serve.api_errors import ApiError
+    from serve.gateway import Gateway
     from tests.serve_harness import multipart_search_request
     from serve.settings import ServeSettings
     from serve.slots import DecodeSlots

@@ -22,7 +22,7 @@ from tests.media import make_video
 @pytest.fixture()
 def indexed(tmp_path):
     """(Indexed record as the pipeline and the shards give it, the file's bytes, another file)."""
-    from astradup.pipeline import decode_one
+    from astradup.decode_stage import decode_one
 
     (tmp_path / "lib").mkdir()
     video = make_video(tmp_path / "lib" / "v.mp4", seconds=2, size=(96, 64), audio=None, seed=2)

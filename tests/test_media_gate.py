@@ -126,7 +126,7 @@ def test_non_regular_files_are_refused(tmp_path):
     video must not block an index job."""
     from astradup.config import Config
     from astradup.io.ids import content_id
-    from astradup.pipeline import decode_one
+    from astradup.decode_stage import decode_one
 
     fifo = tmp_path / "fifo.mp4"
     os.mkfifo(fifo)

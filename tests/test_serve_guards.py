@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
+from astradup.search import Searcher
 from serve import state
 from serve.hosts import BindRefused, HostPolicy, check_bind, host_name, is_loopback
 from serve.settings import ServeSettings, settings_from_env
@@ -26,6 +27,13 @@ MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 # ---------------------------------------------------------------------------------------------
 # decode slots
+
+
+class _NoVectors(Searcher):
+    """The real Searcher over a faked catalog, with no vector store to search: no match."""
+
+    def search_common(self, *a, **kw):
+        return [], []
 
 
 def _service(slots: int):
@@ -42,7 +50,7 @@ def _service(slots: int):
     svc.catalog = SimpleNamespace(shards=SimpleNamespace(load_features=lambda ids: {VID: feats},
                                                          latest_status=lambda: {}, statuses_of=lambda ids: {}))
     svc.reviews = SimpleNamespace(decisions_for=lambda vid: {})
-    svc.searcher = SimpleNamespace(search=lambda *a, **kw: [], search_common=lambda *a, **kw: ([], []))
+    svc.searcher = _NoVectors(None, svc.catalog)
     started, release = threading.Event(), threading.Event()
 
     def slow_query(path: str, uri: str):
@@ -82,13 +90,13 @@ def test_a_second_decode_is_a_503_with_retry_after_while_video_search_answers():
 
 
 def test_the_gateway_passes_retry_after_on():
-    from serve.gateway import ApiError, Gateway
+    from serve.api_errors import ApiError, replica_answer
 
     async def busy() -> dict:
         return DecodeSlots(2, 9).busy()
 
     with pytest.raises(ApiError) as e:
-        asyncio.run(Gateway.func_or_class._call(None, busy()))
+        asyncio.run(replica_answer(busy()))
     assert e.value.status == 503 and e.value.headers == {"Retry-After": "9"}
 
 
@@ -210,7 +218,7 @@ def test_an_over_limit_chunked_upload_stays_a_413():
     """BodyLimit raises BodyTooLarge from ``receive`` while MultiPartParser reads; the gateway's
     parse wrapper used to turn every parser exception into "400 malformed form body"."""
     from serve.bodies import BodyTooLarge
-    from serve.gateway import Gateway
+    from serve.search_form import parse_form
 
     async def chunked():
         yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n' + MP4_HEAD
@@ -220,7 +228,7 @@ def test_an_over_limit_chunked_upload_stays_a_413():
 
     async def parse():
         parser = MultiPartParser(Headers({"content-type": "multipart/form-data; boundary=B"}), chunked())
-        return await Gateway.func_or_class._parse(parser)
+        return await parse_form(parser)
 
     with pytest.raises(BodyTooLarge) as e:
         asyncio.run(parse())
@@ -230,7 +238,8 @@ def test_an_over_limit_chunked_upload_stays_a_413():
 def test_uploads_held_by_a_gateway_are_bounded_by_the_decode_slots():
     """A gateway holds an upload in memory until the search replica answers: with every slot taken,
     one more upload is refused 503 + Retry-After before its bytes are read into memory."""
-    from serve.gateway import ApiError, Gateway
+    from serve.api_errors import ApiError
+    from serve.gateway import Gateway
     from tests.serve_harness import multipart_search_request
 
     cls = Gateway.func_or_class

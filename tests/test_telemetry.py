@@ -216,7 +216,7 @@ def test_level_from_config_filters_and_setup_is_idempotent(restore_logging, caps
 
 
 def test_decoding_a_video_logs_its_id_stage_and_duration(tmp_path, restore_logging, capsys):
-    from astradup.pipeline import decode_batch
+    from astradup.decode_stage import decode_batch
 
     good = make_video(tmp_path / "good.mp4", seconds=3, size=(160, 120), source="testsrc2", audio="sine", seed=1)
     bad = make_broken("not_video", tmp_path / "bad.mp4")

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import astradup.pipeline as pipeline
+import astradup.write_stage as write_stage
 from astradup.catalog import Catalog
 from astradup.config import load_config, resolved_writers
 from astradup.errors import ConfigError
-from astradup.pipeline import WriteStage, index
+from astradup.decode_stage import batch_rows
+from astradup.pipeline import index
 from astradup.store.shards import ShardStore
 from astradup.store.vectors import VectorStore
+from astradup.write_stage import WriteStage, new_rows
 from tests.media import SOURCES, make_video
 from tests.milvus_harness import milvus_server
 
@@ -141,7 +143,7 @@ class DyingWriteStage(WriteStage):
         marker = Path(self.cfg.data_dir) / "writer-killed"  # a Ray worker sees the config, not the test
         if any(s == "ok" for s in batch["status"]) and not marker.exists():
             marker.write_text(str(os.getpid()))
-            feats = [f for _, f in pipeline._new_rows(list(pipeline._rows(batch)), set()) if f is not None]
+            feats = [f for _, f in new_rows(list(batch_rows(batch)), set()) if f is not None]
             self._catalog(feats).vectors.upsert_many([f for f in feats if f.status == "ok"])
             os.kill(os.getpid(), signal.SIGKILL)
         return super().__call__(batch)
@@ -150,7 +152,7 @@ class DyingWriteStage(WriteStage):
 def test_writer_killed_mid_write_then_rerun_indexes_each_video_once(milvus_uri, videos, tmp_path, monkeypatch):
     cfg = _cfg(tmp_path, milvus_uri, "killed", "workers")
     marker = Path(cfg.data_dir) / "writer-killed"
-    monkeypatch.setattr(pipeline, "WriteStage", DyingWriteStage)
+    monkeypatch.setattr(write_stage, "WriteStage", DyingWriteStage)
     # pytest imports this file under a name a Ray worker cannot import: the class travels by value.
     import sys
 
@@ -164,7 +166,7 @@ def test_writer_killed_mid_write_then_rerun_indexes_each_video_once(milvus_uri, 
     except Exception:  # or the job fails: the re-run below must finish it
         pass
     assert marker.exists(), "the writer was never killed"
-    monkeypatch.setattr(pipeline, "WriteStage", WriteStage)
+    monkeypatch.setattr(write_stage, "WriteStage", WriteStage)
     again = index([str(videos)], cfg)
     cat = Catalog(cfg)
     status = cat.shards.latest_status()
