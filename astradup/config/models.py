@@ -166,10 +166,10 @@ class SegmentConfig:
     # beyond distinct_full it also lifts the piece's score towards 1, by up to distinct_lift at
     # distinct_sure: stacked edits leave a short copy's frames only moderately similar to their
     # source (0.65-0.85), under min_score, yet far more similar to it than to anything else in the
-    # library. On the hard benchmark's four seeds it found 6 of 13 copies of 3-5 s (was 1) and
-    # pooled LCT 0.594 -> 0.651, for one same-scene look-alike reported; dev8/dev40 unchanged.
-    # distinct_lift 0 turns it off.
-    distinct_sure: Number = 0.55
+    # library. End to end on the hard benchmark's four seeds (with the vote floor, search.py) it
+    # found 7 of 13 copies of 3-5 s (was 1), pooled LCT 0.594 -> 0.661; 0.55 found no more there and
+    # reported one 4 s look-alike among dev40's 15 distractors, 0.60 none. distinct_lift 0 turns it off.
+    distinct_sure: Number = 0.60
     distinct_lift: Share = 0.7
     audio_pad: NonNegative = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
     max_segments: Count = 4  # per (query, source) pair
