@@ -5,7 +5,7 @@ arguments (``serve.app:build``), so this module does what ``serve build`` does (
 ``build_app``, ``deployment_to_schema``, schemas and YAML dumper) with the builder's import path and
 the arguments below. The file is what ``serve deploy configs/serve.yaml`` runs and what the
 KubeRay RayService carries as ``serveConfigV2`` (deploy/kuberay/rayservice.yaml);
-tests/test_serve_deploy.py regenerates it and compares, so it cannot drift from the code.
+tests/serve/test_serve_deploy.py regenerates it and compares, so it cannot drift from the code.
 
     python -m serve.config_file            # rewrites configs/serve.yaml and the RayService's copy
     python -m serve.config_file --check    # exit 1 when either is out of date
@@ -36,7 +36,7 @@ ARGS: dict[str, Any] = {
     "data_dir": "/home/ray/astradup_data",  # thumbnails, verdicts, the Lite file when no server is set
 }
 HEADER = ("# Made by `python -m serve.config_file` (what `serve build` writes, for the application builder\n"
-          "# serve.app:build); tests/test_serve_deploy.py keeps it in sync. Deploy: serve deploy configs/serve.yaml\n"
+          "# serve.app:build); tests/serve/test_serve_deploy.py keeps it in sync. Deploy: serve deploy configs/serve.yaml\n"
           "# (a Ray with its dashboard); on Kubernetes it is serveConfigV2 of deploy/kuberay/rayservice.yaml.\n"
           "# The API key comes from $ASTRADUP_API_KEY, the cluster's addresses from ASTRADUP_* config variables.\n\n")
 

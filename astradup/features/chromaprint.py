@@ -12,7 +12,7 @@ import numpy as np
 # between 4096-sample spectral frames; each sub-fingerprint ("item") spans 16 frames of a chroma
 # smoothed over 5 frames, so N samples give (N - 4096) // 1365 + 1 - 19 items. Measured: 4825
 # items for 600 s and 9671 for 1200 s at 11025 Hz, exactly that formula (a hop of 1366 would give
-# 4821 / 9664); tests/test_audio.py checks it.
+# 4821 / 9664); tests/features/test_audio.py checks it.
 CP_SAMPLE_RATE = 11025
 CP_FRAME = 4096
 CP_HOP = 1365

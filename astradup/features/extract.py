@@ -87,7 +87,7 @@ def streamed_features(path: str, ref: VideoRef, cfg: Config, embedder, meta: dic
     a corpus, so they pay the CPU embedding in the decode task instead.
 
     The result equals ``add_embeddings(cpu_features(decode_video(...)), ...)`` within float noise
-    (tests/test_bad_media.py checks it on a clip streamed in small chunks).
+    (tests/io/test_bad_media.py checks it on a clip streamed in small chunks).
     """
     from astradup.io.decode import decode_streamed
     from astradup.io.sampling import STREAM_CHUNK

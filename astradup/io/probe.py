@@ -190,7 +190,7 @@ def _meta(*, duration: float, fps: float, width: int, height: int, rotation: int
 # --- the in-process fast path --------------------------------------------------------------------
 
 # PyAV bundles a newer FFmpeg than the system's ffprobe, and the two must describe a file alike. These
-# demuxers and codecs are old and stable in both (tests/test_inprocess_decode.py compares the dicts);
+# demuxers and codecs are old and stable in both (tests/io/test_inprocess_decode.py compares the dicts);
 # anything else, e.g. a codec or container the older ffprobe does not know, is left to ffprobe.
 _PYAV_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts",
                               "mpeg", "asf", "ogg"})

@@ -19,7 +19,7 @@ from tests.serve_harness import srv  # noqa: F401  (the shared running app)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-REPO_SHOT = Path(__file__).resolve().parent.parent / "benchmarks" / "out" / "serve_screenshot.png"
+REPO_SHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "serve_screenshot.png"
 REPO_TIMELINE_SHOT = REPO_SHOT.with_name("serve_timeline.png")
 WAIT_MS = 60_000
 

@@ -18,7 +18,7 @@ from astradup.pipeline import done_listing
 from jobs.backfill import config_from_args, main, parse_args
 from tests.media import SOURCES, make_video
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # The driver, with Catalog.write wrapped so that on its KILL_AT-th call it writes the batch's
 # vectors to Milvus and then SIGKILLs itself before the shard (the "done" record) is written:

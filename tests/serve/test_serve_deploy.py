@@ -27,7 +27,7 @@ import yaml
 from serve import config_file
 from serve.local import wait_ready
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "deploy-test-key-0123"
 
 HEAD = """

@@ -15,7 +15,7 @@ from astradup.io.probe import probe
 from astradup.io import decode as D
 from astradup.io.frames import DecordReader, FFmpegReader
 from astradup.io.ids import content_id
-from media import BROKEN_KINDS, make_broken, make_copy, make_video, run_ffmpeg
+from tests.media import BROKEN_KINDS, make_broken, make_copy, make_video, run_ffmpeg
 
 CFG = DecodeConfig(fps=1.0, frame_size=64, sample_rate=11025)
 

@@ -15,7 +15,7 @@ from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.records import STATUS_DELETED
 from astradup.store.shards import ShardStore
-from tests.test_shards import make_features
+from tests.store.test_shards import make_features
 
 
 class SlowVectors:
@@ -104,7 +104,7 @@ def test_delete_guard_excludes_another_process(tmp_path):
             "with ShardStore(sys.argv[1]).delete_guard():\n"
             "    Path(sys.argv[2]).touch(); time.sleep(1.5)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(root), str(marker)],
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=Path(__file__).resolve().parents[2])
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():

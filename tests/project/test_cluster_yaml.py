@@ -11,7 +11,7 @@ import yaml
 
 import ray.autoscaler
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
 
 

@@ -15,7 +15,7 @@ from astradup.errors import ConfigError
 from astradup.records import STATUS_DELETED, STATUS_OK
 from astradup.store.catalog_index import FeatureCache, features_nbytes
 from astradup.store.shards import ShardStore
-from tests.test_shards import assert_same, make_features
+from tests.store.test_shards import assert_same, make_features
 
 
 @pytest.fixture

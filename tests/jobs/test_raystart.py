@@ -16,7 +16,7 @@ import pytest
 
 from astradup import raystart
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TIMEOUT = Exception("The current node timed out during startup. This could happen because some of "
                     "the raylet failed to startup or the GCS has become overloaded.")

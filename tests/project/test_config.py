@@ -43,7 +43,7 @@ from pathlib import Path  # noqa: E402
 from astradup.config import Config, DecodeConfig, FusionConfig, check_decode, check_pipeline  # noqa: E402
 from astradup.errors import ConfigError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _error(environ=None, path=None, overrides=None) -> str:

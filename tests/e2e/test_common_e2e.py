@@ -2,7 +2,7 @@
 seven unrelated bodies, indexed through the real pipeline (SSCD, MFCC windows, Chromaprint, the
 Milvus copy's projection). The intro is reported as common with its count, no match claims it as
 copied, and a re-encoded copy of one video is still its duplicate. (The library of 20 is
-tests/test_common.py, on synthetic features; here 7 videos of moving, seeded test
+tests/match/test_common.py, on synthetic features; here 7 videos of moving, seeded test
 sources, so the bodies are unrelated, with ``common.min_videos: 4``.)"""
 from __future__ import annotations
 

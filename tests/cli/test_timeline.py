@@ -16,7 +16,7 @@ from astradup.report.thumbs import make_thumbs, moment_time, plan_moments
 from astradup.timeline import MAX_DRAWN, MIN_WIDTH_PX, PALETTE, Span, moments, timeline_svg
 from tests.media import make_video
 
-APP_JS = Path(__file__).resolve().parent.parent / "serve" / "static" / "app.js"
+APP_JS = Path(__file__).resolve().parents[2] / "serve" / "static" / "app.js"
 
 NS = ""  # inline SVG in HTML: no namespace declared
 

@@ -8,7 +8,7 @@ import pytest
 from astradup.config import AudioConfig
 from astradup.features import audio as A
 from astradup.features.mfcc import MEL_BANDS
-from media import synth_music
+from tests.media import synth_music
 
 SR = 11025
 

@@ -29,7 +29,7 @@ from tests.media import make_copy, make_video
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-REPO_SHOT = Path(__file__).resolve().parent.parent / "benchmarks" / "out" / "report_screenshot.png"
+REPO_SHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "report_screenshot.png"
 REPO_TIMELINE_SHOT = REPO_SHOT.with_name("report_timeline.png")
 SPECIAL = 'a flip <b>&"x\'.mp4'  # a legal file name that breaks any HTML that forgets to escape
 

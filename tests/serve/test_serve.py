@@ -195,7 +195,7 @@ def test_upload_search_finds_the_source_and_both_intervals(srv):
 def test_a_fingerprint_upload_answers_as_the_video_upload(srv, tmp_path):
     """The one live fingerprint test: `astradup fingerprint` here, POST /search with the file as the
     'fingerprint' part there; the same sources, labels and copied intervals as the video upload
-    (tests/test_fingerprint.py compares scores and refusals without Ray)."""
+    (tests/cli/test_fingerprint.py compares scores and refusals without Ray)."""
     from astradup.cli import main as cli_main
 
     two = srv.files["two.mp4"]

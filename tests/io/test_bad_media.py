@@ -45,7 +45,7 @@ from tests.media import make_copy, make_video, synth_music
 # leaves ~1 GB for noise (peaks of repeated runs varied by ~0.5 GB).
 PEAK_PSS_BOUND_MB = 3 * 1024
 MARKER = "BAD_MEDIA_FIGURES"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SHORT_KINDS = [k for k in KINDS if k != "three_hours"]
 

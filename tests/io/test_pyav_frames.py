@@ -91,7 +91,7 @@ def test_rotated_file_comes_out_upright(tmp_path, degrees):
     ref = bad_media.make_rotation_reference(tmp_path / "ref.mp4")
     rot = tmp_path / "rot.mp4"
     run_ffmpeg("-i", str(ref), "-c", "copy", "-metadata:s:v", f"rotate={degrees}", str(rot))
-    # At 224 px as tests/test_bad_media.py checks decord: the sampler resizes, then turns; decord
+    # At 224 px as tests/io/test_bad_media.py checks decord: the sampler resizes, then turns; decord
     # turns, then resizes, which on these sharp colour bars differs by 1.7 grey levels at 224 px
     # (5.8 at 64 px; decord's own turned frames are as far from its unturned ones turned).
     cfg = dataclasses.replace(DECORD, frame_size=224)

@@ -24,7 +24,7 @@ from astradup.errors import ConfigError
 from astradup.logs import JsonFormatter, TextFormatter, setup_logging
 from tests.media import make_broken, make_video
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "configs" / "grafana" / "astradup.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "configs" / "grafana" / "astradup.json"
 SCRAPE_TIMEOUT_S = 45  # Ray's core workers report metrics to the agent every ~10 s
 
 

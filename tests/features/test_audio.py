@@ -10,7 +10,7 @@ from astradup.config import AudioConfig
 from astradup.features import audio as A
 from astradup.features import chromaprint as C
 from astradup.features import mfcc as M
-from media import synth_music, synth_speech, write_wav
+from tests.media import synth_music, synth_speech, write_wav
 
 SR = 11025
 

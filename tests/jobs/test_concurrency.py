@@ -39,7 +39,7 @@ from astradup.store.vectors import VectorStore
 from tests.media import SOURCES, make_video
 from tests.milvus_harness import milvus_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 D, DA = 16, 8  # small dims for the synthetic-vector cases
 
 
@@ -402,7 +402,7 @@ def server(tmp_path_factory):
 RACE_WRITER = """
 import sys
 from astradup.store.vectors import VectorStore
-from tests.test_concurrency import D, DA, synthetic
+from tests.jobs.test_concurrency import D, DA, synthetic
 gate, uri, prefix, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 vids = [synthetic(f"v{i}", i) for i in range(10)]
 ready_then_wait(gate)

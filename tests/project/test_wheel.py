@@ -24,7 +24,7 @@ from tests.media import make_copy, make_video
 
 pytestmark = pytest.mark.wheel
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _source_copy(dst: Path) -> Path:
