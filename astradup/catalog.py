@@ -137,14 +137,20 @@ class Catalog:
                 f"embedder makes {dim}-d: use the embedder settings it was built with (embedder.model, "
                 f"embedder.pca_dims: {have if have < dim else 0}), or index the videos again into a new data dir")
 
+    def close_vectors(self) -> None:
+        """Close the vector store if this catalog opened one: a Milvus Lite file is then free for
+        another process (one per file); the next use opens it again."""
+        if self._vectors is not None:
+            self._vectors.close()
+            self._vectors = None
+
     def reindex(self, tick: Callable[[int, int], None] | None = None) -> int:
         """Rebuild the Milvus copy from the shards, from empty collections: this is also how an
         index moves to another embedder dim or ``vectors.projection`` (the old collections would
         not even open under the new config). ``tick(videos written, live videos)`` after each batch."""
         n = 0
         self.check_frame_dim()
-        if self._vectors is not None:
-            self._vectors.close()
+        self.close_vectors()
         self._vectors = self._open_vectors(recreate=True)
         total = int(self.shards.stats()["videos_live"]) if tick else 0
         if tick:

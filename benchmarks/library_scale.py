@@ -534,7 +534,7 @@ def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: floa
 
     cat = Catalog(cfg)
     real = list(cat.shards.load_features(list(info["real_ids"].values())).values())
-    syn = Synth(real, cfg, catalog.vectors.projection)
+    syn = Synth(real, cfg, cat.vectors.projection)
     rng = np.random.default_rng(seed + 7)
     n_new = max(1, int(round(info["n"] * share)))
     durs = np.exp(rng.uniform(math.log(10), math.log(600), n_new))

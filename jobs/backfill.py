@@ -83,12 +83,11 @@ def _write_report(cfg: Config, catalog, out_dir: str, log) -> dict[str, Any]:
     Ray: only the videos not joined before are searched), so the driver lets go of its vector store:
     a Milvus Lite file takes one process, here the job's worker. A report that fails is logged and
     reported, not fatal: the videos are indexed either way, and `astradup report` can make it again."""
-    from astradup.dedup.job import release_vectors
     from astradup.report.write import write_report
 
     log(f"writing the duplicate report to {out_dir}")
     try:
-        release_vectors(catalog)
+        catalog.close_vectors()
         info = write_report(cfg, out_dir)
     except Exception as e:
         log(f"report NOT written: {type(e).__name__}: {e}")

@@ -70,7 +70,6 @@ def cmd_report(args, cfg: Config) -> int:
 def cmd_demo(args, cfg: Config) -> int:
     """The main job on embedded defaults: build a sample corpus from real media, index it, list duplicates."""
     from astradup.catalog import Catalog
-    from astradup.dedup.job import release_vectors
     from astradup.dedup.results import dedup_groups
     from astradup.demo_corpus.build import build_demo_corpus
     from astradup.pipeline import index
@@ -82,7 +81,7 @@ def cmd_demo(args, cfg: Config) -> int:
     catalog = Catalog(cfg)
     pr = progress_of(args)
     report = index([str(out / "videos")], cfg, catalog=catalog, progress=pr.teller("index"))
-    release_vectors(catalog)  # the dedup job's worker opens the Milvus Lite file next
+    catalog.close_vectors()  # the dedup job's worker opens the Milvus Lite file next
     print(report.summary())
     groups, best, uris, partial = dedup_groups(cfg, "similar", progress=pr.teller("dedup"))
     name = {v: Path(u).name for v, u in uris.items()}

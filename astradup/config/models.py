@@ -81,7 +81,9 @@ class AudioConfig:
     window: Positive = 5.0  # seconds per audio window
     step: Positive = 1.0  # window step for indexed videos
     query_step: Positive = 0.5  # window step for queries (0.5 beat 1.0 on the dev benchmark sweep)
-    n_mfcc: Count = 13
+    # MFCCs are the DCT of 40 mel bands (features/mfcc.py MEL_BANDS): there are no more than 40, and
+    # asking for more broke the streamed path of long tracks
+    n_mfcc: Annotated[int, Strict(), Field(ge=1, le=40)] = 13
 
 
 @section

@@ -67,15 +67,6 @@ log = get_logger(__name__)
 DEFAULT_BATCH = 50  # query videos per batch (one Parquet part, one manifest entry)
 
 
-def release_vectors(catalog) -> None:
-    """Close a catalog's vector store if it opened one: a Milvus Lite file then is free for the
-    job's worker (one process per file)."""
-    vs = getattr(catalog, "_vectors", None)
-    if vs is not None:
-        vs.close()
-        catalog._vectors = None
-
-
 def live_ids(shards) -> dict[str, str]:
     """id -> uri of every video whose latest status is ok."""
     return {v: r.get("uri") or "" for v, r in shards.latest_status().items() if r["status"] == STATUS_OK}

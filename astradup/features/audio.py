@@ -61,7 +61,7 @@ def _standardise_mfcc(stats: np.ndarray) -> np.ndarray:
     return (stats.astype(np.float64) - mu) / sd
 
 
-def _code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray) -> np.ndarray:
+def code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray) -> np.ndarray:
     """[W, N_BLOCKS * 64] centred code histograms over soft sub-blocks of each window.
 
     Block k of window [s, e) weighs the items in the window by a triangle centred at
@@ -106,7 +106,7 @@ def window_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
     if mfcc_stats.ndim != 2 or len(mfcc_stats) != len(windows):
         raise ValueError(f"mfcc_stats must be [W, 2 * n_mfcc] for W={len(windows)} windows, "
                          f"got {mfcc_stats.shape}")
-    codes = l2_normalise(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
+    codes = l2_normalise(code_blocks(np.asarray(chroma, np.uint32), hz, windows))
     mf = MFCC_WEIGHT * l2_normalise(_standardise_mfcc(mfcc_stats)) if mfcc_stats.shape[1] else \
         np.zeros((len(windows), 0))
     return l2_normalise(np.concatenate([codes, mf], axis=1)).astype(np.float32)

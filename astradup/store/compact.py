@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from astradup.features.audio import CODE_DIM, MFCC_WEIGHT, N_BLOCKS, _code_blocks
+from astradup.features.audio import CODE_DIM, MFCC_WEIGHT, N_BLOCKS, code_blocks
 from astradup.features.unit_rows import l2_normalise
 
 CODES_DIM = N_BLOCKS * CODE_DIM  # leading dimensions of an audio window vector
@@ -60,5 +60,5 @@ def rebuild_audio_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
     mf = np.asarray(mfcc_part, np.float64).reshape(len(windows), -1)
     if len(windows) == 0:
         return np.zeros((0, CODES_DIM + mf.shape[1]), np.float32)
-    codes = l2_normalise(_code_blocks(np.asarray(chroma, np.uint32), hz, windows))
+    codes = l2_normalise(code_blocks(np.asarray(chroma, np.uint32), hz, windows))
     return l2_normalise(np.concatenate([codes, MFCC_WEIGHT * l2_normalise(mf)], axis=1)).astype(np.float32)

@@ -15,7 +15,7 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, run_job
 from astradup.dedup.pairs import match_to_row
 from astradup.dedup.results import dedup_groups, review_items
 from astradup.dedup.store import Manifest, dedup_dir, read_pairs, write_part
@@ -29,7 +29,7 @@ from tests.media import make_copy, make_video
 def _index(cfg, paths):
     catalog = Catalog(cfg)
     rep = index([str(p) for p in paths], cfg, catalog=catalog)
-    release_vectors(catalog)  # the job's worker opens the Lite file (one process per file)
+    catalog.close_vectors()  # the job's worker opens the Lite file (one process per file)
     return rep
 
 
@@ -265,4 +265,4 @@ def test_batched_join_finds_what_one_search_per_video_finds(corpus, full_run):
             listed = [m for m in everything if m.label != "none" or m.segments][: cfg.search.top]
             assert [(m.source_id, round(m.fused, 6)) for m in one] == [(m.source_id, round(m.fused, 6)) for m in listed]
     finally:
-        release_vectors(searcher.catalog)
+        searcher.catalog.close_vectors()

@@ -49,11 +49,10 @@ def corpus(tmp_path_factory):
     cfg = load_config(overrides={"data_dir": str(root / "data"),
                                  "pipeline": {"dashboard": False, "decode_concurrency": 1}})
     from astradup.catalog import Catalog
-    from astradup.dedup.job import release_vectors
 
     catalog = Catalog(cfg)
     rep = index([str(lib)], cfg, catalog=catalog)
-    release_vectors(catalog)  # `astradup report` runs the dedup job, whose worker opens the Lite file
+    catalog.close_vectors()  # `astradup report` runs the dedup job, whose worker opens the Lite file
     assert rep.indexed == 6 and not rep.failed, rep.summary()
     ids = {Path(u).name: v for u, v in _uris(cfg).items()}
     return {"cfg": cfg, "lib": lib, "root": root, "ids": ids}

@@ -15,7 +15,7 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, run_job
 from astradup.errors import AstraDupError
 from astradup.pipeline import index
 from astradup.records import SegmentMatch, VideoMatch
@@ -90,7 +90,7 @@ def corpus(tmp_path_factory):
     from astradup.search import Searcher
 
     run_job(cfg, searcher=Searcher(cfg, catalog))  # in this process: no Ray actor holds the Lite file after
-    release_vectors(catalog)
+    catalog.close_vectors()
     ids = {Path(u).name: v for v, u in live_ids(catalog.shards).items()}
     store = ReviewStore(reviews_path(cfg.data_dir))
     try:
@@ -233,7 +233,7 @@ def test_service_search_leaves_the_rejected_pair_out_and_marks_the_confirmed_one
         assert {m["source_id"]: m["decision"] for m in up["matches"]}[b2] == CONFIRMED
     finally:
         svc.reviews.close()
-        release_vectors(svc.catalog)
+        svc.catalog.close_vectors()
 
 
 def test_cli_refuses_a_damaged_verdicts_file_and_a_bad_top_in_one_line(tmp_path, capsys):

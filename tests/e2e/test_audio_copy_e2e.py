@@ -12,7 +12,7 @@ import pytest
 from astradup.catalog import Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
-from astradup.dedup.job import live_ids, release_vectors, run_job
+from astradup.dedup.job import live_ids, run_job
 from astradup.dedup.results import dedup_groups
 from astradup.pipeline import index
 from astradup.records import AudioCopy
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory):
     catalog = Catalog(cfg)
     rep = index([str(lib)], cfg, catalog=catalog)
     assert rep.indexed == 3 and not rep.failed, rep.summary()
-    release_vectors(catalog)  # the dedup job's worker opens the Lite file next
+    catalog.close_vectors()  # the dedup job's worker opens the Lite file next
     ids = {Path(u).name: v for v, u in live_ids(Catalog(cfg).shards).items()}
     run_job(cfg, batch_size=3)
     return {"cfg": cfg, "root": root, "lib": lib, "ids": ids}
