@@ -87,15 +87,16 @@ class IndexProjection:
     def knn_floor(self, floor: float, modality: str) -> float:
         """``floor`` (a full-space similarity) as the KNN sees it (``matching_floor``): the same for
         a modality kept whole or projected without a tail table."""
-        basis, table = (self.frame_basis, self.frame_tails) if modality == "frames" else \
-            (self.audio_basis, self.audio_tails)
+        basis, table = self._basis_and_tails(modality)
         return matching_floor(floor, table if basis is not None else None)
+
+    def _basis_and_tails(self, modality: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return (self.frame_basis, self.frame_tails) if modality == "frames" else (self.audio_basis, self.audio_tails)
 
     def unrelated_level(self, share: float, modality: str) -> float:
         """The similarity, as the KNN sees it, that only ``share`` of unrelated row pairs reach (the
         tail table fitted with the basis); 0 when no table says (a search then counts every hit)."""
-        basis, table = (self.frame_basis, self.frame_tails) if modality == "frames" else \
-            (self.audio_basis, self.audio_tails)
+        basis, table = self._basis_and_tails(modality)
         if table is None:
             return 0.0
         side = np.maximum.accumulate(table[1] if basis is not None else table[0])
