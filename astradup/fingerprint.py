@@ -5,7 +5,7 @@ file; ``astradup search --fingerprint FP.parquet`` or ``POST /search`` with a ``
 answers as a search with the video itself would. The file is written from the very record a video
 search builds (``Searcher.query_from_file``: one feature pipeline), so the two cannot drift apart.
 
-Layout (schema version 1): one Parquet file holding ONE row, ``FINGERPRINT_SCHEMA``; the file's
+Layout (schema version 2): one Parquet file holding ONE row, ``FINGERPRINT_SCHEMA``; the file's
 key-value metadata holds ``astradup.fingerprint`` = the schema version and ``astradup.embedder`` =
 the frame embedder's name (a fingerprint is only comparable with an index built by that
 embedder, whatever its dims say).
@@ -28,7 +28,13 @@ audio_dim       int32            Da, width of an audio window vector
 audio_vectors   list<float32>    W*Da values: audio window vectors (L2-normalised rows)
 chromaprint     list<uint32>     raw Chromaprint sub-fingerprints of the whole soundtrack
 chromaprint_hz  float64          sub-fingerprints per second
+pitch_count     int32            V, audio pitch variants (features/pitch_variants.py; 0: none made)
+pitch_q         binary           V*W*Da int8: each variant's window vectors, quantised as the frames
+pitch_step      list<float32>    [V*W] their steps
 =============== ================ ====================================================================
+
+Version 1 files (written before the pitch variants) have no ``pitch_*`` columns and are still read:
+their searches miss pitch-shifted soundtracks as every search did then.
 
 Quantisation: row i of the embeddings is stored as int8 ``q[i]`` and float32 ``step[i] =
 max|x[i]| / 127``; ``x[i] ~= q[i] * step[i]`` to within ``step[i] / 2`` per component
@@ -64,7 +70,9 @@ from astradup.plain import plain
 from astradup.records import VideoFeatures
 from astradup.store.compact import dequantise_rows, quantise_rows_scaled
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+PITCH_COLUMNS = ("pitch_count", "pitch_q", "pitch_step")  # added in version 2
+MAX_PITCH = 8  # audio.query_pitch holds at most 8 shifts
 VERSION_KEY = b"astradup.fingerprint"
 EMBEDDER_KEY = b"astradup.embedder"
 PHASH_BYTES = 32
@@ -95,6 +103,9 @@ FINGERPRINT_SCHEMA = pa.schema([
     pa.field("audio_vectors", pa.list_(pa.float32())),
     pa.field("chromaprint", pa.list_(pa.uint32())),
     pa.field("chromaprint_hz", pa.float64()),
+    pa.field("pitch_count", pa.int32()),
+    pa.field("pitch_q", pa.binary()),
+    pa.field("pitch_step", pa.list_(pa.float32())),
 ])
 
 
@@ -107,9 +118,11 @@ class Fingerprint:
     features: VideoFeatures
     mirror: np.ndarray | None  # mirrored-frame embeddings, None when the file has none
     embedder: str  # the frame embedder that made the embeddings
+    pitch: np.ndarray | None = None  # [V, W, Da] audio pitch variants, None when the file has none
 
 
-def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str) -> pa.Table:
+def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str,
+                      pitch: np.ndarray | None = None) -> pa.Table:
     """The one-row table (schema and metadata included) of a query's features."""
     emb = np.asarray(f.embeddings, np.float32)
     t = len(np.asarray(f.timestamps).reshape(-1))
@@ -121,6 +134,11 @@ def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str
     else:
         mq, mstep = np.zeros((0,), np.int8), np.zeros((0,), np.float32)
     av = np.asarray(f.audio_vectors, np.float32)
+    pv = np.asarray(pitch if pitch is not None else np.zeros((0, 0, 0)), np.float32)
+    if pv.size and (pv.ndim != 3 or pv.shape[1:] != av.shape):
+        raise ValueError(f"{f.video_id}: pitch variants {pv.shape} do not match audio vectors {av.shape}")
+    pq_, pstep = quantise_rows_scaled(pv.reshape(-1, av.shape[1])) if pv.size else \
+        (np.zeros((0,), np.int8), np.zeros((0,), np.float32))
     row = {
         "video_id": f.video_id, "name": PurePosixPath(str(f.uri).replace("\\", "/")).name,
         "meta_json": json.dumps(plain(f.meta), sort_keys=True),
@@ -132,19 +150,21 @@ def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str
         "audio_dim": int(av.shape[1]) if av.ndim == 2 else 0, "audio_vectors": av.reshape(-1),
         "chromaprint": np.asarray(f.chromaprint, np.uint32).reshape(-1),
         "chromaprint_hz": float(f.chromaprint_hz),
+        "pitch_count": int(len(pv)) if pv.size else 0, "pitch_q": pq_.tobytes(), "pitch_step": pstep,
     }
     table = pa.Table.from_pylist([row], schema=FINGERPRINT_SCHEMA)
     return table.replace_schema_metadata({VERSION_KEY: SCHEMA_VERSION.encode(), EMBEDDER_KEY: embedder.encode()})
 
 
-def write_fingerprint(path: str | Path, f: VideoFeatures, mirror: np.ndarray | None, embedder: str) -> int:
+def write_fingerprint(path: str | Path, f: VideoFeatures, mirror: np.ndarray | None, embedder: str,
+                      pitch: np.ndarray | None = None) -> int:
     """Write the fingerprint file (via a temp name, so a half-written file never has the name);
     returns its size in bytes."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         # Quantised bytes and floats barely compress; zstd still shrinks the JSON and the windows.
-        pq.write_table(fingerprint_table(f, mirror, embedder), tmp, compression="zstd")
+        pq.write_table(fingerprint_table(f, mirror, embedder, pitch), tmp, compression="zstd")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -197,9 +217,9 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_dec
     if version is None:
         raise FingerprintError(where, "not an AstraDup fingerprint (a Parquet file without the "
                                       f"{VERSION_KEY.decode()!r} metadata key; make one with `astradup fingerprint`)")
-    if version != SCHEMA_VERSION.encode():
+    if version not in (b"1", SCHEMA_VERSION.encode()):
         raise FingerprintError(where, f"fingerprint schema version {version[:20].decode('utf-8', 'replace')!r}; "
-                                      f"this AstraDup reads version {SCHEMA_VERSION}")
+                                      f"this AstraDup reads versions 1 and {SCHEMA_VERSION}")
     if md.num_rows != 1 or md.num_row_groups != 1:
         raise FingerprintError(where, f"a fingerprint holds one row, this file has {md.num_rows} "
                                       f"in {md.num_row_groups} row group(s)")
@@ -208,12 +228,15 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_dec
     except Exception as e:
         raise FingerprintError(where, f"unreadable schema ({type(e).__name__})") from None
     for field in FINGERPRINT_SCHEMA:
+        if version == b"1" and field.name in PITCH_COLUMNS:
+            continue
         i = schema.get_field_index(field.name)
         if i < 0:
             raise FingerprintError(where, f"column {field.name!r} is missing")
         if not schema.field(i).type.equals(field.type):
             raise FingerprintError(where, f"column {field.name!r} is {schema.field(i).type}, expected {field.type}")
-    extra = [n for n in schema.names if FINGERPRINT_SCHEMA.get_field_index(n) < 0]
+    extra = [n for n in schema.names if FINGERPRINT_SCHEMA.get_field_index(n) < 0
+             or (version == b"1" and n in PITCH_COLUMNS)]
     if extra:
         raise FingerprintError(where, f"unknown column(s) {', '.join(repr(n[:40]) for n in extra[:5])}")
     rg = md.row_group(0)
@@ -318,7 +341,25 @@ def _from_row(table: pa.Table, kv: dict) -> Fingerprint:
     feats = VideoFeatures(video_id=vid, uri=f"fingerprint:{name}", timestamps=ts, embeddings=emb,
                           phash=phash, audio_windows=windows, audio_vectors=vectors, chromaprint=chroma,
                           chromaprint_hz=float(hz), meta=meta)
-    return Fingerprint(feats, mirror, (kv.get(EMBEDDER_KEY) or b"").decode("utf-8", "replace")[:200])
+    pitch = _pitch(table, w, da) if "pitch_count" in table.column_names else None
+    return Fingerprint(feats, mirror, (kv.get(EMBEDDER_KEY) or b"").decode("utf-8", "replace")[:200], pitch)
+
+
+def _pitch(table: pa.Table, w: int, da: int) -> np.ndarray | None:
+    """The [V, W, Da] pitch variants of a version 2 file, None when it has none."""
+    v = _one(table, "pitch_count")
+    if v is None or not 0 <= v <= MAX_PITCH:
+        raise ValueError(f"pitch_count {v!r} is not a count from 0 to {MAX_PITCH}")
+    pq_ = np.frombuffer(_bytes(table, "pitch_q", MAX_PITCH * MAX_WINDOWS * MAX_DIM), np.int8)
+    pstep = _floats(table, "pitch_step", MAX_PITCH * MAX_WINDOWS)
+    if not v:
+        if len(pq_) or len(pstep):
+            raise ValueError("pitch_q / pitch_step hold values with pitch_count 0")
+        return None
+    if len(pstep) != v * w or (len(pstep) and pstep.min() < 0):
+        raise ValueError(f"pitch_step: {len(pstep)} non-negative steps, expected {v} x {w}")
+    rows = _rows(pq_, da, v * w, "pitch_q").astype(np.float32) * pstep[:, None]
+    return dequantise_rows(rows).reshape(v, w, da) if w else None
 
 
 def check_compatible(fp: Fingerprint, embedder: str, frame_dim: int, audio_dim: int, where: str) -> None:

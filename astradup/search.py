@@ -14,16 +14,16 @@ import numpy as np
 from astradup import telemetry
 from astradup.catalog import Catalog
 from astradup.config import Config, DecodeConfig
-from astradup.errors import ConfigError
 from astradup.features.extract import add_embeddings, cpu_features, mirrored_embeddings
+from astradup.features.pitch_variants import pitch_variants
 from astradup.io.decode import decode_video
 from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
-from astradup.match.common import CommonSegment, find_common, inside, mask_pair, match_floor
-from astradup.match.selfjoin import (Rows, best_per_video, could_match, exact_floors, exact_knn, floors, merge_hits,
-                                     prune)
+from astradup.match.common import CommonSegment, find_common, mask_pair, match_floor
+from astradup.match.query_rows import check_dims, could_match_rows, outside, pitch_outside, step, window_centres
+from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import fuse
 from astradup.match.scoring import backgrounds, informative, pair_audio_copy, pair_evidence, pair_segments
 from astradup.records import VideoFeatures, VideoMatch, VideoRef
@@ -44,46 +44,13 @@ class Knn:
     common: list[CommonSegment] = dataclasses.field(default_factory=list)
 
 
-def _step(times: np.ndarray, default: float = 1.0) -> float:
-    """The median spacing of sorted sample times (one frame or window stands for that much)."""
-    t = np.sort(np.asarray(times, np.float64).reshape(-1))
-    return float(np.median(np.diff(t))) if len(t) > 1 else default
-
-
-def _window_centres(f: VideoFeatures) -> np.ndarray:
-    return np.asarray(f.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
-
-
-def _outside(hits: list, times: np.ndarray, common: list[CommonSegment]) -> list:
-    """The rows' hits, common rows' emptied: what is left to say whether a candidate came close."""
-    if not common:
-        return hits
-    m = inside(times, common)
-    return [[] if c else h for h, c in zip(hits, m)]
-
-
-def _could_match(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | None, bar) -> bool:
-    """``could_match`` on the rows scoring uses: informative and not common (``informative``)."""
-    qm = informative(q) if len(q.embeddings) else slice(None)
-    sm = informative(s) if len(s.embeddings) else slice(None)
-    q_mir = mirror[qm] if mirror is not None and len(mirror) else None
-    return could_match(q.embeddings[qm], s.embeddings[sm], q.audio_vectors, s.audio_vectors, bar, q_mir)
-
-
 @dataclass
 class Query:
     features: VideoFeatures
     mirror: np.ndarray | None  # embeddings of mirrored frames (finds hflip copies), None if unavailable
-
-
-def _check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
-    """A query embedded with other settings than the index cannot be scored against it: say so
-    (Catalog.check_frame_dim) instead of failing inside the scorer."""
-    dq, ds = np.asarray(q.embeddings).shape, np.asarray(s.embeddings).shape
-    if len(dq) == 2 and len(ds) == 2 and dq[0] and ds[0] and dq[1] != ds[1]:
-        raise ConfigError(f"{s.video_id} was indexed with {ds[1]}-d frame vectors and the query has {dq[1]}-d: "
-                          "the index and the queries must use the same embedder settings (embedder.model, "
-                          "embedder.pca_dims)")
+    # [V, W, Da] the audio windows' vectors with the pitch moved (features/pitch_variants.py), row w
+    # of each the same stretch as the features' window w; None: not made (indexed videos)
+    pitch: np.ndarray | None = None
 
 
 class Searcher:
@@ -97,22 +64,26 @@ class Searcher:
 
     def query_from_file(self, uri: str) -> Query:
         with local_copy(uri, self.cfg.s3_endpoint) as path:
-            feats, frames = self.read_query(path, uri)
-        return self.embed_query(feats, frames)
+            return self.embed_query(*self.read_query(path, uri))
 
-    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None) -> tuple[VideoFeatures, np.ndarray]:
-        """``query_from_file``'s first half on a local file, (CPU features, frames): what fails here is
-        the file's fault, not the embedder's. ``decode``: tighter limits than ``cfg.decode``."""
+    def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None
+                   ) -> tuple[VideoFeatures, np.ndarray, np.ndarray]:
+        """``query_from_file``'s first half on a local file, (CPU features, frames, audio pitch
+        variants): what fails here is the file's fault, not the embedder's. ``decode``: tighter
+        limits than ``cfg.decode``."""
         with telemetry.timed(STAGE, stage="decode"):
             dec = decode_video(path, VideoRef(content_id(path), uri, os.path.getsize(path)), decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
-            return cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step), dec.frames
+            feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
+            pitch = pitch_variants(dec.audio if len(feats.audio_vectors) else None, dec.sample_rate, self.cfg.audio,
+                                   feats.audio_windows)
+            return feats, dec.frames, pitch
 
-    def embed_query(self, feats: VideoFeatures, frames: np.ndarray) -> Query:
+    def embed_query(self, feats: VideoFeatures, frames: np.ndarray, pitch: np.ndarray | None = None) -> Query:
         with telemetry.timed(STAGE, stage="embed"):
             feats = add_embeddings(feats, frames, self.embedder)
             mirror = mirrored_embeddings(frames, self.embedder) if self.cfg.embedder.query_flip else None
-        return Query(feats, mirror)
+        return Query(feats, mirror, pitch if pitch is not None and len(pitch) else None)
 
     def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
         """The query a fingerprint file (astradup/fingerprint.py) holds: the features
@@ -126,7 +97,7 @@ class Searcher:
         fp = read_fingerprint(src, MAX_FILE_BYTES if max_bytes is None else max_bytes, name)
         check_compatible(fp, self.embedder.name, self.embedder.dim, vector_dim(self.cfg.audio.n_mfcc),
                          name or (src if isinstance(src, str) else "fingerprint"))
-        return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None)
+        return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None, fp.pitch)
 
     @property
     def _floors(self) -> tuple[float, float]:
@@ -174,29 +145,34 @@ class Searcher:
                 ) -> list[CommonSegment]:
         c = self.cfg.common
         vis, aud = self._knn_floors  # the hits' similarities are in the projection's space
-        centres = _window_centres(f)
+        centres = window_centres(f)
         return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
-                           c.max_gap, frame_cell=_step(f.timestamps), window_step=_step(centres))
+                           c.max_gap, frame_cell=step(f.timestamps), window_step=step(centres))
 
     def _pick(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, extra_frame_hits: list,
-              audio_hits: list, pruned: bool) -> Knn:
+              audio_hits: list, pruned: bool, extra_audio_hits: list = ()) -> Knn:
         """Votes (top_k neighbours per row), common segments (all the neighbours asked), and with
         ``pruned`` only the candidates some row *outside* the common segments came close to among
         its top_k (the rows asked more for the common count are judged as the others): one that
         matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
-        the mirrored frames' (rows at the same ``frame_times``), which vote but are not counted."""
+        the mirrored frames' (rows at the same ``frame_times``), ``extra_audio_hits`` the pitch
+        variants' (each variant's windows in turn, at the same times as ``audio_hits``' rows), which
+        vote but are not counted."""
         k = self.cfg.search.top_k
         common = self._common(f, frame_times, frame_hits, audio_hits)
         top_f = [h[:k] for h in frame_hits]
         top_m = [h[:k] for h in extra_frame_hits]
         top_a = [h[:k] for h in audio_hits]
+        top_p = [h[:k] for h in extra_audio_hits]
         proj = self.catalog.vectors.projection
         votes = vote(top_f + top_m, floor=proj.unrelated_level(VOTE_TAIL, "frames"))
-        vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes, floor=proj.unrelated_level(VOTE_TAIL, "audio"))
+        vote(top_a + top_p, weight=AUDIO_VOTE_WEIGHT, votes=votes, floor=proj.unrelated_level(VOTE_TAIL, "audio"))
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
-            fh = _outside(top_f, frame_times, common) + _outside(top_m, frame_times, common)
-            ah = _outside(top_a, _window_centres(f), common)
+            fh = outside(top_f, frame_times, common) + outside(top_m, frame_times, common)
+            centres = window_centres(f)
+            ah = outside(top_a, centres, common) + outside(top_p, np.tile(centres, len(top_p) // max(len(centres), 1)),
+                                                               common)
             cands = prune(cands, best_per_video(fh), best_per_video(ah),
                           *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
         return Knn(cands, common)
@@ -218,9 +194,11 @@ class Searcher:
         av = np.asarray(q.features.audio_vectors)
         audio_hits = self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude)) \
             if len(av) else []
+        pitch_hits = vs.search_audio(np.asarray(q.pitch, np.float32).reshape(-1, av.shape[1]), k, exclude=exclude) \
+            if q.pitch is not None and len(q.pitch) and len(av) else []
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
-        return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned)
+        return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)
 
     def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
         """``knn``'s candidates alone."""
@@ -292,14 +270,15 @@ class Searcher:
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
         bgs = backgrounds(q.features, {v: feats[v] for v in candidates if v in feats}, self.cfg.segments,
                           q.mirror) if segments else {}
+        pitch = pitch_outside(q.features, q.pitch, common)  # the rows mask_pair keeps
         for vid in candidates:
             s0 = feats.get(vid)
             if s0 is None:
                 continue
-            _check_dims(q.features, s0)
+            check_dims(q.features, s0)
             qf, s = mask_pair(q.features, s0, list(common), vis_floor, aud_floor)
             shared = s is not s0  # the candidate holds common content too
-            if pruned and not _could_match(qf, s, q.mirror, bar):
+            if pruned and not could_match_rows(qf, s, q.mirror, pitch, bar):
                 continue
             ev = pair_evidence(qf, s, self.cfg.score, q.mirror)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
@@ -317,7 +296,7 @@ class Searcher:
             if acopy is not None:
                 notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
-            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid))) if segments else ()
+            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid), pitch)) if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
                                   notes=tuple(notes), segments=segs, audio_copy=acopy))

@@ -186,12 +186,12 @@ class SearchService:
                                                                      self.settings.max_decode_seconds),
                                    max_pixels=int(_tighter(dcfg.max_pixels, self.settings.max_query_pixels)))
         try:
-            feats, frames = self.searcher.read_query(path, uri, decode=dcfg)
+            media = self.searcher.read_query(path, uri, decode=dcfg)
         except MediaError as e:
             raise BadMedia(e.reason) from e
         except Exception as e:  # a decoder crash on hostile bytes is still the bytes' fault
             raise BadMedia(path_free(f"cannot decode: {type(e).__name__}: {e}")) from e
-        return self.searcher.embed_query(feats, frames)
+        return self.searcher.embed_query(*media)
 
     def _answer(self, q: Query, kind: str, top: int, include_none: bool, t0: float, name: str = "") -> dict:
         verdicts = Verdicts.for_video(self.reviews, q.features.video_id)

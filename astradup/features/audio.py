@@ -61,19 +61,21 @@ def _standardise_mfcc(stats: np.ndarray) -> np.ndarray:
     return (stats.astype(np.float64) - mu) / sd
 
 
-def code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray) -> np.ndarray:
+def code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray, time_scale: float = 1.0) -> np.ndarray:
     """[W, N_BLOCKS * 64] centred code histograms over soft sub-blocks of each window.
 
     Block k of window [s, e) weighs the items in the window by a triangle centred at
     s + (k + 0.5) * (e - s) / N with half-width (e - s) / N, so neighbouring blocks overlap and a
     small shift of the window moves weight gradually instead of items jumping between blocks.
+    ``time_scale`` maps the items' times onto the windows' axis (features/pitch_variants.py reads a
+    track at another rate, so its items' times are the track's times divided by that rate's ratio).
     """
     w_n = len(windows)
     out = np.zeros((w_n, N_BLOCKS * CODE_DIM), np.float64)
     if w_n == 0 or len(chroma) == 0:
         return out
     x = _codes_onehot(chroma)
-    t = item_times(len(chroma), hz)
+    t = item_times(len(chroma), hz) * time_scale
     lo = np.searchsorted(t, windows[:, 0], side="left")
     hi = np.searchsorted(t, windows[:, 1], side="left")
     span = int(max(1, (hi - lo).max()))
@@ -96,17 +98,17 @@ def code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray) -> np.ndarra
 
 
 def window_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
-                   mfcc_stats: np.ndarray) -> np.ndarray:
+                   mfcc_stats: np.ndarray, time_scale: float = 1.0) -> np.ndarray:
     """float32 [W, 192 + 2 * n_mfcc] L2-normalised vectors for inner-product KNN of audio windows.
 
-    The same function must build index and query vectors.
+    The same function must build index and query vectors; ``time_scale`` as in ``code_blocks``.
     """
     windows = np.asarray(windows, np.float64).reshape(-1, 2)
     mfcc_stats = np.asarray(mfcc_stats, np.float64)
     if mfcc_stats.ndim != 2 or len(mfcc_stats) != len(windows):
         raise ValueError(f"mfcc_stats must be [W, 2 * n_mfcc] for W={len(windows)} windows, "
                          f"got {mfcc_stats.shape}")
-    codes = l2_normalise(code_blocks(np.asarray(chroma, np.uint32), hz, windows))
+    codes = l2_normalise(code_blocks(np.asarray(chroma, np.uint32), hz, windows, time_scale))
     mf = MFCC_WEIGHT * l2_normalise(_standardise_mfcc(mfcc_stats)) if mfcc_stats.shape[1] else \
         np.zeros((len(windows), 0))
     return l2_normalise(np.concatenate([codes, mf], axis=1)).astype(np.float32)

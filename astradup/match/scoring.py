@@ -110,6 +110,18 @@ def _frame_sim(q: VideoFeatures, s: VideoFeatures, q_mirror: np.ndarray | None) 
     return sim
 
 
+def audio_sim(q: VideoFeatures, s: VideoFeatures, q_variants: np.ndarray | None = None) -> np.ndarray | None:
+    """Query windows x source windows inner products, the query's pitch variants' where higher
+    (features/pitch_variants.py: row w of each variant is the same stretch as the query's row w);
+    None when either side has no windows."""
+    if not (len(q.audio_vectors) and len(s.audio_vectors)):
+        return None
+    sim = q.audio_vectors @ s.audio_vectors.T
+    if q_variants is not None and len(q_variants) and np.shape(q_variants)[1] == len(sim):
+        sim = np.maximum(sim, np.max(np.einsum("vwd,sd->vws", q_variants, s.audio_vectors), axis=0))
+    return sim
+
+
 def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: SegmentConfig,
                 q_mirror: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
     """Per candidate, each query frame's best similarity to the *other* candidates (what
@@ -135,18 +147,17 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
 
 
 def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
-                  q_mirror: np.ndarray | None = None, background: np.ndarray | None = None
-                  ) -> list[SegmentMatch]:
+                  q_mirror: np.ndarray | None = None, background: np.ndarray | None = None,
+                  q_pitch: np.ndarray | None = None) -> list[SegmentMatch]:
     """Copied segments between a query and one candidate, from frame and audio-window similarities;
-    ``background`` from :func:`backgrounds` lets a distinctive piece stand without motion or length."""
+    ``background`` from :func:`backgrounds` lets a distinctive piece stand without motion or length;
+    ``q_pitch``: the query's pitch variants (``audio_sim``)."""
     vsim = None
     if len(q.embeddings) and len(s.embeddings):
         vsim = _frame_sim(q, s, q_mirror)
         vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
         vsim[:, ~informative(s)] = 0.0
-    asim = None
-    if len(q.audio_vectors) and len(s.audio_vectors):
-        asim = q.audio_vectors @ s.audio_vectors.T
+    asim = audio_sim(q, s, q_pitch)
     cell = float(np.median(np.diff(q.timestamps))) if len(q.timestamps) > 1 else 1.0
     return align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
                       q.audio_windows, s.audio_windows, asim, cfg, cell=cell,

@@ -265,7 +265,54 @@ def test_round_trip_keeps_everything_but_rounds_embeddings(tmp_path):
     step = np.asarray(table.column("emb_step")[0].as_py(), np.float32)
     assert np.abs(q * step[:, None] - f.embeddings).max() <= step.max() / 2 + 1e-7
     assert np.abs(g.embeddings - f.embeddings).max() < 0.02
-    assert pq.read_metadata(path).metadata[VERSION_KEY] == b"1"
+    assert pq.read_metadata(path).metadata[VERSION_KEY] == b"2" and fp.pitch is None
+
+
+def _pitch(f, n: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    v = rng.normal(size=(n,) + np.shape(f.audio_vectors)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=2, keepdims=True)
+
+
+def test_pitch_variants_round_trip_as_int8_rows(tmp_path):
+    f = _feats()
+    pitch = _pitch(f)
+    path = tmp_path / "fp.parquet"
+    write_fingerprint(path, f, None, "e", pitch)
+    got = read_fingerprint(str(path)).pitch
+    assert got.shape == pitch.shape and np.abs(got - pitch).max() < 0.02
+
+
+def test_a_version_1_file_without_pitch_columns_is_still_read(tmp_path):
+    f = _feats()
+    t = fingerprint_table(f, None, "e", _pitch(f)).drop_columns(["pitch_count", "pitch_q", "pitch_step"])
+    path = tmp_path / "v1.parquet"
+    _write(t.replace_schema_metadata({VERSION_KEY: b"1", EMBEDDER_KEY: b"e"}), path)
+    fp = read_fingerprint(str(path))
+    assert fp.pitch is None and np.array_equal(fp.features.audio_vectors, f.audio_vectors)
+    # ... and a version 1 file cannot smuggle the version 2 columns in
+    _write(fingerprint_table(f, None, "e", _pitch(f)).replace_schema_metadata({VERSION_KEY: b"1", EMBEDDER_KEY: b"e"}),
+           path)
+    with pytest.raises(FingerprintError, match="unknown column"):
+        read_fingerprint(str(path))
+
+
+@pytest.mark.parametrize("tamper,reason", [
+    (lambda t: _with(t, "pitch_count", 9), "pitch_count 9 is not a count from 0 to 8"),
+    (lambda t: _with(t, "pitch_count", 3), "pitch_step: 6 non-negative steps, expected 3 x 3"),
+    (lambda t: _with(t, "pitch_count", 0), "hold values with pitch_count 0"),
+    (lambda t: _with(t, "pitch_q", b"\x01" * 7), "pitch_q: 7 values, expected 6 x 8"),
+    (lambda t: _with(t, "pitch_step", [float("nan")] * 6), "pitch_step: NaN"),
+    (lambda t: _with(t, "pitch_step", [-1.0] * 6), "non-negative steps"),
+])
+def test_hostile_pitch_columns_are_clear_errors(tmp_path, tamper, reason):
+    f = _feats()
+    t = fingerprint_table(f, None, "e", _pitch(f))
+    path = tmp_path / "bad.parquet"
+    _write(tamper(t).replace_schema_metadata(t.schema.metadata), path)
+    with pytest.raises(FingerprintError) as ei:
+        read_fingerprint(str(path))
+    assert reason in ei.value.reason
 
 
 @pytest.mark.parametrize("tamper,reason", [

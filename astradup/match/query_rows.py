@@ -1,0 +1,65 @@
+"""The query's rows as scoring sees them: sample spacing, window centres, the rows outside the
+common segments (for the votes' pruning and for the pitch variants), the cheap could-they-match
+test, and the dimension check; pure numpy, shared by ``Searcher``'s KNN and scoring halves."""
+from __future__ import annotations
+
+import numpy as np
+
+from astradup.errors import ConfigError
+from astradup.match.common import CommonSegment, inside
+from astradup.match.scoring import informative
+from astradup.match.selfjoin import could_match
+from astradup.records import VideoFeatures
+
+
+def step(times: np.ndarray, default: float = 1.0) -> float:
+    """The median spacing of sorted sample times (one frame or window stands for that much)."""
+    t = np.sort(np.asarray(times, np.float64).reshape(-1))
+    return float(np.median(np.diff(t))) if len(t) > 1 else default
+
+
+def window_centres(f: VideoFeatures) -> np.ndarray:
+    return np.asarray(f.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
+
+
+def outside(hits: list, times: np.ndarray, common: list[CommonSegment]) -> list:
+    """The rows' hits, common rows' emptied: what is left to say whether a candidate came close."""
+    if not common:
+        return hits
+    m = inside(times, common)
+    return [[] if c else h for h, c in zip(hits, m)]
+
+
+def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | None, pitch: np.ndarray | None,
+                     bar) -> bool:
+    """``could_match`` on the rows scoring uses: informative and not common (``informative``), the
+    pitch variants' windows as more query windows."""
+    qm = informative(q) if len(q.embeddings) else slice(None)
+    sm = informative(s) if len(s.embeddings) else slice(None)
+    q_mir = mirror[qm] if mirror is not None and len(mirror) else None
+    qa = np.asarray(q.audio_vectors)
+    if pitch is not None and len(pitch) and len(qa):
+        qa = np.concatenate([qa, np.asarray(pitch, qa.dtype).reshape(-1, qa.shape[1])])
+    return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir)
+
+
+def pitch_outside(f: VideoFeatures, pitch: np.ndarray | None, common: list[CommonSegment] | tuple
+                  ) -> np.ndarray | None:
+    """The pitch variants' rows for the windows ``match/common.mask_pair`` keeps: it removes the
+    query's windows inside the common segments, and row w of a variant must stay window w."""
+    if pitch is None or not len(pitch) or not common:
+        return pitch
+    c = window_centres(f)
+    if np.shape(pitch)[1] != len(c):
+        return None
+    return np.asarray(pitch)[:, ~inside(c, list(common))]
+
+
+def check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
+    """A query embedded with other settings than the index cannot be scored against it: say so
+    (Catalog.check_frame_dim) instead of failing inside the scorer."""
+    dq, ds = np.asarray(q.embeddings).shape, np.asarray(s.embeddings).shape
+    if len(dq) == 2 and len(ds) == 2 and dq[0] and ds[0] and dq[1] != ds[1]:
+        raise ConfigError(f"{s.video_id} was indexed with {ds[1]}-d frame vectors and the query has {dq[1]}-d: "
+                          "the index and the queries must use the same embedder settings (embedder.model, "
+                          "embedder.pca_dims)")
