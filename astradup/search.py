@@ -155,24 +155,32 @@ class Searcher:
         ``pruned`` only the candidates some row *outside* the common segments came close to among
         its top_k (the rows asked more for the common count are judged as the others): one that
         matched the intro alone cannot reach a label or a copied segment. ``extra_frame_hits``:
-        the mirrored frames' (rows at the same ``frame_times``), ``extra_audio_hits`` the pitch
-        variants' (each variant's windows in turn, at the same times as ``audio_hits``' rows), which
-        vote but are not counted."""
+        the mirrored frames' (rows at the same ``frame_times``), which vote but are not counted;
+        ``extra_audio_hits`` the pitch variants' (each variant's windows in turn, row w the same
+        window as ``audio_hits``' row w), each window's best reading voting once."""
         k = self.cfg.search.top_k
         common = self._common(f, frame_times, frame_hits, audio_hits)
         top_f = [h[:k] for h in frame_hits]
         top_m = [h[:k] for h in extra_frame_hits]
         top_a = [h[:k] for h in audio_hits]
-        top_p = [h[:k] for h in extra_audio_hits]
         proj = self.catalog.vectors.projection
+        a_floor = proj.unrelated_level(VOTE_TAIL, "audio")
+        n_var = len(extra_audio_hits) // max(len(top_a), 1)
+        # A variant's hit counts by how far it beats the level that the best of the window's
+        # 1 + n_var readings of unrelated music reaches as often as one reading reaches a_floor
+        # (a union bound), so that the extra readings add no votes to music that merely sounds alike.
+        lift = proj.unrelated_level(VOTE_TAIL / (1 + n_var), "audio") - a_floor if n_var else 0.0
+        for v in range(n_var):
+            # a window votes once, with its best reading (as is or a pitch variant)
+            shifted = [[h[:-1] + (h[-1] - lift,) for h in row[:k]]
+                       for row in extra_audio_hits[v * len(top_a):(v + 1) * len(top_a)]]
+            top_a = merge_hits(top_a, shifted, k)
         votes = vote(top_f + top_m, floor=proj.unrelated_level(VOTE_TAIL, "frames"))
-        vote(top_a + top_p, weight=AUDIO_VOTE_WEIGHT, votes=votes, floor=proj.unrelated_level(VOTE_TAIL, "audio"))
+        vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes, floor=a_floor)
         cands = top_candidates(votes, self.cfg.search.max_candidates)
         if pruned:
             fh = outside(top_f, frame_times, common) + outside(top_m, frame_times, common)
-            centres = window_centres(f)
-            ah = outside(top_a, centres, common) + outside(top_p, np.tile(centres, len(top_p) // max(len(centres), 1)),
-                                                               common)
+            ah = outside(top_a, window_centres(f), common)
             cands = prune(cands, best_per_video(fh), best_per_video(ah),
                           *floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps))
         return Knn(cands, common)
