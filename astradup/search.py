@@ -33,6 +33,11 @@ AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is w
 # (match/candidates.vote): 0.05 found 3 more of the 75 copies among the candidates on the hard
 # benchmark's four seeds (KNN emulated on their features), the same on dev8/dev40.
 VOTE_TAIL = 0.05
+# The pitch variants ask the KNN for every 2nd query window only: the same candidates and pooled
+# figures as every window on the hard benchmark's four seeds (LCT 0.688, segment micro-AP 0.717;
+# every 4th lost a copy), for 142 instead of 253 ms KNN p50 on a 10,000-video library (88 without
+# variants: benchmarks/library_scale.py, docs/scaling.md).
+PITCH_KNN_STRIDE = 2
 STAGE = telemetry.QUERY_STAGE_LATENCY  # no-op without Ray (the CLI), a Ray histogram in the Serve replica
 
 
@@ -202,11 +207,22 @@ class Searcher:
         av = np.asarray(q.features.audio_vectors)
         audio_hits = self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude)) \
             if len(av) else []
-        pitch_hits = vs.search_audio(np.asarray(q.pitch, np.float32).reshape(-1, av.shape[1]), k, exclude=exclude) \
-            if q.pitch is not None and len(q.pitch) and len(av) else []
+        pitch_hits = self._pitch_hits(q, k, exclude) if q.pitch is not None and len(q.pitch) and len(av) else []
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)
+
+    def _pitch_hits(self, q: Query, k: int, exclude: str | None) -> list:
+        """The pitch variants' hits, each variant's windows in turn, only every PITCH_KNN_STRIDE-th
+        window asked (the others empty: 5 s windows every 0.5 s overlap by 90%)."""
+        n_var, n_win, dim = np.shape(q.pitch)
+        rows = np.arange(0, n_win, PITCH_KNN_STRIDE)
+        hits = self.catalog.vectors.search_audio(np.asarray(q.pitch, np.float32)[:, rows].reshape(-1, dim), k,
+                                                 exclude=exclude)
+        out: list = [[] for _ in range(n_var * n_win)]
+        for j, h in enumerate(hits):
+            out[(j // len(rows)) * n_win + rows[j % len(rows)]] = h
+        return out
 
     def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
         """``knn``'s candidates alone."""
