@@ -267,6 +267,31 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
 REALIGN_MIN_STEPS = 6
 
 
+def _dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: int, min_density: float
+                   ) -> np.ndarray:
+    """The line offsets (multiples of ``step`` where the matched cells put them) that pass near a
+    matched cell (within ``step`` of its residual ``resid``) in at least ``min_density`` of the
+    span's ``n_rows`` query rows (``row_of``: each cell's row).
+
+    A cell's residual lies within ``step`` of at most the offsets one below, at and one above its
+    own rounded one, so the cells x offsets table is never built: a long span of a near-static
+    source has a block of 10^5 matched cells and 10^3 offsets, and that table cost seconds."""
+    k = np.round(resid / step)
+    uniq = np.unique(k)
+    offsets = uniq * step
+    pos, cov_rows = [], []
+    for d in (-1.0, 0.0, 1.0):
+        u = k + d
+        at = np.searchsorted(uniq, u)
+        ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == u)
+        near = ok & (np.abs(resid - u * step) <= step)
+        pos.append(at[near])
+        cov_rows.append(row_of[near])
+    key = np.unique(np.concatenate(pos).astype(np.int64) * n_rows + np.concatenate(cov_rows).astype(np.int64))
+    covered = np.bincount(key // n_rows, minlength=len(offsets))  # distinct rows per offset
+    return offsets[covered >= min_density * n_rows]
+
+
 def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarray,
                embeddings: tuple[np.ndarray, np.ndarray], cfg: SegmentConfig, cell: float,
                q_valid: np.ndarray | None, s_valid: np.ndarray | None) -> Piece:
@@ -293,11 +318,7 @@ def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray,
     step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
     for slope in cfg.slopes:
         resid = s_cells - slope * t_cells
-        offsets = np.unique(np.round(resid / step)) * step
-        lines, cells = np.nonzero(np.abs(resid[None, :] - offsets[:, None]) <= step)
-        covered = np.zeros((len(offsets), len(rows)), bool)
-        covered[lines, ii[cells]] = True  # the query rows each line passes near a matched cell of
-        offsets = offsets[covered.sum(axis=1) >= cfg.min_density * len(rows)]
+        offsets = _dense_offsets(resid, step, ii, len(rows), cfg.min_density)
         means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets)
         for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):

@@ -46,6 +46,20 @@ def motion_agreement(q_emb: np.ndarray, s_emb: np.ndarray, tq: np.ndarray, ts: n
     return float(means[0]), int(counts[0])
 
 
+def _nearest_any(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the ``ts`` value nearest each ``x`` (the first on ties), by brute force."""
+    return np.abs(ts[None, None, :] - x[..., None]).argmin(axis=-1)
+
+
+def _nearest(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``_nearest_any`` for strictly increasing ``ts`` by binary search: the same indices (the
+    lower neighbour on a tie, as argmin's first), without the [lines, steps, frames] table that
+    made a long video's scoring take seconds."""
+    hi = np.clip(np.searchsorted(ts, x, side="left"), 1, len(ts) - 1)
+    lo = hi - 1
+    return np.where(np.abs(ts[lo] - x) <= np.abs(ts[hi] - x), lo, hi)
+
+
 def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple[np.ndarray, np.ndarray],
                  lag: int, slope: float, offsets: np.ndarray, min_motion: float = 0.15, chunk: int = 32
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +73,11 @@ def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple
         return means, counts
     x1, x2 = slope * tq[i], slope * tq[i + lag]
     nq = np.linalg.norm(dq, axis=1).astype(np.float64)
+    nearest = _nearest if len(ts) >= 2 and bool(np.all(ts[1:] > ts[:-1])) else _nearest_any
     for a in range(0, len(offsets), chunk):
         off = np.asarray(offsets[a:a + chunk]).astype(x1.dtype)[:, None]
-        j = np.abs(ts[None, None, :] - (x1[None, :] + off)[..., None]).argmin(axis=-1)
-        j2 = np.abs(ts[None, None, :] - (x2[None, :] + off)[..., None]).argmin(axis=-1)
+        j = nearest(ts, x1[None, :] + off)
+        j2 = nearest(ts, x2[None, :] + off)
         ds = s_emb[j2] - s_emb[j]  # [lines, steps, dims]
         ns = np.linalg.norm(ds, axis=2).astype(np.float64)
         moving = (nq[None, :] > min_motion) & (ns > min_motion)
