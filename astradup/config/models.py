@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, field_validator, model_validator
 
-from astradup.config.types import (SECTION_NAMES, Bool, Count, CountOrZero, NonEmpty, NonNegative, Number, Port,
-                                   Positive, Share, Text, rule, section)
+from astradup.config.types import (SECTION_NAMES, Bool, Count, CountOrZero, NonEmpty, NonNegative, Number,
+                                   PitchShifts, Port, Positive, Share, Text, rule, section)
 from astradup.uris import BadUri, is_lite_uri, split_s3
 
 DECODERS = ("decord", "pyav_fast")
@@ -84,20 +84,9 @@ class AudioConfig:
     # MFCCs are the DCT of 40 mel bands (features/mfcc.py MEL_BANDS): there are no more than 40, and
     # asking for more broke the streamed path of long tracks
     n_mfcc: Annotated[int, Strict(), Field(ge=1, le=40)] = 13
-    # Queries also search their audio windows read this many semitones higher or lower
-    # (features/pitch_variants.py): finds pitch-shifted soundtracks; () turns it off. Each shift
-    # costs the query one more Chromaprint + MFCC pass and one more audio KNN request per window.
-    query_pitch: Annotated[tuple[Annotated[float, Strict(), Field(ge=-12, le=12)], ...],
-                           Field(max_length=8)] = (-2.0, -1.0, 1.0, 2.0)
-
-    @field_validator("query_pitch")
-    @classmethod
-    def _pitch_shifts(cls, shifts: tuple[float, ...]) -> tuple[float, ...]:
-        if any(s == 0 for s in shifts):
-            raise rule("a shift of 0 semitones is the query itself: list only non-zero shifts")
-        if len(set(shifts)) != len(shifts):
-            raise rule("each shift once")
-        return shifts
+    # Queries also search their audio read this many semitones higher/lower (features/pitch_variants.py:
+    # pitch-shifted soundtracks; [] = off); each shift costs a query one more Chromaprint + MFCC pass
+    query_pitch: PitchShifts = (-2.0, -1.0, 1.0, 2.0)
 
 
 @section

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 from typing import Annotated, Any, Callable, TypeVar
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
@@ -74,6 +74,17 @@ Positive = Annotated[float, Strict(), Field(gt=0)]
 Count = Annotated[int, Strict(), Field(ge=1)]
 CountOrZero = Annotated[int, Strict(), Field(ge=0)]  # 0 = off, or "the system's choice"
 Port = Annotated[int, Strict(), Field(ge=0, le=65535)]
+
+
+def _distinct_nonzero(shifts: tuple[float, ...]) -> tuple[float, ...]:
+    if 0 in shifts or len(set(shifts)) != len(shifts):
+        raise rule("non-zero shifts, each once (a shift of 0 semitones is the query itself)")
+    return shifts
+
+
+# Semitone shifts (audio.query_pitch): at most 8, each within an octave up or down
+PitchShifts = Annotated[tuple[Annotated[float, Strict(), Field(ge=-12, le=12)], ...], Field(max_length=8),
+                        AfterValidator(_distinct_nonzero)]
 
 T = TypeVar("T")
 

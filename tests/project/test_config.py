@@ -210,3 +210,16 @@ def test_serve_app_refuses_a_bad_config_as_one_click_error(monkeypatch, tmp_path
     assert err.value.exit_code == 2 and isinstance(err.value, ConfigError)
     assert err.value.message == ("config: search.consistency = 'Bogus' (ASTRADUP_SEARCH__CONSISTENCY): "
                                  "must be one of Strong, Session, Bounded, Eventually")
+
+
+@pytest.mark.parametrize("value,words", [
+    ([0.0, 1.0], "non-zero shifts, each once"),
+    ([1.0, 1.0], "non-zero shifts, each once"),
+    ([13.0], "must be <= 12"),
+    (["up"], "must be a number"),
+    ([1.0] * 9, "at most 8"),
+])
+def test_query_pitch_shifts_are_checked(value, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(overrides={"audio": {"query_pitch": value}})
+    assert load_config(overrides={"audio": {"query_pitch": []}}).audio.query_pitch == ()
