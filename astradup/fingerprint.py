@@ -128,32 +128,36 @@ def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str
     t = len(np.asarray(f.timestamps).reshape(-1))
     if emb.ndim != 2 or len(emb) != t:
         raise ValueError(f"{f.video_id}: embeddings {emb.shape} do not match {t} timestamps")
-    q, step = quantise_rows_scaled(emb)
-    if mirror is not None and len(mirror):
-        mq, mstep = quantise_rows_scaled(np.asarray(mirror, np.float32))
-    else:
-        mq, mstep = np.zeros((0,), np.int8), np.zeros((0,), np.float32)
+    q, step = _quantised(emb)
+    mq, mstep = _quantised(mirror)
     av = np.asarray(f.audio_vectors, np.float32)
     pv = np.asarray(pitch if pitch is not None else np.zeros((0, 0, 0)), np.float32)
     if pv.size and (pv.ndim != 3 or pv.shape[1:] != av.shape):
         raise ValueError(f"{f.video_id}: pitch variants {pv.shape} do not match audio vectors {av.shape}")
-    pq_, pstep = quantise_rows_scaled(pv.reshape(-1, av.shape[1])) if pv.size else \
-        (np.zeros((0,), np.int8), np.zeros((0,), np.float32))
+    pq_, pstep = _quantised(pv.reshape(-1, av.shape[1]) if pv.size else None)
     row = {
         "video_id": f.video_id, "name": PurePosixPath(str(f.uri).replace("\\", "/")).name,
         "meta_json": json.dumps(plain(f.meta), sort_keys=True),
         "timestamps": np.asarray(f.timestamps, np.float32).reshape(-1),
-        "emb_dim": int(emb.shape[1]), "emb_q": q.tobytes(), "emb_step": step,
-        "mirror_q": mq.tobytes(), "mirror_step": mstep,
+        "emb_dim": int(emb.shape[1]), "emb_q": q, "emb_step": step,
+        "mirror_q": mq, "mirror_step": mstep,
         "phash": np.ascontiguousarray(f.phash, np.uint8).tobytes(),
         "audio_windows": np.asarray(f.audio_windows, np.float32).reshape(-1),
         "audio_dim": int(av.shape[1]) if av.ndim == 2 else 0, "audio_vectors": av.reshape(-1),
         "chromaprint": np.asarray(f.chromaprint, np.uint32).reshape(-1),
         "chromaprint_hz": float(f.chromaprint_hz),
-        "pitch_count": int(len(pv)) if pv.size else 0, "pitch_q": pq_.tobytes(), "pitch_step": pstep,
+        "pitch_count": int(len(pv)) if pv.size else 0, "pitch_q": pq_, "pitch_step": pstep,
     }
     table = pa.Table.from_pylist([row], schema=FINGERPRINT_SCHEMA)
     return table.replace_schema_metadata({VERSION_KEY: SCHEMA_VERSION.encode(), EMBEDDER_KEY: embedder.encode()})
+
+
+def _quantised(rows: np.ndarray | None) -> tuple[bytes, np.ndarray]:
+    """Rows as int8 bytes and float32 steps (the module doc's Quantisation); nothing for no rows."""
+    if rows is None or not len(rows):
+        return b"", np.zeros((0,), np.float32)
+    q, step = quantise_rows_scaled(np.asarray(rows, np.float32))
+    return q.tobytes(), step
 
 
 def write_fingerprint(path: str | Path, f: VideoFeatures, mirror: np.ndarray | None, embedder: str,
@@ -309,19 +313,8 @@ def _from_row(table: pa.Table, kv: dict) -> Fingerprint:
     d = _dim(table, "emb_dim")
     if t and d == 0:
         raise ValueError("emb_dim is 0 with frames present")
-    q = np.frombuffer(_bytes(table, "emb_q", MAX_FRAMES * MAX_DIM), np.int8)
-    step = _floats(table, "emb_step", MAX_FRAMES)
-    if len(step) != t or (t and step.min() < 0):
-        raise ValueError(f"emb_step: {len(step)} non-negative steps expected {t}")
-    emb = dequantise_rows(_rows(q, d, t, "emb_q").astype(np.float32) * step[:, None]) if t \
-        else np.zeros((0, d), np.float32)
-    mq = np.frombuffer(_bytes(table, "mirror_q", MAX_FRAMES * MAX_DIM), np.int8)
-    mstep = _floats(table, "mirror_step", MAX_FRAMES)
-    mirror = None
-    if len(mq) or len(mstep):
-        if len(mstep) != t or mstep.min() < 0:
-            raise ValueError(f"mirror_step: {len(mstep)} non-negative steps, expected {t}")
-        mirror = dequantise_rows(_rows(mq, d, t, "mirror_q").astype(np.float32) * mstep[:, None])
+    emb = _dequantised(table, "emb", t, d, MAX_FRAMES, str(t))
+    mirror = _dequantised(table, "mirror", t, d, MAX_FRAMES, str(t), optional=True)
     ph = np.frombuffer(_bytes(table, "phash", MAX_FRAMES * PHASH_BYTES), np.uint8)
     phash = _rows(ph, PHASH_BYTES, t, "phash").copy()
     windows = _floats(table, "audio_windows", 2 * MAX_WINDOWS)
@@ -350,16 +343,26 @@ def _pitch(table: pa.Table, w: int, da: int) -> np.ndarray | None:
     v = _one(table, "pitch_count")
     if v is None or not 0 <= v <= MAX_PITCH:
         raise ValueError(f"pitch_count {v!r} is not a count from 0 to {MAX_PITCH}")
-    pq_ = np.frombuffer(_bytes(table, "pitch_q", MAX_PITCH * MAX_WINDOWS * MAX_DIM), np.int8)
-    pstep = _floats(table, "pitch_step", MAX_PITCH * MAX_WINDOWS)
     if not v:
-        if len(pq_) or len(pstep):
+        if _bytes(table, "pitch_q", MAX_PITCH * MAX_WINDOWS * MAX_DIM) or \
+                len(_floats(table, "pitch_step", MAX_PITCH * MAX_WINDOWS)):
             raise ValueError("pitch_q / pitch_step hold values with pitch_count 0")
         return None
-    if len(pstep) != v * w or (len(pstep) and pstep.min() < 0):
-        raise ValueError(f"pitch_step: {len(pstep)} non-negative steps, expected {v} x {w}")
-    rows = _rows(pq_, da, v * w, "pitch_q").astype(np.float32) * pstep[:, None]
-    return dequantise_rows(rows).reshape(v, w, da) if w else None
+    rows = _dequantised(table, "pitch", v * w, da, MAX_PITCH * MAX_WINDOWS, f"{v} x {w}")
+    return rows.reshape(v, w, da) if w else None
+
+
+def _dequantised(table: pa.Table, name: str, n: int, width: int, max_rows: int, expected: str,
+                 optional: bool = False) -> np.ndarray | None:
+    """The ``n`` rows of the columns ``<name>_q`` (int8) and ``<name>_step`` back as unit float32
+    rows (the module doc's Quantisation); ``optional``: None when both columns are empty."""
+    q = np.frombuffer(_bytes(table, f"{name}_q", max_rows * MAX_DIM), np.int8)
+    step = _floats(table, f"{name}_step", max_rows)
+    if optional and not len(q) and not len(step):
+        return None
+    if len(step) != n or (len(step) and step.min() < 0):
+        raise ValueError(f"{name}_step: {len(step)} non-negative steps, expected {expected}")
+    return dequantise_rows(_rows(q, width, n, f"{name}_q").astype(np.float32) * step[:, None])
 
 
 def check_compatible(fp: Fingerprint, embedder: str, frame_dim: int, audio_dim: int, where: str) -> None:

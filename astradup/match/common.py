@@ -172,6 +172,13 @@ def without_rows(f: VideoFeatures, frames: np.ndarray, windows: np.ndarray) -> V
     return dataclasses.replace(f, meta=meta, audio_windows=aw, audio_vectors=av, chromaprint=chroma)
 
 
+def common_windows(f: VideoFeatures, segments: Sequence[CommonSegment]) -> np.ndarray:
+    """Mask of ``f``'s audio windows centred inside a segment: the ones ``mask_pair`` removes from a
+    query (and search.py removes from its pitch variants, row for row)."""
+    w = np.asarray(f.audio_windows, np.float64).reshape(-1, 2)
+    return inside(w.mean(axis=1), segments) if len(w) else np.zeros(0, bool)
+
+
 def mask_pair(q: VideoFeatures, s: VideoFeatures, segments: Sequence[CommonSegment], vis_floor: float,
               aud_floor: float) -> tuple[VideoFeatures, VideoFeatures]:
     """The query and one candidate with the common content left out of both: the query's rows
@@ -179,8 +186,7 @@ def mask_pair(q: VideoFeatures, s: VideoFeatures, segments: Sequence[CommonSegme
     if not segments:
         return q, s
     q_frames = inside(q.timestamps, segments) if len(q.embeddings) else np.zeros(0, bool)
-    qw = np.asarray(q.audio_windows, np.float64).reshape(-1, 2)
-    q_windows = inside(qw.mean(axis=1), segments) if len(qw) else np.zeros(0, bool)
+    q_windows = common_windows(q, segments)
     s_frames = np.zeros(len(s.embeddings), bool)
     if q_frames.any() and len(s.embeddings):
         s_frames = source_rows(np.asarray(q.embeddings) @ np.asarray(s.embeddings).T, q_frames, vis_floor)

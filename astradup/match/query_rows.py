@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.errors import ConfigError
-from astradup.match.common import CommonSegment, inside
+from astradup.match.common import CommonSegment, common_windows, inside
 from astradup.match.scoring import informative
 from astradup.match.selfjoin import could_match
 from astradup.records import VideoFeatures
@@ -49,10 +49,10 @@ def pitch_outside(f: VideoFeatures, pitch: np.ndarray | None, common: list[Commo
     query's windows inside the common segments, and row w of a variant must stay window w."""
     if pitch is None or not len(pitch) or not common:
         return pitch
-    c = window_centres(f)
-    if np.shape(pitch)[1] != len(c):
+    removed = common_windows(f, list(common))
+    if np.shape(pitch)[1] != len(removed):
         return None
-    return np.asarray(pitch)[:, ~inside(c, list(common))]
+    return np.asarray(pitch)[:, ~removed]
 
 
 def check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
