@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.motion import lines_motion, motion_agreement, query_steps
+from astradup.match.motion import lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
 
@@ -315,11 +315,13 @@ def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray,
         return checked
     best: tuple[float, float, float] | None = None
     steps = query_steps(embeddings[0], tq, p.q_start, p.q_end, cfg.motion_lag)
+    products = step_products(steps, embeddings[1])
     step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
     for slope in cfg.slopes:
         resid = s_cells - slope * t_cells
         offsets = _dense_offsets(resid, step, ii, len(rows), cfg.min_density)
-        means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets)
+        means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets,
+                                     products=products)
         for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
                 best = (float(m), float(slope), float(off))

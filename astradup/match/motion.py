@@ -60,12 +60,21 @@ def _nearest(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(ts[lo] - x) <= np.abs(ts[hi] - x), lo, hi)
 
 
+def step_products(steps: tuple[np.ndarray, np.ndarray], s_emb: np.ndarray) -> np.ndarray:
+    """[steps, source frames] inner products of each query step with each source frame: with them a
+    line's step dot products are two look-ups (``dq . (s[j2] - s[j]) = P[n, j2] - P[n, j]``), one
+    matrix product per span however many lines are tried over it."""
+    return steps[1] @ np.asarray(s_emb).T
+
+
 def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple[np.ndarray, np.ndarray],
-                 lag: int, slope: float, offsets: np.ndarray, min_motion: float = 0.15, chunk: int = 32
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 lag: int, slope: float, offsets: np.ndarray, min_motion: float = 0.15, chunk: int = 256,
+                 products: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`motion_agreement` of the lines ``(slope, offsets[k])`` over one span, all at once:
-    (mean cosines, NaN where none moved; step counts). ``_realigned`` tries tens of lines per span,
-    and one call per line cost most of a query's scoring time."""
+    (mean cosines, NaN where none moved; step counts). ``_realigned`` tries hundreds of lines per
+    span of a long video; ``products`` (:func:`step_products` of this span) makes each line cost
+    look-ups instead of a [steps, dims] difference, and a source-frame pair's step length is
+    computed once for all lines that use it."""
     tq, ts = np.asarray(tq), np.asarray(ts)
     i, dq = steps
     means, counts = np.full(len(offsets), np.nan), np.zeros(len(offsets), np.int64)
@@ -74,17 +83,23 @@ def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple
     x1, x2 = slope * tq[i], slope * tq[i + lag]
     nq = np.linalg.norm(dq, axis=1).astype(np.float64)
     nearest = _nearest if len(ts) >= 2 and bool(np.all(ts[1:] > ts[:-1])) else _nearest_any
+    if products is None and len(offsets) > 1:
+        products = step_products(steps, s_emb)
+    rows = np.arange(len(i))[None, :]
     for a in range(0, len(offsets), chunk):
         off = np.asarray(offsets[a:a + chunk]).astype(x1.dtype)[:, None]
         j = nearest(ts, x1[None, :] + off)
         j2 = nearest(ts, x2[None, :] + off)
-        ds = s_emb[j2] - s_emb[j]  # [lines, steps, dims]
-        ns = np.linalg.norm(ds, axis=2).astype(np.float64)
+        pairs, inv = np.unique(j.astype(np.int64) * len(ts) + j2, return_inverse=True)
+        ns = np.linalg.norm(s_emb[pairs % len(ts)] - s_emb[pairs // len(ts)], axis=1).astype(np.float64)
+        ns = ns[inv.reshape(j.shape)]  # [lines, steps]
+        if products is not None:
+            dots = (products[rows, j2] - products[rows, j]).astype(np.float64)
+        else:
+            dots = np.einsum("nd,lnd->ln", dq, s_emb[j2] - s_emb[j]).astype(np.float64)
         moving = (nq[None, :] > min_motion) & (ns > min_motion)
-        dots = np.einsum("nd,lnd->ln", dq, ds).astype(np.float64)
-        for k in range(len(off)):
-            mk = moving[k]
-            if mk.any():
-                means[a + k] = float(np.mean(dots[k][mk] / (nq[mk] * ns[k][mk])))
-                counts[a + k] = int(mk.sum())
+        n = moving.sum(axis=1)
+        total = np.where(moving, dots / np.where(moving, nq[None, :] * ns, 1.0), 0.0).sum(axis=1)
+        means[a:a + len(off)] = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        counts[a:a + len(off)] = n
     return means, counts
