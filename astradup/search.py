@@ -22,6 +22,7 @@ from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.common import CommonSegment, find_common, mask_pair, match_floor
+from astradup.match.products import all_products, frame_products
 from astradup.match.query_rows import check_dims, could_match_rows, outside, pitch_outside, step, window_centres
 from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import fuse
@@ -292,19 +293,22 @@ class Searcher:
         vis_floor, aud_floor = self._floors
         out: list[VideoMatch] = []
         bar = exact_floors(self.cfg.score, self.cfg.segments, self.cfg.decode.fps)
-        bgs = backgrounds(q.features, {v: feats[v] for v in candidates if v in feats}, self.cfg.segments,
-                          q.mirror) if segments else {}
+        present = {v: feats[v] for v in candidates if v in feats}
+        kept = all_products(q.features, present, q.mirror)  # each pair's frame products, made once
+        bgs = backgrounds(q.features, present, self.cfg.segments, q.mirror, kept) if segments else {}
         pitch = pitch_outside(q.features, q.pitch, common)  # the rows mask_pair keeps
         for vid in candidates:
             s0 = feats.get(vid)
             if s0 is None:
                 continue
             check_dims(q.features, s0)
-            qf, s = mask_pair(q.features, s0, list(common), vis_floor, aud_floor)
+            prod = kept.pop(vid, None) or frame_products(q.features, s0, q.mirror)
+            qf, s = mask_pair(q.features, s0, list(common), vis_floor, aud_floor,
+                              prod.plain if prod is not None else None)
             shared = s is not s0  # the candidate holds common content too
-            if pruned and not could_match_rows(qf, s, q.mirror, pitch, bar):
+            if pruned and not could_match_rows(qf, s, q.mirror, pitch, bar, prod):
                 continue
-            ev = pair_evidence(qf, s, self.cfg.score, q.mirror)
+            ev = pair_evidence(qf, s, self.cfg.score, q.mirror, prod)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)
             if not q.features.has_audio:
@@ -320,7 +324,8 @@ class Searcher:
             if acopy is not None:
                 notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
-            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid), pitch)) if segments else ()
+            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid), pitch, prod)) \
+                if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,
                                   notes=tuple(notes), segments=segs, audio_copy=acopy))

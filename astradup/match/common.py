@@ -180,16 +180,18 @@ def common_windows(f: VideoFeatures, segments: Sequence[CommonSegment]) -> np.nd
 
 
 def mask_pair(q: VideoFeatures, s: VideoFeatures, segments: Sequence[CommonSegment], vis_floor: float,
-              aud_floor: float) -> tuple[VideoFeatures, VideoFeatures]:
+              aud_floor: float, frame_products: np.ndarray | None = None) -> tuple[VideoFeatures, VideoFeatures]:
     """The query and one candidate with the common content left out of both: the query's rows
-    inside the segments, the candidate's rows that are that same content (``source_rows``)."""
+    inside the segments, the candidate's rows that are that same content (``source_rows``).
+    ``frame_products``: ``q.embeddings @ s.embeddings.T`` when the caller has it (match/products.py)."""
     if not segments:
         return q, s
     q_frames = inside(q.timestamps, segments) if len(q.embeddings) else np.zeros(0, bool)
     q_windows = common_windows(q, segments)
     s_frames = np.zeros(len(s.embeddings), bool)
     if q_frames.any() and len(s.embeddings):
-        s_frames = source_rows(np.asarray(q.embeddings) @ np.asarray(s.embeddings).T, q_frames, vis_floor)
+        sim = frame_products if frame_products is not None else np.asarray(q.embeddings) @ np.asarray(s.embeddings).T
+        s_frames = source_rows(sim, q_frames, vis_floor)
     s_windows = np.zeros(len(s.audio_vectors), bool)
     if q_windows.any() and len(s.audio_vectors) and len(q.audio_vectors) == len(q_windows):
         s_windows = source_rows(np.asarray(q.audio_vectors) @ np.asarray(s.audio_vectors).T, q_windows, aud_floor)

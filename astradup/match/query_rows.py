@@ -7,6 +7,7 @@ import numpy as np
 
 from astradup.errors import ConfigError
 from astradup.match.common import CommonSegment, common_windows, inside
+from astradup.match.products import FrameProducts
 from astradup.match.scoring import informative
 from astradup.match.selfjoin import could_match
 from astradup.records import VideoFeatures
@@ -31,16 +32,20 @@ def outside(hits: list, times: np.ndarray, common: list[CommonSegment]) -> list:
 
 
 def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | None, pitch: np.ndarray | None,
-                     bar) -> bool:
+                     bar, products: FrameProducts | None = None) -> bool:
     """``could_match`` on the rows scoring uses: informative and not common (``informative``), the
-    pitch variants' windows as more query windows."""
+    pitch variants' windows as more query windows; ``products``: the pair's frame products."""
     qm = informative(q) if len(q.embeddings) else slice(None)
     sm = informative(s) if len(s.embeddings) else slice(None)
     q_mir = mirror[qm] if mirror is not None and len(mirror) else None
     qa = np.asarray(q.audio_vectors)
     if pitch is not None and len(pitch) and len(qa):
         qa = np.concatenate([qa, np.asarray(pitch, qa.dtype).reshape(-1, qa.shape[1])])
-    return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir)
+    sub = None
+    if products is not None and len(q.embeddings) and len(s.embeddings):
+        cells = np.ix_(np.asarray(qm), np.asarray(sm))
+        sub = (products.plain[cells], products.mirror[cells] if products.mirror is not None else None)
+    return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir, sub)
 
 
 def pitch_outside(f: VideoFeatures, pitch: np.ndarray | None, common: list[CommonSegment] | tuple

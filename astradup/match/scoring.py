@@ -12,6 +12,7 @@ import numpy as np
 from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
 from astradup.match.align import Piece, align, align_pair
 from astradup.match.common import COMMON_FRAMES
+from astradup.match.products import FrameProducts
 from astradup.features.chromaprint import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
@@ -75,13 +76,16 @@ def _agree(primary: float, secondary: float) -> float:
 
 
 def pair_evidence(q: VideoFeatures, s: VideoFeatures, cfg: ScoreConfig,
-                  q_mirror: np.ndarray | None = None) -> PairEvidence:
+                  q_mirror: np.ndarray | None = None, products: FrameProducts | None = None) -> PairEvidence:
+    """``products``: the pair's frame products (match/products.py) when the caller made them."""
     emb_raw, mirrored = 0.0, False
     qm, sm = informative(q), informative(s)
     if len(q.embeddings) and len(s.embeddings):
-        emb_raw = mutual_coverage((q.embeddings @ s.embeddings.T)[np.ix_(qm, sm)])
+        plain = products.plain if products is not None else q.embeddings @ s.embeddings.T
+        emb_raw = mutual_coverage(plain[np.ix_(qm, sm)])
         if q_mirror is not None and len(q_mirror):
-            flipped = mutual_coverage((q_mirror @ s.embeddings.T)[np.ix_(qm, sm)])
+            flip = products.mirror if products is not None else q_mirror @ s.embeddings.T
+            flipped = mutual_coverage(flip[np.ix_(qm, sm)])
             if flipped > emb_raw:
                 emb_raw, mirrored = flipped, True
     phash_raw = 0.0
@@ -102,8 +106,11 @@ def pair_evidence(q: VideoFeatures, s: VideoFeatures, cfg: ScoreConfig,
     return PairEvidence(visual, audio, meta, emb_raw, phash_raw, chroma_raw, vec_raw, mirrored)
 
 
-def _frame_sim(q: VideoFeatures, s: VideoFeatures, q_mirror: np.ndarray | None) -> np.ndarray:
-    """Query frames x source frames inner products, the mirrored query's where higher."""
+def _frame_sim(q: VideoFeatures, s: VideoFeatures, q_mirror: np.ndarray | None,
+               products: FrameProducts | None = None) -> np.ndarray:
+    """Query frames x source frames inner products, the mirrored query's where higher (a new array)."""
+    if products is not None:
+        return products.best()
     sim = q.embeddings @ s.embeddings.T
     if q_mirror is not None and len(q_mirror):
         sim = np.maximum(sim, q_mirror @ s.embeddings.T)
@@ -132,19 +139,22 @@ def audio_sim(q: VideoFeatures, s: VideoFeatures, q_variants: np.ndarray | None 
 
 
 def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: SegmentConfig,
-                q_mirror: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+                q_mirror: np.ndarray | None = None, products: dict[str, FrameProducts] | None = None
+                ) -> dict[str, np.ndarray | None]:
     """Per candidate, each query frame's best similarity to the *other* candidates (what
     ``align.distinctiveness`` compares against); None for every candidate when fewer than
-    ``cfg.distinct_min_others`` others exist to compare with, or when the query has no frames."""
+    ``cfg.distinct_min_others`` others exist to compare with, or when the query has no frames.
+    ``products``: candidates' frame products already made (match/products.py)."""
+    products = products or {}
     usable = {v: s for v, s in candidates.items() if len(s.embeddings) and s.embeddings.shape[1:] ==
               np.shape(q.embeddings)[1:]}
     if not len(q.embeddings) or len(usable) <= cfg.distinct_min_others or cfg.distinct_full <= cfg.distinct_lo:
         return {v: None for v in candidates}
-    def row_best(s: VideoFeatures) -> np.ndarray:
-        sim = _frame_sim(q, s, q_mirror)[:, informative(s)]
+    def row_best(v: str, s: VideoFeatures) -> np.ndarray:
+        sim = _frame_sim(q, s, q_mirror, products.get(v))[:, informative(s)]
         return sim.max(axis=1) if sim.shape[1] else np.zeros(len(sim), np.float32)
 
-    best = {v: row_best(s) for v, s in usable.items()}
+    best = {v: row_best(v, s) for v, s in usable.items()}
     ids = list(best)
     stack = np.stack([best[v] for v in ids])  # [candidates, query frames]
     order = np.argsort(-stack, axis=0)
@@ -157,13 +167,14 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
 
 def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                   q_mirror: np.ndarray | None = None, background: np.ndarray | None = None,
-                  q_pitch: np.ndarray | None = None) -> list[SegmentMatch]:
+                  q_pitch: np.ndarray | None = None, products: FrameProducts | None = None
+                  ) -> list[SegmentMatch]:
     """Copied segments between a query and one candidate, from frame and audio-window similarities;
     ``background`` from :func:`backgrounds` lets a distinctive piece stand without motion or length;
-    ``q_pitch``: the query's pitch variants (``audio_sim``)."""
+    ``q_pitch``: the query's pitch variants (``audio_sim``); ``products``: the pair's frame products."""
     vsim = None
     if len(q.embeddings) and len(s.embeddings):
-        vsim = _frame_sim(q, s, q_mirror)
+        vsim = _frame_sim(q, s, q_mirror, products)
         vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
         vsim[:, ~informative(s)] = 0.0
     asim = audio_sim(q, s, q_pitch)

@@ -64,10 +64,12 @@ def exact_knn(queries: np.ndarray, query_owners: np.ndarray, index: Rows, k: int
         sim = q[lo:lo + step] @ index.vectors.T
         sim[owners[lo:lo + step, None] == index.owners[None, :]] = -np.inf
         top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        for i, cols in enumerate(top):
-            cols = cols[np.argsort(-sim[i, cols], kind="stable")]
-            out.append([(str(index.owners[j]), float(index.times[j]), float(sim[i, j]))
-                        for j in cols if np.isfinite(sim[i, j])])
+        vals = np.take_along_axis(sim, top, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")  # best first; ties keep argpartition's order
+        top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        # one conversion per block, not a numpy scalar per hit: a batch has tens of thousands of rows
+        for own, ts, vs in zip(index.owners[top].tolist(), index.times[top].tolist(), vals.tolist()):
+            out.append([(str(o), t, v) for o, t, v in zip(own, ts, vs) if math.isfinite(v)])
     return out
 
 
@@ -139,14 +141,18 @@ def _visual_possible(sim: np.ndarray, f: Floors) -> bool:
 
 
 def could_match(q_emb: np.ndarray, s_emb: np.ndarray, q_audio: np.ndarray, s_audio: np.ndarray, f: Floors,
-                q_mirror: np.ndarray | None = None) -> bool:
+                q_mirror: np.ndarray | None = None,
+                products: tuple[np.ndarray, np.ndarray | None] | None = None) -> bool:
     """Whether two videos' full vectors (informative frames, as scoring uses them) pass
     ``exact_floors``: one matrix product per modality, against the full scoring's dozens of
-    milliseconds. Videos without embeddings are never ruled out (nothing to decide on)."""
+    milliseconds. Videos without embeddings are never ruled out (nothing to decide on).
+    ``products``: (``q_emb @ s_emb.T``, ``q_mirror @ s_emb.T`` or None) when the caller has them."""
     if not len(q_emb) or not len(s_emb):
         return True
-    if _visual_possible(q_emb @ s_emb.T, f):
+    plain, flip = products if products is not None else (q_emb @ s_emb.T, None)
+    if _visual_possible(plain, f):
         return True
-    if q_mirror is not None and len(q_mirror) and _visual_possible(q_mirror @ s_emb.T, f):
-        return True
+    if q_mirror is not None and len(q_mirror):
+        if _visual_possible(flip if flip is not None else q_mirror @ s_emb.T, f):
+            return True
     return bool(len(q_audio) and len(s_audio) and float((q_audio @ s_audio.T).max()) >= f.audio)
