@@ -47,7 +47,8 @@ class Catalog:
         c = cfg.catalog
         self.shards = ShardStore(root, storage_options(cfg.s3_endpoint) if scheme_of(root) == "s3" else None,
                                  refresh_s=c.refresh_s, full_list_s=c.full_list_s, lookback_s=c.lookback_s,
-                                 cache_bytes=int(c.feature_cache_mb * (1 << 20)))
+                                 cache_bytes=int(c.feature_cache_mb * (1 << 20)),
+                                 read_concurrency=c.read_concurrency)
         self._embedder = embedder
         self._vectors = None
         self._dim_checked = False

@@ -263,6 +263,7 @@ class CatalogConfig:
     full_list_s: NonNegative = 300.0  # list every shard this often: removed/resized shards, very late names
     lookback_s: NonNegative = 60.0  # each refresh re-lists names up to this much older than the newest seen
     feature_cache_mb: NonNegative = 256.0  # decoded features kept in memory per process (LRU by bytes; 0 = off)
+    read_concurrency: Annotated[int, Strict(), Field(ge=1, le=64)] = 8  # shards one search reads at once
 
     @model_validator(mode="after")
     def _full_list_after_refresh(self) -> "CatalogConfig":

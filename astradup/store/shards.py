@@ -52,6 +52,7 @@ import posixpath
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -84,7 +85,8 @@ class ShardStore:
     """
 
     def __init__(self, root: str, storage_options: dict | None = None, *, refresh_s: float = 0.0,
-                 full_list_s: float = 0.0, lookback_s: float = 60.0, cache_bytes: int = 0) -> None:
+                 full_list_s: float = 0.0, lookback_s: float = 60.0, cache_bytes: int = 0,
+                 read_concurrency: int = 1) -> None:
         self._root = ShardRoot(root, storage_options)
         self.root, self.fs, self.io = root, self._root.fs, self._root.io
         self._lock = threading.RLock()
@@ -97,6 +99,7 @@ class ShardStore:
         self._last_full = -1e18  # ... and of the last full listing
         self._seen_gen = -1  # this root's in-process write generation at the last refresh
         self.cache = FeatureCache(cache_bytes)
+        self.read_concurrency = max(1, int(read_concurrency))  # shards read at once by one load_features
         self._quarantine = Quarantine()  # shards skipped as damaged (store/shard_quarantine.py)
         self._feat_stale = False  # a features shard failed at read time: rebuild the index next refresh
 
@@ -316,12 +319,19 @@ class ShardStore:
         for vid, (path, row, starts) in wanted.items():
             by_file[path].append((row, vid))
             starts_of[path] = starts
-        out: dict[str, VideoFeatures] = {}
-        for path, rows in by_file.items():
-            starts = starts_of[path]
+
+        def one(item: tuple[str, list[tuple[int, str]]]) -> tuple[str, dict[str, VideoFeatures] | None]:
+            path, rows = item
             with self._lock:
                 size = self._feat_files.get(path, -1)
-            got = self._quarantine.guarded(path, size, lambda: read_rows(self._root.open(path), starts, rows, columns))  # noqa: B023
+            return path, self._quarantine.guarded(
+                path, size, lambda: read_rows(self._root.open(path), starts_of[path], rows, columns))
+        # a search's candidates sit in as many shards, and on object storage a read is round trips of latency
+        n = min(self.read_concurrency, len(by_file))
+        with ThreadPoolExecutor(n, thread_name_prefix="shard-read") if n > 1 else contextlib.nullcontext() as pool:
+            results = list((pool.map if pool is not None else map)(one, by_file.items()))
+        out: dict[str, VideoFeatures] = {}
+        for path, got in results:
             if got is None:
                 self._drop_features_shard(path)
                 continue

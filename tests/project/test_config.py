@@ -223,3 +223,11 @@ def test_query_pitch_shifts_are_checked(value, words):
     with pytest.raises(ConfigError, match=words):
         load_config(overrides={"audio": {"query_pitch": value}})
     assert load_config(overrides={"audio": {"query_pitch": []}}).audio.query_pitch == ()
+
+
+@pytest.mark.parametrize("value", [0, 65, -1, "8", 2.5])
+def test_shard_read_concurrency_is_bounded(value):
+    """One search may not open an unbounded number of threads on a config's say."""
+    with pytest.raises(ConfigError, match="read_concurrency"):
+        load_config(overrides={"catalog": {"read_concurrency": value}})
+    assert load_config(overrides={"catalog": {"read_concurrency": 64}}).catalog.read_concurrency == 64

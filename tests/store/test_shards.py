@@ -344,3 +344,46 @@ def test_reindex_report_names_the_quarantined_shards_and_what_to_run(tmp_path, c
     err = capsys.readouterr().err
     assert bad in err and "2 indexed video(s) lost" in err and "astradup index" in err
     assert os.path.exists(bad)
+
+
+def test_shards_read_at_once_give_what_one_at_a_time_gives(tmp_path, monkeypatch):
+    """``read_concurrency``: a search's candidates in many shards are read a few at a time (object
+    storage is latency bound); the records are the same, a damaged shard among them is quarantined
+    alone, and no more than the limit are read at once."""
+    import threading
+    import time
+
+    import astradup.store.shards as shards_mod
+
+    writer = ShardStore(str(tmp_path))
+    paths = [writer.write_features([make_features(f"v{i}", seed=i), make_features(f"w{i}", seed=50 + i)])
+             for i in range(12)]
+    ids = [f"v{i}" for i in range(12)] + [f"w{i}" for i in range(0, 12, 3)]
+    one = ShardStore(str(tmp_path), read_concurrency=1).load_features(ids)
+    live, peak, lock = [0], [0], threading.Lock()
+    real = shards_mod.read_rows
+
+    def counted(*a, **k):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        time.sleep(0.02)  # long enough for the pool's reads to overlap
+        try:
+            return real(*a, **k)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    monkeypatch.setattr(shards_mod, "read_rows", counted)
+    many = ShardStore(str(tmp_path), read_concurrency=4)
+    got = many.load_features(ids)
+    assert sorted(got) == sorted(one) == sorted(ids)
+    for v in ids:
+        assert_same(got[v], one[v])
+    assert 1 < peak[0] <= 4
+    size = os.path.getsize(paths[5])
+    with open(paths[5], "wb") as f:  # damaged after it was indexed
+        f.write(b"\0" * size)
+    many.cache.clear()
+    assert sorted(many.load_features(ids)) == sorted(set(ids) - {"v5"})
+    assert many.stats()["shards_quarantined"] == 1
