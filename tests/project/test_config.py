@@ -231,3 +231,14 @@ def test_shard_read_concurrency_is_bounded(value):
     with pytest.raises(ConfigError, match="read_concurrency"):
         load_config(overrides={"catalog": {"read_concurrency": value}})
     assert load_config(overrides={"catalog": {"read_concurrency": 64}}).catalog.read_concurrency == 64
+
+
+def test_the_repository_default_yaml_is_the_one_loaded():
+    """configs/default.yaml (what users read and copy) is the package's default.yaml (what
+    load_config reads): a copy drifts, as one did when a setting was added to it alone."""
+    from pathlib import Path
+
+    from astradup.config import DEFAULT_YAML
+
+    repo = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    assert repo.resolve() == DEFAULT_YAML.resolve() or repo.read_bytes() == DEFAULT_YAML.read_bytes()
