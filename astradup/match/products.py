@@ -14,10 +14,11 @@ import numpy as np
 
 from astradup.records import VideoFeatures
 
-# Above this many query x candidate cells (float32, plain + mirror: 64M cells ~ 256 MB) one search
-# does not keep every candidate's products for the background pass; each is made again in the
-# candidate's own scoring instead (as before), so a very long query costs time, not memory.
-KEEP_CELLS = 64 * 1024 * 1024
+# Above this many query x candidate cells (float32, plain + mirror: 16M cells = 64 MB per search in
+# flight) one search does not keep every candidate's products for the background pass; each is made
+# again in the candidate's own scoring instead, so a very long query costs time, not memory. A
+# 10-minute video against 20 candidates of 7 minutes with its mirror is ~10M.
+KEEP_CELLS = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
