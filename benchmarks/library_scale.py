@@ -24,7 +24,7 @@ The library per N (built once, cached under ``--cache``; a run finds it and only
 
 The vectors go to a Milvus server (``tests/milvus_harness.py``, data under the cache, one collection
 prefix per N), the shards to local disk; ``--s3`` also copies the N's shard files to a moto S3
-server (in memory, so redone each run) and repeats the search figures with ``shards_dir`` there.
+server (its own process, in memory, so redone each run) and repeats the search figures with ``shards_dir`` there.
 
 Per N it prints: real query files (p50/p95 of the whole search and of the part after feature
 extraction: KNN + candidate fetch, scoring, alignment), search by indexed id p50/p95, a fresh search
@@ -43,6 +43,7 @@ Not part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -644,7 +645,7 @@ def main() -> int:
     server = MilvusHarness(cache / "milvus")
     uri = server.start()
     print(f"  Milvus server {uri} (data in {cache / 'milvus'})", flush=True)
-    moto = endpoint = None
+    stack, endpoint = contextlib.ExitStack(), None
     results = {}
     try:
         for n in all_sizes:
@@ -662,19 +663,10 @@ def main() -> int:
             if not args.no_dedup:
                 r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed, args.kill_resume, args.incremental)
             if args.s3:
-                if moto is None:
-                    from moto.server import ThreadedMotoServer
-                    import socket
+                if endpoint is None:
+                    from tests.moto_process import moto_server
 
-                    with socket.socket() as so:
-                        so.bind(("127.0.0.1", 0))
-                        port = so.getsockname()[1]
-                    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-                    import logging
-
-                    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-                    moto.start()
-                    endpoint = f"http://127.0.0.1:{port}"
+                    endpoint = stack.enter_context(moto_server())  # its own process: no GIL shared with the reads
                 root = s3_copy(cfg, n, endpoint)
                 cfg3 = cfg_for(cache, n, uri, shards_dir=root, s3_endpoint=endpoint)
                 r["s3_search"] = measure_search(cfg3, info, queries, args.reps, args.ids, args.seed)
@@ -682,8 +674,7 @@ def main() -> int:
             results[n] = r
             report(r, results.get(args.warmup) if args.warmup and n != args.warmup else None, args.warmup)
     finally:
-        if moto is not None:
-            moto.stop()
+        stack.close()
         server.stop()
     print(f"\n(total wall time {time.time() - t_all:.0f} s)")
     if args.json:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -128,28 +126,15 @@ def main() -> int:
     if args.s3 or args.s3_only:
         import s3fs
 
-        with socket.socket() as so:
-            so.bind(("127.0.0.1", 0))
-            port = so.getsockname()[1]
-        # its own process: a moto server in this one would share the GIL with the reads it serves
-        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(100):
-                with socket.socket() as so:
-                    if so.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.1)
-            endpoint = f"http://127.0.0.1:{port}"
+        from tests.moto_process import moto_server
+
+        with moto_server() as endpoint:
             fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
             fs.mkdir("fetch")
             t0 = time.time()
             fs.put(root.rstrip("/") + "/", "fetch/shards/", recursive=True)
             print(f"  copied to S3 (moto) in {time.time() - t0:.0f} s", flush=True)
             report("s3", measure("s3://fetch/shards", storage_options(endpoint), id_sets, levels))
-        finally:
-            moto.terminate()
-            moto.wait()
     tmp.cleanup()
     return 0
 
