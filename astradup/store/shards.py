@@ -232,7 +232,8 @@ class ShardStore:
             size = new[path]
             if self._quarantine.skip(path, size):
                 continue
-            got = self._quarantine.guarded(path, size, lambda: shard_keys(self._root.open(path)))  # noqa: B023
+            got = self._quarantine.guarded(
+                path, size, lambda: shard_keys(self._root.open(path, size, scan=True)))  # noqa: B023
             if got is None:
                 continue
             self._quarantine.cleared(path)
@@ -245,8 +246,8 @@ class ShardStore:
             size = new[path]
             if self._quarantine.skip(path, size):
                 continue
-            table = self._quarantine.guarded(path, size, lambda: status_table(self._root.open(path).read(  # noqa: B023
-                columns=STATUS_SCHEMA.names)))
+            table = self._quarantine.guarded(path, size, lambda: status_table(self._root.open(  # noqa: B023
+                path, size, keep_footer=False, scan=True).read(columns=STATUS_SCHEMA.names)))
             if table is None:
                 continue
             self._quarantine.cleared(path)
@@ -325,7 +326,7 @@ class ShardStore:
             with self._lock:
                 size = self._feat_files.get(path, -1)
             return path, self._quarantine.guarded(
-                path, size, lambda: read_rows(self._root.open(path), starts_of[path], rows, columns))
+                path, size, lambda: read_rows(self._root.open(path, size), starts_of[path], rows, columns))
         # a search's candidates sit in as many shards, and on object storage a read is round trips of latency
         n = min(self.read_concurrency, len(by_file))
         with ThreadPoolExecutor(n, thread_name_prefix="shard-read") if n > 1 else contextlib.nullcontext() as pool:
@@ -345,6 +346,7 @@ class ShardStore:
         with self._lock:
             self._index.drop_features_file(path)
             self._feat_files.pop(path, None)
+            self._root.footers.drop(path)
             self._feat_stale = True
 
     def read_shard(self, path: str) -> list[VideoFeatures]:
@@ -388,7 +390,6 @@ class ShardStore:
                 "shards_quarantined": len(self._quarantine),
                 "videos_unreadable": 0 if not len(self._quarantine) else len(self._index.unreadable_ids()),
             }
-
 
 
 def _changed(cached: dict[str, int], listed: dict[str, int]) -> bool:
