@@ -265,6 +265,37 @@ def cfg_for(cache: Path, n: int, uri: str, **extra):
     return load_config(overrides=ov)
 
 
+def wait_indexed(cfg, timeout_s: float) -> float:
+    """Wait up to ``timeout_s`` for the server to index every row of the N's frame and audio
+    collections; the share indexed when it returns. A standalone server indexes new segments in
+    the background, and a search before that times brute-force scans of the unindexed ones."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=cfg.milvus_uri, token=cfg.milvus_token or "root:Milvus")
+    names = [f"{cfg.collection_prefix}_{kind}" for kind in ("frames", "audio")]
+    t0, last = time.time(), 0.0
+    try:
+        while True:
+            done = total = 0
+            for name in names:
+                if not client.has_collection(name):
+                    continue
+                for ix in client.list_indexes(name):
+                    d = client.describe_index(name, ix)
+                    if d.get("field_name", ix) == "vector" or ix == "vector":
+                        done += int(d.get("indexed_rows", 0))
+                        total += int(d.get("total_rows", 0))
+            share = done / total if total else 1.0
+            if share >= 1.0 or time.time() - t0 >= timeout_s:
+                return share
+            if time.time() - last >= 60:
+                print(f"  waiting for Milvus to index {cfg.collection_prefix}: {done:,} of {total:,} rows", flush=True)
+                last = time.time()
+            time.sleep(10)
+    finally:
+        client.close()
+
+
 def build_library(n: int, cfg, srcs: list[Path], seed: int, planted_frac: float) -> dict:
     from astradup.catalog import Catalog
     from astradup.io.ids import content_id
@@ -627,6 +658,10 @@ def main() -> int:
     ap.add_argument("--build-only", action="store_true", help="build (or find) the libraries, measure nothing")
     ap.add_argument("--dedup-sample", type=int, default=2000,
                     help="at a larger N the dedup job searches this many videos (against the whole library)")
+    ap.add_argument("--milvus-uri", default="", help="a running Milvus server that holds the cache's collections "
+                    "(else one is started on the cache's milvus/ dir)")
+    ap.add_argument("--index-wait", type=float, default=0.0,
+                    help="seconds to wait per N for Milvus to index every row before measuring")
     ap.add_argument("--json", default="")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -642,9 +677,10 @@ def main() -> int:
     srcs, queries = bench_media(real) if real else make_media(cache / "media")
     from tests.milvus_harness import MilvusHarness
 
-    server = MilvusHarness(cache / "milvus")
-    uri = server.start()
-    print(f"  Milvus server {uri} (data in {cache / 'milvus'})", flush=True)
+    server = None if args.milvus_uri else MilvusHarness(cache / "milvus")
+    uri = args.milvus_uri or server.start()
+    where = "given" if server is None else f"data in {cache / 'milvus'}"
+    print(f"  Milvus server {uri} ({where})", flush=True)
     stack, endpoint = contextlib.ExitStack(), None
     results = {}
     try:
@@ -657,7 +693,12 @@ def main() -> int:
                 print(f"  N={n}: cached library ({info['frames']} frames, built in {info['build_s']:.0f} s)", flush=True)
             if args.build_only:
                 continue
+            share = wait_indexed(cfg, args.index_wait)
+            if share < 1.0:
+                print(f"  WARNING N={n}: Milvus has indexed {share:.0%} of the vectors; the rest is searched by "
+                      "brute force, so the KNN figures are not the index's", flush=True)
             r = {"n": n, "frames": info["frames"], "build_s": info["build_s"]}
+            r["indexed_share"] = share
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
             if not args.no_dedup:
@@ -675,7 +716,8 @@ def main() -> int:
             report(r, results.get(args.warmup) if args.warmup and n != args.warmup else None, args.warmup)
     finally:
         stack.close()
-        server.stop()
+        if server is not None:
+            server.stop()
     print(f"\n(total wall time {time.time() - t_all:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
