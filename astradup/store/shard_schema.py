@@ -112,6 +112,13 @@ FEATURES_COMPRESSION = {n: ("none" if n in _RAW_COLUMNS else "zstd") for n in FE
 # keeps both: the float32 embeddings took 10.7 MB/h instead of 7.4 (docs/performance.md).
 DICT_COLUMNS = [n for n in FEATURES_SCHEMA.names
                 if n in ("video_id", "uri", "status", "error", "vcodec", "acodec", "container")]
+# Row-group min/max only where a filter could use them (ids, codes, times). On the per-frame blobs
+# (pHash, quantised embeddings) and meta_json they were two copies of a value per row group: 2/3 of
+# a 94 KB footer, which every shard read on object storage fetches and a footer cache holds (~6x
+# its serialised size once parsed).
+STATS_COLUMNS = [f.name for f in FEATURES_SCHEMA if f.name != "meta_json" and not (
+    pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) or pa.types.is_list(f.type)
+    or pa.types.is_large_list(f.type))]
 
 # Promoted meta keys: (column, python type of the column, value types accepted without loss).
 META_COLUMNS: tuple[tuple[str, type, tuple[type, ...]], ...] = (
@@ -133,5 +140,5 @@ def conform(t: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(cols, names=FEATURES_SCHEMA.names).cast(FEATURES_SCHEMA)
 
 
-__all__ = ["DICT_COLUMNS", "FEATURES_COMPRESSION", "FEATURES_SCHEMA", "META_COLUMNS", "PHASH_BYTES",
+__all__ = ["DICT_COLUMNS", "FEATURES_COMPRESSION", "FEATURES_SCHEMA", "META_COLUMNS", "PHASH_BYTES", "STATS_COLUMNS",
            "ROW_GROUP_BYTES", "STATUSES", "STATUS_SCHEMA", "conform"]

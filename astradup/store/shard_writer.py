@@ -23,7 +23,7 @@ from astradup.store import shard_names
 from astradup.store.shard_listing import ShardRoot
 from astradup.store.shard_rows import feature_row, features_status_rows, status_rows
 from astradup.store.shard_schema import (DICT_COLUMNS, FEATURES_COMPRESSION, FEATURES_SCHEMA, ROW_GROUP_BYTES,
-                                         STATUS_SCHEMA)
+                                         STATS_COLUMNS, STATUS_SCHEMA)
 
 # One lock per shards root for delete's check-then-tombstone, shared by every ShardStore of the root in
 # this process (the serve replica and a CLI in one interpreter may hold different instances).
@@ -60,7 +60,7 @@ def write_features(root: ShardRoot, batch: list[VideoFeatures]) -> str:
     table = pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA)
     avg = max(1, table.nbytes // max(1, table.num_rows))
     path = _write(root, table, "features", us, row_group_size=max(1, ROW_GROUP_BYTES // avg),
-                  compression=FEATURES_COMPRESSION, use_dictionary=DICT_COLUMNS)
+                  compression=FEATURES_COMPRESSION, use_dictionary=DICT_COLUMNS, statistics=STATS_COLUMNS)
     write_status(root, features_status_rows(batch, us))
     return path
 
@@ -106,7 +106,8 @@ def delete_guard(root: ShardRoot) -> Iterator[None]:
 
 
 def _write(root: ShardRoot, table: pa.Table, kind: str, us: int, row_group_size: int | None = None,
-           compression: str | dict[str, str] = "zstd", use_dictionary: bool | list[str] = True) -> str:
+           compression: str | dict[str, str] = "zstd", use_dictionary: bool | list[str] = True,
+           statistics: bool | list[str] = True) -> str:
     """Publish a whole file or nothing.
 
     Local: write a dot-prefixed temp name in the same directory, claim the part name with an
@@ -124,8 +125,7 @@ def _write(root: ShardRoot, table: pa.Table, kind: str, us: int, row_group_size:
         tmp = f"{directory}/{shard_names.TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}"
         try:
             pq.write_table(table, tmp, filesystem=root.pafs, row_group_size=row_group_size,
-                           compression=compression,
-                           use_dictionary=use_dictionary)
+                           compression=compression, use_dictionary=use_dictionary, write_statistics=statistics)
             final = shard_names.publish(tmp, directory, name, us)
         except BaseException:
             if os.path.exists(tmp):
@@ -141,7 +141,7 @@ def _write(root: ShardRoot, table: pa.Table, kind: str, us: int, row_group_size:
             break
         final = f"{directory}/{shard_names.part_name(us)}"
     pq.write_table(table, final, filesystem=root.pafs, row_group_size=row_group_size,
-                   compression=compression, use_dictionary=use_dictionary)
+                   compression=compression, use_dictionary=use_dictionary, write_statistics=statistics)
     bump_generation(root.path)
     return root.url(final)
 

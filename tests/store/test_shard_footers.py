@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from astradup.io.remote import storage_options
-from astradup.store.shard_listing import FooterCache
+from astradup.store.shard_listing import FooterCache, footer_cost
 from astradup.store.shards import ShardStore
 from tests.store.test_shards import assert_same, make_features
 
@@ -23,7 +23,7 @@ def _footer(tmp_path, name: str, rows: int):
 
 def test_footer_cache_is_bounded_and_keyed_by_size(tmp_path):
     mds = [_footer(tmp_path, f"f{i}", 20 + i) for i in range(6)]
-    cap = sum(int(m.serialized_size) for m in mds[:3])
+    cap = sum(footer_cost(m) for m in mds[:3])
     cache = FooterCache(cap)
     for i, m in enumerate(mds):
         cache.put(f"p{i}", 100, m)
@@ -35,7 +35,7 @@ def test_footer_cache_is_bounded_and_keyed_by_size(tmp_path):
     assert cache.get("p3", 100) is not None and cache.get("p4", 100) is None
     cache.drop("p3")
     assert cache.get("p3", 100) is None and cache.get("p6", 100) is mds[0]
-    assert cache.nbytes == sum(int(m.serialized_size) for m in cache._items.values()) > 0
+    assert cache.nbytes == sum(footer_cost(m) for m in cache._items.values()) > 0
     tiny = FooterCache(10)
     tiny.put("p", 1, mds[0])  # a footer over the whole cap is not kept
     assert len(tiny) == 0 and tiny.nbytes == 0
@@ -104,3 +104,19 @@ def test_status_shards_are_not_kept(tmp_path, keep):
     store.refresh()
     kept = [p for p, _ in store._root.footers._items]
     assert len(kept) == 1 and "/features/" in kept[0]
+
+
+def test_written_shards_keep_statistics_only_where_a_filter_could_use_them(tmp_path):
+    """Min/max of the per-frame blobs were two copies of a value per row group in every footer."""
+    from astradup.store.shard_schema import STATS_COLUMNS
+
+    path = ShardStore(str(tmp_path)).write_features([make_features(f"v{i}", seed=i, t=40) for i in range(6)])
+    md = pq.read_metadata(path)
+    rg = md.row_group(0)
+    stats = {rg.column(i).path_in_schema: rg.column(i).is_stats_set for i in range(md.num_columns)}
+    assert stats["video_id"] and stats["indexed_at"] and "video_id" in STATS_COLUMNS
+    assert not stats["phash"] and not stats["meta_json"] and not stats["embeddings.list.element"]
+    t = pq.read_table(path)
+    full = pa.BufferOutputStream()
+    pq.write_table(t, full, row_group_size=md.row_group(0).num_rows)
+    assert md.serialized_size < pq.read_metadata(pa.BufferReader(full.getvalue())).serialized_size
