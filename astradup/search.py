@@ -202,13 +202,14 @@ class Searcher:
         vis, aud = self._knn_floors
         keep = informative(q.features) if len(q.features.embeddings) else slice(None)
         emb = np.asarray(q.features.embeddings)[keep]
-        frame_hits = self._hits(len(emb), vis, lambda i, kk: vs.search_frames(emb[i], kk, exclude=exclude))
-        mirror_hits = vs.search_frames(q.mirror[keep], k, exclude=exclude) \
-            if q.mirror is not None and len(q.mirror) else []
         av = np.asarray(q.features.audio_vectors)
-        audio_hits = self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude)) \
-            if len(av) else []
-        pitch_hits = self._pitch_hits(q, k, exclude) if q.pitch is not None and len(q.pitch) and len(av) else []
+        frame_hits, mirror_hits, audio_hits, pitch_hits = vs.at_once(
+            lambda: self._hits(len(emb), vis, lambda i, kk: vs.search_frames(emb[i], kk, exclude=exclude)),
+            lambda: vs.search_frames(q.mirror[keep], k, exclude=exclude) if q.mirror is not None and len(q.mirror)
+            else [],
+            lambda: self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude))
+            if len(av) else [],
+            lambda: self._pitch_hits(q, k, exclude) if q.pitch is not None and len(q.pitch) and len(av) else [])
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)

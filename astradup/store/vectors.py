@@ -19,7 +19,9 @@ every level alike. Counts and deletes stay Strong.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,6 +42,7 @@ T = TypeVar("T")
 DEFAULT_AUDIO_DIM = 26  # must equal the audio embedder's output width (MFCC mean + std of 13)
 _SEARCH_CHUNK = 256  # query vectors per search request
 _QUERY_WINDOW = 16384  # Milvus caps offset+limit of a plain query here; beyond it, iterate
+_AT_ONCE = 4  # searches of one store in flight at once (at_once): a query's frames, mirror, audio, pitch
 
 
 class VectorStore:
@@ -66,6 +69,8 @@ class VectorStore:
         self.consistency = consistency  # of searches; counts and deletes stay Strong
         self.visual_dim, self.audio_dim = int(visual_dim), int(audio_dim)
         self.prefix, self.index_type = prefix, index_type
+        self._pool: ThreadPoolExecutor | None = None  # at_once's threads, made on first use
+        self._pool_lock = threading.Lock()
         self._conn = MilvusConnection(uri, token, retry)
         self.lite, self.uri, self.retry = self._conn.lite, self._conn.uri, self._conn.retry
         self._cols = VectorCollections(self._conn, prefix, self.visual_dim, self.audio_dim, index_type,
@@ -90,6 +95,17 @@ class VectorStore:
 
     def _call(self, what: str, fn: Callable[[MilvusClient], T]) -> T:
         return self._conn.call(what, fn)
+
+    def at_once(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Each of ``calls`` (searches of this store) run at once on a server, their results in
+        order: one query's frame, mirrored and audio searches are round trips that a server
+        answers in parallel while the client parses the others' hits. Lite runs them in turn."""
+        if self.lite or len(calls) < 2:
+            return [c() for c in calls]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_AT_ONCE, thread_name_prefix="milvus-search")
+        return [f.result() for f in [self._pool.submit(c) for c in calls]]
 
     # ---------------------------------------------------------------- writes (store/vector_writes.py)
 
@@ -213,10 +229,10 @@ class VectorStore:
 
     # ---------------------------------------------------------------- lifecycle
 
-    # ---------------------------------------------------------------- lifecycle
-
     def close(self) -> None:
         """Close the client; the last store on a Lite path also stops its embedded server."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._conn.close()
 
     def __enter__(self) -> "VectorStore":

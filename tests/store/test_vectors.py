@@ -261,3 +261,26 @@ def test_index_type_reaches_the_collections_and_searches_still_work(tmp_path):
         assert s.search_frames(f.embeddings[3], k=1)[0][0][:2] == ("keep", 3.0)
         start, end = (float(x) for x in f.audio_windows[1])
         assert s.search_audio(f.audio_vectors[1], k=1)[0][0][:3] == ("keep", start, end)
+
+
+def test_at_once_runs_a_servers_searches_together_and_keeps_their_order():
+    """A query's frame, mirror, audio and pitch searches go to a server at once (Lite: in turn)."""
+    import threading
+
+    from astradup.store.vectors import VectorStore
+
+    vs = object.__new__(VectorStore)  # the method alone: no connection needed
+    vs.lite, vs._pool, vs._pool_lock = False, None, threading.Lock()
+    meet = threading.Barrier(3, timeout=10)  # passes only if all three run at the same time
+
+    def call(i):
+        return lambda: (meet.wait(), i)[1]
+
+    assert vs.at_once(call(0), call(1), call(2)) == [0, 1, 2]
+    with pytest.raises(ZeroDivisionError):
+        vs.at_once(lambda: 1, lambda: 1 / 0)
+    vs._pool.shutdown()
+    vs.lite, vs._pool = True, None
+    threads = []
+    assert vs.at_once(*(lambda i=i: threads.append(threading.get_ident()) or i for i in range(3))) == [0, 1, 2]
+    assert threads == [threading.get_ident()] * 3 and vs._pool is None
