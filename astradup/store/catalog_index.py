@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections import OrderedDict
 from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astradup.records import STATUS_DELETED, STATUS_FAILED, STATUS_OK, VideoFeatures
+from astradup.store.byte_lru import ByteLRU
 
 STATUS_CODES = (STATUS_OK, STATUS_FAILED, STATUS_DELETED)
 _CODE = {s: i for i, s in enumerate(STATUS_CODES)}
@@ -228,47 +228,40 @@ class FeatureCache:
     """
 
     def __init__(self, cap_bytes: int) -> None:
-        self.cap = max(0, int(cap_bytes))
-        self.bytes = 0
+        self._lru: ByteLRU[str, tuple[tuple[str, int], VideoFeatures]] = ByteLRU(cap_bytes)
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[str, tuple[tuple[str, int], VideoFeatures, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._count = threading.Lock()
+
+    @property
+    def cap(self) -> int:
+        return self._lru.cap
+
+    @property
+    def bytes(self) -> int:
+        return self._lru.nbytes
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def get(self, vid: str, where: tuple[str, int]) -> VideoFeatures | None:
         if not self.cap:
             return None
-        with self._lock:
-            got = self._items.get(vid)
-            if got is None or got[0] != where:
+        got = self._lru.get(vid)
+        fresh = got is not None and got[0] == where
+        with self._count:
+            if fresh:
+                self.hits += 1
+            else:
                 self.misses += 1
-                return None
-            self._items.move_to_end(vid)
-            self.hits += 1
-            f = got[1]
-        return _copy(f)
+        return _copy(got[1]) if fresh else None
 
     def put(self, vid: str, where: tuple[str, int], f: VideoFeatures) -> None:
         if not self.cap:
             return
         size = features_nbytes(f)
-        if size > self.cap:
-            return  # one record larger than the whole cache would only evict everything else
-        f = _copy(f)
-        with self._lock:
-            old = self._items.pop(vid, None)
-            if old is not None:
-                self.bytes -= old[2]
-            self._items[vid] = (where, f, size)
-            self.bytes += size
-            while self.bytes > self.cap:
-                _, (_, _, n) = self._items.popitem(last=False)
-                self.bytes -= n
+        if size <= self.cap:  # one record larger than the whole cache would only evict everything else
+            self._lru.put(vid, (where, _copy(f)), size)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
+        self._lru.clear()

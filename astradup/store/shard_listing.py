@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import posixpath
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import fsspec
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from astradup.store.byte_lru import ByteLRU
 from astradup.store.shard_names import PART_RE
 
 FOOTER_CACHE_BYTES = 96 << 20  # resident: ~200 footers of 100-video shards; a 100k library has ~2,000 shards
@@ -43,37 +42,28 @@ class FooterCache:
     rewritten under the same name a miss rather than a stale footer."""
 
     def __init__(self, cap_bytes: int = FOOTER_CACHE_BYTES) -> None:
-        self.cap_bytes, self.nbytes = int(cap_bytes), 0
-        self._items: OrderedDict[tuple[str, int], pq.FileMetaData] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lru: ByteLRU[tuple[str, int], pq.FileMetaData] = ByteLRU(cap_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        return self._lru.nbytes
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
+
+    def keys(self) -> list[tuple[str, int]]:
+        return self._lru.keys()
 
     def get(self, path: str, size: int) -> pq.FileMetaData | None:
-        with self._lock:
-            md = self._items.get((path, size))
-            if md is not None:
-                self._items.move_to_end((path, size))
-            return md
+        return self._lru.get((path, size))
 
     def put(self, path: str, size: int, md: pq.FileMetaData) -> None:
-        cost = footer_cost(md)
-        if cost > self.cap_bytes:
-            return
-        with self._lock:
-            old = self._items.pop((path, size), None)
-            self.nbytes -= footer_cost(old) if old is not None else 0
-            self._items[(path, size)] = md
-            self.nbytes += cost
-            while self.nbytes > self.cap_bytes:
-                _, gone = self._items.popitem(last=False)
-                self.nbytes -= footer_cost(gone)
+        self._lru.put((path, size), md, footer_cost(md))
 
     def drop(self, path: str) -> None:
-        with self._lock:
-            for key in [k for k in self._items if k[0] == path]:
-                self.nbytes -= footer_cost(self._items.pop(key))
+        for key in self._lru.keys():
+            if key[0] == path:
+                self._lru.pop(key)
 
 
 class ShardRoot:

@@ -114,8 +114,8 @@ DICT_COLUMNS = [n for n in FEATURES_SCHEMA.names
                 if n in ("video_id", "uri", "status", "error", "vcodec", "acodec", "container")]
 # Row-group min/max only where a filter could use them (ids, codes, times). On the per-frame blobs
 # (pHash, quantised embeddings) and meta_json they were two copies of a value per row group: 2/3 of
-# a 94 KB footer, which every shard read on object storage fetches and a footer cache holds (~6x
-# its serialised size once parsed).
+# a 94 KB footer, which every shard read on object storage fetches and the footer cache holds
+# (store/shard_listing.footer_cost).
 STATS_COLUMNS = [f.name for f in FEATURES_SCHEMA if f.name != "meta_json" and not (
     pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) or pa.types.is_list(f.type)
     or pa.types.is_large_list(f.type))]

@@ -35,7 +35,7 @@ def test_footer_cache_is_bounded_and_keyed_by_size(tmp_path):
     assert cache.get("p3", 100) is not None and cache.get("p4", 100) is None
     cache.drop("p3")
     assert cache.get("p3", 100) is None and cache.get("p6", 100) is mds[0]
-    assert cache.nbytes == sum(footer_cost(m) for m in cache._items.values()) > 0
+    assert cache.nbytes == sum(footer_cost(cache.get(*k)) for k in cache.keys()) > 0
     tiny = FooterCache(10)
     tiny.put("p", 1, mds[0])  # a footer over the whole cap is not kept
     assert len(tiny) == 0 and tiny.nbytes == 0
@@ -65,7 +65,7 @@ def test_warm_footers_give_the_same_records_and_a_shard_changed_later_is_quarant
     cold.cache.clear()
     assert sorted(cold.load_features(ids)) == sorted(set(ids) - {"v1"})
     assert cold.stats()["shards_quarantined"] == 1
-    assert all(key[0] != paths[1] for key in cold._root.footers._items)
+    assert all(key[0] != paths[1] for key in cold._root.footers.keys())
 
 
 def test_warm_s3_read_is_one_get_per_shard(s3_bucket, s3_endpoint):
@@ -102,7 +102,7 @@ def test_status_shards_are_not_kept(tmp_path, keep):
     writer.write_status([{"video_id": "v0", "uri": "/v0", "status": "deleted", "reason": ""}]) if keep else None
     store = ShardStore(str(tmp_path))
     store.refresh()
-    kept = [p for p, _ in store._root.footers._items]
+    kept = [p for p, _ in store._root.footers.keys()]
     assert len(kept) == 1 and "/features/" in kept[0]
 
 
