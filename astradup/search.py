@@ -152,8 +152,10 @@ class Searcher:
         c = self.cfg.common
         vis, aud = self._knn_floors  # the hits' similarities are in the projection's space
         centres = window_centres(f)
+        # two hits of one stretch are off by up to the indexed windows' spacing
+        sup = (c.audio_support, self.cfg.audio.step * self.cfg.vectors.audio_stride) if c.audio_support else None
         return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
-                           c.max_gap, frame_cell=step(f.timestamps), window_step=step(centres))
+                           c.max_gap, frame_cell=step(f.timestamps), window_step=step(centres), audio_support=sup)
 
     def _pick(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, extra_frame_hits: list,
               audio_hits: list, pruned: bool, extra_audio_hits: list = ()) -> Knn:

@@ -230,6 +230,10 @@ class CommonConfig:
     max_cover: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
     # seconds between common rows that still make one segment (the index keeps every n-th frame)
     max_gap: NonNegative = 2.0
+    # an audio window's match with a video counts only if that video also matches a window this
+    # many seconds away at the same offset: chance look-alikes of a window grow with the library,
+    # recurring audio matches in order (match/common.py Support); 0 = count every match
+    audio_support: NonNegative = 2.5
 
 
 @section

@@ -65,13 +65,78 @@ def covering_videos(videos_per_row: Sequence[set[str]], max_cover: float) -> set
     return {v for v, c in counts.items() if c >= max_cover * n}
 
 
+@dataclass(frozen=True)
+class Support:
+    """What makes a row's match with a video count as recurring content rather than chance.
+
+    Recurring content is a stretch that every video carrying it matches in order: rows
+    ``min_sep`` seconds and more apart find it at one offset (source time minus query time, within
+    ``tol``: the index keeps every n-th row). A chance look-alike does not, and the number of those
+    a row reaches grows with the library (5 s MFCC summaries of unrelated music; measured in
+    docs/scaling.md). Two kinds of look-alike have to be told apart from a stretch:
+    - a video that sounds like the query throughout matches many rows at scattered offsets, so
+      some pair of its matches agrees by chance: a match is supported only if at least ``share``
+      of the other rows (``min_sep`` to ``span`` seconds away) where the video matches agree with
+      its offset;
+    - one generic window matched by consecutive, overlapping query windows has an offset that
+      drifts with the query time, so rows closer than ``tol`` would agree: they never support.
+    """
+
+    times: np.ndarray  # per query row, its time (frame time or window centre)
+    min_sep: float
+    tol: float
+    share: float = 0.5
+    span: float = 15.0
+
+
+def hit_time(h: tuple) -> float:
+    """A hit's time in its video: a frame's ``t``, an audio window's centre (only differences
+    between hits of one video are used, so a start instead is as good)."""
+    return (float(h[1]) + float(h[-2])) / 2.0
+
+
+def _supported(e: np.ndarray, sp: Support) -> np.ndarray:
+    """Per entry (row, query time, source time) of one video: whether ``Support`` holds for it."""
+    dq = e[:, 1][:, None] - e[:, 1][None, :]
+    ds = e[:, 2][:, None] - e[:, 2][None, :]
+    ring = (np.abs(dq) >= max(sp.min_sep, sp.tol + 1e-6)) & (np.abs(dq) <= sp.span)
+    agree = ring & (np.abs(ds - dq) <= sp.tol)
+    rows, col = np.unique(e[:, 0], return_inverse=True)
+    onehot = np.zeros((len(e), len(rows)), bool)
+    onehot[np.arange(len(e)), col] = True
+    n_ring = (ring.astype(np.int32) @ onehot).astype(bool).sum(axis=1)  # distinct rows around
+    n_agree = (agree.astype(np.int32) @ onehot).astype(bool).sum(axis=1)
+    return (n_agree >= 1) & (n_agree >= sp.share * n_ring)
+
+
+def supported_videos(hits_per_row: Sequence[Sequence[tuple]], floor: float, support: Support) -> list[set[str]]:
+    """``row_videos`` keeping, per row, only the videos whose match there is supported (``Support``)."""
+    t = np.asarray(support.times, np.float64).reshape(-1)
+    by_video: dict[str, list[tuple[int, float, float]]] = {}
+    for i, row in enumerate(hits_per_row):
+        for h in row:
+            if float(h[-1]) >= floor:
+                by_video.setdefault(h[0], []).append((i, float(t[i]), hit_time(h)))
+    out: list[set[str]] = [set() for _ in hits_per_row]
+    for v, entries in by_video.items():
+        if len(entries) < 2:
+            continue
+        e = np.asarray(entries, np.float64)
+        for i in e[_supported(e, support), 0].astype(int):
+            out[i].add(v)
+    return out
+
+
 def common_rows(hits_per_row: Sequence[Sequence[tuple]], floor: float, min_videos: int,
-                max_cover: float) -> tuple[np.ndarray, np.ndarray]:
+                max_cover: float, support: Support | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mask, counts): the rows whose neighbours at ``floor`` come from at least ``min_videos``
-    distinct videos, not counting the videos that cover the query; counts per row.
-    ``min_videos`` 0 turns the rule off (no row is common)."""
+    distinct videos, not counting the videos that cover the query (nor, with ``support``, those
+    whose match is not supported); counts per row. ``min_videos`` 0 turns the rule off (no row is
+    common)."""
     per_row = row_videos(hits_per_row, floor)
     copies = covering_videos(per_row, max_cover)
+    if support is not None:
+        per_row = supported_videos(hits_per_row, floor, support)
     counts = np.asarray([len(v - copies) for v in per_row], dtype=np.int64)
     if min_videos <= 0:
         return np.zeros(len(counts), bool), counts
@@ -200,14 +265,16 @@ def mask_pair(q: VideoFeatures, s: VideoFeatures, segments: Sequence[CommonSegme
 
 def find_common(frame_times: np.ndarray, frame_hits: Sequence[Sequence[tuple]], window_times: np.ndarray,
                 window_hits: Sequence[Sequence[tuple]], vis_floor: float, aud_floor: float, min_videos: int,
-                max_cover: float, max_gap: float, frame_cell: float = 1.0, window_step: float = 1.0
-                ) -> list[CommonSegment]:
+                max_cover: float, max_gap: float, frame_cell: float = 1.0, window_step: float = 1.0,
+                audio_support: tuple[float, float] | None = None) -> list[CommonSegment]:
     """The common segments of one query from its rows' KNN neighbours (frames at ``frame_times``,
-    audio windows centred at ``window_times``)."""
+    audio windows centred at ``window_times``); ``audio_support`` (min_sep, tol): a window's
+    match counts only with ``Support`` from another window of the same video."""
     if min_videos <= 0:
         return []
     fm, fc = common_rows(frame_hits, vis_floor, min_videos, max_cover)
-    am, ac = common_rows(window_hits, aud_floor, min_videos, max_cover)
+    sup = Support(window_times, *audio_support) if audio_support is not None else None
+    am, ac = common_rows(window_hits, aud_floor, min_videos, max_cover, sup)
     vis = intervals(frame_times, fm, fc, frame_cell / 2, max_gap) if len(fm) else []
     aud = intervals(window_times, am, ac, window_step / 2, max_gap) if len(am) else []
     return merge_segments(vis, aud, max_gap)

@@ -19,8 +19,9 @@ from astradup.config import load_config
 from astradup.dedup.job import run_job
 from astradup.dedup.store import read_pairs
 from astradup.errors import ConfigError
-from astradup.match.common import (COMMON_FRAMES, CommonSegment, common_rows, covering_videos, find_common,
-                                   inside, intervals, mask_pair, merge_segments, source_rows, without_rows)
+from astradup.match.common import (COMMON_FRAMES, CommonSegment, Support, common_rows, covering_videos, find_common,
+                                   hit_time, inside, intervals, mask_pair, merge_segments, source_rows,
+                                   supported_videos, without_rows)
 from astradup.match.scoring import informative
 from astradup.records import VideoFeatures
 from astradup.search import Query, Searcher
@@ -73,6 +74,28 @@ def test_find_common_from_frame_and_window_hits():
     assert segs == [CommonSegment(0.0, 3.0, 10, ("visual", "audio"))]
     assert find_common(np.arange(5.0), frame_hits, np.zeros(0), [], 0.55, 0.7, min_videos=0,
                        max_cover=1.0, max_gap=1.0) == []
+
+
+def test_with_support_only_videos_matching_a_stretch_in_order_count():
+    """Chance look-alikes (a video matching one window, or two windows at unrelated offsets) do not
+    count; a video carrying the stretch (matching windows 3 s apart also 3 s apart in its own time,
+    within the index's stride) does. The control without support counts them all."""
+    t = np.array([0.0, 3.0, 6.0, 9.0, 12.0])  # window centres; the last two match nothing
+    recurring = [[(f"r{i}", 10.0 + dt, 15.0 + dt, 0.9) for i in range(8)] for dt in (0.0, 3.0, 7.5)]
+    chance = [[(f"c{i}", 40.0 * i, 40.0 * i + 5, 0.9) for i in range(8)], [], []]
+    shuffled = [[("x", 50.0, 55.0, 0.9)], [("x", 20.0, 25.0, 0.9)], []]  # offset off by 33 s
+    rows = [a + b + c for a, b, c in zip(recurring, chance, shuffled)] + [[], []]
+    sup = Support(t, min_sep=2.5, tol=2.0)
+    mask, counts = common_rows(rows, floor=0.5, min_videos=8, max_cover=1.0, support=sup)
+    # row 2's hits sit 7.5 s after row 0's for 6 s of query: 1.5 s off, inside the stride's 2 s
+    assert counts.tolist() == [8, 8, 8, 0, 0] and mask.tolist() == [True, True, True, False, False]
+    off, off_counts = common_rows(rows, floor=0.5, min_videos=8, max_cover=1.0)
+    assert off_counts.tolist() == [17, 9, 8, 0, 0]
+    assert supported_videos(chance, 0.5, sup) == [set(), set(), set()]
+    # a second match of the same video closer than min_sep (overlapping windows) is no support
+    near = [[("y", 10.0, 15.0, 0.9)], [("y", 10.5, 15.5, 0.9)]]
+    assert supported_videos(near, 0.5, Support(np.array([0.0, 0.5]), 2.5, 2.0)) == [set(), set()]
+    assert hit_time(("v", 2.0, 0.9)) == 2.0 and hit_time(("v", 2.0, 7.0, 0.9)) == 4.5
 
 
 def test_source_rows_are_those_closest_to_the_common_query_rows():
