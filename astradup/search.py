@@ -21,7 +21,7 @@ from astradup.io.ids import content_id
 from astradup.io.sources import local_copy
 from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
-from astradup.match.common import CommonSegment, find_common, mask_pair, match_floor
+from astradup.match.common import CommonSegment, Support, find_common, mask_pair, match_floor, may_be_common
 from astradup.match.products import all_products, frame_products
 from astradup.match.query_rows import check_dims, could_match_rows, outside, pitch_outside, step, window_centres
 from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
@@ -125,37 +125,33 @@ class Searcher:
         proj = self.catalog.vectors.projection
         return proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
 
-    def _deep_rows(self, hits: list, floor: float) -> list[int]:
-        """Rows that may be common: their common.min_videos-th hit reaches the common floor. Every
-        other row's hits at that floor are all in hand already (hits come best first), so only these
-        rows need the common.search_k neighbours that a distinct-video count needs (a video's intro
-        holds several similar frames, so the nearest rows may come from a few videos)."""
-        c = self.cfg.common
-        if c.min_videos <= 0 or c.search_k <= self._knn_k():
-            return []
-        m = c.min_videos
-        return [i for i, h in enumerate(hits) if len(h) >= m and float(h[m - 1][-1]) >= floor]
-
-    def _hits(self, n_rows: int, floor: float, search) -> list:
+    def _hits(self, n_rows: int, floor: float, search, videos: list = ()) -> list:
         """Per row, its hits from ``search(row_indices, k)``: ``_knn_k`` of them, and
-        ``common.search_k`` for the ``_deep_rows`` (a second request for those alone: most rows of
-        most videos are not)."""
+        ``common.search_k`` for the rows that ``may_be_common`` with ``videos`` (a second request
+        for those alone: a distinct-video count needs more neighbours, since a video's intro holds
+        several similar frames, but most rows of most videos are not common)."""
+        c = self.cfg.common
         hits = search(np.arange(n_rows), self._knn_k())
-        deep = self._deep_rows(hits, floor)
+        deep = may_be_common(hits, floor, c.min_videos, c.max_cover, videos) if c.search_k > self._knn_k() else []
         if deep:
-            for i, h in zip(deep, search(np.asarray(deep), self.cfg.common.search_k)):
+            for i, h in zip(deep, search(np.asarray(deep), c.search_k)):
                 hits[i] = h
         return hits
+
+    def _support(self, centres: np.ndarray) -> Support | None:
+        """Audio windows' Support: two hits of one stretch are off by up to the indexed spacing."""
+        c = self.cfg.common
+        return Support(centres, c.audio_support, self.cfg.audio.step * self.cfg.vectors.audio_stride) \
+            if c.audio_support else None
 
     def _common(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, audio_hits: list
                 ) -> list[CommonSegment]:
         c = self.cfg.common
         vis, aud = self._knn_floors  # the hits' similarities are in the projection's space
         centres = window_centres(f)
-        # two hits of one stretch are off by up to the indexed windows' spacing
-        sup = (c.audio_support, self.cfg.audio.step * self.cfg.vectors.audio_stride) if c.audio_support else None
         return find_common(frame_times, frame_hits, centres, audio_hits, vis, aud, c.min_videos, c.max_cover,
-                           c.max_gap, frame_cell=step(f.timestamps), window_step=step(centres), audio_support=sup)
+                           c.max_gap, frame_cell=step(f.timestamps), window_step=step(centres),
+                           audio_support=self._support(centres))
 
     def _pick(self, f: VideoFeatures, frame_times: np.ndarray, frame_hits: list, extra_frame_hits: list,
               audio_hits: list, pruned: bool, extra_audio_hits: list = ()) -> Knn:
@@ -209,8 +205,8 @@ class Searcher:
             lambda: self._hits(len(emb), vis, lambda i, kk: vs.search_frames(emb[i], kk, exclude=exclude)),
             lambda: vs.search_frames(q.mirror[keep], k, exclude=exclude) if q.mirror is not None and len(q.mirror)
             else [],
-            lambda: self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude))
-            if len(av) else [],
+            lambda: self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
+                               [(np.arange(len(av)), self._support(window_centres(q.features)))]) if len(av) else [],
             lambda: self._pitch_hits(q, k, exclude) if q.pitch is not None and len(q.pitch) and len(av) else [])
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
@@ -249,15 +245,17 @@ class Searcher:
         reduced = {v: proj.reduce(queries[v]) for v in ids}
 
         def rows_hits(full: list[np.ndarray], search, project, index: list[tuple[str, np.ndarray, np.ndarray]],
-                      floor: float):
+                      floor: float, audio: bool = False):
             owners = np.asarray([v for v, x in zip(ids, full) for _ in range(len(x))], dtype=object)
             if not len(owners):
                 return owners, []
             q = np.concatenate([x for x in full if len(x)]).astype(np.float32)
             qp = project(q)
             rows = Rows.stack(index, qp.shape[1])
+            per = [(np.flatnonzero(owners == v), self._support(window_centres(queries[v])) if audio else None)
+                   for v in ids]  # each video's rows judged as its own search judges them
             hits = self._hits(len(q), floor, lambda i, k: merge_hits(
-                search(q[i], k, exclude=ids), exact_knn(qp[i], owners[i], rows, k), k))
+                search(q[i], k, exclude=ids), exact_knn(qp[i], owners[i], rows, k), k), per)
             return owners, hits
 
         keeps = {v: informative(queries[v]) if len(queries[v].embeddings) else np.zeros(0, bool) for v in ids}
@@ -270,7 +268,7 @@ class Searcher:
         a_own, a_hits = rows_hits(audio, vs.search_audio, proj.query_audio,
                                   [(v, reduced[v].audio_vectors,
                                     np.asarray(reduced[v].audio_windows, np.float32).reshape(-1, 2)[:, 0])
-                                   for v in ids], aud)
+                                   for v in ids], aud, audio=True)
         by_video: dict[str, tuple[list, list]] = {v: ([], []) for v in ids}
         for owners, hits, slot in ((f_own, f_hits, 0), (a_own, a_hits, 1)):
             for o, h in zip(owners, hits):

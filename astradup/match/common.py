@@ -143,6 +143,28 @@ def common_rows(hits_per_row: Sequence[Sequence[tuple]], floor: float, min_video
     return counts >= min_videos, counts
 
 
+def may_be_common(hits_per_row: Sequence[Sequence[tuple]], floor: float, min_videos: int, max_cover: float,
+                  videos: Sequence[tuple[np.ndarray, Support | None]] = ()) -> list[int]:
+    """Rows whose first KNN answer leaves the count open, so they need more neighbours: the
+    ``min_videos``-th hit reaches ``floor`` (a row short of that has every video at the floor in
+    hand), and where the row's video has a ``Support`` some match there other than the query's
+    copies is supported (a row whose look-alikes are all chance reads as chance with more of them;
+    in a large library nearly every audio window has ``min_videos`` look-alikes). ``videos``: per
+    query video, its rows and Support (default: all rows one video's, without support)."""
+    if min_videos <= 0:
+        return []
+    out: list[int] = []
+    for rows, support in videos or [(np.arange(len(hits_per_row)), None)]:
+        sub = [hits_per_row[i] for i in rows]
+        open_ = [j for j, h in enumerate(sub) if len(h) >= min_videos and float(h[min_videos - 1][-1]) >= floor]
+        if support is not None and open_:
+            copies = covering_videos(row_videos(sub, floor), max_cover)
+            sup = supported_videos(sub, floor, support)
+            open_ = [j for j in open_ if sup[j] - copies]
+        out += [int(rows[j]) for j in open_]
+    return sorted(out)
+
+
 def intervals(times: np.ndarray, mask: np.ndarray, counts: np.ndarray, half: float, max_gap: float
               ) -> list[tuple[float, float, int]]:
     """(start, end, most videos) of the runs of masked rows, each row standing for
@@ -266,15 +288,14 @@ def mask_pair(q: VideoFeatures, s: VideoFeatures, segments: Sequence[CommonSegme
 def find_common(frame_times: np.ndarray, frame_hits: Sequence[Sequence[tuple]], window_times: np.ndarray,
                 window_hits: Sequence[Sequence[tuple]], vis_floor: float, aud_floor: float, min_videos: int,
                 max_cover: float, max_gap: float, frame_cell: float = 1.0, window_step: float = 1.0,
-                audio_support: tuple[float, float] | None = None) -> list[CommonSegment]:
+                audio_support: Support | None = None) -> list[CommonSegment]:
     """The common segments of one query from its rows' KNN neighbours (frames at ``frame_times``,
-    audio windows centred at ``window_times``); ``audio_support`` (min_sep, tol): a window's
-    match counts only with ``Support`` from another window of the same video."""
+    audio windows centred at ``window_times``); with ``audio_support`` a window's match counts
+    only when supported."""
     if min_videos <= 0:
         return []
     fm, fc = common_rows(frame_hits, vis_floor, min_videos, max_cover)
-    sup = Support(window_times, *audio_support) if audio_support is not None else None
-    am, ac = common_rows(window_hits, aud_floor, min_videos, max_cover, sup)
+    am, ac = common_rows(window_hits, aud_floor, min_videos, max_cover, audio_support)
     vis = intervals(frame_times, fm, fc, frame_cell / 2, max_gap) if len(fm) else []
     aud = intervals(window_times, am, ac, window_step / 2, max_gap) if len(am) else []
     return merge_segments(vis, aud, max_gap)

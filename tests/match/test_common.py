@@ -20,7 +20,7 @@ from astradup.dedup.job import run_job
 from astradup.dedup.store import read_pairs
 from astradup.errors import ConfigError
 from astradup.match.common import (COMMON_FRAMES, CommonSegment, Support, common_rows, covering_videos, find_common,
-                                   hit_time, inside, intervals, mask_pair, merge_segments, source_rows,
+                                   hit_time, inside, intervals, mask_pair, may_be_common, merge_segments, source_rows,
                                    supported_videos, without_rows)
 from astradup.match.scoring import informative
 from astradup.records import VideoFeatures
@@ -96,6 +96,31 @@ def test_with_support_only_videos_matching_a_stretch_in_order_count():
     near = [[("y", 10.0, 15.0, 0.9)], [("y", 10.5, 15.5, 0.9)]]
     assert supported_videos(near, 0.5, Support(np.array([0.0, 0.5]), 2.5, 2.0)) == [set(), set()]
     assert hit_time(("v", 2.0, 0.9)) == 2.0 and hit_time(("v", 2.0, 7.0, 0.9)) == 4.5
+
+
+def test_only_rows_that_may_be_common_ask_for_more_neighbours():
+    """The second, deeper KNN request goes to rows whose min_videos-th hit reaches the floor; with
+    support, only if some match there (not the query's copy) is supported: look-alikes that are all
+    chance stay chance with more of them. Each query video's rows are judged on their own."""
+    t = np.array([0.0, 3.0, 6.0, 9.0, 12.0, 15.0])
+    chance = [(f"c{i}", 40.0 * i, 40.0 * i + 5, 0.9) for i in range(8)]
+    copy = lambda dt: [("copy", dt, dt + 5, 0.95)]  # noqa: E731 (matches every row in order)
+    stretch = lambda dt: [("r", 10.0 + dt, 15.0 + dt, 0.9)]  # noqa: E731
+    rows = [copy(0) + chance, copy(3) + chance[:3], copy(6) + stretch(0) + chance, copy(9) + stretch(3) + chance,
+            copy(12), copy(15)]
+    assert may_be_common(rows, 0.5, 8, 0.5) == [0, 2, 3]  # no support: the 8th hit decides
+    sup = Support(t, 2.5, 2.0)
+    assert may_be_common(rows, 0.5, 8, 0.5, [(np.arange(6), sup)]) == [2, 3]
+    assert may_be_common(rows, 0.5, 0, 0.5) == []
+    # two query videos in one batch: judged as one video's rows, B's stretch would "support" A's
+    # lone row 2, and A's copy, diluted among B's rows, would no longer read as a copy (row 0)
+    b_rows = [[("r", 13.0, 18.0, 0.9)] + chance, [("r", 16.0, 21.0, 0.9)] + chance, [], [], []]
+    both = rows[:3] + b_rows
+    tb = np.array([9.0, 12.0, 15.0, 18.0, 21.0])
+    groups = [(np.arange(3), Support(t[:3], 2.5, 2.0)), (np.arange(3, 8), Support(tb, 2.5, 2.0))]
+    assert may_be_common(both, 0.5, 8, 0.5, groups) == [3, 4]
+    mixed = [(np.arange(8), Support(np.concatenate([t[:3], tb]), 2.5, 2.0))]
+    assert may_be_common(both, 0.5, 8, 0.5, mixed) == [0, 2, 3, 4]
 
 
 def test_source_rows_are_those_closest_to_the_common_query_rows():
