@@ -117,3 +117,25 @@ def test_a_jingle_that_many_videos_open_with_is_still_common_audio(library):
     assert c.q_start <= 3.0 and c.q_end >= 8.0, c
     for m in matches:  # the other jingle videos share only the jingle: not copies
         assert m.label == "none" and not m.segments, m
+
+
+def test_rows_of_chance_lookalikes_ask_no_deeper_knn(library, monkeypatch):
+    """The deeper request for the common count (common.search_k neighbours) goes only to windows
+    where some match is supported: none here, where the control sends one for every window whose
+    look-alikes reach the floor."""
+    s, copy = library["searcher"], library["copy"]
+    vs = s.catalog.vectors
+    asked: list[tuple[int, int]] = []
+    real = vs.search_audio
+
+    def spy(vectors, k, exclude=None):
+        asked.append((len(vectors), k))
+        return real(vectors, k, exclude=exclude)
+
+    monkeypatch.setattr(vs, "search_audio", spy)
+    s.knn(Query(copy, None))
+    assert asked and all(k < s.cfg.common.search_k for _, k in asked), asked
+    asked.clear()
+    _without_support(s).knn(Query(copy, None))
+    deep = [n for n, k in asked if k == s.cfg.common.search_k]
+    assert deep and deep[0] >= WINDOWS // 2, asked
