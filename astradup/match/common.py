@@ -95,35 +95,60 @@ def hit_time(h: tuple) -> float:
     return (float(h[1]) + float(h[-2])) / 2.0
 
 
+_BLOCK = 256  # entries judged at once: memory is a block times the entries within ``span`` of it
+
+
 def _supported(e: np.ndarray, sp: Support) -> np.ndarray:
-    """Per entry (row, query time, source time) of one video: whether ``Support`` holds for it."""
-    dq = e[:, 1][:, None] - e[:, 1][None, :]
-    ds = e[:, 2][:, None] - e[:, 2][None, :]
-    ring = (np.abs(dq) >= max(sp.min_sep, sp.tol + 1e-6)) & (np.abs(dq) <= sp.span)
-    agree = ring & (np.abs(ds - dq) <= sp.tol)
-    rows, col = np.unique(e[:, 0], return_inverse=True)
-    onehot = np.zeros((len(e), len(rows)), bool)
-    onehot[np.arange(len(e)), col] = True
-    n_ring = (ring.astype(np.int32) @ onehot).astype(bool).sum(axis=1)  # distinct rows around
-    n_agree = (agree.astype(np.int32) @ onehot).astype(bool).sum(axis=1)
-    return (n_agree >= 1) & (n_agree >= sp.share * n_ring)
+    """Per entry (row, query time, source time) of one video: whether ``Support`` holds for it.
+    Entries are taken in query-time order, a block at a time against the entries within ``span``
+    of it, so a video matching every row many times (a copy of a long query) costs time and memory
+    in proportion to its entries, not their square."""
+    order = np.argsort(e[:, 1], kind="stable")
+    e = e[order]
+    q = e[:, 1]
+    sep = max(sp.min_sep, sp.tol + 1e-6)
+    out = np.zeros(len(e), bool)
+    for b0 in range(0, len(e), _BLOCK):
+        blk = e[b0:b0 + _BLOCK]
+        lo, hi = np.searchsorted(q, blk[0, 1] - sp.span, "left"), np.searchsorted(q, blk[-1, 1] + sp.span, "right")
+        near = e[lo:hi]
+        dq = blk[:, 1][:, None] - near[:, 1][None, :]
+        ring = (np.abs(dq) >= sep) & (np.abs(dq) <= sp.span)
+        agree = ring & (np.abs(blk[:, 2][:, None] - near[:, 2][None, :] - dq) <= sp.tol)
+        # one query row's entries sit together (sorted by time): distinct rows = groups with any
+        starts = np.flatnonzero(np.r_[True, np.diff(near[:, 1]) != 0])
+        n_ring = np.logical_or.reduceat(ring, starts, axis=1).sum(axis=1)
+        n_agree = np.logical_or.reduceat(agree, starts, axis=1).sum(axis=1)
+        out[b0:b0 + len(blk)] = (n_agree >= 1) & (n_agree >= sp.share * n_ring)
+    res = np.zeros(len(e), bool)
+    res[order] = out
+    return res
 
 
-def supported_videos(hits_per_row: Sequence[Sequence[tuple]], floor: float, support: Support) -> list[set[str]]:
-    """``row_videos`` keeping, per row, only the videos whose match there is supported (``Support``)."""
+def supported_videos(hits_per_row: Sequence[Sequence[tuple]], floor: float, support: Support,
+                     skip: set[str] | frozenset = frozenset()) -> list[set[str]]:
+    """``row_videos`` keeping, per row, only the videos whose match there is supported (``Support``);
+    the videos in ``skip`` (the query's copies, which no count takes) are not judged."""
     t = np.asarray(support.times, np.float64).reshape(-1)
-    by_video: dict[str, list[tuple[int, float, float]]] = {}
+    vids: list[str] = []
+    index: dict[str, int] = {}
+    entries: list[tuple[int, float, float, int]] = []
     for i, row in enumerate(hits_per_row):
         for h in row:
-            if float(h[-1]) >= floor:
-                by_video.setdefault(h[0], []).append((i, float(t[i]), hit_time(h)))
+            if float(h[-1]) >= floor and h[0] not in skip:
+                k = index.setdefault(h[0], len(index))
+                if k == len(vids):
+                    vids.append(h[0])
+                entries.append((i, float(t[i]), hit_time(h), k))
     out: list[set[str]] = [set() for _ in hits_per_row]
-    for v, entries in by_video.items():
-        if len(entries) < 2:
-            continue
-        e = np.asarray(entries, np.float64)
-        for i in e[_supported(e, support), 0].astype(int):
-            out[i].add(v)
+    if len(entries) < 2:
+        return out
+    e = np.asarray(entries, np.float64)
+    # every video's entries judged at once: its query times moved beyond every other video's span
+    gap = float(e[:, 1].max() - e[:, 1].min()) + 2 * support.span + 1.0
+    shifted = np.column_stack([e[:, 0], e[:, 1] + e[:, 3] * gap, e[:, 2]])
+    for r, k in e[_supported(shifted, support)][:, [0, 3]].astype(int):
+        out[r].add(vids[k])
     return out
 
 
@@ -136,7 +161,7 @@ def common_rows(hits_per_row: Sequence[Sequence[tuple]], floor: float, min_video
     per_row = row_videos(hits_per_row, floor)
     copies = covering_videos(per_row, max_cover)
     if support is not None:
-        per_row = supported_videos(hits_per_row, floor, support)
+        per_row = supported_videos(hits_per_row, floor, support, copies)
     counts = np.asarray([len(v - copies) for v in per_row], dtype=np.int64)
     if min_videos <= 0:
         return np.zeros(len(counts), bool), counts
@@ -159,8 +184,8 @@ def may_be_common(hits_per_row: Sequence[Sequence[tuple]], floor: float, min_vid
         open_ = [j for j, h in enumerate(sub) if len(h) >= min_videos and float(h[min_videos - 1][-1]) >= floor]
         if support is not None and open_:
             copies = covering_videos(row_videos(sub, floor), max_cover)
-            sup = supported_videos(sub, floor, support)
-            open_ = [j for j in open_ if sup[j] - copies]
+            sup = supported_videos(sub, floor, support, copies)
+            open_ = [j for j in open_ if sup[j]]
         out += [int(rows[j]) for j in open_]
     return sorted(out)
 
