@@ -103,7 +103,7 @@ def main() -> int:
         truth = {p.stem: info["real_ids"][str(src)] for p, src in files.items()}
         print(f"# common rule against library size: N={args.n}, {len(queries)} real queries, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-        first = next(iter(queries))
+        first = next((n for n, q in queries.items() if len(q.features.audio_vectors)), next(iter(queries)))
         for off in [float(x) for x in args.offsets.split(",") if x]:
             for support in (0.0, args.support, 0.0, args.support):  # interleaved: two passes each
                 s = with_offset(cfg, catalog, off, support)
