@@ -25,6 +25,7 @@ from astradup.match.common import (COMMON_FRAMES, CommonSegment, Support, common
 from astradup.match.scoring import informative
 from astradup.records import VideoFeatures
 from astradup.search import Query, Searcher
+from tests.synthetic_vectors import SizeOnlyEmbedder, noisy, unit, walk
 
 D = 64
 INTRO_S, BODY_S, N_VIDEOS = 5, 20, 20
@@ -143,7 +144,7 @@ def _features(vid: str, emb: np.ndarray, audio: np.ndarray, chroma: np.ndarray, 
 
 def test_masked_rows_leave_the_evidence_but_keep_the_rest():
     rng = np.random.default_rng(0)
-    f = _features("q", _unit(rng.normal(size=(6, D))), _unit(rng.normal(size=(4, 8))),
+    f = _features("q", unit(rng.normal(size=(6, D))), unit(rng.normal(size=(4, 8))),
                   rng.integers(0, 2 ** 32, 24, dtype=np.uint32), rng.integers(0, 256, (6, 32), dtype=np.uint8))
     g = without_rows(f, np.array([1, 1, 0, 0, 0, 0], bool), np.array([1, 0, 0, 0], bool))
     assert g.meta[COMMON_FRAMES] == [0, 1] and informative(g).tolist() == [False, False, True, True, True, True]
@@ -176,58 +177,35 @@ def test_common_config_is_validated():
 # ------------------------------------------------------------------ a library with one intro
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _walk(rng: np.random.Generator, n: int, dim: int, keep: float = 0.85) -> np.ndarray:
-    """Unit vectors that drift like footage does: each close to the one before."""
-    out = [rng.normal(size=dim)]
-    for _ in range(n - 1):
-        out.append(keep * out[-1] + np.sqrt(1 - keep ** 2) * rng.normal(size=dim))
-    return _unit(np.asarray(out))
-
-
-def _noisy(rng, x: np.ndarray, amount: float) -> np.ndarray:
-    return _unit(x + amount * rng.normal(size=x.shape) / np.sqrt(x.shape[-1]))
-
-
-class _Dim:
-    """The catalog asks its embedder for the frame size only: nothing is embedded here."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim, self.name = dim, "synthetic"
-
-
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("common")
     da = vector_dim(13)
     rng = np.random.default_rng(7)
     n = INTRO_S + BODY_S
-    intro = _walk(rng, INTRO_S, D)
-    intro_audio = _unit(rng.normal(size=da))
+    intro = walk(rng, INTRO_S, D)
+    intro_audio = unit(rng.normal(size=da))
     intro_print = rng.integers(0, 2 ** 32, int(INTRO_S * HZ), dtype=np.uint32)
     intro_phash = rng.integers(0, 256, (INTRO_S, 32), dtype=np.uint8)
     feats = {}
     for i in range(N_VIDEOS):
-        emb = np.concatenate([_noisy(rng, intro, 0.15), _walk(rng, BODY_S, D)])
-        audio = _walk(rng, n - 4, da)
-        audio[0] = _noisy(rng, intro_audio, 0.1)  # the window over the intro alone
+        emb = np.concatenate([noisy(rng, intro, 0.15), walk(rng, BODY_S, D)])
+        audio = walk(rng, n - 4, da)
+        audio[0] = noisy(rng, intro_audio, 0.1)  # the window over the intro alone
         chroma = np.concatenate([intro_print, rng.integers(0, 2 ** 32, int(BODY_S * HZ), dtype=np.uint32)])
         phash = np.concatenate([intro_phash, rng.integers(0, 256, (BODY_S, 32), dtype=np.uint8)])
         vid = f"v{i:02d}"
         feats[vid] = _features(vid, emb, audio, chroma, phash)
     src = feats["v03"]
     copy = dataclasses.replace(src, video_id="copy_of_v03", uri="/lib/copy_of_v03.mp4",
-                               embeddings=_noisy(rng, src.embeddings, 0.15),
-                               audio_vectors=_noisy(rng, src.audio_vectors, 0.1))
+                               embeddings=noisy(rng, src.embeddings, 0.15),
+                               audio_vectors=noisy(rng, src.audio_vectors, 0.1))
     cfg = load_config(overrides={
         "data_dir": str(root / "data"), "vectors": {"projection": "none"},
         "pipeline": {"dashboard": False},
         # a copied segment from 4 s at full score: the shared 5 s intro alone *would* be one
         "segments": {"full_len": 4.0}})
-    cat = Catalog(cfg, embedder=_Dim(D))
+    cat = Catalog(cfg, embedder=SizeOnlyEmbedder(D))
     cat.write(list(feats.values()) + [copy])
     searcher = Searcher(cfg, cat)
     yield {"cfg": cfg, "searcher": searcher, "feats": feats, "copy": copy, "root": root}

@@ -22,25 +22,11 @@ from astradup.config import load_config
 from astradup.features.audio import vector_dim
 from astradup.records import VideoFeatures
 from astradup.search import Query, Searcher
+from tests.synthetic_vectors import SizeOnlyEmbedder, noisy, walk
 
 D, SECONDS, WINDOWS = 64, 16, 12  # frames at 1 fps; 5 s audio windows every 1 s
 LOOKALIKES, JINGLE_VIDEOS, JINGLE_WINDOWS = 10, 12, 7
 HZ = 4.0
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _walk(rng: np.random.Generator, n: int, dim: int, keep: float) -> np.ndarray:
-    out = [rng.normal(size=dim)]
-    for _ in range(n - 1):
-        out.append(keep * out[-1] + np.sqrt(1 - keep ** 2) * rng.normal(size=dim))
-    return _unit(np.asarray(out))
-
-
-def _noisy(rng, x: np.ndarray, amount: float) -> np.ndarray:
-    return _unit(x + amount * rng.normal(size=x.shape) / np.sqrt(x.shape[-1]))
 
 
 def _video(rng, vid: str, emb: np.ndarray, audio: np.ndarray) -> VideoFeatures:
@@ -52,36 +38,31 @@ def _video(rng, vid: str, emb: np.ndarray, audio: np.ndarray) -> VideoFeatures:
                          {"duration": float(len(emb)), "width": 320, "height": 240, "fps": 25.0})
 
 
-class _Dim:
-    def __init__(self, dim: int) -> None:
-        self.dim, self.name = dim, "synthetic"
-
-
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     root = tmp_path_factory.mktemp("lookalikes")
     rng = np.random.default_rng(11)
     da = vector_dim(13)
-    frames = lambda: _walk(rng, SECONDS, D, 0.85)  # noqa: E731
-    sound = lambda: _walk(rng, WINDOWS, da, 0.3)  # noqa: E731 (windows far apart in sound)
+    frames = lambda: walk(rng, SECONDS, D, 0.85)  # noqa: E731
+    sound = lambda: walk(rng, WINDOWS, da, 0.3)  # noqa: E731 (windows far apart in sound)
     src = _video(rng, "source", frames(), sound())
     feats = [src]
     # the index keeps every 2nd window (vectors.audio_stride), so look-alikes sit at even places
     for w in range(0, WINDOWS, 2):
         for j in range(LOOKALIKES):
             audio = sound()
-            audio[2 * rng.integers(0, WINDOWS // 2)] = _noisy(rng, src.audio_vectors[w], 0.1)
+            audio[2 * rng.integers(0, WINDOWS // 2)] = noisy(rng, src.audio_vectors[w], 0.1)
             feats.append(_video(rng, f"like_w{w:02d}_{j}", frames(), audio))
     jingle = sound()[:JINGLE_WINDOWS]
     for j in range(JINGLE_VIDEOS):
         audio = sound()
-        audio[:JINGLE_WINDOWS] = _noisy(rng, jingle, 0.1)
+        audio[:JINGLE_WINDOWS] = noisy(rng, jingle, 0.1)
         feats.append(_video(rng, f"jingle_{j:02d}", frames(), audio))
-    copy = dataclasses.replace(src, video_id="copy", uri="/q/copy.mp4", embeddings=_noisy(rng, src.embeddings, 0.15),
-                               audio_vectors=_noisy(rng, src.audio_vectors, 0.1))
+    copy = dataclasses.replace(src, video_id="copy", uri="/q/copy.mp4", embeddings=noisy(rng, src.embeddings, 0.15),
+                               audio_vectors=noisy(rng, src.audio_vectors, 0.1))
     cfg = load_config(overrides={"data_dir": str(root / "data"), "vectors": {"projection": "none"},
                                  "pipeline": {"dashboard": False}})
-    cat = Catalog(cfg, embedder=_Dim(D))
+    cat = Catalog(cfg, embedder=SizeOnlyEmbedder(D))
     cat.write(feats)
     yield {"searcher": Searcher(cfg, cat), "copy": copy, "feats": {f.video_id: f for f in feats}}
     cat.vectors.close()
