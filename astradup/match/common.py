@@ -65,7 +65,7 @@ def covering_videos(videos_per_row: Sequence[set[str]], max_cover: float) -> set
     return {v for v, c in counts.items() if c >= max_cover * n}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class Support:
     """What makes a row's match with a video count as recurring content rather than chance.
 

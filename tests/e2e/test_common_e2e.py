@@ -88,20 +88,23 @@ def test_a_reencoded_copy_is_still_a_duplicate_and_the_job_pairs_nothing_else(li
 
 
 def test_asking_more_neighbours_only_for_rows_that_may_be_common_changes_nothing(library, monkeypatch):
-    """The second KNN pass (common.search_k neighbours) goes only to rows whose min_videos-th hit
-    reaches the common floor; asking it for every row finds the same candidates and segments."""
+    """The second KNN pass (common.search_k neighbours) goes only to rows that may be common
+    (match/common.may_be_common: the min_videos-th hit reaches the common floor, and for audio a
+    match there is supported); asking it for every row finds the same candidates and segments."""
+    import astradup.search as search_module
+
     s, ids = library["searcher"], library["ids"]
     queries = {v: s.catalog.shards.load_features([v])[v] for v in ids.values()}
     two_pass = {v: s.knn(Query(f, None), exclude=v, pruned=True) for v, f in queries.items()}
     batched = s.knn_many(queries, pruned=True)
     asked = []
-    real = Searcher._deep_rows
+    real = search_module.may_be_common
 
-    def every_row(self, hits, floor):
-        asked.append((len(real(self, hits, floor)), len(hits)))
+    def every_row(hits, floor, min_videos, max_cover, videos=()):
+        asked.append((len(real(hits, floor, min_videos, max_cover, videos)), len(hits)))
         return list(range(len(hits)))
 
-    monkeypatch.setattr(Searcher, "_deep_rows", every_row)
+    monkeypatch.setattr(search_module, "may_be_common", every_row)
     one_pass = {v: s.knn(Query(f, None), exclude=v, pruned=True) for v, f in queries.items()}
     for v in queries:
         # as sets: an approximate index (HNSW on Lite) may order near-equal top hits differently
