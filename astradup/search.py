@@ -252,8 +252,10 @@ class Searcher:
             q = np.concatenate([x for x in full if len(x)]).astype(np.float32)
             qp = project(q)
             rows = Rows.stack(index, qp.shape[1])
-            per = [(np.flatnonzero(owners == v), self._support(window_centres(queries[v])) if audio else None)
-                   for v in ids]  # each video's rows judged as its own search judges them
+            # audio: each video's rows judged with its own Support, as its own search judges them
+            # (frames have none, and without it may_be_common judges each row alone)
+            per = [(np.flatnonzero(owners == v), self._support(window_centres(queries[v]))) for v in ids] \
+                if audio else ()
             hits = self._hits(len(q), floor, lambda i, k: merge_hits(
                 search(q[i], k, exclude=ids), exact_knn(qp[i], owners[i], rows, k), k), per)
             return owners, hits

@@ -130,16 +130,12 @@ def supported_videos(hits_per_row: Sequence[Sequence[tuple]], floor: float, supp
     """``row_videos`` keeping, per row, only the videos whose match there is supported (``Support``);
     the videos in ``skip`` (the query's copies, which no count takes) are not judged."""
     t = np.asarray(support.times, np.float64).reshape(-1)
-    vids: list[str] = []
-    index: dict[str, int] = {}
+    index: dict[str, int] = {}  # video -> its number, in order of first match
     entries: list[tuple[int, float, float, int]] = []
     for i, row in enumerate(hits_per_row):
         for h in row:
             if float(h[-1]) >= floor and h[0] not in skip:
-                k = index.setdefault(h[0], len(index))
-                if k == len(vids):
-                    vids.append(h[0])
-                entries.append((i, float(t[i]), hit_time(h), k))
+                entries.append((i, float(t[i]), hit_time(h), index.setdefault(h[0], len(index))))
     out: list[set[str]] = [set() for _ in hits_per_row]
     if len(entries) < 2:
         return out
@@ -147,6 +143,7 @@ def supported_videos(hits_per_row: Sequence[Sequence[tuple]], floor: float, supp
     # every video's entries judged at once: its query times moved beyond every other video's span
     gap = float(e[:, 1].max() - e[:, 1].min()) + 2 * support.span + 1.0
     shifted = np.column_stack([e[:, 0], e[:, 1] + e[:, 3] * gap, e[:, 2]])
+    vids = list(index)
     for r, k in e[_supported(shifted, support)][:, [0, 3]].astype(int):
         out[r].add(vids[k])
     return out
