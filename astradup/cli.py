@@ -13,6 +13,7 @@ from astradup.commands.serve import cmd_serve
 from astradup.commands.vsc import cmd_eval, cmd_export_descriptors
 from astradup.config import Config, load_config
 from astradup.errors import AstraDupError
+from astradup.match.joint_descriptor import DEFAULT_AUDIO_SHARE
 from astradup.progress import Progress
 from astradup.records import Label
 
@@ -111,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "query rows get a column -BETA x their similarity to the 2nd most similar indexed video, "
                         "indexed rows a column of 1, so inner products are normalised scores; export both sides "
                         "with the same BETA")
+    s.add_argument("--audio-share", type=float, default=DEFAULT_AUDIO_SHARE, metavar="S",
+                   help=f"each row is the frame embedding joined by the audio window at that second, so inner "
+                        f"products are (1-S) x frame + S x audio similarity (default {DEFAULT_AUDIO_SHARE}, measured "
+                        "best; 0 = frame embeddings alone); export both sides with the same S")
     s.set_defaults(fn=cmd_export_descriptors)
     _add_export_hashes(sub)
     s = sub.add_parser("eval", help="score predicted segments against truth (LCT-2024 score, VSC22 micro-AP)")

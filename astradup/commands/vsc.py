@@ -9,43 +9,52 @@ from astradup.errors import AstraDupError
 
 
 def cmd_export_descriptors(args, cfg: Config) -> int:
-    """Frame embeddings as a VSC22 descriptor file: the indexed videos', or with --query the given
-    files' (embedded as a search embeds a query)."""
+    """Per-second descriptors as a VSC22 descriptor file: the indexed videos', or with --query the
+    given files' (embedded as a search embeds a query). Each row is the frame embedding joined by
+    the audio at that second (match/joint_descriptor.py; ``--audio-share 0``: frames alone)."""
     from astradup.eval.vsc_format import export_descriptors, vsc_id
 
     from astradup.catalog import Catalog
+    from astradup.features.audio import vector_dim
+    from astradup.match import joint_descriptor as jd
     from astradup.match import score_norm
 
     step = 1.0 / cfg.decode.fps if cfg.decode.fps > 0 else 1.0
-    beta = args.normalise
+    beta, share = args.normalise, args.audio_share
     if not (0.0 <= beta <= 4.0):
         raise AstraDupError(f"--normalise must be between 0 and 4, got {beta}")
+    if not (0.0 <= share < 1.0):
+        raise AstraDupError(f"--audio-share must be at least 0 and below 1, got {share}")
+    adim = vector_dim(cfg.audio.n_mfcc)
     shards = Catalog(cfg).shards
     if args.query:
         from astradup.search import Searcher
 
         searcher = Searcher(cfg)
         feats = [(vsc_id(path), searcher.query_from_file(path).features) for path in args.query]
+        rows = [jd.rows_of(f, adim) for _, f in feats]
         folded = {}
         if beta > 0:
-            # one scan of the library: each query row's 2nd-best indexed video (match/score_norm.py)
-            bgs = [score_norm.Background(f.embeddings, k=2) for _, f in feats]
+            # one scan of the library: each query row's 2nd-best indexed video per modality
+            bgs = [jd.JointBackground(fr, au, k=2) for fr, au in rows]
             for batch in shards.iter_features():
                 for lib in batch:
+                    lib_rows = jd.rows_of(lib, adim)
                     for bg in bgs:
-                        bg.add(lib.embeddings)
-            folded = {i: score_norm.fold(f.embeddings, bg.value(), beta) for i, ((_, f), bg) in
-                      enumerate(zip(feats, bgs))}
+                        bg.add(*lib_rows)
+            folded = {i: score_norm.fold(jd.join(*rows[i], share), bg.value(share), beta)
+                      for i, bg in enumerate(bgs)}
 
         def videos():
             for i, (name, f) in enumerate(feats):
-                yield name, f.timestamps, folded.get(i, f.embeddings)
+                yield name, f.timestamps, folded[i] if i in folded else jd.join(*rows[i], share)
     else:
         def videos():
             for batch in shards.iter_features():
                 for f in batch:
-                    emb = score_norm.pad_refs(f.embeddings) if beta > 0 else f.embeddings
-                    yield (vsc_id(f.uri) if f.uri else f.video_id), f.timestamps, emb
+                    emb = jd.join(*jd.rows_of(f, adim), share)
+                    yield ((vsc_id(f.uri) if f.uri else f.video_id), f.timestamps,
+                           score_norm.pad_refs(emb) if beta > 0 else emb)
     res = export_descriptors(args.out, videos(), default_step=step)
     print(f"{res['videos']} video(s), {res['rows']} rows of {res['dim']}-d descriptors -> {res['path']}")
     return 0

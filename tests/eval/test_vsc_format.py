@@ -10,6 +10,7 @@ import pytest
 from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.errors import MediaError
+from astradup.features.audio import vector_dim
 from astradup.eval.segments_csv import LAYOUT_VSC, VSC_REQUIRED, detect_layout, read_rows, write_rows
 from astradup.records import SegmentMatch, VideoFeatures
 from astradup.store.shards import ShardStore
@@ -139,7 +140,8 @@ def test_export_descriptors_writes_vsc_keys_shapes_and_dtypes(tmp_path, capsys):
              _features("b" * 32, "s3://bucket/refs/R000022.mp4", 3, 16, 2)]
     store.write_features(feats)
     out = tmp_path / "refs.npz"
-    assert cli_main(["--data-dir", str(data), "export-descriptors", "--format", "vsc", str(out)]) == 0
+    assert cli_main(["--data-dir", str(data), "export-descriptors", "--format", "vsc", str(out),
+                     "--audio-share", "0"]) == 0
     assert "2 video(s), 8 rows of 16-d" in capsys.readouterr().out
     with np.load(out, allow_pickle=False) as z:  # no pickled objects: VSC's loader and a cautious reader both work
         assert sorted(z.files) == ["features", "timestamps", "video_ids"]
@@ -152,6 +154,16 @@ def test_export_descriptors_writes_vsc_keys_shapes_and_dtypes(tmp_path, capsys):
     for f, rows in ((feats[0], x[:5]), (feats[1], x[5:])):
         cos = np.sum(rows * f.embeddings, axis=1)  # the shards keep int8 rows: directions within ~1e-3
         assert cos.min() > 0.999
+    # by default each row is joined by the audio at that second (none here: zeros), frames weighed 1 - 0.4
+    joined = tmp_path / "joined.npz"
+    assert cli_main(["--data-dir", str(data), "export-descriptors", str(joined)]) == 0
+    with np.load(joined, allow_pickle=False) as z:
+        j = z["features"]
+    assert j.shape == (8, 16 + vector_dim(13)) and not j[:, 16:].any()
+    assert np.allclose(j[:, :16], np.sqrt(0.6) * x, atol=1e-6)
+    for bad in ("1", "-0.1", "nan"):
+        assert cli_main(["--data-dir", str(data), "export-descriptors", str(joined), "--audio-share", bad]) == 2
+        assert "--audio-share" in capsys.readouterr().err
 
 
 def test_export_refuses_two_videos_with_one_stem(tmp_path, capsys):
