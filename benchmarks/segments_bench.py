@@ -31,7 +31,9 @@ import numpy as np
 from astradup.config import load_config
 from astradup.eval.metrics import evaluate, length_bin, segments_found, transform_of, vsc_descriptor_micro_ap
 from astradup.eval.segments_csv import read_rows, write_rows
+from astradup.eval.vsc_format import MAX_DIM
 from astradup.features.audio import vector_dim
+from astradup.features.descriptor import basis_within
 from astradup.match import joint_descriptor as jd
 from astradup.match.align import suppress_overlaps
 from astradup.match.score_norm import background, fold, pad_refs, pair_scores
@@ -115,25 +117,25 @@ def print_found_tables(truth, pred, audio: dict[tuple[str, str], str]) -> None:
             print(f"{g:<40} {r['n']:>3.0f} {r['found']:6.3f} {r['coverage']:6.3f}")
 
 
-def descriptor_track(cache, sources, stem, truth, adim: int) -> float:
+def descriptor_track(cache, sources, stem, truth, adim: int, basis=None) -> float:
     """VSC22 descriptor micro-AP (pair score: max inner product of per-second descriptors, blank and
     common frames left out) for each step the VSC22 descriptor winners took, with its cost: the
     mirrored query, score normalisation against the library as background (match/score_norm.py)
     over a few beta / k (``export-descriptors --normalise`` writes k=2), then the descriptor joined
     by the audio at each second (match/joint_descriptor.py) over a few shares, plain and normalised
-    per modality (what ``export-descriptors`` writes by default). Returns the figure of the export's
-    default (share 0.4, normalised with beta 0.5)."""
+    per modality (what ``export-descriptors`` writes by default, its frames cut by ``basis`` to keep
+    a row within VSC22's 512 dimensions). Returns the figure of the export's default (share 0.4,
+    normalised with beta 0.5)."""
     gt = {(r.query_id, r.source_id) for r in truth}
-    ref_rows = {stem[v]: jd.rows_of(s, adim, informative(s)) for v, s in sources.items() if len(s.embeddings)}
-    refs = {r: fr for r, (fr, _) in ref_rows.items()}
+    refs = {stem[v]: s.embeddings[informative(s)] for v, s in sources.items() if len(s.embeddings)}
+    ref_rows = {stem[v]: jd.rows_of(s, adim, informative(s), basis) for v, s in sources.items() if len(s.embeddings)}
     lib = list(refs.values())
-    queries, q_audio, mirrors = {}, {}, {}
+    queries, q_joint, mirrors = {}, {}, {}
     for qid, (q, _) in cache.items():
         keep = informative(q.features) if len(q.features.embeddings) else np.zeros(0, bool)
-        if keep.any():
-            queries[qid], q_audio[qid] = jd.rows_of(q.features, adim, keep)
-        else:
-            queries[qid], q_audio[qid] = np.zeros((0, 1), np.float32), np.zeros((0, adim), np.float32)
+        queries[qid] = q.features.embeddings[keep] if keep.any() else np.zeros((0, 1), np.float32)
+        q_joint[qid] = jd.rows_of(q.features, adim, keep, basis) if keep.any() else \
+            (np.zeros((0, 1), np.float32), np.zeros((0, adim), np.float32))
         mirrors[qid] = q.mirror[keep] if q.mirror is not None and len(q.mirror) and keep.any() else None
 
     def timed(fn):
@@ -161,21 +163,22 @@ def descriptor_track(cache, sources, stem, truth, adim: int) -> float:
     # joined by the audio at each second; normalised per modality, k=2, beta=0.5
     chosen = 0.0
     for share in (0.2, 0.3, 0.4, 0.5):
-        (jq, jr), t_join = timed(lambda: ({q: jd.join(x, q_audio[q], share) for q, x in queries.items()},
+        (jq, jr), t_join = timed(lambda: ({q: jd.join(*x, share) for q, x in q_joint.items()},
                                           {r: jd.join(*x, share) for r, x in ref_rows.items()}))
+        jdim = next(iter(jr.values())).shape[1] if jr else 0
         sc, t_sc = timed(lambda: pair_scores(jq, jr))
-        rows.append((f"+ audio, share {share}", vsc_descriptor_micro_ap(gt, sc), t_join + t_sc, 4 * (dim + adim)))
+        rows.append((f"+ audio, share {share}", vsc_descriptor_micro_ap(gt, sc), t_join + t_sc, 4 * jdim))
 
-        def joint_bg(x, q):
-            b = jd.JointBackground(x, q_audio[q], k=2)
+        def joint_bg(q):
+            b = jd.JointBackground(*q_joint[q], k=2)
             for fr, au in ref_rows.values():
                 b.add(fr, au)
             return b.value(share)
-        bg, t_bg = timed(lambda: {q: joint_bg(x, q) for q, x in queries.items()})
+        bg, t_bg = timed(lambda: {q: joint_bg(q) for q in q_joint})
         sc, t_sc = timed(lambda: pair_scores({q: fold(jq[q], bg[q], 0.5) for q in jq},
                                              {r: pad_refs(x) for r, x in jr.items()}))
         uap = vsc_descriptor_micro_ap(gt, sc)
-        rows.append((f"+ audio, share {share}, normalised", uap, t_join + t_bg + t_sc, 4 * (dim + adim + 1)))
+        rows.append((f"+ audio, share {share}, normalised", uap, t_join + t_bg + t_sc, 4 * (jdim + 1)))
         if share == jd.DEFAULT_AUDIO_SHARE:
             chosen = uap
             kept[f"joined with audio (share {share}), normalised"] = sc
@@ -184,7 +187,8 @@ def descriptor_track(cache, sources, stem, truth, adim: int) -> float:
         print(f"{name:<36} {uap:6.3f} {t:7.3f} {t / max(t_plain, 1e-9):7.1f} {size:>8}")
     print("(k=1 takes the best library video, the source itself for a copy: shown as the wrong choice; "
           "bytes per query second, float32; 'normalised' with audio: per modality, k=2, beta=0.5, what "
-          f"export-descriptors writes by default at share {jd.DEFAULT_AUDIO_SHARE})")
+          f"export-descriptors writes by default at share {jd.DEFAULT_AUDIO_SHARE}; with audio the frames are "
+          f"{'cut to ' + str(basis.shape[1]) + ' by the descriptor basis' if basis is not None else 'whole'})")
     return chosen, {name: (gt, sc) for name, sc in kept.items()}
 
 
@@ -220,7 +224,11 @@ def run_one(bench: Path, args, data_dir: str, pred_path: str):
     write_rows(pred_path, pred)
     res = evaluate(truth, pred, all_query_ids=qids)
 
-    desc_uap, desc_scores = descriptor_track(cache, sources, stem, truth, vector_dim(cfg.audio.n_mfcc))
+    adim = vector_dim(cfg.audio.n_mfcc)
+    width = next((s.embeddings.shape[1] for s in sources.values() if len(s.embeddings)), 0)
+    basis = basis_within(cfg.embedder.pca_file, MAX_DIM - adim - 1, kind=cfg.embedder.kind,
+                         model=cfg.embedder.model, full_dim=width)  # as export-descriptors cuts them
+    desc_uap, desc_scores = descriptor_track(cache, sources, stem, truth, adim, basis)
     print(f"\n{'transform':<14} {'n':>3} {'f1':>6} {'iou':>6} {'score':>6} {'segAP':>6}")
     for t, r in sorted(res.get("per_transform", {}).items()):
         print(f"{t:<14} {r['n_queries']:>3} {r['f1']:6.3f} {r['iou']:6.3f} {r['score']:6.3f} {r['segment_uap']:6.3f}")

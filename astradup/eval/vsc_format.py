@@ -40,6 +40,7 @@ import numpy as np
 from astradup.errors import AstraDupError
 
 KEYS = ("video_ids", "timestamps", "features")
+MAX_DIM = 512  # the descriptor track's limit per row (DrivenData's VSC22 rules: float32, up to 512-d)
 _COPY_CHUNK = 8 << 20
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from astradup.features.basis import project_rows
 from astradup.match.score_norm import Background
 from astradup.records import VideoFeatures
 
@@ -57,15 +58,16 @@ def audio_at(times: np.ndarray, windows: np.ndarray, vectors: np.ndarray, dim: i
     return out
 
 
-def rows_of(f: VideoFeatures, audio_dim: int, keep: np.ndarray | slice = slice(None)
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [T, D], audio [T, audio_dim]) of a video's sampled frames (``keep``: a subset)."""
+def rows_of(f: VideoFeatures, audio_dim: int, keep: np.ndarray | slice = slice(None),
+            basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [T, D], audio [T, audio_dim]) of a video's sampled frames (``keep``: a subset);
+    ``basis``: frames projected on it and re-normalised (features/descriptor.py ``basis_within``)."""
     emb = np.asarray(f.embeddings, np.float32)
+    width = basis.shape[1] if basis is not None else (emb.shape[1] if emb.ndim == 2 else 0)
     if not len(emb):
-        return emb.reshape(0, emb.shape[1] if emb.ndim == 2 else 0), np.zeros((0, audio_dim), np.float32)
-    emb = emb[keep]
+        return np.zeros((0, width), np.float32), np.zeros((0, audio_dim), np.float32)
     times = np.asarray(f.timestamps, np.float64).reshape(-1)[keep]
-    return emb, audio_at(times, f.audio_windows, f.audio_vectors, audio_dim)
+    return project_rows(emb[keep], basis), audio_at(times, f.audio_windows, f.audio_vectors, audio_dim)
 
 
 def join(frames: np.ndarray, audio: np.ndarray, share: float) -> np.ndarray:

@@ -11,6 +11,7 @@ from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.errors import MediaError
 from astradup.features.audio import vector_dim
+from astradup.features.basis import BUILTIN
 from astradup.eval.segments_csv import LAYOUT_VSC, VSC_REQUIRED, detect_layout, read_rows, write_rows
 from astradup.records import SegmentMatch, VideoFeatures
 from astradup.store.shards import ShardStore
@@ -164,6 +165,33 @@ def test_export_descriptors_writes_vsc_keys_shapes_and_dtypes(tmp_path, capsys):
     for bad in ("1", "-0.1", "nan"):
         assert cli_main(["--data-dir", str(data), "export-descriptors", str(joined), "--audio-share", bad]) == 2
         assert "--audio-share" in capsys.readouterr().err
+
+
+def test_export_keeps_rows_within_vsc22s_512_dimensions(tmp_path, capsys):
+    """SSCD's 512-d frames joined by 218-d audio would pass the track's limit: the frames are cut by
+    the fitted descriptor basis; an embedder without one keeps its rows and is told."""
+    data = tmp_path / "data"
+    cfg = load_config(overrides={"data_dir": str(data)})
+    ShardStore(cfg.resolved_shards_dir).write_features([_features("a" * 32, "/lib/R1.mp4", 4, 512, 1)])
+    out = tmp_path / "refs.npz"
+    basis = np.load(BUILTIN)["descriptor"].astype(np.float32)
+    for flags, dim in (([], 256 + vector_dim(13)), (["--normalise", "0.5"], 256 + vector_dim(13) + 1),
+                       (["--audio-share", "0"], 512), (["--audio-share", "0", "--normalise", "0.5"], 257)):
+        assert cli_main(["--data-dir", str(data), "export-descriptors", str(out), *flags]) == 0
+        with np.load(out) as z:
+            x = z["features"]
+        assert x.shape == (4, dim) and dim <= 512, flags
+    with np.load(out) as z:
+        emb = ShardStore(cfg.resolved_shards_dir).load_features(["a" * 32])["a" * 32].embeddings
+        want = emb @ basis
+        assert np.allclose(z["features"][:, :256], want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-5)
+    capsys.readouterr()
+    conf = tmp_path / "clip.yaml"
+    conf.write_text("embedder:\n  kind: open_clip\n  model: ViT-B-32\n")
+    other = ["--config", str(conf), "--data-dir", str(data)]
+    assert cli_main([*other, "export-descriptors", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"of {512 + vector_dim(13)}-d" in captured.out and "pass the VSC22" in captured.err
 
 
 def test_export_refuses_two_videos_with_one_stem(tmp_path, capsys):
