@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
+from astradup.match.line_offset import refine_offset
 from astradup.match.motion import lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
@@ -376,6 +377,8 @@ def align_pair(query_id: str, source_id: str,
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
         aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad)
     merged = merge_close(merge_modalities(vis, aud), cfg.max_gap)
+    merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid) if "visual" in mods else p, mods)
+              for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]

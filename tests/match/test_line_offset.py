@@ -1,0 +1,64 @@
+"""A reported piece's source offset checked along its whole line (match/line_offset.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from astradup.config import load_config
+from astradup.match.align import Piece, align_pair
+from astradup.match.line_offset import MAX_SHIFT, MIN_GAIN, line_mean, refine_offset
+
+
+def _slow_footage(n_q: int = 40, n_s: int = 40, q0: int = 10, s0: int = 5, length: int = 10,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query seconds q0..q0+length copy source seconds s0..; the source changes slowly, so a
+    copied row is almost as similar to the neighbouring source seconds (0.03 less per second) and
+    noise of +-0.02 moves each row's best frame by a second here and there."""
+    rng = np.random.default_rng(seed)
+    tq, ts = np.arange(n_q) + 0.5, np.arange(n_s) + 0.5
+    sim = rng.uniform(-0.05, 0.1, size=(n_q, n_s))
+    for i in range(q0, q0 + length):
+        j0 = s0 + (i - q0)
+        for j in range(n_s):
+            sim[i, j] = max(sim[i, j], 0.88 - 0.03 * abs(j - j0) + rng.uniform(-0.02, 0.02))
+    return tq, ts, sim
+
+
+def _piece(q0: float, q1: float, offset: float) -> Piece:
+    return Piece(q0, q1, q0 + offset, q1 + offset, 0.9, 1.0, offset)
+
+
+def test_a_piece_fitted_a_second_off_is_moved_onto_the_copy():
+    tq, ts, sim = _slow_footage()
+    true = -5.0  # source second = query second - 5
+    for wrong in (true - 2, true - 1, true + 1, true + 3):
+        p = refine_offset(_piece(10, 20, wrong), tq, ts, sim, 1.0)
+        assert p.offset == true and (p.s_start, p.s_end) == (5.0, 15.0), wrong
+    right = _piece(10, 20, true)
+    assert refine_offset(right, tq, ts, sim, 1.0) is right
+
+
+def test_only_whole_frame_shifts_within_reach_that_gain_enough_move_a_piece():
+    tq, ts, sim = _slow_footage()
+    far = _piece(10, 20, -5.0 + MAX_SHIFT + 2)  # the copy lies beyond the shifts tried
+    moved = refine_offset(far, tq, ts, sim, 1.0)
+    assert moved.offset >= far.offset - MAX_SHIFT
+    # a flat block (a still): every shift scores alike, nothing gains MIN_GAIN, the fit stands
+    flat = np.full((40, 40), 0.8)
+    p = _piece(10, 20, -4.0)
+    assert refine_offset(p, tq, ts, flat, 1.0) is p
+    rows = np.arange(10, 20)
+    assert abs(line_mean(tq, ts, flat, rows, 1.0, -3.0, 1.0) - line_mean(tq, ts, flat, rows, 1.0, -4.0, 1.0)) < MIN_GAIN
+    # audio pieces (no frame cell) and pieces off the end of the source are left alone
+    assert refine_offset(p, tq, ts, sim, 0.0) is p
+    assert line_mean(tq, ts, sim, rows, 1.0, 100.0, 1.0) == -1.0
+
+
+def test_align_pair_reports_the_copy_at_its_source_seconds_on_slow_footage():
+    cfg = load_config(None, {}).segments
+    hits = 0
+    for seed in range(8):
+        tq, ts, sim = _slow_footage(seed=seed)
+        segs = align_pair("q", "s", tq, ts, sim, np.zeros((0, 2)), np.zeros((0, 2)), None, cfg, cell=1.0)
+        assert segs and abs(segs[0].q_start - 10) <= 1 and abs(segs[0].q_end - 20) <= 1
+        hits += abs(segs[0].s_start - 5) <= 0.5 and abs(segs[0].s_end - 15) <= 0.5
+    assert hits == 8
