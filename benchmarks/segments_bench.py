@@ -118,8 +118,8 @@ def print_found_tables(truth, pred, audio: dict[tuple[str, str], str]) -> None:
 
 
 def descriptor_track(cache, sources, stem, truth, adim: int, basis=None) -> float:
-    """VSC22 descriptor micro-AP (pair score: max inner product of per-second descriptors, blank and
-    common frames left out) for each step the VSC22 descriptor winners took, with its cost: the
+    """VSC22 descriptor micro-AP (pair score: max inner product of per-second descriptors; frames
+    alone: blank and common frames left out) for each step the VSC22 descriptor winners took, with its cost: the
     mirrored query, score normalisation against the library as background (match/score_norm.py)
     over a few beta / k (``export-descriptors --normalise`` writes k=2), then the descriptor joined
     by the audio at each second (match/joint_descriptor.py) over a few shares, plain and normalised
@@ -128,14 +128,15 @@ def descriptor_track(cache, sources, stem, truth, adim: int, basis=None) -> floa
     normalised with beta 0.5)."""
     gt = {(r.query_id, r.source_id) for r in truth}
     refs = {stem[v]: s.embeddings[informative(s)] for v, s in sources.items() if len(s.embeddings)}
-    ref_rows = {stem[v]: jd.rows_of(s, adim, informative(s), basis) for v, s in sources.items() if len(s.embeddings)}
+    # the joined rows as export-descriptors writes them: every frame, blank pictures keeping their sound
+    ref_rows = {stem[v]: jd.rows_of(s, adim, basis=basis, blank=jd.no_picture(s))
+                for v, s in sources.items() if len(s.embeddings)}
     lib = list(refs.values())
     queries, q_joint, mirrors = {}, {}, {}
     for qid, (q, _) in cache.items():
         keep = informative(q.features) if len(q.features.embeddings) else np.zeros(0, bool)
         queries[qid] = q.features.embeddings[keep] if keep.any() else np.zeros((0, 1), np.float32)
-        q_joint[qid] = jd.rows_of(q.features, adim, keep, basis) if keep.any() else \
-            (np.zeros((0, 1), np.float32), np.zeros((0, adim), np.float32))
+        q_joint[qid] = jd.rows_of(q.features, adim, basis=basis, blank=jd.no_picture(q.features))
         mirrors[qid] = q.mirror[keep] if q.mirror is not None and len(q.mirror) and keep.any() else None
 
     def timed(fn):

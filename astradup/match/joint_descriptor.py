@@ -59,15 +59,34 @@ def audio_at(times: np.ndarray, windows: np.ndarray, vectors: np.ndarray, dim: i
 
 
 def rows_of(f: VideoFeatures, audio_dim: int, keep: np.ndarray | slice = slice(None),
-            basis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            basis: np.ndarray | None = None, blank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(frames [T, D], audio [T, audio_dim]) of a video's sampled frames (``keep``: a subset);
-    ``basis``: frames projected on it and re-normalised (features/descriptor.py ``basis_within``)."""
+    ``basis``: frames projected on it and re-normalised (features/descriptor.py ``basis_within``);
+    ``blank`` (over all frames, ``no_picture``): pictures that are no evidence, whose frame part is
+    zero: every black frame is alike, but the second it stands for still has its sound (an
+    audio-only copy over a black picture)."""
     emb = np.asarray(f.embeddings, np.float32)
     width = basis.shape[1] if basis is not None else (emb.shape[1] if emb.ndim == 2 else 0)
     if not len(emb):
         return np.zeros((0, width), np.float32), np.zeros((0, audio_dim), np.float32)
     times = np.asarray(f.timestamps, np.float64).reshape(-1)[keep]
-    return project_rows(emb[keep], basis), audio_at(times, f.audio_windows, f.audio_vectors, audio_dim)
+    frames = project_rows(emb[keep], basis)
+    if blank is not None:  # a new array: the rows may be a view of the record's own
+        frames = np.where(np.asarray(blank, bool)[keep][:, None], np.float32(0.0), frames).astype(np.float32)
+    return frames, audio_at(times, f.audio_windows, f.audio_vectors, audio_dim)
+
+
+def no_picture(f: VideoFeatures) -> np.ndarray:
+    """[T] frames whose picture is blank (black or flat, ``meta["blank_frames"]``): every black frame
+    looks like every other, so the frame part of such a row is no evidence, while the second it
+    stands for still has its sound (an audio-only copy over a black picture). Common content (an
+    intro many videos share) keeps its picture here: score normalisation already discounts it, and
+    leaving it out lost copies of sources that share footage (dev40 0.983 -> 0.944, exported files)."""
+    n = len(f.embeddings)
+    mask = np.zeros(n, bool)
+    idx = [int(i) for i in f.meta.get("blank_frames", []) if 0 <= int(i) < n]
+    mask[idx] = True
+    return mask
 
 
 def join(frames: np.ndarray, audio: np.ndarray, share: float) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from astradup.eval.metrics import vsc_descriptor_micro_ap
-from astradup.match.joint_descriptor import JointBackground, audio_at, join, rows_of
+from astradup.match.joint_descriptor import JointBackground, audio_at, join, no_picture, rows_of
 from astradup.match.score_norm import fold, pad_refs, pair_scores
 from astradup.records import VideoFeatures
 from tests.synthetic_vectors import noisy, unit, walk
@@ -116,3 +116,33 @@ def test_joint_background_is_per_modality_and_skips_silent_videos():
     want_a = second(qa, [a for _, a in lib])  # the silent video is not an audio background
     assert np.allclose(bg.value(0.4), 0.6 * want_f + 0.4 * want_a, atol=1e-6)
     assert np.allclose(bg.value(0.0), want_f, atol=1e-6)
+
+
+def test_a_blank_picture_keeps_only_its_sound():
+    """A copy of r0's soundtrack over a black picture: every black frame looks alike (here: one
+    shared vector in every blank video), so its frames must not count, while its sound still does."""
+    rng = np.random.default_rng(5)
+    refs = _library(rng)
+    black = unit(rng.normal(size=(1, D)))[0]
+    dark = _video("r_dark", np.tile(black, (20, 1)), unit(walk(rng, 20, DA)))  # an unrelated black video
+    dark.meta["blank_frames"] = list(range(20))
+    refs["r_dark"] = dark
+    q = _video("q_black", np.tile(black, (20, 1)), noisy(rng, refs["r0"].audio_vectors, 0.3))
+    q.meta["blank_frames"] = list(range(20))
+    assert no_picture(q).all() and not no_picture(refs["r0"]).any()
+    fr, au = rows_of(q, DA, blank=no_picture(q))
+    assert not fr.any() and au.any() and q.embeddings.any()  # the record itself is left as it was
+
+    def best(blanked: bool) -> str:
+        def rows(f):
+            return rows_of(f, DA, blank=no_picture(f) if blanked else None)
+        qf, qa = rows(q)
+        bg = JointBackground(qf, qa, k=2)
+        for f in refs.values():
+            bg.add(*rows(f))
+        qs = {"q_black": fold(join(qf, qa, 0.4), bg.value(0.4), 0.5)}
+        sc = pair_scores(qs, {r: pad_refs(join(*rows(f), 0.4)) for r, f in refs.items()})
+        return max(sc, key=sc.get)[1]
+
+    assert best(False) == "r_dark"  # black matches black better than any sound matches
+    assert best(True) == "r0"
