@@ -6,9 +6,9 @@ descriptors, across all queries at once. Frame embeddings alone give a copy whos
 replaced or edited beyond recognition (an audio-only copy, a soundtrack reused under other
 footage, a crop + flip + speed chain) the score of unrelated footage, while its audio still
 matches. Joining the audio window vector (features/audio.py) to each row lets either modality
-lift a pair, and both together lift it most. Measured with ``benchmarks/segments_bench.py``
-(descriptor table; docs/performance.md): micro-AP with score normalisation, frames alone ->
-joined at share 0.4, dev40 0.878 -> 0.945, the hard variant's four seeds pooled 0.801 -> 0.841.
+lift a pair, and both together lift it most. Measured on the exported files
+(``benchmarks/descriptor_files.py``, docs/performance.md), normalised, frames alone -> joined at
+share 0.4: dev40 0.898 -> 0.944, the hard variant's seeds 5-8 pooled 0.801 -> 0.869.
 
 Row ``t`` is ``[sqrt(1 - s) * frame_t, sqrt(s) * audio_t]``: the inner product of two rows is
 ``(1 - s) * frame cosine + s * audio cosine``, one number that both modalities move, in [-1, 1].
