@@ -76,8 +76,8 @@ class _Fit:
         from astradup.features.audio import vector_dim
 
         self.cfg, self.max_dim = cfg, MAX_DIM
-        self.audio_dim = vector_dim(cfg.audio.n_mfcc)
-        self.budget = MAX_DIM - (self.audio_dim if share > 0 else 0) - (1 if beta > 0 else 0)
+        self.audio_dim = vector_dim(cfg.audio.n_mfcc) if share > 0 else 0
+        self.budget = MAX_DIM - self.audio_dim - (1 if beta > 0 else 0)
         self._bases: dict[int, object] = {}
 
     def rows(self, f):
@@ -89,7 +89,11 @@ class _Fit:
         if width not in self._bases:
             e = self.cfg.embedder
             self._bases[width] = basis_within(e.pca_file, self.budget, kind=e.kind, model=e.model, full_dim=width)
-        return rows_of(f, self.audio_dim, basis=self._bases[width], blank=no_picture(f))
+        try:
+            return rows_of(f, self.audio_dim, basis=self._bases[width], blank=no_picture(f))
+        except ValueError as e:  # audio vectors of other settings than this config's (audio.n_mfcc)
+            raise AstraDupError(f"{f.uri or f.video_id}: {e}; export with the settings it was indexed with, "
+                                "or --audio-share 0") from None
 
 
 def cmd_eval(args, cfg: Config) -> int:

@@ -73,7 +73,9 @@ def rows_of(f: VideoFeatures, audio_dim: int, keep: np.ndarray | slice = slice(N
     frames = project_rows(emb[keep], basis)
     if blank is not None:  # a new array: the rows may be a view of the record's own
         frames = np.where(np.asarray(blank, bool)[keep][:, None], np.float32(0.0), frames).astype(np.float32)
-    return frames, audio_at(times, f.audio_windows, f.audio_vectors, audio_dim)
+    audio = audio_at(times, f.audio_windows, f.audio_vectors, audio_dim) if audio_dim else \
+        np.zeros((len(frames), 0), np.float32)  # frames alone: the sound is not read at all
+    return frames, audio
 
 
 def no_picture(f: VideoFeatures) -> np.ndarray:

@@ -2,6 +2,7 @@
 project's own, and the descriptor .npz written by `astradup export-descriptors`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -192,6 +193,20 @@ def test_export_keeps_rows_within_vsc22s_512_dimensions(tmp_path, capsys):
     assert cli_main([*other, "export-descriptors", str(out)]) == 0
     captured = capsys.readouterr()
     assert f"of {512 + vector_dim(13)}-d" in captured.out and "pass the VSC22" in captured.err
+
+
+def test_export_names_a_video_whose_audio_has_other_settings(tmp_path, capsys):
+    data = tmp_path / "data"
+    cfg = load_config(overrides={"data_dir": str(data)})
+    f = _features("a" * 32, "/lib/R7.mp4", 3, 16, 1)
+    f = dataclasses.replace(f, audio_windows=np.array([[0, 5], [1, 6]], np.float32),
+                            audio_vectors=np.ones((2, 40), np.float32) / np.sqrt(40))  # not 218-d
+    ShardStore(cfg.resolved_shards_dir).write_features([f])
+    out = tmp_path / "refs.npz"
+    assert cli_main(["--data-dir", str(data), "export-descriptors", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "R7.mp4" in err and "40-d" in err and not out.exists()
+    assert cli_main(["--data-dir", str(data), "export-descriptors", str(out), "--audio-share", "0"]) == 0
 
 
 def test_export_refuses_two_videos_with_one_stem(tmp_path, capsys):
