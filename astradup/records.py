@@ -97,6 +97,14 @@ class VideoFeatures:
     def has_audio(self) -> bool:
         return len(self.chromaprint) > 0 or len(self.audio_windows) > 0
 
+    def blank_rows(self) -> np.ndarray:
+        """[T] mask of the frames the decoder found blank (black or flat: ``meta["blank_frames"]``,
+        features/extract.py); indices outside the frames are ignored."""
+        n = len(self.timestamps) or len(self.embeddings)
+        mask = np.zeros(n, bool)
+        mask[[int(i) for i in self.meta.get("blank_frames", []) if 0 <= int(i) < n]] = True
+        return mask
+
     @classmethod
     def failed(cls, video_id: str, uri: str, error: str, meta: dict[str, Any] | None = None,
                dim: int = 0) -> "VideoFeatures":

@@ -23,6 +23,7 @@ import numpy as np
 from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.eval.metrics import vsc_descriptor_micro_ap
+from astradup.match.score_norm import pair_scores
 from astradup.pipeline import index
 
 
@@ -51,11 +52,9 @@ def one(bench: Path, data_dir: Path, flags: list[str]) -> tuple[set, dict, dict]
         dim = next(iter(r.values())).shape[1] if r else 0
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    truth = {(row["query_id"], row["source_id"]) for row in csv.DictReader(open(bench / "truth.csv"))
-             if row["source_id"]}
-    scores = {(qi, ri): float((qe @ re.T).max()) for qi, qe in q.items() for ri, re in r.items()
-              if len(qe) and len(re)}
-    return truth, scores, {"dim": dim, "export_refs_s": t_refs, "export_queries_s": t_q}
+    with open(bench / "truth.csv", newline="") as fh:
+        truth = {(row["query_id"], row["source_id"]) for row in csv.DictReader(fh) if row["source_id"]}
+    return truth, pair_scores(q, r), {"dim": dim, "export_refs_s": t_refs, "export_queries_s": t_q}
 
 
 def main() -> int:

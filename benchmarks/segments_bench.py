@@ -129,14 +129,14 @@ def descriptor_track(cache, sources, stem, truth, adim: int, basis=None) -> floa
     gt = {(r.query_id, r.source_id) for r in truth}
     refs = {stem[v]: s.embeddings[informative(s)] for v, s in sources.items() if len(s.embeddings)}
     # the joined rows as export-descriptors writes them: every frame, blank pictures keeping their sound
-    ref_rows = {stem[v]: jd.rows_of(s, adim, basis=basis, blank=jd.no_picture(s))
+    ref_rows = {stem[v]: jd.rows_of(s, adim, basis=basis, blank=s.blank_rows())
                 for v, s in sources.items() if len(s.embeddings)}
     lib = list(refs.values())
     queries, q_joint, mirrors = {}, {}, {}
     for qid, (q, _) in cache.items():
         keep = informative(q.features) if len(q.features.embeddings) else np.zeros(0, bool)
         queries[qid] = q.features.embeddings[keep] if keep.any() else np.zeros((0, 1), np.float32)
-        q_joint[qid] = jd.rows_of(q.features, adim, basis=basis, blank=jd.no_picture(q.features))
+        q_joint[qid] = jd.rows_of(q.features, adim, basis=basis, blank=q.features.blank_rows())
         mirrors[qid] = q.mirror[keep] if q.mirror is not None and len(q.mirror) and keep.any() else None
 
     def timed(fn):
@@ -163,20 +163,21 @@ def descriptor_track(cache, sources, stem, truth, adim: int, basis=None) -> floa
                 kept["frames, normalised"] = sc
     # joined by the audio at each second; normalised per modality, k=2, beta=0.5
     chosen = 0.0
+
+    def joint_bg(q):
+        b = jd.JointBackground(*q_joint[q], k=2)
+        for fr, au in ref_rows.values():
+            b.add(fr, au)
+        return b
+    # each modality's background does not depend on the share: one library pass, weighed per share
+    bgs, t_bg = timed(lambda: {q: joint_bg(q) for q in q_joint})
     for share in (0.2, 0.3, 0.4, 0.5):
         (jq, jr), t_join = timed(lambda: ({q: jd.join(*x, share) for q, x in q_joint.items()},
                                           {r: jd.join(*x, share) for r, x in ref_rows.items()}))
         jdim = next(iter(jr.values())).shape[1] if jr else 0
         sc, t_sc = timed(lambda: pair_scores(jq, jr))
         rows.append((f"+ audio, share {share}", vsc_descriptor_micro_ap(gt, sc), t_join + t_sc, 4 * jdim))
-
-        def joint_bg(q):
-            b = jd.JointBackground(*q_joint[q], k=2)
-            for fr, au in ref_rows.values():
-                b.add(fr, au)
-            return b.value(share)
-        bg, t_bg = timed(lambda: {q: joint_bg(q) for q in q_joint})
-        sc, t_sc = timed(lambda: pair_scores({q: fold(jq[q], bg[q], 0.5) for q in jq},
+        sc, t_sc = timed(lambda: pair_scores({q: fold(jq[q], bgs[q].value(share), 0.5) for q in jq},
                                              {r: pad_refs(x) for r, x in jr.items()}))
         uap = vsc_descriptor_micro_ap(gt, sc)
         rows.append((f"+ audio, share {share}, normalised", uap, t_join + t_bg + t_sc, 4 * (jdim + 1)))

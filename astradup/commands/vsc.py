@@ -83,14 +83,14 @@ class _Fit:
     def rows(self, f):
         """Blank pictures keep only their sound (joint_descriptor.rows_of)."""
         from astradup.features.descriptor import basis_within
-        from astradup.match.joint_descriptor import no_picture, rows_of
+        from astradup.match.joint_descriptor import rows_of
 
         width = int(np.shape(f.embeddings)[1]) if np.ndim(f.embeddings) == 2 else 0
         if width not in self._bases:
             e = self.cfg.embedder
             self._bases[width] = basis_within(e.pca_file, self.budget, kind=e.kind, model=e.model, full_dim=width)
         try:
-            return rows_of(f, self.audio_dim, basis=self._bases[width], blank=no_picture(f))
+            return rows_of(f, self.audio_dim, basis=self._bases[width], blank=f.blank_rows())
         except ValueError as e:  # audio vectors of other settings than this config's (audio.n_mfcc)
             raise AstraDupError(f"{f.uri or f.video_id}: {e}; export with the settings it was indexed with, "
                                 "or --audio-share 0") from None

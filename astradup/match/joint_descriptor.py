@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.features.basis import project_rows
+from astradup.match.motion import nearest
 from astradup.match.score_norm import Background
 from astradup.records import VideoFeatures
 
@@ -49,46 +50,32 @@ def audio_at(times: np.ndarray, windows: np.ndarray, vectors: np.ndarray, dim: i
     centres = w.mean(axis=1)
     order = np.argsort(centres, kind="stable")
     c = centres[order]
-    # nearest of the two sorted neighbours: O(T log W), no [T, W] matrix for a three-hour video
-    hi = np.clip(np.searchsorted(c, t), 1, max(len(c) - 1, 1)) if len(c) > 1 else np.zeros(len(t), int)
-    lo = np.maximum(hi - 1, 0)
-    pick = np.where(np.abs(c[lo] - t) <= np.abs(c[hi] - t), lo, hi)
+    pick = nearest(c, t) if len(c) > 1 else np.zeros(len(t), int)  # O(T log W): no [T, W] matrix
     near = np.abs(c[pick] - t) <= reach
     out[near] = v[order[pick[near]]]
     return out
 
 
-def rows_of(f: VideoFeatures, audio_dim: int, keep: np.ndarray | slice = slice(None),
-            basis: np.ndarray | None = None, blank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [T, D], audio [T, audio_dim]) of a video's sampled frames (``keep``: a subset);
-    ``basis``: frames projected on it and re-normalised (features/descriptor.py ``basis_within``);
-    ``blank`` (over all frames, ``no_picture``): pictures that are no evidence, whose frame part is
-    zero: every black frame is alike, but the second it stands for still has its sound (an
-    audio-only copy over a black picture)."""
+def rows_of(f: VideoFeatures, audio_dim: int, basis: np.ndarray | None = None,
+            blank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [T, D], audio [T, audio_dim]) of a video's sampled frames; ``basis``: frames
+    projected on it and re-normalised (features/descriptor.py ``basis_within``); ``blank`` (the
+    record's ``blank_rows()``): black or flat pictures, whose frame part is zero: every black frame
+    looks like every other, but the second it stands for still has its sound (an audio-only copy
+    over a black picture). Common content (an intro many videos share) keeps its picture: score
+    normalisation already discounts it, and leaving it out lost copies of sources that share
+    footage (dev40 0.983 -> 0.944, exported files)."""
     emb = np.asarray(f.embeddings, np.float32)
     width = basis.shape[1] if basis is not None else (emb.shape[1] if emb.ndim == 2 else 0)
     if not len(emb):
         return np.zeros((0, width), np.float32), np.zeros((0, audio_dim), np.float32)
-    times = np.asarray(f.timestamps, np.float64).reshape(-1)[keep]
-    frames = project_rows(emb[keep], basis)
+    times = np.asarray(f.timestamps, np.float64).reshape(-1)
+    frames = project_rows(emb, basis)
     if blank is not None:  # a new array: the rows may be a view of the record's own
-        frames = np.where(np.asarray(blank, bool)[keep][:, None], np.float32(0.0), frames).astype(np.float32)
+        frames = np.where(np.asarray(blank, bool)[:, None], np.float32(0.0), frames).astype(np.float32)
     audio = audio_at(times, f.audio_windows, f.audio_vectors, audio_dim) if audio_dim else \
         np.zeros((len(frames), 0), np.float32)  # frames alone: the sound is not read at all
     return frames, audio
-
-
-def no_picture(f: VideoFeatures) -> np.ndarray:
-    """[T] frames whose picture is blank (black or flat, ``meta["blank_frames"]``): every black frame
-    looks like every other, so the frame part of such a row is no evidence, while the second it
-    stands for still has its sound (an audio-only copy over a black picture). Common content (an
-    intro many videos share) keeps its picture here: score normalisation already discounts it, and
-    leaving it out lost copies of sources that share footage (dev40 0.983 -> 0.944, exported files)."""
-    n = len(f.embeddings)
-    mask = np.zeros(n, bool)
-    idx = [int(i) for i in f.meta.get("blank_frames", []) if 0 <= int(i) < n]
-    mask[idx] = True
-    return mask
 
 
 def join(frames: np.ndarray, audio: np.ndarray, share: float) -> np.ndarray:

@@ -23,6 +23,8 @@ import dataclasses
 
 import numpy as np
 
+from astradup.match.motion import nearest
+
 MAX_SHIFT = 3  # frames either way: the audio offset's grain (2 s) plus the fit's wander
 MIN_GAIN = 0.01  # mean similarity along the line; below it the fitted offset stands
 
@@ -32,8 +34,7 @@ def line_mean(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray,
     """Mean of ``sim`` along ``t_s = slope * t_q + offset`` over query ``rows``, each taking the
     source frame within half a cell of the line; -1 when under half the rows find one."""
     target = slope * tq[rows] + offset
-    j = np.clip(np.searchsorted(ts, target), 1, len(ts) - 1)
-    j = np.where(np.abs(ts[j - 1] - target) < np.abs(ts[j] - target), j - 1, j)
+    j = nearest(ts, target)
     ok = np.abs(ts[j] - target) <= cell / 2 + 1e-6
     if ok.sum() < max(2, len(rows) // 2):
         return -1.0

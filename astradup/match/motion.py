@@ -51,9 +51,10 @@ def _nearest_any(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.abs(ts[None, None, :] - x[..., None]).argmin(axis=-1)
 
 
-def _nearest(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``_nearest_any`` for strictly increasing ``ts`` by binary search: the same indices (the
-    lower neighbour on a tie, as argmin's first), without the [lines, steps, frames] table that
+def nearest(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the ``ts`` value nearest each ``x``, for sorted ``ts`` (two or more) by binary
+    search; for strictly increasing ``ts`` the same indices as ``_nearest_any`` (the lower
+    neighbour on a tie, as argmin's first), without the [lines, steps, frames] table that
     made a long video's scoring take seconds."""
     hi = np.clip(np.searchsorted(ts, x, side="left"), 1, len(ts) - 1)
     lo = hi - 1
@@ -82,14 +83,14 @@ def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple
         return means, counts
     x1, x2 = slope * tq[i], slope * tq[i + lag]
     nq = np.linalg.norm(dq, axis=1).astype(np.float64)
-    nearest = _nearest if len(ts) >= 2 and bool(np.all(ts[1:] > ts[:-1])) else _nearest_any
+    find = nearest if len(ts) >= 2 and bool(np.all(ts[1:] > ts[:-1])) else _nearest_any
     if products is None and len(offsets) > 1:
         products = step_products(steps, s_emb)
     rows = np.arange(len(i))[None, :]
     for a in range(0, len(offsets), chunk):
         off = np.asarray(offsets[a:a + chunk]).astype(x1.dtype)[:, None]
-        j = nearest(ts, x1[None, :] + off)
-        j2 = nearest(ts, x2[None, :] + off)
+        j = find(ts, x1[None, :] + off)
+        j2 = find(ts, x2[None, :] + off)
         pairs, inv = np.unique(j.astype(np.int64) * len(ts) + j2, return_inverse=True)
         ns = np.linalg.norm(s_emb[pairs % len(ts)] - s_emb[pairs // len(ts)], axis=1).astype(np.float64)
         ns = ns[inv.reshape(j.shape)]  # [lines, steps]

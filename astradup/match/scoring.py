@@ -27,9 +27,7 @@ def informative(f: VideoFeatures) -> np.ndarray:
     """Row mask of the frames that carry evidence: not blank (all frames if every one is blank) and
     not common content (match/common.py: an intro many library videos share says nothing about
     one pair; a query that is nothing else has no visual evidence left)."""
-    mask = np.ones(len(f.timestamps) or len(f.embeddings), bool)
-    blank = [i for i in f.meta.get("blank_frames", []) if i < len(mask)]
-    mask[blank] = False
+    mask = ~f.blank_rows()
     if not mask.any():
         mask = np.ones_like(mask)
     common = [i for i in f.meta.get(COMMON_FRAMES, []) if i < len(mask)]

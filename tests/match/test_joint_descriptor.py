@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from astradup.eval.metrics import vsc_descriptor_micro_ap
-from astradup.match.joint_descriptor import JointBackground, audio_at, join, no_picture, rows_of
+from astradup.match.joint_descriptor import JointBackground, audio_at, join, rows_of
 from astradup.match.score_norm import fold, pad_refs, pair_scores
 from astradup.records import VideoFeatures
 from tests.synthetic_vectors import noisy, unit, walk
@@ -57,8 +57,6 @@ def test_rows_of_a_silent_video_have_zero_audio():
     rng = np.random.default_rng(1)
     fr, au = rows_of(_video("s", unit(rng.normal(size=(6, 16))), None), DA)
     assert fr.shape == (6, 16) and au.shape == (6, DA) and not au.any()
-    fr, au = rows_of(_video("s", unit(rng.normal(size=(6, 16))), None), DA, keep=np.arange(6) % 2 == 0)
-    assert fr.shape == (3, 16) and au.shape == (3, DA)
 
 
 def _library(rng, n: int = 12, secs: int = 20):
@@ -129,13 +127,16 @@ def test_a_blank_picture_keeps_only_its_sound():
     refs["r_dark"] = dark
     q = _video("q_black", np.tile(black, (20, 1)), noisy(rng, refs["r0"].audio_vectors, 0.3))
     q.meta["blank_frames"] = list(range(20))
-    assert no_picture(q).all() and not no_picture(refs["r0"]).any()
-    fr, au = rows_of(q, DA, blank=no_picture(q))
+    assert q.blank_rows().all() and not refs["r0"].blank_rows().any()
+    odd = _video("odd", unit(rng.normal(size=(6, D))), None)
+    odd.meta["blank_frames"] = [-1, 3, 99]  # hostile metadata: indices outside the frames are ignored
+    assert odd.blank_rows().tolist() == [False, False, False, True, False, False]
+    fr, au = rows_of(q, DA, blank=q.blank_rows())
     assert not fr.any() and au.any() and q.embeddings.any()  # the record itself is left as it was
 
     def best(blanked: bool) -> str:
         def rows(f):
-            return rows_of(f, DA, blank=no_picture(f) if blanked else None)
+            return rows_of(f, DA, blank=f.blank_rows() if blanked else None)
         qf, qa = rows(q)
         bg = JointBackground(qf, qa, k=2)
         for f in refs.values():

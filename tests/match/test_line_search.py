@@ -1,5 +1,5 @@
 """The line search's fast paths give what the plain tables gave: ``align._dense_offsets`` (offsets
-dense enough over a span) and ``motion._nearest`` (a source frame per line point), on random input
+dense enough over a span) and ``motion.nearest`` (a source frame per line point), on random input
 with exact hits and ties; ``motion.lines_motion`` (every line's step cosines from one matrix of
 step x frame products) gives what the definition gives."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from astradup.match.align import _dense_offsets
-from astradup.match.motion import _nearest, _nearest_any, lines_motion, query_steps, step_products
+from astradup.match.motion import _nearest_any, nearest, lines_motion, query_steps, step_products
 
 
 def _table_offsets(resid, step, row_of, n_rows, min_density):
@@ -46,7 +46,7 @@ def test_nearest_is_argmin_with_its_tie_rule(dtype):
         x[0, : min(20, len(ts))] = ts[:20]  # exact hits
         mids = (ts[1:] + ts[:-1]) / 2
         x[1, : min(20, len(mids))] = mids[:20]  # exact ties: the lower neighbour, as argmin's first
-        assert np.array_equal(_nearest(ts, x), _nearest_any(ts, x))
+        assert np.array_equal(nearest(ts, x), _nearest_any(ts, x))
 
 
 def _reference_motion(s_emb, tq, ts, steps, lag, slope, offsets, min_motion=0.15):
