@@ -296,6 +296,21 @@ def wait_indexed(cfg, timeout_s: float) -> float:
         client.close()
 
 
+def loaded_segments(cfg) -> dict[str, list[int]]:
+    """Rows of each loaded segment of the N's frame and audio collections: a standalone server
+    searches every segment's index in turn for each query row, so the KNN grows with their count
+    (docs/scaling.md, segment size)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=cfg.milvus_uri, token=cfg.milvus_token or "root:Milvus")
+    try:
+        return {kind: sorted((int(x.num_rows) for x in client.list_loaded_segments(
+                    f"{cfg.collection_prefix}_{kind}")), reverse=True)
+                for kind in ("frames", "audio") if client.has_collection(f"{cfg.collection_prefix}_{kind}")}
+    finally:
+        client.close()
+
+
 def build_library(n: int, cfg, srcs: list[Path], seed: int, planted_frac: float) -> dict:
     from astradup.catalog import Catalog
     from astradup.io.ids import content_id
@@ -660,6 +675,9 @@ def main() -> int:
                     help="at a larger N the dedup job searches this many videos (against the whole library)")
     ap.add_argument("--milvus-uri", default="", help="a running Milvus server that holds the cache's collections "
                     "(else one is started on the cache's milvus/ dir)")
+    ap.add_argument("--milvus-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the server this script starts, by its milvus.yaml key (repeatable), say "
+                         "dataCoord.segment.maxSize=2048 (docs/scaling.md: segment size and KNN time)")
     ap.add_argument("--index-wait", type=float, default=0.0,
                     help="seconds to wait per N for Milvus to index every row before measuring")
     ap.add_argument("--json", default="")
@@ -677,7 +695,11 @@ def main() -> int:
     srcs, queries = bench_media(real) if real else make_media(cache / "media")
     from tests.milvus_harness import MilvusHarness
 
-    server = None if args.milvus_uri else MilvusHarness(cache / "milvus")
+    pairs = [kv.partition("=") for kv in args.milvus_set]
+    if any(not k or not eq or not v for k, eq, v in pairs):
+        ap.error("--milvus-set takes KEY=VALUE")
+    settings = {k: v for k, _, v in pairs}
+    server = None if args.milvus_uri else MilvusHarness(cache / "milvus", settings)
     uri = args.milvus_uri or server.start()
     where = "given" if server is None else f"data in {cache / 'milvus'}"
     print(f"  Milvus server {uri} ({where})", flush=True)
@@ -700,6 +722,7 @@ def main() -> int:
             r = {"n": n, "frames": info["frames"], "build_s": info["build_s"]}
             r["indexed_share"] = share
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
+            r["segments"] = loaded_segments(cfg)  # loaded by the searches
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
             if not args.no_dedup:
                 r["dedup"] = measure_dedup(cfg, info, args.dedup_sample, args.seed, args.kill_resume, args.incremental)
@@ -735,6 +758,9 @@ def report(r: dict, base: dict | None, n0: int) -> None:
     print(f"    after extraction (KNN, candidate fetch, scoring, alignment): p50 {s['post_p50']:.0f} ms, "
           f"p95 {s['post_p95']:.0f} ms {g(s['post_p95'], 'post_p95')}  [KNN p50 {s['knn_p50']:.0f}, "
           f"fetch+score+align p50 {s['score_p50']:.0f}]")
+    if r.get("segments"):
+        print("  Milvus segments searched: " + "; ".join(
+            f"{kind} {len(rows)} ({', '.join(f'{x:,}' for x in rows)} rows)" for kind, rows in r["segments"].items()))
     print(f"  search by indexed id ({s['n_id_searches']}): p50 {s['id_p50']:.0f} ms, p95 {s['id_p95']:.0f} ms "
           f"{g(s['id_p95'], 'id_p95')}")
     if "error" in rp:

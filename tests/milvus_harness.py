@@ -61,7 +61,7 @@ class MilvusHarness:
     a machine); a restart reuses exactly those ports, since the client under test keeps its URI.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, settings: dict[str, object] | None = None) -> None:
         if not (sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")) and sys.platform != "darwin":
             pytest.skip(f"the milvus package ships no server binary for {sys.platform}/{platform.machine()}")
         from milvus import MilvusServer  # a test dependency (pyproject [test]); missing = a broken install
@@ -69,6 +69,10 @@ class MilvusHarness:
         self.base = Path(base)
         self.server = MilvusServer(wait_for_started=False)
         self.server.set_base_dir(str(self.base))
+        # Server settings by their dotted milvus.yaml key (say ``dataCoord.segment.maxSize``): the
+        # package writes them into the config file it generates on each start.
+        for key, value in (settings or {}).items():
+            self.server.config.set(key, value)
         self._started_once = False
         # The embedded etcd listens on 2379 (client) and 2380 (peer) unless told otherwise, and the
         # package only moves the client port: a second server on the machine (another test worker, a
