@@ -52,25 +52,69 @@ class Rows:
 def exact_knn(queries: np.ndarray, query_owners: np.ndarray, index: Rows, k: int
               ) -> list[list[tuple[str, float, float]]]:
     """Per query row: the ``k`` best (video id, t, inner product) among ``index`` rows of *other*
-    videos than the row's own, best first."""
+    videos than the row's own, best first (equal similarities: the earlier index row first)."""
     q = np.asarray(queries, np.float32)
     if not len(q) or not len(index.vectors) or k < 1:
         return [[] for _ in range(len(q))]
-    owners = np.asarray(query_owners, dtype=object)
+    # owners as integer codes: comparing object arrays of ids cell by cell cost more than the product
+    _, codes = np.unique(np.concatenate([np.asarray(index.owners, dtype=object),
+                                             np.asarray(query_owners, dtype=object)]).astype(str),
+                             return_inverse=True)
+    own_index, own_query = codes[:len(index.vectors)], codes[len(index.vectors):]
     kk = min(k, len(index.vectors))
     out: list[list[tuple[str, float, float]]] = []
     step = max(1, CHUNK_CELLS // len(index.vectors))  # the similarity block stays ~64 MB
     for lo in range(0, len(q), step):
         sim = q[lo:lo + step] @ index.vectors.T
-        sim[owners[lo:lo + step, None] == index.owners[None, :]] = -np.inf
-        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        vals = np.take_along_axis(sim, top, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")  # best first; ties keep argpartition's order
-        top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        sim[own_query[lo:lo + step, None] == own_index[None, :]] = -np.inf
+        top, vals = top_k(sim, kk)
         # one conversion per block, not a numpy scalar per hit: a batch has tens of thousands of rows
         for own, ts, vs in zip(index.owners[top].tolist(), index.times[top].tolist(), vals.tolist()):
             out.append([(str(o), t, v) for o, t, v in zip(own, ts, vs) if math.isfinite(v)])
     return out
+
+
+TOP_K_BLOCK = 16  # columns per block in top_k's first pass
+
+
+def top_k(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``sim`` [R, N], the columns of its ``k`` largest values and the values, best
+    first, equal values by column (1 <= k <= N).
+
+    The columns are dealt into blocks of TOP_K_BLOCK (block j: columns j, j + N/B, j + 2N/B, ...,
+    so that the block maxima are B whole-row maxima of contiguous slices, and the last N mod B
+    columns form one more block). A row's k largest values lie in the k blocks with the largest
+    maxima: a block holding one of them has a maximum at least the k-th largest value, which is at
+    least the k-th largest block maximum. So the selection runs over the block maxima, then over
+    those k blocks' columns: a 16th of the partition work of selecting among all N columns, which
+    was most of the dedup join's in-batch KNN."""
+    r, n = sim.shape
+    b = TOP_K_BLOCK
+    nb = n // b
+    if nb <= 4 * k:  # too few blocks to gain: the k largest directly
+        cols = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), (r, n))
+        vals = np.take_along_axis(sim, cols, axis=1)
+    else:
+        m = nb * b
+        bmax = sim[:, :m].reshape(r, b, nb).max(axis=1)
+        if m < n:
+            bmax = np.concatenate([bmax, sim[:, m:].max(axis=1, keepdims=True)], axis=1)
+        best = np.argpartition(-bmax, k - 1, axis=1)[:, :k, None]
+        cols = np.where(best < nb, best + nb * np.arange(b), m + np.arange(b)).reshape(r, -1)
+        vals = np.take_along_axis(sim, np.minimum(cols, n - 1), axis=1)
+        vals[cols >= n] = -np.inf  # the last block is short
+    # best first, ties by column: one lexsort over the (few) kept columns per row
+    order = np.lexsort((cols, -vals), axis=1)[:, :k]
+    cols, vals = np.minimum(np.take_along_axis(cols, order, axis=1), n - 1), np.take_along_axis(vals, order, axis=1)
+    if k < n:
+        # a value equal to the k-th may also sit among the columns left out: those rows (exact
+        # copies tie) are sorted whole, so the earlier columns win as in a full sort
+        kth = vals[:, -1:]
+        tied = np.flatnonzero((sim >= kth).sum(axis=1) > (vals >= kth).sum(axis=1))
+        if len(tied):
+            cols[tied] = np.argsort(-sim[tied], axis=1, kind="stable")[:, :k]
+            vals[tied] = np.take_along_axis(sim[tied], cols[tied], axis=1)
+    return cols, vals
 
 
 def merge_hits(a: list[list[tuple]], b: list[list[tuple]], k: int) -> list[list[tuple]]:

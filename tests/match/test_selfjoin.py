@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.config import ScoreConfig, SegmentConfig
-from astradup.match.selfjoin import (PRUNE_MARGIN, Floors, Rows, best_per_video, could_match, exact_floors, exact_knn,
-                                     floors, merge_hits, prune)
+from astradup.match.selfjoin import (PRUNE_MARGIN, TOP_K_BLOCK, Floors, Rows, best_per_video, could_match, exact_floors,
+                                     exact_knn, floors, merge_hits, prune, top_k)
 
 
 def _unit(x):
@@ -39,6 +39,38 @@ def test_exact_knn_chunks_give_the_same_answer(monkeypatch):
     chunked = exact_knn(index.vectors, index.owners, index, k=5)
     assert [[h[:2] for h in row] for row in chunked] == [[h[:2] for h in row] for row in whole]
     assert np.allclose([h[2] for row in chunked for h in row], [h[2] for row in whole for h in row], atol=1e-6)
+
+
+def test_top_k_through_block_maxima_is_a_full_sort_with_ties_by_column():
+    """The block path (rows wider than 4k blocks) against a stable sort of every column: values drawn
+    from a few levels so that ties are everywhere, masked (-inf) stretches, widths that leave a short
+    last block, and k from 1 to past the block count."""
+    rng = np.random.default_rng(3)
+    for n in (TOP_K_BLOCK * 4 * 3 + 1, 1000, 1024, 2053):
+        for k in (1, 3, 10, 40):
+            sim = rng.integers(0, 6, size=(40, n)).astype(np.float32) / 5
+            sim[5, :] = -np.inf  # a row with nothing left (its own video everywhere)
+            sim[6, : n - 2] = -np.inf  # only the last two columns, in the short last block
+            sim[7, 100:] = -np.inf
+            cols, vals = top_k(sim, k)
+            want = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+            finite = np.isfinite(np.take_along_axis(sim, want, axis=1))
+            assert np.array_equal(np.where(finite, cols, -1), np.where(finite, want, -1)), (n, k)
+            assert np.array_equal(vals, np.take_along_axis(sim, want, axis=1)), (n, k)
+            assert ((cols >= 0) & (cols < n)).all()
+
+
+def test_exact_knn_ties_go_to_the_earlier_row_on_the_block_path():
+    """Exact copies (the same vector in several videos) tie: which rows come back must not depend on
+    how the selection is done, so hits are reproducible between runs and between the two paths."""
+    rng = np.random.default_rng(4)
+    base = _unit(rng.normal(size=(20, 8)))
+    parts = [(f"v{i:02d}", base if i % 3 == 0 else _unit(rng.normal(size=(20, 8))), np.arange(20.0)) for i in range(60)]
+    index = Rows.stack(parts, 8)
+    hits = exact_knn(base, np.full(20, "v00", dtype=object), index, k=6)
+    for row in hits:
+        assert [h[0] for h in row] == ["v03", "v06", "v09", "v12", "v15", "v18"]
+        assert all(abs(h[2] - 1.0) < 1e-5 for h in row)
 
 
 def test_a_video_alone_has_no_neighbours_in_its_batch():
