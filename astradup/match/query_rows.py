@@ -35,17 +35,32 @@ def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | No
                      bar, products: FrameProducts | None = None) -> bool:
     """``could_match`` on the rows scoring uses: informative and not common (``informative``), the
     pitch variants' windows as more query windows; ``products``: the pair's frame products."""
-    qm = informative(q) if len(q.embeddings) else slice(None)
-    sm = informative(s) if len(s.embeddings) else slice(None)
+    qm = _mask(q)
+    sm = _mask(s)
     q_mir = mirror[qm] if mirror is not None and len(mirror) else None
     qa = np.asarray(q.audio_vectors)
     if pitch is not None and len(pitch) and len(qa):
         qa = np.concatenate([qa, np.asarray(pitch, qa.dtype).reshape(-1, qa.shape[1])])
     sub = None
     if products is not None and len(q.embeddings) and len(s.embeddings):
-        cells = np.ix_(np.asarray(qm), np.asarray(sm))
+        # the rows and columns kept; every one (no blank or common frame) is the product itself,
+        # not a copy of it: on a long video the copies cost more than the test
+        cells = (qm, sm) if isinstance(qm, slice) and isinstance(sm, slice) else np.ix_(_index(qm, len(q.embeddings)),
+                                                                                      _index(sm, len(s.embeddings)))
         sub = (products.plain[cells], products.mirror[cells] if products.mirror is not None else None)
     return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir, sub)
+
+
+def _mask(f: VideoFeatures) -> np.ndarray | slice:
+    """``informative``'s rows, as ``slice(None)`` when that is every row (indexing then copies nothing)."""
+    if not len(f.embeddings):
+        return slice(None)
+    m = informative(f)
+    return slice(None) if m.all() else m
+
+
+def _index(m: np.ndarray | slice, n: int) -> np.ndarray:
+    return np.arange(n) if isinstance(m, slice) else np.asarray(m)
 
 
 def pitch_outside(f: VideoFeatures, pitch: np.ndarray | None, common: list[CommonSegment] | tuple

@@ -57,6 +57,8 @@ def test_every_stage_reads_the_products_as_it_computes_them():
         assert qf.meta == qf2.meta and s.meta == s2.meta
         for bar in (Floors(0.3, 0.5, 2, 0.5), Floors(0.9, 0.99, 5, 1.1)):
             assert could_match_rows(qf, s, mirror, None, bar, p) == could_match_rows(qf, s, mirror, None, bar)
+            # every row kept (nothing blank or common): the products are read as they are
+            assert could_match_rows(q, s0, mirror, None, bar, p) == could_match_rows(q, s0, mirror, None, bar)
         assert pair_evidence(qf, s, score, mirror, p) == pair_evidence(qf, s, score, mirror)
         assert pair_segments(qf, s, seg, mirror, None, None, p) == pair_segments(qf, s, seg, mirror)
     assert pair_segments(q, cands["src"], seg, mirror, None, None, kept["src"])  # the copy is found
