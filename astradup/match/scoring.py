@@ -149,8 +149,14 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
     if not len(q.embeddings) or len(usable) <= cfg.distinct_min_others or cfg.distinct_full <= cfg.distinct_lo:
         return {v: None for v in candidates}
     def row_best(v: str, s: VideoFeatures) -> np.ndarray:
-        sim = _frame_sim(q, s, q_mirror, products.get(v))[:, informative(s)]
-        return sim.max(axis=1) if sim.shape[1] else np.zeros(len(sim), np.float32)
+        cols = informative(s)
+        if not cols.any():
+            return np.zeros(len(q.embeddings), np.float32)
+        keep = slice(None) if cols.all() else cols  # every column: no copy of the product
+        p = products.get(v)
+        # the best of the plain and mirrored products row by row is the best of their row maxima
+        parts = [p.plain, p.mirror] if p is not None else [_frame_sim(q, s, q_mirror)]
+        return np.max([x[:, keep].max(axis=1) for x in parts if x is not None], axis=0)
 
     best = {v: row_best(v, s) for v, s in usable.items()}
     ids = list(best)
