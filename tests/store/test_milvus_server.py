@@ -119,3 +119,22 @@ def test_reindex_adds_nothing_and_delete_works_on_the_server(indexed):
     assert vid not in cat.vectors.video_ids()
     assert cat.reindex() == 2 and sum(cat.vectors.count().values()) == sum(before.values()) - removed
     cat.vectors.close()
+
+
+def test_harness_writes_server_settings_into_the_config_it_starts_with(tmp_path):
+    """``MilvusHarness(base, settings)`` (benchmarks/library_scale.py ``--milvus-set``): each dotted
+    milvus.yaml key lands in the file the server reads, the other keys keep their defaults."""
+    import yaml
+
+    from tests.milvus_harness import MilvusHarness
+
+    h = MilvusHarness(tmp_path, {"dataCoord.segment.maxSize": 200, "dataCoord.segment.sealProportion": 0.5})
+    cfg = h.server.config
+    try:
+        cfg.resolve()
+        cfg.write_config()
+        seg = yaml.safe_load((tmp_path / "configs" / "milvus.yaml").read_text())["dataCoord"]["segment"]
+    finally:
+        cfg.cleanup_listen_ports()
+    assert (seg["maxSize"], seg["sealProportion"]) == (200, 0.5)
+    assert seg["diskSegmentMaxSize"] == 2048  # untouched
