@@ -45,8 +45,10 @@ def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | No
     if products is not None and len(q.embeddings) and len(s.embeddings):
         # the rows and columns kept; every one (no blank or common frame) is the product itself,
         # not a copy of it: on a long video the copies cost more than the test
-        cells = (qm, sm) if isinstance(qm, slice) and isinstance(sm, slice) else np.ix_(_index(qm, len(q.embeddings)),
-                                                                                      _index(sm, len(s.embeddings)))
+        if isinstance(qm, slice) and isinstance(sm, slice):
+            cells: tuple = (qm, sm)
+        else:
+            cells = np.ix_(_index(qm, len(q.embeddings)), _index(sm, len(s.embeddings)))
         sub = (products.plain[cells], products.mirror[cells] if products.mirror is not None else None)
     return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir, sub)
 
