@@ -8,7 +8,7 @@ import numpy as np
 from astradup.errors import ConfigError
 from astradup.match.common import CommonSegment, common_windows, inside
 from astradup.match.products import FrameProducts
-from astradup.match.scoring import informative
+from astradup.match.scoring import informative_rows
 from astradup.match.selfjoin import could_match
 from astradup.records import VideoFeatures
 
@@ -35,8 +35,8 @@ def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | No
                      bar, products: FrameProducts | None = None) -> bool:
     """``could_match`` on the rows scoring uses: informative and not common (``informative``), the
     pitch variants' windows as more query windows; ``products``: the pair's frame products."""
-    qm = _mask(q)
-    sm = _mask(s)
+    qm = informative_rows(q)
+    sm = informative_rows(s)
     q_mir = mirror[qm] if mirror is not None and len(mirror) else None
     qa = np.asarray(q.audio_vectors)
     if pitch is not None and len(pitch) and len(qa):
@@ -51,14 +51,6 @@ def could_match_rows(q: VideoFeatures, s: VideoFeatures, mirror: np.ndarray | No
             cells = np.ix_(_index(qm, len(q.embeddings)), _index(sm, len(s.embeddings)))
         sub = (products.plain[cells], products.mirror[cells] if products.mirror is not None else None)
     return could_match(q.embeddings[qm], s.embeddings[sm], qa, s.audio_vectors, bar, q_mir, sub)
-
-
-def _mask(f: VideoFeatures) -> np.ndarray | slice:
-    """``informative``'s rows, as ``slice(None)`` when that is every row (indexing then copies nothing)."""
-    if not len(f.embeddings):
-        return slice(None)
-    m = informative(f)
-    return slice(None) if m.all() else m
 
 
 def _index(m: np.ndarray | slice, n: int) -> np.ndarray:

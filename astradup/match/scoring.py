@@ -35,6 +35,15 @@ def informative(f: VideoFeatures) -> np.ndarray:
     return mask
 
 
+def informative_rows(f: VideoFeatures) -> np.ndarray | slice:
+    """``informative`` as an index, ``slice(None)`` when it keeps every row: indexing a long video's
+    frame products with a full mask copies them, which costs more than the work the rows feed."""
+    if not len(f.embeddings):
+        return slice(None)
+    m = informative(f)
+    return slice(None) if m.all() else m
+
+
 def mutual_coverage(sim: np.ndarray) -> float:
     """Mean best-match similarity in the weaker of the two directions.
 
@@ -149,10 +158,9 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
     if not len(q.embeddings) or len(usable) <= cfg.distinct_min_others or cfg.distinct_full <= cfg.distinct_lo:
         return {v: None for v in candidates}
     def row_best(v: str, s: VideoFeatures) -> np.ndarray:
-        cols = informative(s)
-        if not cols.any():
+        keep = informative_rows(s)
+        if not isinstance(keep, slice) and not keep.any():
             return np.zeros(len(q.embeddings), np.float32)
-        keep = slice(None) if cols.all() else cols  # every column: no copy of the product
         p = products.get(v)
         # the best of the plain and mirrored products row by row is the best of their row maxima
         parts = [p.plain, p.mirror] if p is not None else [_frame_sim(q, s, q_mirror)]

@@ -58,8 +58,8 @@ def exact_knn(queries: np.ndarray, query_owners: np.ndarray, index: Rows, k: int
         return [[] for _ in range(len(q))]
     # owners as integer codes: comparing object arrays of ids cell by cell cost more than the product
     _, codes = np.unique(np.concatenate([np.asarray(index.owners, dtype=object),
-                                             np.asarray(query_owners, dtype=object)]).astype(str),
-                             return_inverse=True)
+                                         np.asarray(query_owners, dtype=object)]).astype(str),
+                         return_inverse=True)
     own_index, own_query = codes[:len(index.vectors)], codes[len(index.vectors):]
     kk = min(k, len(index.vectors))
     out: list[list[tuple[str, float, float]]] = []
