@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.config import ScoreConfig, SegmentConfig
-from astradup.match.scoring import backgrounds, informative, mutual_coverage, pair_evidence, pair_segments
+from astradup.match.scoring import backgrounds, informative, informative_rows, mutual_coverage, pair_evidence, pair_segments
 from astradup.records import VideoFeatures
 
 RNG = np.random.default_rng(11)
@@ -35,6 +35,17 @@ def test_blank_and_common_frames_carry_no_evidence():
     assert informative(f).tolist() == [False, True, False, True, True, False]
     all_blank = video("b", unit(RNG.normal(size=(3, 8))), blank_frames=[0, 1, 2])
     assert informative(all_blank).all()  # nothing informative: every frame counts rather than none
+
+
+def test_informative_rows_index_without_copying_when_every_row_is_kept():
+    """A full mask as an index copies a long video's products; the helper hands back a slice then."""
+    every = video("c", unit(RNG.normal(size=(4, 8))))
+    assert informative_rows(every) == slice(None)
+    products = np.arange(16.0).reshape(4, 4)
+    assert np.shares_memory(products[:, informative_rows(every)], products)
+    some = video("d", unit(RNG.normal(size=(4, 8))), blank_frames=[1])
+    assert np.asarray(informative_rows(some)).tolist() == [True, False, True, True]
+    assert informative_rows(video("e", np.zeros((0, 8), np.float32))) == slice(None)
 
 
 def test_a_whole_copy_is_visual_evidence_and_a_stranger_is_not():
