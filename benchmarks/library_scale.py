@@ -289,12 +289,14 @@ def wait_indexed(cfg, timeout_s: float) -> float:
                         done += int(d.get("indexed_rows", 0))
                         total += int(d.get("total_rows", 0))
                         pending += int(d.get("pending_index_rows", 0))
-            share = max(0, done - pending) / total if total else 1.0
+            # a first build reports its rows as not indexed and pending; a rebuild, as indexed and
+            # pending: either way the rows ready are the smaller of the two counts
+            share = min(done, total - pending) / total if total else 1.0
             if share >= 1.0 or time.time() - t0 >= timeout_s:
                 return share
             if time.time() - last >= 60:
                 print(f"  waiting for Milvus to index {cfg.collection_prefix}: {done:,} of {total:,} rows, "
-                      f"{pending:,} being indexed again", flush=True)
+                      f"{pending:,} waiting for an index build", flush=True)
                 last = time.time()
             time.sleep(10)
     finally:
