@@ -1,7 +1,6 @@
 """Query video -> same features -> KNN per frame/window -> candidates -> per-modality evidence -> fused, ranked matches.
 
-The CLI and the HTTP service both call ``Searcher``, so a search gives the same answer wherever it
-is asked.
+The CLI and the HTTP service both call ``Searcher``, so a search gives the same answer wherever it is asked.
 """
 from __future__ import annotations
 
@@ -232,14 +231,15 @@ class Searcher:
         """``knn_many``'s candidates alone."""
         return {v: r.candidates for v, r in self.knn_many(queries, pruned).items()}
 
-    def knn_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, Knn]:
+    def knn_many(self, queries: dict[str, VideoFeatures], pruned: bool = False, knn=None) -> dict[str, Knn]:
         """Candidates and common segments of several *indexed* videos at once, each as
         ``knn(Query(f), exclude=id)`` would find them: one KNN request per modality for all their
-        rows (their own rows filtered out on the server), the neighbours among themselves found
-        exactly in memory (see match/selfjoin.py). ``pruned``: leave out candidates no row came
-        close to (the dedup job, which keeps only labelled matches and copied segments)."""
-        vs = self.catalog.vectors
-        proj = vs.projection
+        rows (their own rows left out), the neighbours among themselves found exactly in memory
+        (match/selfjoin.py). ``pruned``: leave out candidates no row came close to (the dedup job,
+        which keeps only labelled matches and copied segments). ``knn``: what answers the requests
+        instead of Milvus (the dedup job's dedup/local_knn.LocalKnn)."""
+        proj = self.catalog.vectors.projection
+        vs = knn or self.catalog.vectors
         vis, aud = self._knn_floors
         ids = sorted(queries)
         reduced = {v: proj.reduce(queries[v]) for v in ids}
@@ -361,12 +361,12 @@ class Searcher:
                 matches = [m for m in matches if m.reportable]
             return matches[: top or self.cfg.search.top], found.common
 
-    def join_indexed(self, queries: dict[str, VideoFeatures]) -> dict[str, list[VideoMatch]]:
+    def join_indexed(self, queries: dict[str, VideoFeatures], knn=None) -> dict[str, list[VideoMatch]]:
         """Indexed videos against the rest of the library, batched (the dedup job): per video the
         matches ``search(Query(f), exclude=id, include_none=False)`` keeps, candidates that no row
         came close to left unscored, common segments left out of the evidence as there."""
         with telemetry.timed(STAGE, stage="knn"):
-            found = self.knn_many(queries, pruned=True)
+            found = self.knn_many(queries, pruned=True, knn=knn)
         out: dict[str, list[VideoMatch]] = {}
         with telemetry.timed(STAGE, stage="score"):
             # One read for the whole batch's candidates: grouped by shard, a video wanted by several

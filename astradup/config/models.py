@@ -38,11 +38,9 @@ class DecodeConfig:
     frame_size: Count = 224  # frames are resized once to frame_size x frame_size
     sample_rate: Count = 11025  # mono PCM rate for Chromaprint and MFCC
     max_seconds: NonNegative = 0.0  # 0 = whole file; otherwise only the first max_seconds
-    # Frame decoder: decord (the default; every frame decoded) | pyav_fast (PyAV on one thread,
-    # skipping non-reference frames and H.264's deblocking filter: about a third less frame-decoding
-    # CPU; a sample may get the last decoded frame before it, a few frames early, with slightly
-    # blockier pixels; decord, then ffmpeg, take over on any failure). Index and queries must use
-    # the same value: changing it means re-indexing.
+    # Frame decoder: decord (every frame decoded) | pyav_fast (PyAV, one thread, skipping non-reference
+    # frames and H.264 deblocking: a third less CPU, a sample may get a slightly earlier, blockier
+    # frame; decord, then ffmpeg, take over on failure). Index and queries must use the same value.
     decoder: Literal[DECODERS] = "decord"
     # Limits checked on the probe before any frame is decoded (0 = none): they bound the memory a
     # picture costs (a 16000x16000 frame is 384 MB of YUV before any copy) and the work per second
@@ -190,18 +188,14 @@ class SegmentConfig:
 @section
 class AudioCopyConfig:
     """When a pair whose pictures differ is flagged "audio copy" (soundtrack reuse, match/scoring.py
-    ``audio_copy``). The flag is a report only: fusion weights and labels are untouched.
-    """
+    ``audio_copy``). The flag is a report only: fusion weights and labels are untouched."""
 
-    # calibrated audio score (ScoreConfig) from which the soundtrack counts as the same: a faithful
-    # copy calibrates to 1.0, unrelated music stays near 0; 0.8 leaves room for a re-encode's loss
+    # calibrated audio score from which the soundtrack is the same (a faithful copy is 1.0, unrelated
+    # music near 0; 0.8 leaves room for a re-encode); calibrated visual score below which the pictures
+    # are not a copy (with audio and metadata at 1, fusion reaches "similar" only from visual 0.54);
+    # share of the shorter video the aligned audio must span ("a whole copy", not a shared jingle)
     min_audio: Share = 0.8
-    # calibrated visual score below which the pictures are not a copy: with audio and metadata at 1
-    # the fused score reaches the "similar" label (0.70) only from visual 0.54, so below 0.5 the
-    # label cannot say what the soundtrack shows
     max_visual: Share = 0.5
-    # share of the shorter video's duration the aligned audio interval must span: "a whole copy",
-    # not a shared jingle (shorter stretches are partial copies, reported as segments)
     min_cover: Share = 0.8
 
 
@@ -222,17 +216,15 @@ class CommonConfig:
     # common; 0 = off. A copied stretch has one source, or the few copies of it a library holds;
     # videos that match most of the query (max_cover) are its copies and are not counted anyway.
     min_videos: Annotated[CountOrZero, AfterValidator(_off_or_two)] = 8
-    # neighbours asked per query row for that count (votes still use search.top_k): a video's
-    # intro holds several similar frames, so the top_k=10 nearest rows may come from only 3-5
-    # videos; must be >= min_videos and >= search.top_k
+    # neighbours asked per query row for that count (votes use search.top_k): an intro holds several
+    # similar frames, so the 10 nearest may come from 3-5 videos; >= min_videos and >= search.top_k
     search_k: Count = 64
     # share of the query's rows from which a matching video is a copy of the query (not counted)
     max_cover: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
     # seconds between common rows that still make one segment (the index keeps every n-th frame)
     max_gap: NonNegative = 2.0
-    # an audio window's match with a video counts only if that video also matches a window this
-    # many seconds away at the same offset: chance look-alikes of a window grow with the library,
-    # recurring audio matches in order (match/common.py Support); 0 = count every match
+    # an audio window's match with a video counts only if that video also matches a window this many
+    # seconds away at the same offset (chance look-alikes grow with the library; match/common.py); 0 = all
     audio_support: NonNegative = 2.5
 
 
@@ -286,13 +278,11 @@ class PipelineConfig:
     write_batch: Count = 100  # videos per Parquet shard / Milvus write
     dashboard: Bool = True  # start the Ray dashboard with a local Ray (tests turn it off)
     metrics_export_port: Port = 0  # Prometheus endpoint of a local Ray's metrics agent; 0 = Ray's choice
-    # Where a local Ray listens (GCS, raylet, agents, metrics, dashboard): 127.0.0.1 = this machine
-    # only; 0.0.0.0 = every interface (other hosts can reach it; token auth stays on either way).
+    # Where a local Ray listens: 127.0.0.1 = this machine only; 0.0.0.0 = every interface (token auth stays on)
     ray_host: NonEmpty = "127.0.0.1"
-    # Who writes the Parquet shards and the Milvus vectors: driver (the job's driver, one writer:
-    # what a Milvus Lite file needs) | workers (a pool of writer actors, the graph's last stage, each
-    # with its own Milvus client and shard store: needs a Milvus server) | auto (workers on a
-    # server, driver on Lite). Either way vectors go first, then the shard with the "ok" rows.
+    # Who writes shards and vectors: driver (one writer, what Milvus Lite needs) | workers (writer
+    # actors, each its own Milvus client and shard store: a server) | auto (workers on a server, else
+    # driver). Either way vectors go first, then the shard with the "ok" rows.
     writers: Literal[WRITERS] = "auto"
     write_concurrency: Count = 2  # writer actors when writers are workers
 
@@ -315,6 +305,16 @@ class VectorsConfig:
     # Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE. Applies when a collection is made.
     # Free text: a server has more index types than Lite, and Milvus names an unknown one itself.
     index_type: NonEmpty = "AUTOINDEX"
+
+
+@section
+class DedupConfig:
+    """The dedup job's KNN self-join (dedup/local_knn.py): local = a faiss index of the library's
+    Milvus vectors, built on disk once per run (new videos added) and read by every join actor;
+    milvus = one server search per batch and modality (what the service's searches use)."""
+
+    knn: Literal["local", "milvus"] = "local"
+    nprobe: Count = 16  # inverted lists each row searches in a local IVF index (more: nearer exact, slower)
 
 
 @section
@@ -364,6 +364,7 @@ class Config:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     vectors: VectorsConfig = field(default_factory=VectorsConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)

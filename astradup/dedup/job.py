@@ -49,12 +49,15 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from astradup import telemetry
 from astradup.config import Config
+from astradup.dedup import local_knn
+from astradup.dedup.local_knn import LocalKnn
 from astradup.dedup.pairs import match_to_row
 from astradup.dedup.store import Manifest, dedup_dir, plan_batches, write_part
 from astradup.logs import get_logger
@@ -81,7 +84,7 @@ class Joiner:
     A Ray Data callable class: each actor opens the catalog once (on Milvus Lite one actor only);
     also called in-process with a ``searcher`` the caller already holds."""
 
-    def __init__(self, cfg: Config, searcher=None) -> None:
+    def __init__(self, cfg: Config, searcher=None, knn_dir: str = "") -> None:
         from astradup.search import Searcher
 
         if searcher is None:
@@ -89,11 +92,14 @@ class Joiner:
 
             setup_logging(cfg.log)
         self.searcher = searcher or Searcher(cfg)
+        # dedup.knn local: the index the driver refreshed (dedup/local_knn.py) answers the KNN
+        self.knn = LocalKnn.open(Path(knn_dir), self.searcher.catalog.vectors.projection, cfg.dedup.nprobe) \
+            if knn_dir else None
 
     def join(self, ids: list[str]) -> list[dict[str, Any]]:
         feats = self.searcher.catalog.shards.load_features(ids)
         queries = {vid: feats[vid] for vid in ids if vid in feats}  # one deleted since planning is gone
-        found = self.searcher.join_indexed(queries)
+        found = self.searcher.join_indexed(queries, knn=self.knn)
         return [match_to_row(vid, m) for vid in ids for m in found.get(vid, ())]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,8 +152,8 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
     say = progress or (lambda msg: log.info(msg))
     root = dedup_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    shards = searcher.catalog.shards if searcher is not None else Catalog(cfg).shards
-    live = live_ids(shards)
+    catalog = searcher.catalog if searcher is not None else Catalog(cfg)
+    live = live_ids(catalog.shards)
     man = Manifest.load(root)
     joined = man.joined()
     plan = plan_batches(set(live) - joined, batch_size)
@@ -160,6 +166,11 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
         f"{len(plan)} batch(es) of up to {batch_size}")
     telemetry.set_gauge(telemetry.DEDUP_BATCHES_TOTAL, len(plan))
     telemetry.set_gauge(telemetry.DEDUP_BATCHES_DONE, 0)
+    knn_dir = ""
+    if cfg.dedup.knn == "local":
+        knn_dir = str(local_knn.refresh(catalog.vectors, root / "knn", set(live), say))
+        if searcher is None:
+            catalog.close_vectors()  # a Milvus Lite file is then free for the join actor
     ids_of = dict(plan)
     n_todo = sum(len(c) for _, c in plan)
     if tick is not None:
@@ -179,17 +190,17 @@ def run_job(cfg: Config, batch_size: int = DEFAULT_BATCH, concurrency: int = 0, 
             tick(len(summary.searched), n_todo)
 
     if searcher is not None:
-        joiner = Joiner(cfg, searcher)
+        joiner = Joiner(cfg, searcher, knn_dir)
         for name, ids in plan:
             finished(name, joiner.join(ids))
     else:
-        for name, rows in _ray_batches(cfg, plan, concurrency):
+        for name, rows in _ray_batches(cfg, plan, concurrency, knn_dir):
             finished(name, rows)
     summary.wall_seconds = time.time() - t0
     return summary
 
 
-def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: int
+def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: int, knn_dir: str = ""
                  ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     import ray
     from ray.data import ActorPoolStrategy
@@ -204,7 +215,7 @@ def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: in
     n = max(1, min(n, len(plan)))
     ds = ray.data.from_items([{"batch": name, "ids": json.dumps(ids)} for name, ids in plan],
                              override_num_blocks=len(plan))
-    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg,), batch_size=1, compute=ActorPoolStrategy(size=n),
+    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg, None, knn_dir), batch_size=1, compute=ActorPoolStrategy(size=n),
                         num_cpus=1, batch_format="numpy")
     it = ds.iter_rows()
     try:

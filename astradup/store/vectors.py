@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,7 +36,7 @@ from astradup.records import VideoFeatures
 from astradup.store import vector_writes
 from astradup.store.milvus_client import MilvusConnection
 from astradup.store.milvus_collections import PHASH_BITS, PHASH_BYTES, VectorCollections
-from astradup.store.milvus_expr import Exclude, check_id, exclude_filter, video_filter
+from astradup.store.milvus_expr import Exclude, check_id, exclude_filter, video_filter, videos_filter
 from astradup.store.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -166,6 +167,17 @@ class VectorStore:
         order = np.argsort(t, kind="stable")
         return t[order], v[order]
 
+    def scan_vectors(self, kind: str, video_ids: Sequence[str] | None = None) -> VectorScan:
+        """Every stored row of the ``frames`` or ``audio`` collection (or only ``video_ids``'), as
+        compact arrays: the dedup job's local index (dedup/local_knn.py) reads the library through
+        it, so millions of rows are never held as pymilvus' row dicts at once. One retry unit per
+        chunk of 1 000 ids, or for the whole collection (an iterator does not survive a lost
+        connection)."""
+        name, tcols = {"frames": (self.frames, ["t"]), "audio": (self.audio, ["t_start", "t_end"])}[kind]
+        chunks = [None] if video_ids is None else [sorted(video_ids)[i:i + 1000] for i in range(0, len(video_ids), 1000)]
+        parts = [self._call(f"scan {name}", lambda c, ids=ids: _scan_arrays(c, name, ids, tcols)) for ids in chunks]
+        return VectorScan.concat(parts, len(tcols), self.visual_dim if kind == "frames" else self.audio_dim)
+
     def _query_all(self, name: str, flt: str, fields: list[str]) -> list[dict]:
         rows = self._call(f"query {name}", lambda c: c.query(name, filter=flt, output_fields=fields,
                                                              limit=_QUERY_WINDOW))
@@ -256,6 +268,50 @@ def _scan(client: MilvusClient, name: str, flt: str, fields: list[str], batch_si
 
 
 
+@dataclass
+class VectorScan:
+    """Rows read by ``scan_vectors``: owner ``names[owner[i]]``, times [n, 1] (t) or [n, 2]
+    (t_start, t_end), vectors [n, d] float32."""
+
+    names: list[str]
+    owner: np.ndarray
+    times: np.ndarray
+    vectors: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence["VectorScan"], n_times: int, dim: int) -> "VectorScan":
+        parts = [p for p in parts if len(p.owner)]
+        code: dict[str, int] = {}
+        owners = []
+        for p in parts:
+            remap = np.asarray([code.setdefault(v, len(code)) for v in p.names], np.int32)
+            owners.append(remap[p.owner])
+        names = list(code)
+        if not parts:
+            return cls(names, np.zeros(0, np.int32), np.zeros((0, n_times), np.float32), np.zeros((0, dim), np.float32))
+        return cls(names, np.concatenate(owners).astype(np.int32), np.concatenate([p.times for p in parts]),
+                   np.concatenate([p.vectors for p in parts]))
+
+
+def _scan_arrays(client: MilvusClient, name: str, ids: list[str] | None, tcols: list[str],
+                 batch_size: int = 16384) -> VectorScan:
+    """``_scan`` into arrays batch by batch (the filter names ``ids`` when given)."""
+    flt = "" if ids is None else videos_filter(ids)
+    code: dict[str, int] = {}
+    owner, times, vecs = [], [], []
+    it = client.query_iterator(name, batch_size=batch_size, filter=flt, output_fields=["video_id", *tcols, "vector"])
+    try:
+        while batch := it.next():
+            owner.append(np.asarray([code.setdefault(r["video_id"], len(code)) for r in batch], np.int32))
+            times.append(np.asarray([[r[c] for c in tcols] for r in batch], np.float32))
+            vecs.append(np.asarray([r["vector"] for r in batch], np.float32))
+    finally:
+        it.close()
+    if not owner:
+        return VectorScan([], np.zeros(0, np.int32), np.zeros((0, len(tcols)), np.float32), np.zeros((0, 0), np.float32))
+    return VectorScan(list(code), np.concatenate(owner), np.concatenate(times), np.concatenate(vecs))
+
+
 def _as_queries(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
     q = np.asarray(vectors, dtype=np.float32)
     if q.ndim == 1:
@@ -265,4 +321,4 @@ def _as_queries(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(q)
 
 
-__all__ = ["DEFAULT_AUDIO_DIM", "VectorStore"]
+__all__ = ["DEFAULT_AUDIO_DIM", "VectorScan", "VectorStore"]

@@ -1,7 +1,7 @@
 """The dedup job (astradup/dedup/, jobs/dedup.py): a generated corpus indexed through the real
 pipeline, then the self-join on Ray Data actors (one, on the Milvus Lite file): the planted copies
-are found, a job killed after its first batch and re-run gives the same pairs, a video indexed
-later is the only one joined, a rejected verdict drops its pair, and the union-find holds many pairs."""
+are found, a job killed after its first batch and re-run gives the same pairs, the Milvus KNN and
+the local index give the same pairs, a video indexed later is the only one joined, a rejected verdict drops its pair, and the union-find holds many pairs."""
 from __future__ import annotations
 
 import dataclasses
@@ -100,6 +100,21 @@ def test_killed_job_resumes_to_the_same_pairs(corpus, full_run):
     assert len(first.batches) == 1  # one batch on disk, the rest never written
     resumed = run_job(other, batch_size=2)
     assert resumed.batches_total == 2 and set(resumed.searched) == set(corpus["ids"].values()) - first.joined()
+    want = {k: (q, m.fused, m.label) for k, (q, m) in read_pairs(cfg).items()}
+    got = {k: (q, m.fused, m.label) for k, (q, m) in read_pairs(other).items()}
+    assert got == want and want
+
+
+def test_milvus_knn_gives_the_local_indexs_pairs(corpus, full_run):
+    """dedup.knn milvus (one server search per batch) and local (the default: dedup/local_knn.py)
+    join the same library into the same pairs and scores."""
+    cfg = corpus["cfg"]
+    assert cfg.dedup.knn == "local" and (dedup_dir(cfg) / "knn" / "CURRENT").is_file()
+    other = dataclasses.replace(cfg, data_dir=str(corpus["root"] / "data_milvus_knn"),
+                                shards_dir=cfg.resolved_shards_dir, milvus_uri=cfg.resolved_milvus_uri,
+                                dedup=dataclasses.replace(cfg.dedup, knn="milvus"))
+    run_job(other, batch_size=2)
+    assert not (dedup_dir(other) / "knn").exists()
     want = {k: (q, m.fused, m.label) for k, (q, m) in read_pairs(cfg).items()}
     got = {k: (q, m.fused, m.label) for k, (q, m) in read_pairs(other).items()}
     assert got == want and want
