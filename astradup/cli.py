@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copied intervals per pair pictured on both sides, best-scored first (0-16; 0: none)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(fn=cmd_report)
-    s = sub.add_parser("delete", help="remove a video's vectors and mark it deleted")
-    s.add_argument("video_id", help="the video's id (32 hex characters, as search and dedup print it)")
+    s = sub.add_parser("delete", help="remove videos' vectors and mark them deleted")
+    s.add_argument("video_id", nargs="*", help="a video's id (32 hex characters, as search and dedup print it)")
+    s.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="also the ids in FILE, one per line ('-' = stdin; blank lines and # comments skipped)")
     s.set_defaults(fn=cmd_delete)
     s = sub.add_parser("stats", help="counts of videos, vectors and shards")
     s.set_defaults(fn=cmd_stats)

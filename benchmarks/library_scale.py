@@ -483,7 +483,8 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
     from astradup.dedup.store import dedup_dir, read_pairs
 
     root = dedup_dir(cfg)
-    shutil.rmtree(root, ignore_errors=True)
+    _clear_job(root)
+    build = refresh_local_index(cfg)
     base = join_baseline(cfg, info, seed)
     searched = None
     if sample and sample < info["n"]:
@@ -508,7 +509,7 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
                  "kill_resumed": kr["resumed_searched"], "kill_same_pairs": kr["pairs"] == set(pairs),
                  "kill_pairs": len(kr["pairs"])}
     if incr:
-        extra.update(incremental(cfg, info, seed, wall / max(len(summ.searched), 1)))
+        extra.update(incremental(cfg, info, seed, wall / max(len(summ.searched), 1), build["knn_build_s"]))
     truth = set()
     for g in info["groups"]:
         for i in range(len(g)):
@@ -517,7 +518,9 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
                     truth.add(tuple(sorted((g[i], g[j]))))
     real = set(info["real_ids"].values())
     out = {"videos": len(summ.searched), "sampled": searched is not None, "wall_s": wall, "videos_per_s": len(summ.searched) / max(wall, 1e-9),
-           "pairs": len(pairs), **base, **extra}
+           "pairs": len(pairs), **build, **base, **extra}
+    # a whole run: the index read once, then every video joined at the measured rate
+    out["full_run_vps"] = info["n"] / (build["knn_build_s"] + info["n"] * wall / max(len(summ.searched), 1))
     for name, keep in [("any", lambda m: True),
                        ("near", lambda m: m.label in ("duplicate", "near-duplicate"))]:
         pred = {tuple(sorted(k)) for k, (_, m) in pairs.items() if keep(m) and not (set(k) & real)}
@@ -527,6 +530,35 @@ def measure_dedup(cfg, info: dict, sample: int, seed: int, kill_resume: bool = F
         out[f"pred_{name}"] = len(pred)
     out["true_pairs"] = len(truth)
     return out
+
+
+def _clear_job(root: Path) -> None:
+    """The job's output gone, its local KNN index (dedup/local_knn.py, read from Milvus) kept."""
+    if root.exists():
+        for p in root.iterdir():
+            if p.name != "knn":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def refresh_local_index(cfg) -> dict:
+    """Time the local KNN index's refresh (every vector read from Milvus the first time; up to date
+    afterwards) before the job, which then finds it current: the build and the join are reported apart."""
+    from astradup.catalog import Catalog
+    from astradup.dedup import local_knn
+    from astradup.dedup.job import live_ids
+    from astradup.dedup.store import dedup_dir
+
+    if cfg.dedup.knn != "local":
+        return {"knn_build_s": 0.0, "knn_rows": 0}
+    cat = Catalog(cfg)
+    live = set(live_ids(cat.shards))
+    knn = dedup_dir(cfg) / "knn"
+    t0 = time.time()
+    local_knn.refresh(cat.vectors, knn, live, say=lambda m: print("   ", m, flush=True), fresh=True)
+    took = time.time() - t0
+    cat.vectors.close()
+    meta = json.loads((knn / (knn / "CURRENT").read_text() / "meta.json").read_text())
+    return {"knn_build_s": took, "knn_rows": meta["rows"]}
 
 
 def _pre_join(root: Path, pre: list[str]) -> None:
@@ -547,7 +579,7 @@ def killed_then_resumed(cfg, pre: list[str] | None, batches: int) -> dict:
     from astradup.dedup.store import MANIFEST, dedup_dir, read_pairs
 
     root = dedup_dir(cfg)
-    shutil.rmtree(root, ignore_errors=True)
+    _clear_job(root)
     if pre:
         _pre_join(root, pre)
     args = [sys.executable, "-m", "jobs.dedup", "--data-dir", cfg.data_dir, "--milvus-uri", cfg.milvus_uri,
@@ -579,10 +611,11 @@ def killed_then_resumed(cfg, pre: list[str] | None, batches: int) -> dict:
             "resume_s": time.time() - t1, "pairs": set(read_pairs(cfg))}
 
 
-def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: float = 0.01) -> dict:
+def incremental(cfg, info: dict, seed: int, full_s_per_video: float, build_s: float = 0.0, share: float = 0.01) -> dict:
     """``share`` of N new synthetic videos written after a finished job, then the job again (it joins
     only them, each against the whole library); they are deleted afterwards so the cached library
-    stays as built. Its time against the full run's (measured rate x N)."""
+    stays as built. Its time (reading the new videos' vectors into the local KNN index included)
+    against the full run's (index build + measured rate x N)."""
     from astradup.catalog import Catalog
     from astradup.dedup.job import live_ids, run_job
 
@@ -601,10 +634,9 @@ def incremental(cfg, info: dict, seed: int, full_s_per_video: float, share: floa
         took = time.time() - t0
     finally:
         cat = Catalog(cfg)
-        for f in new:
-            cat.remove(f.video_id)
+        cat.remove_many([f.video_id for f in new])  # one status pass, a delete per collection per 500 ids
         cat.vectors.close()
-    full_s = full_s_per_video * len(live_ids(Catalog(cfg).shards))
+    full_s = build_s + full_s_per_video * len(live_ids(Catalog(cfg).shards))  # the local index's build included
     return {"incr_new": n_new, "incr_searched": len(summ.searched), "incr_s": took, "incr_full_est_s": full_s,
             "incr_ratio": took / max(full_s, 1e-9)}
 
@@ -633,10 +665,25 @@ def join_baseline(cfg, info: dict, seed: int, n: int = 100) -> dict:
     for i in range(0, len(ids), 25):
         batched.update(s.join_indexed({v: feats[v] for v in ids[i:i + 25]}))
     t2 = time.perf_counter()
+    local = {}
+    if cfg.dedup.knn == "local":
+        from astradup.dedup.local_knn import LocalKnn
+        from astradup.dedup.store import dedup_dir
+
+        knn = LocalKnn.open(dedup_dir(cfg) / "knn", s.catalog.vectors.projection, cfg.dedup.nprobe)
+        s.join_indexed({v: feats[v] for v in ids[:5]}, knn=knn)  # warm
+        t3 = time.perf_counter()
+        for i in range(0, len(ids), 25):
+            local.update(s.join_indexed({v: feats[v] for v in ids[i:i + 25]}, knn=knn))
+        t4 = time.perf_counter()
     key = lambda d: {(v, m.source_id, m.label) for v, ms in d.items() for m in ms}  # noqa: E731
     s.catalog.vectors.close()
-    return {"base_n": len(ids), "base_per_video_vps": len(ids) / (t1 - t0), "base_batched_vps": len(ids) / (t2 - t1),
-            "base_same_pairs": key(one) == key(batched), "base_pairs": len(key(one))}
+    out = {"base_n": len(ids), "base_per_video_vps": len(ids) / (t1 - t0), "base_batched_vps": len(ids) / (t2 - t1),
+           "base_same_pairs": key(one) == key(batched), "base_pairs": len(key(one))}
+    if local:
+        out.update(base_local_vps=len(ids) / (t4 - t3), base_local_same=key(local) == key(batched),
+                   base_local_pairs=len(key(local)), base_local_common=len(key(local) & key(batched)))
+    return out
 
 
 def s3_copy(cfg, n: int, endpoint: str) -> str:
@@ -787,6 +834,13 @@ def report(r: dict, base: dict | None, n0: int) -> None:
         print(f"    same {d['base_n']} videos in one process: one search per video {d['base_per_video_vps']:.1f} videos/s, "
               f"batched self-join {d['base_batched_vps']:.1f} videos/s ({d['base_batched_vps'] / d['base_per_video_vps']:.1f}x); "
               f"same pairs: {d['base_same_pairs']} ({d['base_pairs']})")
+        if "base_local_vps" in d:
+            print(f"    batched self-join on the local KNN index: {d['base_local_vps']:.1f} videos/s "
+                  f"({d['base_local_vps'] / d['base_batched_vps']:.1f}x the Milvus KNN's); same pairs as the Milvus KNN: "
+                  f"{d['base_local_same']} ({d['base_local_common']} of {d['base_pairs']} shared, {d['base_local_pairs']} found)")
+        if d.get("knn_rows"):
+            print(f"    local KNN index: {d['knn_rows']} frame rows read from Milvus and indexed in {d['knn_build_s']:.0f} s; "
+                  f"a whole run (index + {n} videos at the measured rate): {d['full_run_vps']:.1f} videos/s")
     if "dedup" in r and "kill_of" in r["dedup"]:
         d = r["dedup"]
         print(f"    SIGKILL after {d['kill_batches']} of {d['kill_of']} batches, re-run searched {d['kill_resumed']} videos: "

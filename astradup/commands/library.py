@@ -25,16 +25,63 @@ def cmd_index(args, cfg: Config) -> int:
     return 0 if report.indexed or report.skipped or not report.failed else 1
 
 
+MAX_ID_LIST_BYTES = 64 << 20  # a takedown list of ~2 M ids; larger is refused before it is read
+
+
+def read_id_list(path: str) -> list[str]:
+    """Video ids from a file (or stdin), one per line: checked before anything is deleted, so a
+    malformed list deletes nothing (a ValueError naming the line)."""
+    from astradup.io.ids import check_video_id
+
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_ID_LIST_BYTES + 1)
+    else:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_ID_LIST_BYTES + 1)
+    if len(data) > MAX_ID_LIST_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_ID_LIST_BYTES >> 20} MB; split the list")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    ids = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                ids.append(check_video_id(line))
+            except ValueError as e:
+                raise ValueError(f"{path}, line {n}: {e}") from None
+    return ids
+
+
 def cmd_delete(args, cfg: Config) -> int:
     from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
 
-    res = Catalog(cfg).remove(args.video_id)
-    if res.state == DELETE_DONE:
-        print(f"deleted {args.video_id}: {res.vectors_removed} vectors removed")
-        return 0
-    print(f"{args.video_id}: already deleted" if res.state == DELETE_ALREADY
-          else f"{args.video_id}: not in the index")
-    return 1
+    ids = list(args.video_id)
+    if args.from_file:
+        try:
+            ids += read_id_list(args.from_file)
+        except (OSError, ValueError) as e:
+            print(f"astradup delete: {e}", file=sys.stderr)
+            return 2
+    if not ids:
+        print("astradup delete: no video id given (ids as arguments, or --from FILE)", file=sys.stderr)
+        return 2
+    if len(ids) == 1:
+        res = Catalog(cfg).remove(ids[0])
+        if res.state == DELETE_DONE:
+            print(f"deleted {ids[0]}: {res.vectors_removed} vectors removed")
+            return 0
+        print(f"{ids[0]}: already deleted" if res.state == DELETE_ALREADY else f"{ids[0]}: not in the index")
+        return 1
+    res = Catalog(cfg).remove_many(ids)
+    for v, r in res.items():
+        if r.state != DELETE_DONE:
+            print(f"{v}: already deleted" if r.state == DELETE_ALREADY else f"{v}: not in the index")
+    done = sum(r.state == DELETE_DONE for r in res.values())
+    print(f"deleted {done} of {len(res)} videos")
+    return 0 if done == len(res) else 1
 
 
 def cmd_stats(args, cfg: Config) -> int:

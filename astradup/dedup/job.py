@@ -7,9 +7,12 @@ pairs to disk, and every reader reads them.
 The job (``run_job``)::
 
     ok status rows -> ids not yet joined -> batches of ids (a Ray Data dataset)
-      -> map_batches(Joiner): each actor opens the catalog; per batch one KNN request per modality
-         for all its videos' rows (``Searcher.join_indexed``, match/selfjoin.py), then each video's
-         candidates scored as ``astradup search`` scores them; keeps the labelled matches
+      -> (dedup.knn local) the driver refreshes the local KNN index: every Milvus vector read into
+         a faiss index on disk the first time, only new videos' afterwards (dedup/local_knn.py)
+      -> map_batches(Joiner): each actor opens the catalog (and that index); per batch one KNN
+         request per modality for all its videos' rows (``Searcher.join_indexed``,
+         match/selfjoin.py), then each video's candidates scored as ``astradup search`` scores
+         them; keeps the labelled matches
       -> the driver writes one Parquet part per finished batch + the manifest
 
 On disk, under ``<data_dir>/dedup/``::

@@ -38,11 +38,6 @@ def video_filter(video_id: str) -> str:
     return f"video_id == {quote(video_id)}"
 
 
-def videos_filter(video_ids: Iterable[str]) -> str:
-    """The rows of several videos."""
-    return f"video_id in [{', '.join(quote(v) for v in sorted(video_ids))}]"
-
-
 def exclude_filter(exclude: Exclude) -> str:
     """The search filter that leaves out one video's rows or several videos' rows."""
     if not exclude:

@@ -166,10 +166,10 @@ class ShardStore:
         with self._lock:
             return self._index.status_row(video_id)
 
-    def statuses_of(self, video_ids: Iterable[str]) -> dict[str, dict]:
+    def statuses_of(self, video_ids: Iterable[str], fresh: bool = False) -> dict[str, dict]:
         """Latest status rows of the given ids only (absent: no status), from an index at most
-        ``refresh_s`` old: what a search reports per match, without building every row."""
-        self._refresh()
+        ``refresh_s`` old (``fresh``: as ``status_of``): what a search reports per match."""
+        self._refresh(force=fresh)
         with self._lock:
             return {v: row for v in set(video_ids) if (row := self._index.status_row(v)) is not None}
 

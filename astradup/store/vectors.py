@@ -36,7 +36,7 @@ from astradup.records import VideoFeatures
 from astradup.store import vector_writes
 from astradup.store.milvus_client import MilvusConnection
 from astradup.store.milvus_collections import PHASH_BITS, PHASH_BYTES, VectorCollections
-from astradup.store.milvus_expr import Exclude, check_id, exclude_filter, video_filter, videos_filter
+from astradup.store.milvus_expr import Exclude, check_id, exclude_filter, id_filter, video_filter
 from astradup.store.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -125,8 +125,13 @@ class VectorStore:
         return vector_writes.upsert_many(self._cols, items)
 
     def delete_video(self, video_id: str) -> None:
-        check_id(video_id)
-        vector_writes.delete_ids(self._cols, [video_id])
+        self.delete_videos([video_id])
+
+    def delete_videos(self, video_ids: Sequence[str]) -> None:
+        """Every row of these videos: one delete per collection per 500 ids, not per video."""
+        for v in video_ids:
+            check_id(v)
+        vector_writes.delete_ids(self._cols, list(video_ids))
 
     # ---------------------------------------------------------------- reads
 
@@ -296,7 +301,7 @@ class VectorScan:
 def _scan_arrays(client: MilvusClient, name: str, ids: list[str] | None, tcols: list[str],
                  batch_size: int = 16384) -> VectorScan:
     """``_scan`` into arrays batch by batch (the filter names ``ids`` when given)."""
-    flt = "" if ids is None else videos_filter(ids)
+    flt = "" if ids is None else id_filter(ids)
     code: dict[str, int] = {}
     owner, times, vecs = [], [], []
     it = client.query_iterator(name, batch_size=batch_size, filter=flt, output_fields=["video_id", *tcols, "vector"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from astradup.catalog import DELETE_ALREADY, DELETE_DONE, Catalog
+from astradup.catalog import DELETE_ALREADY, DELETE_DONE, DELETE_NOT_INDEXED, Catalog
 from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.records import STATUS_DELETED
@@ -31,6 +31,10 @@ class SlowVectors:
     def delete_video(self, video_id: str) -> None:
         time.sleep(0.2)
         self.deleted.append(video_id)
+
+    def delete_videos(self, video_ids) -> None:
+        time.sleep(0.2)
+        self.deleted.extend(video_ids)
 
 
 def _catalog(root: Path) -> Catalog:
@@ -116,3 +120,52 @@ def test_delete_guard_excludes_another_process(tmp_path):
         assert waited > 0.5
     finally:
         child.wait(timeout=60)
+
+
+def _hex(i: int) -> str:
+    return f"{i:032x}"
+
+
+def test_remove_many_deletes_each_ok_video_once_in_one_pass(tmp_path):
+    cat = _catalog(tmp_path)
+    ids = [_hex(i) for i in range(1, 6)]
+    cat.shards.write_features([make_features(v) for v in ids])
+    cat.remove(ids[0])
+    cats = [cat, _catalog(tmp_path)]
+    want = ids + [_hex(99), ids[2]]  # one never indexed, one listed twice
+    res = _concurrently(2, lambda i: cats[i].remove_many(want))
+    states = [{v: r.state for v, r in out.items()} for out in res]
+    assert all(list(s) == want[:-1] for s in states)  # each id once, in the order given
+    for v in ids[1:]:  # one of the two lists deleted it, the other found it deleted
+        assert sorted(s[v] for s in states) == [DELETE_ALREADY, DELETE_DONE]
+        assert _tombstones(tmp_path, v) == 1
+    assert all(s[ids[0]] == DELETE_ALREADY and s[_hex(99)] == DELETE_NOT_INDEXED for s in states)
+    assert sorted(v for c in cats for v in c._vectors.deleted) == sorted(ids)  # ids[0] by remove
+    assert len(cats[0]._vectors.deleted) + len(cats[1]._vectors.deleted) == 5
+
+
+def test_cli_delete_takes_a_takedown_list_and_refuses_a_bad_one_whole(tmp_path, capsys, monkeypatch):
+    from astradup.commands import library
+
+    ids = [_hex(i) for i in range(1, 4)]
+    ShardStore(str(tmp_path / "shards")).write_features([make_features(v) for v in ids])
+    monkeypatch.setattr(Catalog, "vectors", property(lambda self: SlowVectors()))
+    bad = tmp_path / "bad.txt"
+    for content, says in [(f"{ids[0]}\nnot-an-id\n".encode(), "line 2: video_id is not 32 lowercase hex"),
+                          (b"\xff\xfe" + ids[0].encode(), "not UTF-8 text"),
+                          (("# takedown\n" + ids[0] + "\n") * 40, "larger than")]:
+        if says == "larger than":
+            monkeypatch.setattr(library, "MAX_ID_LIST_BYTES", 1000)
+        bad.write_bytes(content.encode() if isinstance(content, str) else content)
+        assert cli_main(["--data-dir", str(tmp_path), "delete", "--from", str(bad)]) == 2
+        assert says in capsys.readouterr().err
+        assert all(_tombstones(tmp_path, v) == 0 for v in ids)  # nothing deleted
+    assert cli_main(["--data-dir", str(tmp_path), "delete", "--from", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+    assert cli_main(["--data-dir", str(tmp_path), "delete"]) == 2
+    good = tmp_path / "takedown.txt"
+    good.write_text(f"# takedown 2026-12\n{ids[0]}\n\n{ids[1]}  # second\n{_hex(77)}\n")
+    assert cli_main(["--data-dir", str(tmp_path), "delete", ids[2], "--from", str(good)]) == 1  # one unknown
+    out = capsys.readouterr().out
+    assert f"{_hex(77)}: not in the index" in out and "deleted 3 of 4 videos" in out
+    assert all(_tombstones(tmp_path, v) == 1 for v in ids)
