@@ -54,6 +54,16 @@ class _Part:
     owner: np.ndarray  # int32 video code per row
     times: np.ndarray  # float32 [n, n_times]
 
+    def rows_of(self, codes: list[int]) -> np.ndarray:
+        """The rows of these videos, from a sort by owner made once (not a scan of every row per
+        request: 7 M rows at 100 000 videos)."""
+        if not hasattr(self, "_order"):
+            self._order = np.argsort(self.owner, kind="stable")
+            self._bounds = np.searchsorted(self.owner[self._order], np.arange(int(self.owner.max(initial=-1)) + 2))
+        b = self._bounds
+        spans = [self._order[b[c]:b[c + 1]] for c in codes if 0 <= c < len(b) - 1]
+        return np.concatenate(spans) if spans else np.zeros(0, np.int64)
+
 
 def _faiss():
     import faiss
@@ -86,7 +96,7 @@ class LocalKnn:
         self.names_arr = np.asarray(self.names + [""], dtype=object)  # code -1 (no hit) -> ""
         self.code = {v: i for i, v in enumerate(self.names)}
         self.dead = {self.code[v] for v in meta["dead"] if v in self.code}
-        self.parts = {m: _read_part(folder, m) for m in Modality}
+        self.parts = {m: _read_part(folder, m, mapped=True) for m in Modality}
 
     @classmethod
     def open(cls, root: Path, projection: Any, nprobe: int) -> "LocalKnn":
@@ -124,25 +134,27 @@ class LocalKnn:
                 for nr, tr, sr, kr in zip(names, times, sims_l, ok_l)]
 
     def _params(self, part: _Part, codes: list[int]) -> Any:
+        """Search parameters leaving out ``codes``' rows: a bitmap of the allowed rows (one bit test
+        per scanned row; a hashed id set cost ~0.3 ms a query row at 7 M rows)."""
         faiss = _faiss()
-        sel = None
+        p = faiss.SearchParametersIVF(nprobe=min(self.nprobe, part.index.nlist)) \
+            if isinstance(part.index, faiss.IndexIVF) else faiss.SearchParameters()
         if codes:
-            rows = np.flatnonzero(np.isin(part.owner, np.asarray(codes, np.int32))).astype(np.int64)
-            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(rows))
-            sel.rows_ref = rows  # the batch selector reads the array: keep it alive with the selector
-        if isinstance(part.index, faiss.IndexIVF):
-            p = faiss.SearchParametersIVF(nprobe=min(self.nprobe, part.index.nlist))
-        else:
-            p = faiss.SearchParameters()
-        if sel is not None:
+            allowed = np.ones(len(part.owner), bool)
+            allowed[part.rows_of(codes)] = False
+            bits = np.packbits(allowed, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(part.owner), faiss.swig_ptr(bits))
+            sel.bits_ref = bits  # the selector reads the array: keep it alive as long as the selector
             p.sel = sel
             p.sel_ref = sel
         return p
 
 
-def _read_part(folder: Path, m: Modality) -> _Part:
+def _read_part(folder: Path, m: Modality, mapped: bool = False) -> _Part:
+    """``mapped``: an IVF index's lists memory-mapped, read-only (the join actors: the actors of a
+    node share the page cache instead of each holding ~1 GB per modality at 100 000 videos)."""
     faiss = _faiss()
-    index = faiss.read_index(str(folder / f"{m.key}.faiss"))
+    index = faiss.read_index(str(folder / f"{m.key}.faiss"), faiss.IO_FLAG_MMAP if mapped else 0)
     with np.load(folder / f"{m.key}.npz") as z:
         return _Part(index, z["owner"], z["times"])
 

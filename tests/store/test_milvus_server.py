@@ -107,6 +107,25 @@ def test_by_default_no_phash_collection_is_made_and_an_earlier_one_is_left_alone
     vs.close()
 
 
+def test_server_scan_reads_the_rows_lite_holds(indexed):
+    """``scan_vectors`` (the dedup job's local KNN index reads the library through it) pages a
+    server's query iterator into the same rows a Lite file gives, whole or for a few videos."""
+    def rows(cfg, kind, ids=None):
+        cat = Catalog(cfg)
+        scan = cat.vectors.scan_vectors(kind, ids)
+        cat.vectors.close()
+        order = np.lexsort((scan.times[:, 0], np.asarray(scan.names, object)[scan.owner].astype(str)))
+        return [scan.names[o] for o in scan.owner[order]], scan.times[order], scan.vectors[order]
+
+    ids = indexed["reports"]["server"].video_ids
+    for kind in ("frames", "audio"):
+        for want in (None, ids[:2]):
+            s_names, s_times, s_vecs = rows(indexed["server"], kind, want)
+            l_names, l_times, l_vecs = rows(indexed["lite"], kind, want)
+            assert s_names == l_names and set(s_names) == set(want or ids)
+            assert np.array_equal(s_times, l_times) and np.allclose(s_vecs, l_vecs, atol=1e-6)
+
+
 def test_reindex_adds_nothing_and_delete_works_on_the_server(indexed):
     cfg = indexed["server"]
     cat = Catalog(cfg)
