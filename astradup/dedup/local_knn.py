@@ -175,7 +175,7 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
     meta = json.loads((cur / "meta.json").read_text()) if cur else None
     held = set(meta["names"]) if meta else set()
     new, dead = sorted(live - held), sorted(held - live)
-    if meta and not new and dead == meta["dead"]:
+    if meta and not fresh and not new and dead == meta["dead"]:
         return root
     rebuild = fresh or meta is None or \
         sum(meta["frame_rows"].get(v, 0) for v in dead) >= REBUILD_DEAD_SHARE * max(1, meta["rows"])

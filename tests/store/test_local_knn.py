@@ -93,6 +93,10 @@ def test_refresh_reads_only_new_videos_and_never_answers_removed_ones(lib):
     assert spy.scans == [("frames", None), ("audio", None)]
     refresh(spy, root, first, say=lambda m: None)  # nothing new: nothing read, same generation
     assert len(spy.scans) == 2
+    gen = (root / "CURRENT").read_text()
+    refresh(spy, root, first, say=lambda m: None, fresh=True)  # asked to: everything read again
+    assert spy.scans[2:] == [("frames", None), ("audio", None)] and (root / "CURRENT").read_text() != gen
+    del spy.scans[2:]
     refresh(spy, root, first | {"v10", "v11"}, say=lambda m: None)
     assert spy.scans[2:] == [("frames", ["v10", "v11"]), ("audio", ["v10", "v11"])]
     knn = LocalKnn.open(root, Identity(), nprobe=16)
