@@ -184,7 +184,9 @@ class Catalog:
 
     def stats(self) -> dict:
         """Shard and vector counts; ``quarantined`` names each damaged shard and why (the count is
-        ``shards.shards_quarantined``), so the operator knows which file to restore or remove."""
-        return {"shards": self.shards.stats(), "vectors": self.vectors.count(),
+        ``shards.shards_quarantined``), so the operator knows which file to restore or remove;
+        ``index``: rows each vector index serves, and how many wait for a build (after a backfill or
+        a server restart searches run slow until none do)."""
+        return {"shards": self.shards.stats(), "vectors": self.vectors.count(), "index": self.vectors.index_progress(),
                 "quarantined": self.shards.quarantined(),
                 "milvus_uri": self.cfg.resolved_milvus_uri, "shards_dir": self.cfg.resolved_shards_dir}

@@ -267,40 +267,28 @@ def cfg_for(cache: Path, n: int, uri: str, **extra):
 
 def wait_indexed(cfg, timeout_s: float) -> float:
     """Wait up to ``timeout_s`` for the server to index every row of the N's frame and audio
-    collections; the share indexed when it returns. A standalone server indexes new segments in
-    the background, and a search before that times brute-force scans of the unindexed ones. Rows
-    count as indexed only once no index build is pending: a server started with another segment
-    size compacts the old segments and builds their indexes again, reporting every row indexed
-    all along, and a search beside that rebuild times the rebuild (docs/scaling.md, tenth round)."""
-    from pymilvus import MilvusClient
+    collections; the share ready when it returns. A standalone server indexes new segments in
+    the background, and a search before that times brute-force scans of the unindexed ones; a
+    server started with another segment size compacts and builds the indexes again while reporting
+    every row indexed (docs/scaling.md, tenth round): ``VectorStore.index_progress``'s ``ready``."""
+    from astradup.catalog import Catalog
 
-    client = MilvusClient(uri=cfg.milvus_uri, token=cfg.milvus_token or "root:Milvus")
-    names = [f"{cfg.collection_prefix}_{kind}" for kind in ("frames", "audio")]
+    vs = Catalog(cfg).vectors
     t0, last = time.time(), 0.0
     try:
         while True:
-            done = total = pending = 0
-            for name in names:
-                if not client.has_collection(name):
-                    continue
-                for ix in client.list_indexes(name):
-                    d = client.describe_index(name, ix)
-                    if d.get("field_name", ix) == "vector" or ix == "vector":
-                        done += int(d.get("indexed_rows", 0))
-                        total += int(d.get("total_rows", 0))
-                        pending += int(d.get("pending_index_rows", 0))
-            # a first build reports its rows as not indexed and pending; a rebuild, as indexed and
-            # pending: either way the rows ready are the smaller of the two counts
-            share = min(done, total - pending) / total if total else 1.0
+            p = vs.index_progress().values()
+            rows, ready, pending = (sum(x[k] for x in p) for k in ("rows", "ready", "pending"))
+            share = ready / rows if rows else 1.0
             if share >= 1.0 or time.time() - t0 >= timeout_s:
                 return share
             if time.time() - last >= 60:
-                print(f"  waiting for Milvus to index {cfg.collection_prefix}: {done:,} of {total:,} rows, "
+                print(f"  waiting for Milvus to index {cfg.collection_prefix}: {ready:,} of {rows:,} rows ready, "
                       f"{pending:,} waiting for an index build", flush=True)
                 last = time.time()
             time.sleep(10)
     finally:
-        client.close()
+        vs.close()
 
 
 def loaded_segments(cfg) -> dict[str, list[int]]:

@@ -162,6 +162,20 @@ class VectorStore:
             out[key] = int(res[0]["count(*)"])
         return out
 
+    def index_progress(self) -> dict[str, dict[str, int]]:
+        """Per vector collection: ``rows`` (a server counts its sealed segments'), ``indexed``,
+        ``pending`` (rows waiting for an index build) and ``ready`` (rows an index serves). A restarted server may compact and index its
+        segments again while reporting every row indexed, and a first build reports rows both
+        unindexed and pending, so ``ready`` is the smaller of ``indexed`` and ``rows - pending``;
+        searches are timed (and trusted to be fast) only once ``ready == rows``."""
+        out = {}
+        for key, name in (("frames", self.frames), ("audio", self.audio)):
+            d = self._call(f"describe index {name}", lambda c, n=name: c.describe_index(n, "vector")) or {}
+            rows, done = int(d.get("total_rows", 0)), int(d.get("indexed_rows", 0))
+            pending = int(d.get("pending_index_rows", 0))
+            out[key] = {"rows": rows, "indexed": done, "pending": pending, "ready": max(0, min(done, rows - pending))}
+        return out
+
     def get_frames(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(t float32[T], vectors float32[T, D]) of one video sorted by t; empty if unknown."""
         rows = self._query_all(self.frames, video_filter(video_id), ["t", "vector"])

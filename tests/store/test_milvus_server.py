@@ -132,6 +132,10 @@ def test_reindex_adds_nothing_and_delete_works_on_the_server(indexed):
     before = cat.vectors.count()
     again = index([str(indexed["lib"])], cfg)
     assert again.indexed == 0 and again.skipped == 3 and cat.vectors.count() == before
+    progress = cat.stats()["index"]  # `astradup stats`: rows each index serves, builds pending
+    # a server counts the rows of sealed segments (a growing one is searched without an index)
+    assert set(progress) == {"frames", "audio"}
+    assert all(0 <= p["ready"] <= p["rows"] <= before[k] for k, p in progress.items())
     vid = indexed["reports"]["server"].video_ids[0]
     removed = cat.delete(vid)
     assert removed and sum(cat.vectors.count().values()) == sum(before.values()) - removed

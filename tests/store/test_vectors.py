@@ -122,6 +122,25 @@ def test_reupsert_keeps_counts_exact_and_delete_removes(filled):
     assert not store.has_video("vid2") and store.has_video("vid3")
     assert store.video_ids() == {"vid0", "vid1", "vid3"}
     assert all(v != "vid2" for v, _, _ in store.search_frames(vids["vid2"].embeddings[0], k=20)[0])
+    store.delete_videos(["vid0", "vid3"])  # several at once: one delete per collection
+    assert store.video_ids() == {"vid1"} and store.count() == {"frames": 6, "phash": 6, "audio": 3}
+
+
+def test_index_progress_counts_rows_ready(filled):
+    store, _ = filled
+    assert store.index_progress() == {"frames": {"rows": 24, "indexed": 24, "pending": 0, "ready": 24},
+                                      "audio": {"rows": 12, "indexed": 12, "pending": 0, "ready": 12}}
+
+
+def test_index_progress_reads_a_rebuild_and_a_first_build_as_not_ready(filled, monkeypatch):
+    """What a Milvus 2.3 server reports (docs/scaling.md, tenth round): during a rebuild every row
+    indexed and some pending; during a first build rows neither indexed nor ready."""
+    store, _ = filled
+    answers = iter([{"total_rows": 7_000, "indexed_rows": 7_000, "pending_index_rows": 5_000},
+                    {"total_rows": 7_000, "indexed_rows": 2_000, "pending_index_rows": 5_000}])
+    monkeypatch.setattr(store, "_call", lambda what, fn: next(answers))
+    p = store.index_progress()
+    assert p["frames"]["ready"] == 2_000 and p["audio"]["ready"] == 2_000
 
 
 def test_get_frames_sorted_by_time(store):
