@@ -218,7 +218,8 @@ def _ray_batches(cfg: Config, plan: list[tuple[str, list[str]]], concurrency: in
     n = max(1, min(n, len(plan)))
     ds = ray.data.from_items([{"batch": name, "ids": json.dumps(ids)} for name, ids in plan],
                              override_num_blocks=len(plan))
-    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg, None, knn_dir), batch_size=1, compute=ActorPoolStrategy(size=n),
+    ds = ds.map_batches(Joiner, fn_constructor_args=(cfg, None, knn_dir), batch_size=1,
+                        compute=ActorPoolStrategy(size=n),
                         num_cpus=1, batch_format="numpy")
     it = ds.iter_rows()
     try:

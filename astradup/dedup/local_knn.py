@@ -9,8 +9,8 @@ Milvus once (``refresh``: after the first run only the new videos' rows), writes
 ``<data_dir>/dedup/knn/``, and every join actor opens it from there (``LocalKnn``).
 
 Kept equal to the Milvus path: the same vectors (read from the collections, so projection and
-strides are the index's own), exact inner products (IVF-Flat keeps the vectors), the batch's own videos left out, hits as
-``VectorStore.search_frames`` / ``search_audio`` return them. Differs: an IVF index probes
+strides are the index's own), exact inner products (IVF-Flat keeps the vectors), the batch's own
+videos left out, hits as ``VectorStore.search_frames`` / ``search_audio`` return them. Differs: an IVF index probes
 ``dedup.nprobe`` lists where Milvus walks HNSW graphs (both approximate); under ``FLAT_MAX`` rows
 the index is exact.
 

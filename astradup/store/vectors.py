@@ -164,10 +164,11 @@ class VectorStore:
 
     def index_progress(self) -> dict[str, dict[str, int]]:
         """Per vector collection: ``rows`` (a server counts its sealed segments'), ``indexed``,
-        ``pending`` (rows waiting for an index build) and ``ready`` (rows an index serves). A restarted server may compact and index its
-        segments again while reporting every row indexed, and a first build reports rows both
-        unindexed and pending, so ``ready`` is the smaller of ``indexed`` and ``rows - pending``;
-        searches are timed (and trusted to be fast) only once ``ready == rows``."""
+        ``pending`` (rows waiting for an index build) and ``ready`` (rows an index serves). A
+        restarted server may compact and index its segments again while reporting every row
+        indexed, and a first build reports rows both unindexed and pending, so ``ready`` is the
+        smaller of ``indexed`` and ``rows - pending``; searches are timed (and trusted to be fast)
+        only once ``ready == rows``."""
         out = {}
         for key, name in (("frames", self.frames), ("audio", self.audio)):
             d = self._call(f"describe index {name}", lambda c, n=name: c.describe_index(n, "vector")) or {}
@@ -193,7 +194,8 @@ class VectorStore:
         chunk of 1 000 ids, or for the whole collection (an iterator does not survive a lost
         connection)."""
         name, tcols = {"frames": (self.frames, ["t"]), "audio": (self.audio, ["t_start", "t_end"])}[kind]
-        chunks = [None] if video_ids is None else [sorted(video_ids)[i:i + 1000] for i in range(0, len(video_ids), 1000)]
+        ids = sorted(video_ids or ())
+        chunks = [None] if video_ids is None else [ids[i:i + 1000] for i in range(0, len(ids), 1000)]
         parts = [self._call(f"scan {name}", lambda c, ids=ids: _scan_arrays(c, name, ids, tcols)) for ids in chunks]
         return VectorScan.concat(parts, len(tcols), self.visual_dim if kind == "frames" else self.audio_dim)
 
@@ -327,7 +329,8 @@ def _scan_arrays(client: MilvusClient, name: str, ids: list[str] | None, tcols: 
     finally:
         it.close()
     if not owner:
-        return VectorScan([], np.zeros(0, np.int32), np.zeros((0, len(tcols)), np.float32), np.zeros((0, 0), np.float32))
+        return VectorScan([], np.zeros(0, np.int32), np.zeros((0, len(tcols)), np.float32),
+                          np.zeros((0, 0), np.float32))
     return VectorScan(list(code), np.concatenate(owner), np.concatenate(times), np.concatenate(vecs))
 
 
