@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from astradup.dedup.store import atomic_bytes
+
 FLAT_MAX = 200_000  # rows up to which a modality's index is exact (a flat scan is then cheap)
 TRAIN_PER_LIST = 40  # training rows per inverted list (faiss warns under 39)
 REBUILD_DEAD_SHARE = 0.25  # removed videos' share of rows from which the index is rebuilt
@@ -215,8 +217,7 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
         "names": names, "dead": dead, "rows": int(len(rows[Modality.FRAMES])),
         "frame_rows": {v: int(n) for v, n in zip(names, per_video.tolist()) if n}})
     os.replace(tmp, root / gen)
-    (root / "CURRENT.tmp").write_text(gen)
-    os.replace(root / "CURRENT.tmp", root / "CURRENT")
+    atomic_bytes(root / "CURRENT", gen.encode())
     for old_gen in root.iterdir():  # earlier generations, and a killed run's temporary folder
         if old_gen.is_dir() and old_gen.name != gen:
             shutil.rmtree(old_gen, ignore_errors=True)
@@ -226,8 +227,7 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.with_suffix(".tmp").write_text(json.dumps(obj))
-    os.replace(path.with_suffix(".tmp"), path)
+    atomic_bytes(path, json.dumps(obj).encode())
 
 
 def _current(root: Path) -> Path | None:

@@ -24,7 +24,8 @@ def dedup_dir(cfg: Config) -> Path:
     return Path(cfg.data_dir) / "dedup"
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
+def atomic_bytes(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all (a unique temp file, fsynced, renamed over it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
@@ -78,7 +79,7 @@ class Manifest:
 
     def save(self, root: Path) -> None:
         """The whole manifest at once (temp file + rename)."""
-        _atomic_bytes(root / MANIFEST, "".join(json.dumps({"batch": k, **v}) + "\n"
+        atomic_bytes(root / MANIFEST, "".join(json.dumps({"batch": k, **v}) + "\n"
                                                for k, v in self.batches.items()).encode())
 
     def joined(self) -> set[str]:
@@ -104,7 +105,7 @@ def write_part(root: Path, name: str, rows: list[dict[str, Any]]) -> str:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     rel = f"{PARTS}/{name}.parquet"
-    _atomic_bytes(root / rel, sink.getvalue().to_pybytes())
+    atomic_bytes(root / rel, sink.getvalue().to_pybytes())
     return rel
 
 
