@@ -167,13 +167,14 @@ class SegmentConfig:
     distinct_full: Number = 0.45
     distinct_min_others: Count = 2  # other candidates needed to measure it (fewer: no background, off)
     # beyond distinct_full it also lifts the piece's score towards 1, by up to distinct_lift at
-    # distinct_sure: stacked edits leave a short copy's frames only moderately similar to their
-    # source (0.65-0.85), under min_score, yet far more similar to it than to anything else in the
-    # library. End to end on the hard benchmark's four seeds (with the vote floor, search.py) it
-    # found 7 of 13 copies of 3-5 s (was 1), pooled LCT 0.594 -> 0.661; 0.55 found no more there and
-    # reported one 4 s look-alike among dev40's 15 distractors, 0.60 none. distinct_lift 0 turns it off.
+    # distinct_sure: a short copy under stacked edits matches its source at only 0.65-0.85, yet far
+    # better than anything else (hard benchmark, four seeds: 7 of 13 copies of 3-5 s found, was 1;
+    # 0.55 let a 4 s dev40 distractor through, 0.60 none). distinct_lift 0 turns it off.
     distinct_sure: Number = 0.60
     distinct_lift: Share = 0.7
+    # motion factor kept by a piece past distinct_sure when no line through its span moves with the
+    # source (align._realigned); 0 = off. Hard benchmark, five seeds: LCT 0.666 -> 0.693
+    unplaced_motion: Share = 0.5
     audio_pad: NonNegative = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
     max_segments: Count = 4  # per (query, source) pair
 
@@ -190,9 +191,8 @@ class AudioCopyConfig:
     """When a pair whose pictures differ is flagged "audio copy" (soundtrack reuse, match/scoring.py
     ``audio_copy``). The flag is a report only: fusion weights and labels are untouched."""
 
-    # calibrated audio score from which the soundtrack is the same (a faithful copy is 1.0, unrelated
-    # music near 0; 0.8 leaves room for a re-encode); calibrated visual score below which the pictures
-    # are not a copy (with audio and metadata at 1, fusion reaches "similar" only from visual 0.54);
+    # calibrated audio score from which the soundtrack is the same (a faithful copy 1.0, unrelated music
+    # ~0); visual score below which the pictures are not a copy (fusion reaches "similar" from 0.54);
     # share of the shorter video the aligned audio must span ("a whole copy", not a shared jingle)
     min_audio: Share = 0.8
     max_visual: Share = 0.5

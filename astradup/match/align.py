@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.line_offset import refine_offset
+from astradup.match.line_offset import dense_offsets, refine_offset
 from astradup.match.motion import lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
@@ -229,7 +229,8 @@ def distinctiveness(p: Piece, best: np.ndarray, background: np.ndarray, tq: np.n
 
 
 def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.ndarray, ts: np.ndarray,
-             cfg: SegmentConfig, distinct: float, best_moving: bool = False, sure: float = 0.0) -> Piece:
+             cfg: SegmentConfig, distinct: float, best_moving: bool = False, sure: float = 0.0,
+             unplaced: bool = False) -> Piece:
     """A visual piece scaled by its motion agreement, and by its length relieved by its
     distinctiveness (``distinct`` already mapped to [0, 1]); undecidable motion (no motion on either
     side, e.g. a still picture) leaves the motion factor out. Distinctiveness does not stand in for
@@ -239,7 +240,11 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     at least somewhat), a distinctive piece no longer needs it to agree fully: stacked edits weaken
     the agreement of true copies too (0.15-0.78 over the hard benchmark's copies). ``sure``
     (distinctiveness past ``distinct_full``, mapped to [0, 1]) then lifts a piece that motion did not
-    reject towards 1 (``distinct_lift``)."""
+    reject towards 1 (``distinct_lift``). ``unplaced``: no line through the span moves with the
+    source better (``_realigned`` found none); a fully ``sure`` piece then keeps at least
+    ``unplaced_motion`` of its motion factor, since a crop, flip and speed change at once can leave
+    a copy's steps uncorrelated with its source's (0.04 along the true line of a hard-benchmark copy
+    that matched at 0.80) while nothing else in the library comes near it."""
     static, motion = False, 1.0
     if embeddings is not None and cfg.motion_full > cfg.motion_lo:
         m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
@@ -249,6 +254,8 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
             motion = float(np.clip((m - cfg.motion_lo) / (cfg.motion_full - cfg.motion_lo), 0.0, 1.0))
             if best_moving and motion > 0:
                 motion = max(motion, distinct)
+            elif unplaced and sure >= 1.0:
+                motion = max(motion, cfg.unplaced_motion)
     score = p.score
     if p.full >= 0 and not static:
         # a still picture matched for a few seconds is "the same picture" (a wallpaper pack, a
@@ -268,41 +275,11 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
 REALIGN_MIN_STEPS = 6
 
 
-def _unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique(a)`` by one sort: numpy 2's hashing unique took 0.7 s of a long video's scoring."""
-    a = np.sort(a.ravel())
-    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
-
-
-def _dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: int, min_density: float
-                   ) -> np.ndarray:
-    """The line offsets (multiples of ``step`` where the matched cells put them) that pass near a
-    matched cell (within ``step`` of its residual ``resid``) in at least ``min_density`` of the
-    span's ``n_rows`` query rows (``row_of``: each cell's row).
-
-    A cell's residual lies within ``step`` of at most the offsets one below, at and one above its
-    own rounded one, so the cells x offsets table is never built: a long span of a near-static
-    source has a block of 10^5 matched cells and 10^3 offsets, and that table cost seconds."""
-    k = np.round(resid / step)
-    uniq = _unique(k)
-    offsets = uniq * step
-    pos, cov_rows = [], []
-    for d in (-1.0, 0.0, 1.0):
-        u = k + d
-        at = np.searchsorted(uniq, u)
-        ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == u)
-        near = ok & (np.abs(resid - u * step) <= step)
-        pos.append(at[near])
-        cov_rows.append(row_of[near])
-    key = _unique(np.concatenate(pos).astype(np.int64) * n_rows + np.concatenate(cov_rows).astype(np.int64))
-    covered = np.bincount(key // n_rows, minlength=len(offsets))  # distinct rows per offset
-    return offsets[covered >= min_density * n_rows]
-
-
 def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarray,
                embeddings: tuple[np.ndarray, np.ndarray], cfg: SegmentConfig, cell: float,
                q_valid: np.ndarray | None, s_valid: np.ndarray | None) -> Piece:
-    """``checked`` (``p`` after its checks), or the copy's own line over the same query seconds.
+    """``checked`` (``p`` after its checks), the copy's own line over the same query seconds, or
+    ``p`` checked as ``unplaced`` when no moving line does better.
 
     The line with the most evidence is not always the copy's: a source that shows one picture for a
     while (a slow pan over a photo, a repeated shot) matches a whole block of query x source cells,
@@ -311,38 +288,46 @@ def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray,
     (each slope searched, offsets where the cells put them) is scored by how well the query moves
     with the source along it; the best moving line that covers the span as densely as a segment must
     is aligned again alone and checked as the best-moving line (``_checked``), and kept if it scores
-    higher.
+    higher. Only when that fails is the voted line itself relieved of motion, so on a repeating
+    source a moving line still wins over an equally distinctive wrong one.
     """
     if checked.static or checked.score >= p.score * 0.999:
         return checked
+    moving = _moving_line(p, check, sim, tq, ts, embeddings, cfg, cell, q_valid, s_valid)
+    if moving is None or moving.score <= checked.score:
+        moving = check(p, unplaced=True)
+    return moving if moving.score > checked.score else checked
+
+
+def _moving_line(p: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarray,
+                 embeddings: tuple[np.ndarray, np.ndarray], cfg: SegmentConfig, cell: float,
+                 q_valid: np.ndarray | None, s_valid: np.ndarray | None) -> Piece | None:
+    """The best moving line through ``p``'s matched cells, aligned alone and checked, or None."""
     rows = np.flatnonzero((tq >= p.q_start) & (tq <= p.q_end))
     e = evidence(sim[rows], cfg.visual_lo, cfg.visual_hi)
     ii, jj = np.nonzero(e >= cfg.cell_threshold)
     if len(ii) < 2:
-        return checked
+        return None
     best: tuple[float, float, float] | None = None
     steps = query_steps(embeddings[0], tq, p.q_start, p.q_end, cfg.motion_lag)
     products = step_products(steps, embeddings[1])
     step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
     for slope in cfg.slopes:
         resid = s_cells - slope * t_cells
-        offsets = _dense_offsets(resid, step, ii, len(rows), cfg.min_density)
+        offsets = dense_offsets(resid, step, ii, len(rows), cfg.min_density)
         means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets,
                                      products=products)
         for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
                 best = (float(m), float(slope), float(off))
     if best is None or best[0] <= cfg.motion_lo:
-        return checked
+        return None
     _, slope, off = best
     only = np.zeros_like(sim)
     band = np.abs(ts[None, :] - (slope * tq[rows][:, None] + off)) <= cfg.offset_tol
     only[rows] = np.where(band, sim[rows], 0.0)
     alts = align(tq, ts, only, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid, s_valid=s_valid)
-    if not alts:
-        return checked
-    cand = check(max(alts, key=lambda a: (a.q_end - a.q_start, a.score)), best_moving=True)
-    return cand if cand.score > checked.score else checked
+    return check(max(alts, key=lambda a: (a.q_end - a.q_start, a.score)), best_moving=True) if alts else None
 
 
 def align_pair(query_id: str, source_id: str,
@@ -361,14 +346,14 @@ def align_pair(query_id: str, source_id: str,
 
     best = visual_sim.max(axis=1) if use_distinct else None
 
-    def check(p: Piece, best_moving: bool = False) -> Piece:
+    def check(p: Piece, best_moving: bool = False, unplaced: bool = False) -> Piece:
         d = sure = 0.0
         if use_distinct:
             raw = distinctiveness(p, best, background, q_times, q_valid)
             d = float(np.clip((raw - cfg.distinct_lo) / (cfg.distinct_full - cfg.distinct_lo), 0.0, 1.0))
             if cfg.distinct_lift > 0:
                 sure = float(np.clip((raw - cfg.distinct_full) / (cfg.distinct_sure - cfg.distinct_full), 0.0, 1.0))
-        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving, sure)
+        return _checked(p, embeddings, q_times, s_times, cfg, d, best_moving, sure, unplaced)
 
     vis = [_realigned(p, check(p), check, visual_sim, q_times, s_times, embeddings, cfg, cell, q_valid, s_valid)
            if embeddings is not None and cfg.motion_full > cfg.motion_lo else check(p) for p in vis]

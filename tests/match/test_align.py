@@ -176,6 +176,47 @@ def test_a_line_that_fails_motion_gives_way_to_the_copys_own_line():
     assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
 
 
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_copy_whose_motion_stacked_edits_scrambled_stands_when_nothing_else_is_like_it():
+    """A 12 s copy matched at 0.85 whose frames step unlike its source's (a crop, a flip and a speed
+    change at once did that to a hard-benchmark copy: motion 0.04 along its true line), and no line
+    through the span moves with the source: motion alone drops it. Far more like its source than any
+    other candidate (background 0.02), it keeps ``unplaced_motion`` of its motion factor and stands;
+    with the relief off, or matched as well by other videos (a look-alike), it does not."""
+    import dataclasses
+
+    tq, ts = frame_times(40), frame_times(30)
+    sim = paint_line(background(40, 30), tq, ts, 10, 22, 1.0, 2.0, 0.85)  # source 12-24 s
+    rng = np.random.default_rng(5)
+    emb = (_unit(rng.normal(size=(40, 16))), _unit(rng.normal(size=(30, 16))))  # steps uncorrelated
+    none = np.zeros((0, 2))
+    pair = lambda cfg, bg: align_pair("q", "s", tq, ts, sim, none, none, None, cfg, embeddings=emb,  # noqa: E731
+                                      background=np.full(len(tq), bg))
+    (m,) = pair(CFG, 0.02)
+    assert (m.q_start, m.q_end) == (10.0, 22.0) and (m.s_start, m.s_end) == pytest.approx((12.0, 24.0))
+    assert m.score >= CFG.min_score
+    assert pair(dataclasses.replace(CFG, unplaced_motion=0.0), 0.02) == []
+    assert pair(CFG, 0.84) == []
+
+
+def test_a_moving_line_still_wins_over_a_distinctive_one_that_does_not_move():
+    """The relief above applies only when no line moves: on a source that shows one picture twice,
+    both lines are equally distinctive, and the copy's own (moving) line is the one reported."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = background(40, 30)
+    paint_line(sim, tq, ts, 10, 22, 1.0, -10.0, 0.92)  # look-alike stretch: source 0-12 s
+    paint_line(sim, tq, ts, 10, 22, 1.0, 2.0, 0.88)    # the copy: source 12-24 s
+    rng = np.random.default_rng(3)
+    se = rng.normal(size=(30, 16))
+    qe = rng.normal(size=(40, 16))
+    qe[10:22] = se[12:24] + 0.05 * rng.normal(size=(12, 16))
+    (m,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.02), embeddings=(_unit(qe), _unit(se)))
+    assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
+
+
 def test_backgrounds_are_each_query_frames_best_among_the_other_candidates():
     from astradup.match.scoring import backgrounds
     from astradup.records import VideoFeatures

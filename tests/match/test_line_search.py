@@ -1,4 +1,4 @@
-"""The line search's fast paths give what the plain tables gave: ``align._dense_offsets`` (offsets
+"""The line search's fast paths give what the plain tables gave: ``line_offset.dense_offsets`` (offsets
 dense enough over a span) and ``motion.nearest`` (a source frame per line point), on random input
 with exact hits and ties; ``motion.lines_motion`` (every line's step cosines from one matrix of
 step x frame products) gives what the definition gives."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astradup.match.align import _dense_offsets
+from astradup.match.line_offset import dense_offsets as _dense_offsets
 from astradup.match.motion import _nearest_any, nearest, lines_motion, query_steps, step_products
 
 
