@@ -145,6 +145,11 @@ class Gateway:
         return {"status": "ok", "videos": sum(1 for r in statuses.values() if r["status"] == STATUS_OK),
                 "shards_quarantined": len(self.shards.quarantined(refresh=False)), **self.metrics.counts}
 
+    @api.get("/stats", summary="Shards, vectors, and per vector index the rows ready and waiting for a build",
+             responses=errors(401, 503))
+    async def stats(self) -> dict:
+        return await replica_answer(self.search.stats.remote())
+
     # ------------------------------------------------------------------ search
 
     @contextmanager

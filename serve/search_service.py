@@ -361,6 +361,11 @@ class SearchService:
         return {"items": items[:limit], "total": len(items), "took_ms": round(1000 * (time.time() - t0), 1),
                 "joined": bool(mtime)}
 
+    def stats(self) -> dict:
+        """``Catalog.stats``: shards, vectors, and per vector index the rows ready and the rows waiting
+        for a build (after a backfill or a Milvus restart, searches are slow until none wait)."""
+        return plain(self.catalog.stats())
+
     async def ping(self) -> dict:
         """On the replica's event loop, not in its thread pool: answers while decodes run."""
         return {"ok": True}

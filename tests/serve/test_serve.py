@@ -157,6 +157,18 @@ def test_healthz_page_and_api_key(srv):
     assert r.status_code == 200
 
 
+def test_stats_say_what_is_indexed_and_what_waits_for_an_index_build(srv):
+    """``astradup stats`` over HTTP: an operator of a large library checks after a backfill or a
+    Milvus restart that no rows wait for an index build before trusting search latencies."""
+    import requests
+
+    st = srv.get("/stats").json()
+    assert st["shards"]["videos_ok"] >= serve_harness.N_VIDEOS - 1 and st["vectors"]["frames"] > 0
+    for name, p in st["index"].items():
+        assert set(p) >= {"rows", "indexed", "pending", "ready"} and p["ready"] <= p["rows"], name
+    assert requests.get(srv.url + "/stats", timeout=30).status_code == 401
+
+
 def test_videos_list_and_detail(srv):
     r = srv.get("/videos").json()
     assert r["total"] == serve_harness.N_VIDEOS
