@@ -158,10 +158,13 @@ def test_a_look_alike_that_other_videos_match_as_well_is_not_rescued():
     assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.84)) == []
 
 
-def test_a_line_that_fails_motion_gives_way_to_the_copys_own_line():
-    """A source showing one picture twice (frames 0-12 and 12-24 alike frame by frame) offers two
-    lines for a 12 s copy of its second stretch; the first, slightly more similar, wins the vote but
-    moves unlike the query. The span is aligned again without it and the copy's own line stands."""
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _repeating_source():
+    """A source showing one picture twice (frames 0-12 and 12-24 alike frame by frame) and a query
+    whose 10-22 s copy its second stretch: (tq, ts, sim, embeddings)."""
     tq, ts = frame_times(40), frame_times(30)
     sim = background(40, 30)
     paint_line(sim, tq, ts, 10, 22, 1.0, -10.0, 0.92)  # look-alike stretch: source 0-12 s
@@ -170,14 +173,17 @@ def test_a_line_that_fails_motion_gives_way_to_the_copys_own_line():
     se = rng.normal(size=(30, 16))
     qe = rng.normal(size=(40, 16))
     qe[10:22] = se[12:24] + 0.05 * rng.normal(size=(12, 16))  # the query moves with its source
-    emb = (qe / np.linalg.norm(qe, axis=1, keepdims=True), se / np.linalg.norm(se, axis=1, keepdims=True))
+    return tq, ts, sim, (_unit(qe), _unit(se))
+
+
+def test_a_line_that_fails_motion_gives_way_to_the_copys_own_line():
+    """A source showing one picture twice (frames 0-12 and 12-24 alike frame by frame) offers two
+    lines for a 12 s copy of its second stretch; the first, slightly more similar, wins the vote but
+    moves unlike the query. The span is aligned again without it and the copy's own line stands."""
+    tq, ts, sim, emb = _repeating_source()
     (m,) = _pair(tq, ts, sim, embeddings=emb)
     assert (m.q_start, m.q_end) == (10.0, 22.0)
     assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
-
-
-def _unit(x):
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def test_a_copy_whose_motion_stacked_edits_scrambled_stands_when_nothing_else_is_like_it():
@@ -205,15 +211,8 @@ def test_a_copy_whose_motion_stacked_edits_scrambled_stands_when_nothing_else_is
 def test_a_moving_line_still_wins_over_a_distinctive_one_that_does_not_move():
     """The relief above applies only when no line moves: on a source that shows one picture twice,
     both lines are equally distinctive, and the copy's own (moving) line is the one reported."""
-    tq, ts = frame_times(40), frame_times(30)
-    sim = background(40, 30)
-    paint_line(sim, tq, ts, 10, 22, 1.0, -10.0, 0.92)  # look-alike stretch: source 0-12 s
-    paint_line(sim, tq, ts, 10, 22, 1.0, 2.0, 0.88)    # the copy: source 12-24 s
-    rng = np.random.default_rng(3)
-    se = rng.normal(size=(30, 16))
-    qe = rng.normal(size=(40, 16))
-    qe[10:22] = se[12:24] + 0.05 * rng.normal(size=(12, 16))
-    (m,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.02), embeddings=(_unit(qe), _unit(se)))
+    tq, ts, sim, emb = _repeating_source()
+    (m,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.02), embeddings=emb)
     assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
 
 
