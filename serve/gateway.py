@@ -37,7 +37,7 @@ from serve.hosts import HostPolicy
 from serve.media import Indexed, MediaGone, ThumbCache, content_type, open_verified, stream_range
 from serve.metrics import Metrics
 from serve.ranges import RangeNotSatisfiable, parse_range
-from serve.responses import (DeleteOut, HealthOut, QueueOut, ReviewList, ReviewOut, SearchOut, VideoDetail,
+from serve.responses import (DeleteOut, HealthOut, QueueOut, ReviewList, ReviewOut, SearchOut, StatsOut, VideoDetail,
                              VideoList, errors)
 from serve.search_form import (ID_PATTERN, MAX_TOP, SEARCH_OPENAPI, check_id, check_size, check_upload, field_bool,
                                field_int, read_search_request)
@@ -146,7 +146,7 @@ class Gateway:
                 "shards_quarantined": len(self.shards.quarantined(refresh=False)), **self.metrics.counts}
 
     @api.get("/stats", summary="Shards, vectors, and per vector index the rows ready and waiting for a build",
-             responses=errors(401, 503))
+             response_model=StatsOut, responses=errors(401, 503))
     async def stats(self) -> dict:
         return await replica_answer(self.search.stats.remote())
 

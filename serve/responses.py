@@ -35,6 +35,22 @@ class HealthOut(_Out):
     errors_5xx: int
 
 
+class IndexProgressOut(_Out):
+    rows: int = Field(description="rows the collection holds")
+    indexed: int = Field(description="rows Milvus reports indexed")
+    pending: int = Field(description="rows waiting for an index build (searched by brute force meanwhile)")
+    ready: int = Field(description="rows searched through a built index: min(indexed, rows - pending)")
+
+
+class StatsOut(_Out):
+    shards: dict[str, int] = Field(description="videos by status, shard files and bytes, damaged shards")
+    vectors: dict[str, int] = Field(description="rows per vector collection")
+    index: dict[str, IndexProgressOut] = Field(description="per vector index, its build state")
+    quarantined: dict[str, str] = Field(description="each damaged shard skipped, and why")
+    milvus_uri: str
+    shards_dir: str
+
+
 class SegmentOut(_Out):
     """A matched interval: query seconds [q_start, q_end] are source seconds [s_start, s_end]."""
     query_id: str | None = None
