@@ -81,7 +81,7 @@ class Catalog:
             self.cfg.resolved_milvus_uri, token=self.cfg.milvus_token, prefix=self.cfg.collection_prefix,
             retry=RetryPolicy.from_config(self.cfg.retry), consistency=self.cfg.search.consistency,
             visual_dim=proj.frames_dim(self.embedder.dim), audio_dim=proj.audio_dim(audio_dim),
-            recreate=recreate, phash=v.phash, index_type=v.index_type), proj)
+            recreate=recreate, phash=v.phash, index_type=v.index_type), proj, v.merge_rows)
 
     def write(self, batch: list[VideoFeatures]) -> None:
         """Vectors first, then the shard with the status rows: a crash in between leaves the batch

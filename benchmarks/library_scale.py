@@ -694,6 +694,23 @@ def growth(v: float, base: float, n: int, n0: int) -> str:
     return f"x{r:.2f} (x{r ** (1 / math.log10(n / n0)):.2f}/10x)"
 
 
+def baseline_overrides(items: list[str], ap: argparse.ArgumentParser) -> dict:
+    """``section.key=value`` items as config overrides (values read as YAML: 1.0, true, [a])"""
+    import yaml
+
+    ov: dict = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        path = key.split(".")
+        if not eq or not all(path):
+            ap.error(f"--baseline-set {item!r}: takes SECTION.KEY=VALUE")
+        d = ov
+        for part in path[:-1]:
+            d = d.setdefault(part, {})
+        d[path[-1]] = yaml.safe_load(val)
+    return ov
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000", help="library sizes, comma separated")
@@ -722,6 +739,9 @@ def main() -> int:
                          "dataCoord.segment.maxSize=2048 (docs/scaling.md: segment size and KNN time)")
     ap.add_argument("--index-wait", type=float, default=0.0,
                     help="seconds to wait per N for Milvus to index every row before measuring")
+    ap.add_argument("--baseline-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="also measure the searches with this AstraDup setting (repeatable), say "
+                         "vectors.merge_rows=1.0, just before the configured ones: the before/after in one run")
     ap.add_argument("--json", default="")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -741,6 +761,7 @@ def main() -> int:
     if any(not k or not eq or not v for k, eq, v in pairs):
         ap.error("--milvus-set takes KEY=VALUE")
     settings = {k: v for k, _, v in pairs}
+    base_ov = baseline_overrides(args.baseline_set, ap)
     server = None if args.milvus_uri else MilvusHarness(cache / "milvus", settings)
     uri = args.milvus_uri or server.start()
     where = "given" if server is None else f"data in {cache / 'milvus'}"
@@ -763,6 +784,10 @@ def main() -> int:
                       "brute force, so the KNN figures are not the index's", flush=True)
             r = {"n": n, "frames": info["frames"], "build_s": info["build_s"]}
             r["indexed_share"] = share
+            if base_ov:
+                r["search_base"] = measure_search(cfg_for(cache, n, uri, **base_ov), info, queries, args.reps,
+                                                  args.ids, args.seed)
+                r["baseline_set"] = args.baseline_set
             r["search"] = measure_search(cfg, info, queries, args.reps, args.ids, args.seed)
             r["segments"] = loaded_segments(cfg)  # loaded by the searches
             r["replica"] = replica(cfg, info["groups"][0][0] if info["groups"] else next(iter(info["real_ids"].values())))
@@ -805,6 +830,12 @@ def report(r: dict, base: dict | None, n0: int) -> None:
             f"{kind} {len(rows)} ({', '.join(f'{x:,}' for x in rows)} rows)" for kind, rows in r["segments"].items()))
     print(f"  search by indexed id ({s['n_id_searches']}): p50 {s['id_p50']:.0f} ms, p95 {s['id_p95']:.0f} ms "
           f"{g(s['id_p95'], 'id_p95')}")
+    if "search_base" in r:
+        sb = r["search_base"]
+        ratio = lambda k: f"{s[k]:.0f} / {sb[k]:.0f} = x{s[k] / max(sb[k], 1e-9):.2f}"  # noqa: E731
+        print(f"  against {' '.join(r['baseline_set'])} in this run (configured / baseline): after extraction "
+              f"p50 {ratio('post_p50')}, p95 {ratio('post_p95')}; KNN p50 {ratio('knn_p50')}; by id p50 "
+              f"{ratio('id_p50')}, p95 {ratio('id_p95')}; recall@1 {s['recall1']:.3f} / {sb['recall1']:.3f}")
     if "error" in rp:
         print(f"  replica: failed: {rp['error']}")
     else:

@@ -299,11 +299,11 @@ class VectorsConfig:
     projection: Text = "builtin"  # builtin | none | path/to/projection.npz (scripts/fit_projection.py)
     frame_stride: Count = 2  # index every n-th frame (queries search with every frame)
     audio_stride: Count = 2  # index every n-th audio window
+    merge_rows: Share = 0.95  # consecutive query rows this alike (KNN space) share one search; 1 = never
     # auto (= off: no pHash collection; scoring reads the codes from the shards) | on | off
     phash: Annotated[Literal[PHASH_MODES], BeforeValidator(_phash_word)] = "auto"
-    # Vector index of the frame and audio collections: AUTOINDEX = the engine's choice (HNSW on Lite);
-    # Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE. Applies when a collection is made.
-    # Free text: a server has more index types than Lite, and Milvus names an unknown one itself.
+    # Frame/audio vector index when a collection is made: AUTOINDEX = the engine's choice (HNSW on Lite);
+    # Lite also has IVF_FLAT, IVF_SQ8, HNSW_SQ, BRUTE_FORCE; free text (a server has more, Milvus names a bad one).
     index_type: NonEmpty = "AUTOINDEX"
 
 

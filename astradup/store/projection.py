@@ -10,7 +10,12 @@ kept recall@1 and the segment scores unchanged while the vector store shrank ~25
 The projection is the top right singular vectors of *uncentred* unit vectors: the k-d map that
 best keeps inner products (centring would shift every similarity). Rows are L2-normalised again
 after projecting, so inner product stays the metric. Queries are projected but never strided:
-every query second still looks for its neighbours.
+every query second still looks for its neighbours. What a search costs is its rows (a Milvus
+server answers a few thousand a second on two cores), and consecutive seconds of one shot, or
+overlapping audio windows, are often the same row to the KNN: a run of rows at least
+``vectors.merge_rows`` alike (in the KNN's space) to its first is searched once, and every row of
+the run is given the first's neighbours (``alike_runs``). On the dev benchmark's real queries that
+is 2.5x fewer frame rows at 0.95; docs/scaling.md has what it does to latency and quality.
 
 Projecting to few dimensions raises the similarity of unrelated rows (on the dev sources, 3.5% of
 unrelated frame pairs reach 0.55 in 32-d against 0.24% in full), so a rule that reads the KNN's
@@ -164,15 +169,35 @@ def load_projection(setting: str, frame_stride: int, audio_stride: int, *, embed
                            fit["audio_tails"] if audio is not None else None)
 
 
+def alike_runs(rows: np.ndarray, level: float) -> np.ndarray:
+    """Per row, the first row of its run: a run goes on while a row's inner product with the
+    run's first reaches ``level`` (rows unit length). Comparing with the first, not the previous
+    row, keeps a slow drift (a pan) from chaining unlike rows into one run. ``level`` >= 1: every
+    row its own."""
+    x = np.asarray(rows, np.float32)
+    own = np.arange(len(x))
+    if level >= 1.0 or len(x) < 2:
+        return own
+    head = 0
+    for i in range(1, len(x)):
+        if float(x[i] @ x[head]) >= level:
+            own[i] = head
+        else:
+            head = i
+    return own
+
+
 class ProjectedVectors:
-    """A VectorStore seen through a projection: writes reduce, searches project the queries.
+    """A VectorStore seen through a projection: writes reduce, searches project the queries and
+    search each run of alike rows once (``alike_runs``).
 
     Everything else (counts, deletes, listing ids, close) goes straight to the store.
     """
 
-    def __init__(self, store: Any, projection: IndexProjection) -> None:
+    def __init__(self, store: Any, projection: IndexProjection, merge_rows: float = 1.0) -> None:
         self.store = store
         self.projection = projection
+        self.merge_rows = merge_rows
 
     def upsert_many(self, items: Sequence[VideoFeatures]) -> int:
         return self.store.upsert_many([self.projection.reduce(f) for f in items])
@@ -188,10 +213,18 @@ class ProjectedVectors:
                 "audio": len(np.asarray(g.audio_windows).reshape(-1, 2))}
 
     def search_frames(self, vectors: np.ndarray, k: int, exclude=None):
-        return self.store.search_frames(self.projection.query_frames(vectors), k, exclude=exclude)
+        return self._merged(self.store.search_frames, self.projection.query_frames(vectors), k, exclude)
 
     def search_audio(self, vectors: np.ndarray, k: int, exclude=None):
-        return self.store.search_audio(self.projection.query_audio(vectors), k, exclude=exclude)
+        return self._merged(self.store.search_audio, self.projection.query_audio(vectors), k, exclude)
+
+    def _merged(self, search: Any, rows: np.ndarray, k: int, exclude: Any) -> list[list]:
+        own = alike_runs(rows, self.merge_rows) if np.ndim(rows) == 2 else np.arange(0)
+        heads = np.flatnonzero(own == np.arange(len(own)))
+        if len(heads) == len(own):
+            return search(rows, k, exclude=exclude)
+        found = dict(zip(heads.tolist(), search(rows[heads], k, exclude=exclude)))
+        return [list(found[int(o)]) for o in own]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

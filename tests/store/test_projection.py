@@ -7,7 +7,8 @@ import pytest
 from astradup.config import load_config
 from astradup.errors import ConfigError
 from astradup.records import VideoFeatures
-from astradup.store.projection import BUILTIN, IndexProjection, fit_basis, load_projection, project_rows, save
+from astradup.store.projection import (BUILTIN, IndexProjection, ProjectedVectors, alike_runs, fit_basis,
+                                      load_projection, project_rows, save)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -201,3 +202,47 @@ def test_the_unrelated_level_reads_the_tail_table_of_the_space_the_knn_searches(
     builtin = load_projection("builtin", 2, 2, embedder_kind=cfg.embedder.kind, embedder_model=cfg.embedder.model,
                               frame_dim=512, audio_dim=218)
     assert 0.3 < builtin.unrelated_level(0.05, "frames") < builtin.knn_floor(0.55, "frames")
+
+
+def _turning(n: int, step_deg: float) -> np.ndarray:
+    """n unit rows in a plane, each ``step_deg`` on from the last (a slow pan)."""
+    a = np.radians(step_deg) * np.arange(n)
+    return np.stack([np.cos(a), np.sin(a), np.zeros(n)], axis=1).astype(np.float32)
+
+
+def test_alike_rows_form_runs_that_a_slow_drift_cannot_stretch():
+    shot = _turning(4, 1.0)  # one shot: every row within 3 degrees of the first
+    cut = _unit(np.array([[0, 0, 1.0], [0, 0.1, 1.0]]))
+    rows = np.concatenate([shot, cut])
+    np.testing.assert_array_equal(alike_runs(rows, 0.95), [0, 0, 0, 0, 4, 4])
+    np.testing.assert_array_equal(alike_runs(rows, 1.0), np.arange(6))  # 1 = every row its own
+    pan = _turning(40, 5.0)  # each row 5 degrees on: alike to the previous (0.996), not to rows 20 on
+    own = alike_runs(pan, 0.95)
+    assert np.all(np.sum(pan * pan[own], axis=1) >= 0.95 - 1e-6)  # every row alike to its run's first
+    assert len(np.unique(own)) >= 40 * 5 / 18.2 - 1  # runs of at most 18.2 degrees (cos 0.95)
+    assert len(alike_runs(np.zeros((0, 3), np.float32), 0.95)) == 0
+
+
+class _Store:
+    """Answers each query row with one hit whose time is the row's first coordinate; counts rows."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def search_frames(self, q: np.ndarray, k: int, exclude=None) -> list:
+        self.asked.append(len(q))
+        return [[("v", float(r[0]), 1.0)] for r in q]
+
+    search_audio = search_frames
+
+
+def test_a_run_of_alike_query_rows_is_searched_once_and_every_row_gets_its_neighbours():
+    rows = np.concatenate([_turning(4, 1.0), _unit(np.array([[0, 0, 1.0], [0, 0.1, 1.0]]))])
+    store = _Store()
+    hits = ProjectedVectors(store, IndexProjection(), merge_rows=0.95).search_frames(rows, 10)
+    assert store.asked == [2] and len(hits) == 6  # two runs searched, six rows answered
+    assert all(h == hits[0] for h in hits[:4]) and hits[4] == hits[5] != hits[0]
+    hits[1].append(("w", 0.0, 0.5))  # a row's list is its own: a caller may change it
+    assert len(hits[0]) == 1
+    whole = ProjectedVectors(store, IndexProjection(), merge_rows=1.0).search_audio(rows, 10)
+    assert store.asked[-1] == 6 and [h[0][1] for h in whole] == pytest.approx(rows[:, 0].tolist())
