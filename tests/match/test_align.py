@@ -216,6 +216,27 @@ def test_a_moving_line_still_wins_over_a_distinctive_one_that_does_not_move():
     assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
 
 
+def test_a_weak_copy_that_moves_with_its_source_counts_its_distinctiveness_as_sure():
+    """Three stacked edits (a flip, a crop and grayscale on the hard benchmark) leave a 7 s copy's
+    frames at 0.6 of its source. More like its source than the other candidates (background 0.3)
+    but short of distinct_full, it was not lifted and fell under min_score. Its query moves with the
+    source step by step, which no look-alike piece of dev40 or hard seeds 5-9 did: that movement
+    lets its distinctiveness lift it. The same match without the movement, or shared with
+    look-alikes, is not lifted."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = paint_line(background(40, 30), tq, ts, 10, 17, 1.0, 2.0, 0.6)  # source 12-19 s
+    rng = np.random.default_rng(4)
+    se, qe = rng.normal(size=(30, 16)), rng.normal(size=(40, 16))
+    still = (_unit(qe.copy()), _unit(se))
+    qe[10:17] = se[12:19] + 0.05 * rng.normal(size=(7, 16))
+    moving = (_unit(qe), _unit(se))
+    (m,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.3), embeddings=moving)
+    assert (m.q_start, m.q_end) == (10.0, 17.0) and (m.s_start, m.s_end) == pytest.approx((12.0, 19.0))
+    assert m.score >= CFG.min_score
+    assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.3), embeddings=still) == []
+    assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.6), embeddings=moving) == []
+
+
 def test_backgrounds_are_each_query_frames_best_among_the_other_candidates():
     from astradup.match.scoring import backgrounds
     from astradup.records import VideoFeatures
