@@ -169,18 +169,18 @@ class Searcher:
         proj = self.catalog.vectors.projection
         a_floor = proj.unrelated_level(VOTE_TAIL, "audio")
         n_var = len(extra_audio_hits) // max(len(top_a), 1)
-        # A variant's hit counts by how far it beats the level that the best of the window's
-        # 1 + n_var readings of unrelated music reaches as often as one reading reaches a_floor
-        # (a union bound), so that the extra readings add no votes to music that merely sounds alike.
+        # A variant's hit counts by how far it beats the level the best of a window's 1 + n_var readings
+        # of unrelated music reaches as often as one reading reaches a_floor (a union bound): no votes for sound-alikes.
         lift = proj.unrelated_level(VOTE_TAIL / (1 + n_var), "audio") - a_floor if n_var else 0.0
         for v in range(n_var):
             # a window votes once, with its best reading (as is or a pitch variant)
             shifted = [[h[:-1] + (h[-1] - lift,) for h in row[:k]]
                        for row in extra_audio_hits[v * len(top_a):(v + 1) * len(top_a)]]
             top_a = merge_hits(top_a, shifted, k)
-        votes = vote(top_f + top_m, floor=proj.unrelated_level(VOTE_TAIL, "frames"))
-        vote(top_a, weight=AUDIO_VOTE_WEIGHT, votes=votes, floor=a_floor)
-        cands = top_candidates(votes, self.cfg.search.max_candidates)
+        f_votes = vote(top_f + top_m, floor=proj.unrelated_level(VOTE_TAIL, "frames"))
+        a_votes = vote(top_a, weight=AUDIO_VOTE_WEIGHT, floor=a_floor)
+        votes = {v: f_votes.get(v, 0.0) + a_votes.get(v, 0.0) for v in {**f_votes, **a_votes}}
+        cands = top_candidates(votes, self.cfg.search.max_candidates, leaders=(f_votes, a_votes))
         if pruned:
             fh = outside(top_f, frame_times, common) + outside(top_m, frame_times, common)
             ah = outside(top_a, window_centres(f), common)

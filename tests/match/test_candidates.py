@@ -27,3 +27,19 @@ def test_a_vote_floor_lets_a_few_strong_rows_beat_a_look_alike_that_is_every_row
     v = vote(hits, floor=0.5)
     assert top_candidates(v, 1) == ["s"]
     assert v["s"] == 5 * (0.9 - 0.5) and v["l"] == 0.0  # below the floor counts nothing
+
+
+def test_the_video_a_modality_prefers_is_a_candidate_when_the_other_modality_outvotes_it():
+    # a long soundtrack that sounds like many library tracks (a0..a9 at 2.0-2.9 each), and 4 frames
+    # of a visual copy of "s" (0.98, floor 0.5): combined, s ranks 11th of 11 for 4 places
+    f = vote([[("s", 0.0, 0.98)] for _ in range(4)], floor=0.5)
+    a = {f"a{i}": 2.0 + i / 10 for i in range(10)}
+    both = {v: f.get(v, 0.0) + a.get(v, 0.0) for v in {**f, **a}}
+    assert "s" not in top_candidates(both, 4)
+    got = top_candidates(both, 4, leaders=(f, a))
+    assert len(got) == 4 and "s" in got
+    assert got == sorted(got, key=lambda v: -both[v])  # still in vote order
+    assert {"a9", "a8", "a7"} <= set(got)  # the audio's own leaders stay too
+    # a modality whose best videos have no vote at all (all below its floor) reserves nothing
+    none = vote([[("z", 0.0, 0.4)]], floor=0.5)
+    assert top_candidates(both, 4, leaders=(none, a)) == ["a9", "a8", "a7", "a6"]
