@@ -21,7 +21,11 @@ from astradup.features.phash import phash_frames
 from astradup.records import Decoded, VideoFeatures, VideoRef
 
 
-BLANK_STD = 6.0  # grey-level std below which a frame is a fade/black/flat card
+# Grey-level std below which a frame is black, a flat card or the dark end of a fade. Not higher: a
+# night scene is dark and low in contrast, not blank (grey mean 7-10, std 5.4-6.2 for a whole
+# hard-benchmark source, whose grayscale copy matched it at 0.77-0.82 and nothing else near that);
+# at 6.0 its frames carried no evidence. 2.0-4.0 gave the same figures (docs/performance.md).
+BLANK_STD = 4.0
 
 
 def blank_frames(frames: np.ndarray) -> list[int]:
