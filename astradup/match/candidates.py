@@ -46,9 +46,10 @@ def top_candidates(votes: dict[str, float], n: int, leaders: Sequence[dict[str, 
     soundtrack may resemble a dozen library tracks for minutes, so music look-alikes can out-vote
     the source of a 4 s visual copy whose every frame matched at 0.98 (hard benchmark seed 7: the
     source second by frame votes, 23rd overall). The source a modality prefers is still scored."""
+    ranked = _ranked(votes)
     must: list[str] = []
     for lv in leaders:
         must += [v for v in _ranked(lv)[:per] if lv[v] > 0 and v in votes and v not in must]
     chosen = set(must[:n])
-    chosen.update([v for v in _ranked(votes) if v not in chosen][:max(n - len(chosen), 0)])
-    return [v for v in _ranked(votes) if v in chosen]
+    chosen.update([v for v in ranked if v not in chosen][:max(n - len(chosen), 0)])
+    return [v for v in ranked if v in chosen]
