@@ -233,6 +233,15 @@ def test_shard_read_concurrency_is_bounded(value):
     assert load_config(overrides={"catalog": {"read_concurrency": 64}}).catalog.read_concurrency == 64
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.9", float("nan"), None])
+def test_merge_rows_is_a_similarity_level_in_zero_to_one(value):
+    """vectors.merge_rows decides which query rows share one KNN search: a value outside [0, 1] or
+    not a number is refused naming the key, not read as "merge everything" or "never"."""
+    with pytest.raises(ConfigError, match="merge_rows"):
+        load_config(overrides={"vectors": {"merge_rows": value}})
+    assert load_config(overrides={"vectors": {"merge_rows": 1.0}}).vectors.merge_rows == 1.0
+
+
 def test_the_repository_default_yaml_is_the_one_loaded():
     """configs/default.yaml (what users read and copy) is the package's default.yaml (what
     load_config reads): a copy drifts, as one did when a setting was added to it alone."""
