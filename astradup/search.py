@@ -22,7 +22,8 @@ from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.common import CommonSegment, Support, find_common, mask_pair, match_floor, may_be_common
 from astradup.match.products import all_products, frame_products
-from astradup.match.query_rows import check_dims, could_match_rows, outside, pitch_outside, step, window_centres
+from astradup.match.query_rows import (check_dims, could_match_rows, heard, outside, pitch_outside, pitch_rows,
+                                      spread_rows, step, window_centres)
 from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import fuse
 from astradup.match.scoring import backgrounds, informative, pair_audio_copy, pair_evidence, pair_segments
@@ -33,10 +34,8 @@ AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is w
 # (match/candidates.vote): 0.05 found 3 more of the 75 copies among the candidates on the hard
 # benchmark's four seeds (KNN emulated on their features), the same on dev8/dev40.
 VOTE_TAIL = 0.05
-# The pitch variants ask the KNN for every 2nd query window only: the same candidates and pooled
-# figures as every window on the hard benchmark's four seeds (LCT 0.688, segment micro-AP 0.717;
-# every 4th lost a copy), for 142 instead of 253 ms KNN p50 on a 10,000-video library (88 without
-# variants: benchmarks/library_scale.py, docs/scaling.md).
+# The pitch variants ask for every 2nd query window: the hard benchmark's figures of every window
+# (every 4th lost a copy), KNN p50 142 instead of 253 ms at 10,000 videos (docs/scaling.md, fifth round).
 PITCH_KNN_STRIDE = 2
 STAGE = telemetry.QUERY_STAGE_LATENCY  # no-op without Ray (the CLI), a Ray histogram in the Serve replica
 
@@ -74,8 +73,7 @@ class Searcher:
     def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None
                    ) -> tuple[VideoFeatures, np.ndarray, np.ndarray]:
         """``query_from_file``'s first half on a local file, (CPU features, frames, audio pitch
-        variants): what fails here is the file's fault, not the embedder's. ``decode``: tighter
-        limits than ``cfg.decode``."""
+        variants): what fails here is the file's fault. ``decode``: tighter limits than ``cfg.decode``."""
         with telemetry.timed(STAGE, stage="decode"):
             dec = decode_video(path, VideoRef(content_id(path), uri, os.path.getsize(path)), decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
@@ -200,32 +198,36 @@ class Searcher:
         keep = informative(q.features) if len(q.features.embeddings) else slice(None)
         emb = np.asarray(q.features.embeddings)[keep]
         av = np.asarray(q.features.audio_vectors)
-        frame_hits, mirror_hits, audio_hits, pitch_hits = vs.at_once(
+        frame_hits, mirror_hits, (audio_hits, pitch_hits) = vs.at_once(
             lambda: self._hits(len(emb), vis, lambda i, kk: vs.search_frames(emb[i], kk, exclude=exclude)),
             lambda: vs.search_frames(q.mirror[keep], k, exclude=exclude) if q.mirror is not None and len(q.mirror)
             else [],
-            lambda: self._hits(len(av), aud, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
-                               [(np.arange(len(av)), self._support(window_centres(q.features)))]) if len(av) else [],
-            lambda: self._pitch_hits(q, k, exclude) if q.pitch is not None and len(q.pitch) and len(av) else [])
+            lambda: self._audio_hits(q, av, aud, k, exclude) if len(av) else ([], []))
         times = np.asarray(q.features.timestamps, np.float64).reshape(-1)[keep] \
             if len(q.features.timestamps) else np.zeros(0)
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)
 
-    def _pitch_hits(self, q: Query, k: int, exclude: str | None) -> list:
-        """The pitch variants' hits, each variant's windows in turn, only every PITCH_KNN_STRIDE-th
-        window asked (the others empty: 5 s windows every 0.5 s overlap by 90%)."""
+    def _audio_hits(self, q: Query, av: np.ndarray, floor: float, k: int, exclude: str | None) -> tuple[list, list]:
+        """The windows' hits, then the pitch variants' of the windows whose own reading found
+        nothing at ``search.pitch_gate`` (a window heard clearly as it is was not shifted; the
+        variants are most of a query's KNN rows: docs/scaling.md, fourteenth round)."""
+        vs = self.catalog.vectors
+        hits = self._hits(len(av), floor, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
+                          [(np.arange(len(av)), self._support(window_centres(q.features)))])
+        if q.pitch is None or not len(q.pitch):
+            return hits, []
+        return hits, self._pitch_hits(q, k, exclude, ~heard(hits, self.cfg.search.pitch_gate))
+
+    def _pitch_hits(self, q: Query, k: int, exclude: str | None, ask: np.ndarray | None = None) -> list:
+        """The pitch variants' hits, each variant's windows in turn (``pitch_rows``: which are asked)."""
         n_var, n_win, dim = np.shape(q.pitch)
-        rows = np.arange(0, n_win, PITCH_KNN_STRIDE)
+        rows = pitch_rows(n_win, PITCH_KNN_STRIDE, ask)
         hits = self.catalog.vectors.search_audio(np.asarray(q.pitch, np.float32)[:, rows].reshape(-1, dim), k,
-                                                 exclude=exclude)
-        out: list = [[] for _ in range(n_var * n_win)]
-        for j, h in enumerate(hits):
-            out[(j // len(rows)) * n_win + rows[j % len(rows)]] = h
-        return out
+                                                 exclude=exclude) if len(rows) else []
+        return spread_rows(hits, rows, n_var, n_win)
 
     def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:
-        """``knn``'s candidates alone."""
-        return self.knn(q, exclude, pruned).candidates
+        return self.knn(q, exclude, pruned).candidates  # knn's candidates alone
 
     def candidates_many(self, queries: dict[str, VideoFeatures], pruned: bool = False) -> dict[str, list[str]]:
         """``knn_many``'s candidates alone."""
@@ -314,10 +316,8 @@ class Searcher:
             ev = pair_evidence(qf, s, self.cfg.score, q.mirror, prod)
             fused = fuse(ev.modality_scores(), self.cfg.fusion)
             notes = list(fused.notes)
-            if not q.features.has_audio:
-                notes = [n.replace("no audio evidence", "query has no audio track") for n in notes]
-            elif not s0.has_audio:
-                notes = [n.replace("no audio evidence", "source has no audio track") for n in notes]
+            lacks = "query" if not q.features.has_audio else "source" if not s0.has_audio else ""
+            notes = [n.replace("no audio evidence", f"{lacks} has no audio track") for n in notes] if lacks else notes
             if ev.mirrored:
                 notes.append("mirrored copy")
             if shared:

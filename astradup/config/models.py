@@ -79,8 +79,7 @@ class AudioConfig:
     window: Positive = 5.0  # seconds per audio window
     step: Positive = 1.0  # window step for indexed videos
     query_step: Positive = 0.5  # window step for queries (0.5 beat 1.0 on the dev benchmark sweep)
-    # MFCCs are the DCT of 40 mel bands (features/mfcc.py MEL_BANDS): there are no more than 40, and
-    # asking for more broke the streamed path of long tracks
+    # MFCCs are the DCT of 40 mel bands (features/mfcc.py): no more than 40 (more broke long tracks)
     n_mfcc: Annotated[int, Strict(), Field(ge=1, le=40)] = 13
     # Queries also search their audio read this many semitones higher/lower (features/pitch_variants.py:
     # pitch-shifted soundtracks; [] = off); each shift costs a query one more Chromaprint + MFCC pass
@@ -223,8 +222,8 @@ class CommonConfig:
     max_cover: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.5
     # seconds between common rows that still make one segment (the index keeps every n-th frame)
     max_gap: NonNegative = 2.0
-    # an audio window's match with a video counts only if that video also matches a window this many
-    # seconds away at the same offset (chance look-alikes grow with the library; match/common.py); 0 = all
+    # an audio window's match counts only if that video also matches a window this many seconds away
+    # at the same offset (chance look-alikes grow with the library; match/common.py); 0 = all
     audio_support: NonNegative = 2.5
 
 
@@ -234,6 +233,7 @@ class SearchConfig:
     max_candidates: Count = 20  # candidate videos scored in full per query
     top: Count = 10  # matches returned
     consistency: Literal[CONSISTENCY_LEVELS] = "Session"  # of Milvus server searches
+    pitch_gate: Share = 0.9  # a query window with a neighbour this alike (KNN space) skips its pitch variants
     # What a client's {"uri": "s3://..."} may name (the service reads it with its own credentials):
     # s3://bucket[/prefix] entries, matched on whole path segments (astradup/uris.py). Empty = the
     # buckets the index's status records came from; a local-only index then allows no URI at all.

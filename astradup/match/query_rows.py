@@ -1,6 +1,7 @@
 """The query's rows as scoring sees them: sample spacing, window centres, the rows outside the
 common segments (for the votes' pruning and for the pitch variants), the cheap could-they-match
-test, and the dimension check; pure numpy, shared by ``Searcher``'s KNN and scoring halves."""
+test, which windows' pitch variants the KNN asks for, and the dimension check; pure numpy,
+shared by ``Searcher``'s KNN and scoring halves."""
 from __future__ import annotations
 
 import numpy as np
@@ -77,3 +78,24 @@ def check_dims(q: VideoFeatures, s: VideoFeatures) -> None:
         raise ConfigError(f"{s.video_id} was indexed with {ds[1]}-d frame vectors and the query has {dq[1]}-d: "
                           "the index and the queries must use the same embedder settings (embedder.model, "
                           "embedder.pca_dims)")
+
+
+def heard(hits: list, gate: float) -> np.ndarray:
+    """Per row, whether its best hit reaches ``gate`` (hits as the KNN returns them, similarity last)."""
+    return np.array([max((x[-1] for x in h), default=-np.inf) >= gate for h in hits], bool)
+
+
+def pitch_rows(n_win: int, stride: int, ask: np.ndarray | None = None) -> np.ndarray:
+    """The windows whose pitch variants the KNN is asked for: every ``stride``-th (5 s windows every
+    0.5 s overlap by 90%), and of those only where ``ask``."""
+    rows = np.arange(0, n_win, stride)
+    return rows if ask is None else rows[np.asarray(ask, bool)[rows]]
+
+
+def spread_rows(hits: list, rows: np.ndarray, n_var: int, n_win: int) -> list:
+    """Hits of ``n_var`` variants x ``rows`` (each variant's rows in turn) as n_var x n_win lists,
+    row w of each the hits of window w, empty for a window not asked."""
+    out: list = [[] for _ in range(n_var * n_win)]
+    for j, h in enumerate(hits):
+        out[(j // len(rows)) * n_win + int(rows[j % len(rows)])] = h
+    return out

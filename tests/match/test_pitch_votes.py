@@ -98,3 +98,49 @@ def test_without_variants_the_votes_are_the_plain_ones(monkeypatch):
     s = _searcher(_Vectors(lambda r: ("x", 0.0, 5.0, 0.9)))
     base = [[("other", 0.0, 5.0, 0.60)] for _ in range(4)]
     assert s._pick(q.features, np.zeros(0), [], [], base, False, []).candidates == ["other"]
+
+
+def test_windows_heard_clearly_as_they_are_skip_their_pitch_variants():
+    """A window whose own reading already has a neighbour at ``search.pitch_gate`` was not pitch
+    shifted: its variants are not asked (they were most of a query's KNN rows); every other asked
+    window's are, and their hits still land on their window."""
+    n_var, n_win = 2, 8
+    q = _query(n_var, n_win)
+    q.features.audio_vectors[:, 0] = 100 + np.arange(n_win)  # plain rows told apart from variant rows
+    clear = {0, 1, 2, 5}
+
+    def hit(r):
+        if r[0] >= 100:  # a plain window: heard clearly (0.95) or not (0.5)
+            w = int(r[0]) - 100
+            return ("src", 0.0, 5.0, 0.95 if w in clear else 0.5)
+        return (f"v{int(r[0])}w{int(r[1])}", 0.0, 5.0, 0.8)
+
+    vs = _Vectors(hit)
+    s = _searcher(vs)
+    assert s.cfg.search.pitch_gate == 0.9
+    av = np.asarray(q.features.audio_vectors)
+    plain, extra = s._audio_hits(q, av, 0.5, 3, None)
+    assert [h[0][-1] for h in plain] == [0.95 if w in clear else 0.5 for w in range(n_win)]
+    asked_windows = sorted({int(r[1]) for a in vs.asked[1:] for r in a})
+    assert asked_windows == [4, 6]  # every 2nd window (0, 2, 4, 6) less those heard (0, 2)
+    for v in range(n_var):
+        for w in range(n_win):
+            assert extra[v * n_win + w] == ([(f"v{v}w{w}", 0.0, 5.0, 0.8)] if w in (4, 6) else []), (v, w)
+
+    # a gate no hit reaches asks every 2nd window, as before the gate
+    s_all = Searcher(load_config(None, {"common": {"min_videos": 0}, "search": {"pitch_gate": 1.0}}),
+                     SimpleNamespace(vectors=_Vectors(hit)))
+    _, extra_all = s_all._audio_hits(q, av, 0.5, 3, None)
+    assert [w for w in range(n_win) if extra_all[w]] == [0, 2, 4, 6]
+
+    # every window heard: no variant request at all
+    vs_clear = _Vectors(lambda r: ("src", 0.0, 5.0, 0.99))
+    _, none = _searcher(vs_clear)._audio_hits(q, av, 0.5, 3, None)
+    assert len(vs_clear.asked) == 1 and none == [[] for _ in range(n_var * n_win)]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "high", float("nan")])
+def test_a_pitch_gate_outside_0_1_is_refused_naming_the_key(bad):
+    from astradup.errors import ConfigError
+    with pytest.raises(ConfigError, match="pitch_gate"):
+        load_config(None, {"search": {"pitch_gate": bad}})
