@@ -122,17 +122,19 @@ class Searcher:
         proj = self.catalog.vectors.projection
         return proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
 
-    def _hits(self, n_rows: int, floor: float, search, videos: list = ()) -> list:
+    def _hits(self, n_rows: int, floor: float, search, videos: list = (), then=None) -> list:
         """Per row, its hits from ``search(row_indices, k)``: ``_knn_k`` of them, and
         ``common.search_k`` for the rows that ``may_be_common`` with ``videos`` (a second request
         for those alone: a distinct-video count needs more neighbours, since a video's intro holds
-        several similar frames, but most rows of most videos are not common)."""
+        several similar frames, but most rows of most videos are not common). ``then(hits)``: run on
+        the first request's hits beside the second (the pitch variants need each row's best)."""
         c = self.cfg.common
         hits = search(np.arange(n_rows), self._knn_k())
         deep = may_be_common(hits, floor, c.min_videos, c.max_cover, videos) if c.search_k > self._knn_k() else []
-        if deep:
-            for i, h in zip(deep, search(np.asarray(deep), c.search_k)):
-                hits[i] = h
+        got = self.catalog.vectors.at_once(*([lambda: search(np.asarray(deep), c.search_k)] if deep else []),
+                                           *([lambda: then(hits)] if then else []))
+        for i, h in zip(deep, got[0] if deep else []):
+            hits[i] = h
         return hits
 
     def _support(self, centres: np.ndarray) -> Support | None:
@@ -208,15 +210,13 @@ class Searcher:
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)
 
     def _audio_hits(self, q: Query, av: np.ndarray, floor: float, k: int, exclude: str | None) -> tuple[list, list]:
-        """The windows' hits, then the pitch variants' of the windows whose own reading found
-        nothing at ``search.pitch_gate`` (a window heard clearly as it is was not shifted; the
-        variants are most of a query's KNN rows: docs/scaling.md, fourteenth round)."""
-        vs = self.catalog.vectors
-        hits = self._hits(len(av), floor, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
-                          [(np.arange(len(av)), self._support(window_centres(q.features)))])
-        if q.pitch is None or not len(q.pitch):
-            return hits, []
-        return hits, self._pitch_hits(q, k, exclude, ~heard(hits, self.cfg.search.pitch_gate))
+        """The windows' hits, and the pitch variants' of windows whose own best is under ``search.pitch_gate``
+        (one heard clearly as it is was not shifted; variants are most KNN rows: docs/scaling.md)."""
+        vs, out = self.catalog.vectors, []
+        then = (lambda h: out.extend(self._pitch_hits(q, k, exclude, ~heard(h, self.cfg.search.pitch_gate)))) \
+            if q.pitch is not None and len(q.pitch) else None
+        return self._hits(len(av), floor, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
+                          [(np.arange(len(av)), self._support(window_centres(q.features)))], then), out
 
     def _pitch_hits(self, q: Query, k: int, exclude: str | None, ask: np.ndarray | None = None) -> list:
         """The pitch variants' hits, each variant's windows in turn (``pitch_rows``: which are asked)."""
