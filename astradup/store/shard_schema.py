@@ -134,7 +134,10 @@ META_COLUMNS: tuple[tuple[str, type, tuple[type, ...]], ...] = (
 
 
 def conform(t: pa.Table) -> pa.Table:
-    """A features table in FEATURES_SCHEMA: columns an older shard lacks read as nulls."""
+    """A features table in FEATURES_SCHEMA: columns an older shard lacks read as nulls. A table
+    already in it is returned as is (casting every column anyway was an eighth of a candidate read)."""
+    if t.schema.equals(FEATURES_SCHEMA):
+        return t
     cols = [t.column(f.name) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
             for f in FEATURES_SCHEMA]
     return pa.Table.from_arrays(cols, names=FEATURES_SCHEMA.names).cast(FEATURES_SCHEMA)
