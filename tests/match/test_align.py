@@ -44,6 +44,17 @@ def test_speed_change_gives_slope_and_source_span():
     assert p.s_start == pytest.approx(0.0, abs=0.6) and p.s_end == pytest.approx(33.0, abs=1.1)
 
 
+def test_a_wrong_slope_a_little_more_alike_than_the_copys_line_loses_to_slope_one():
+    """After a crop of panning footage, a steep line through alike frames elsewhere in the source
+    can be a few hundredths more alike per second than the copy's own unsped line (SLOPE_PRIOR)."""
+    tq, ts = frame_times(30), frame_times(60)
+    sim = paint_line(background(30, 60), tq, ts, 10, 20, 1.0, 5.0, value=0.80)  # the copy: s 15-25
+    sim = paint_line(sim, tq, ts, 10, 20, 0.8, 28.0, value=0.82)  # the decoy: s 36-44, slope 0.8
+    p = max(align(tq, ts, sim, CFG.visual_lo, CFG.visual_hi, CFG), key=lambda x: x.q_end - x.q_start)
+    assert (p.q_start, p.q_end) == (10.0, 20.0)
+    assert p.slope == pytest.approx(1.0, abs=0.02) and p.s_start == pytest.approx(15.0, abs=0.6)
+
+
 def test_isolated_hits_and_noise_give_nothing():
     tq, ts = frame_times(40), frame_times(40)
     sim = background(40, 40)
