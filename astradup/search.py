@@ -131,9 +131,8 @@ class Searcher:
         c = self.cfg.common
         hits = search(np.arange(n_rows), self._knn_k())
         deep = may_be_common(hits, floor, c.min_videos, c.max_cover, videos) if c.search_k > self._knn_k() else []
-        got = self.catalog.vectors.at_once(*([lambda: search(np.asarray(deep), c.search_k)] if deep else []),
-                                           *([lambda: then(hits)] if then else []))
-        for i, h in zip(deep, got[0] if deep else []):
+        more = (lambda: search(np.asarray(deep), c.search_k)) if deep else list
+        for i, h in zip(deep, self.catalog.vectors.beside(more, lambda: then(hits))[0] if then else more()):
             hits[i] = h
         return hits
 

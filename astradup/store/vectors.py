@@ -108,6 +108,16 @@ class VectorStore:
                 self._pool = ThreadPoolExecutor(_AT_ONCE, thread_name_prefix="milvus-search")
         return [f.result() for f in [self._pool.submit(c) for c in calls]]
 
+    def beside(self, here: Callable[[], Any], there: Callable[[], Any]) -> tuple[Any, Any]:
+        """(``here()``, ``there()``), ``there`` on a thread of its own while ``here`` runs in this one
+        (Lite: in turn). Not ``at_once``'s pool: the caller may be one of its threads, and callers
+        holding every pool thread while waiting on queued work would never be answered."""
+        if self.lite:
+            return here(), there()
+        with ThreadPoolExecutor(1, thread_name_prefix="milvus-beside") as one:
+            later = one.submit(there)
+            return here(), later.result()
+
     # ---------------------------------------------------------------- writes (store/vector_writes.py)
 
     def drop_all(self) -> None:

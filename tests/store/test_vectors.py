@@ -303,3 +303,32 @@ def test_at_once_runs_a_servers_searches_together_and_keeps_their_order():
     threads = []
     assert vs.at_once(*(lambda i=i: threads.append(threading.get_ident()) or i for i in range(3))) == [0, 1, 2]
     assert threads == [threading.get_ident()] * 3 and vs._pool is None
+
+
+def test_beside_runs_its_second_call_on_its_own_thread_even_from_a_busy_at_once_pool():
+    """The pitch variants' request goes out beside the audio's second request from inside an
+    ``at_once`` task: with every pool thread taken by such callers it must still be answered."""
+    import threading
+
+    from astradup.store.vectors import _AT_ONCE, VectorStore
+
+    vs = object.__new__(VectorStore)
+    vs.lite, vs._pool, vs._pool_lock = False, None, threading.Lock()
+    pair = threading.Barrier(2, timeout=10)  # here and there run at the same time
+    assert vs.beside(lambda: (pair.wait(), "here")[1], lambda: (pair.wait(), "there")[1]) == ("here", "there")
+    vs.at_once(lambda: None, lambda: None)  # the pool exists now
+    busy = threading.Barrier(_AT_ONCE, timeout=10)  # every pool thread holds a caller at once
+
+    def caller(i):
+        return lambda: (busy.wait(), vs.beside(lambda: i, lambda: -i))[1]
+
+    futures = [vs._pool.submit(caller(i)) for i in range(_AT_ONCE)]
+    assert [f.result(timeout=20) for f in futures] == [(i, -i) for i in range(_AT_ONCE)]
+    with pytest.raises(ZeroDivisionError):
+        vs.beside(lambda: 1, lambda: 1 / 0)
+    vs._pool.shutdown()
+    vs.lite = True
+    threads = []
+    assert vs.beside(lambda: threads.append(threading.get_ident()) or 1,
+                     lambda: threads.append(threading.get_ident()) or 2) == (1, 2)
+    assert threads == [threading.get_ident()] * 2
