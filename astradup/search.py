@@ -122,17 +122,16 @@ class Searcher:
         proj = self.catalog.vectors.projection
         return proj.knn_floor(vis, "frames"), proj.knn_floor(aud, "audio")
 
-    def _hits(self, n_rows: int, floor: float, search, videos: list = (), then=None) -> list:
-        """Per row, its hits from ``search(row_indices, k)``: ``_knn_k`` of them, and
-        ``common.search_k`` for the rows that ``may_be_common`` with ``videos`` (a second request
-        for those alone: a distinct-video count needs more neighbours, since a video's intro holds
-        several similar frames, but most rows of most videos are not common). ``then(hits)``: run on
-        the first request's hits beside the second (the pitch variants need each row's best)."""
+    def _hits(self, n_rows: int, floor: float, search, videos: list = ()) -> list:
+        """Per row, its hits from ``search(row_indices, k)``: ``_knn_k`` of them, more if common (``_deepened``)."""
+        return self._deepened(search(np.arange(n_rows), self._knn_k()), floor, search, videos)
+
+    def _deepened(self, hits: list, floor: float, search, videos: list = ()) -> list:
+        """``hits``, the rows that ``may_be_common`` with ``videos`` asked again for ``common.search_k``: a
+        distinct-video count needs more neighbours (an intro holds alike frames); most rows are not common."""
         c = self.cfg.common
-        hits = search(np.arange(n_rows), self._knn_k())
         deep = may_be_common(hits, floor, c.min_videos, c.max_cover, videos) if c.search_k > self._knn_k() else []
-        more = (lambda: search(np.asarray(deep), c.search_k)) if deep else list
-        for i, h in zip(deep, self.catalog.vectors.beside(more, lambda: then(hits))[0] if then else more()):
+        for i, h in zip(deep, search(np.asarray(deep), c.search_k) if deep else []):
             hits[i] = h
         return hits
 
@@ -209,13 +208,15 @@ class Searcher:
         return self._pick(q.features, times, frame_hits, mirror_hits, audio_hits, pruned, pitch_hits)
 
     def _audio_hits(self, q: Query, av: np.ndarray, floor: float, k: int, exclude: str | None) -> tuple[list, list]:
-        """The windows' hits, and the pitch variants' of windows whose own best is under ``search.pitch_gate``
-        (one heard clearly as it is was not shifted; variants are most KNN rows: docs/scaling.md)."""
-        vs, out = self.catalog.vectors, []
-        then = (lambda h: out.extend(self._pitch_hits(q, k, exclude, ~heard(h, self.cfg.search.pitch_gate)))) \
-            if q.pitch is not None and len(q.pitch) else None
-        return self._hits(len(av), floor, lambda i, kk: vs.search_audio(av[i], kk, exclude=exclude),
-                          [(np.arange(len(av)), self._support(window_centres(q.features)))], then), out
+        """The windows' hits, and beside their second request the pitch variants' of windows whose best is
+        under ``search.pitch_gate`` (one heard clearly was not shifted; variants are most KNN rows: docs/scaling.md)."""
+        search = lambda i, kk: self.catalog.vectors.search_audio(av[i], kk, exclude=exclude)  # noqa: E731
+        support, hits = [(np.arange(len(av)), self._support(window_centres(q.features)))], search(np.arange(len(av)), k)
+        if q.pitch is None or not len(q.pitch):
+            return self._deepened(hits, floor, search, support), []
+        ask = ~heard(hits, self.cfg.search.pitch_gate)
+        return self.catalog.vectors.beside(lambda: self._deepened(hits, floor, search, support),
+                                           lambda: self._pitch_hits(q, k, exclude, ask))  # ask: before deepening
 
     def _pitch_hits(self, q: Query, k: int, exclude: str | None, ask: np.ndarray | None = None) -> list:
         """The pitch variants' hits, each variant's windows in turn (``pitch_rows``: which are asked)."""
