@@ -64,7 +64,11 @@ def test_exact_knn_ties_go_to_the_earlier_row_on_the_block_path():
     """Exact copies (the same vector in several videos) tie: which rows come back must not depend on
     how the selection is done, so hits are reproducible between runs and between the two paths."""
     rng = np.random.default_rng(4)
-    base = _unit(rng.normal(size=(20, 8)))
+    # four entries of +-0.5 per row: every product with a copy is exactly 1.0 whatever order a GEMM
+    # kernel sums in (a float32 GEMM may put random vectors' products with copies 1 ulp apart by column)
+    base = np.zeros((20, 8), np.float32)
+    for row in base:
+        row[rng.choice(8, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
     parts = [(f"v{i:02d}", base if i % 3 == 0 else _unit(rng.normal(size=(20, 8))), np.arange(20.0)) for i in range(60)]
     index = Rows.stack(parts, 8)
     hits = exact_knn(base, np.full(20, "v00", dtype=object), index, k=6)
