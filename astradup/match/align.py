@@ -17,7 +17,7 @@ import numpy as np
 
 from astradup.config import SegmentConfig
 from astradup.match.line_offset import dense_offsets, refine_offset
-from astradup.match.motion import lines_motion, motion_agreement, query_steps, step_products
+from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
 # A slope pays this much path score per query second per unit away from 1 (``_best_line``): after a
@@ -320,13 +320,13 @@ def _moving_line(p: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarra
         return None
     best: tuple[float, float, float] | None = None
     steps = query_steps(embeddings[0], tq, p.q_start, p.q_end, cfg.motion_lag)
-    products = step_products(steps, embeddings[1])
+    products, norms = step_products(steps, embeddings[1]), StepNorms(embeddings[1])
     step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
     for slope in cfg.slopes:
         resid = s_cells - slope * t_cells
         offsets = dense_offsets(resid, step, ii, len(rows), cfg.min_density)
         means, counts = lines_motion(embeddings[1], tq, ts, steps, cfg.motion_lag, float(slope), offsets,
-                                     products=products)
+                                     products=products, norms=norms)
         for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
                 best = (float(m), float(slope), float(off))

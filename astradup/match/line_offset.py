@@ -67,6 +67,19 @@ def _unique(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
 
+SLOTS_MAX = 1 << 22  # integer offsets a look-up table of ``_slots`` spans at most (int64: 32 MB)
+
+
+def _slots(uniq: np.ndarray) -> np.ndarray | None:
+    """For sorted distinct integers ``uniq``: per integer of [uniq[0] - 1, uniq[-1] + 1], its index
+    in ``uniq`` or -1; None when that range is too wide (``dense_offsets`` then searches)."""
+    if not len(uniq) or uniq[-1] - uniq[0] + 3 > SLOTS_MAX:
+        return None
+    slot = np.full(int(uniq[-1] - uniq[0]) + 3, -1, np.int64)
+    slot[(uniq - uniq[0] + 1).astype(np.int64)] = np.arange(len(uniq))
+    return slot
+
+
 def dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: int, min_density: float
                   ) -> np.ndarray:
     """The line offsets (multiples of ``step`` where the matched cells put them) that pass near a
@@ -79,11 +92,16 @@ def dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: in
     k = np.round(resid / step)
     uniq = _unique(k)
     offsets = uniq * step
+    slot = _slots(uniq)
     pos, cov_rows = [], []
     for d in (-1.0, 0.0, 1.0):
         u = k + d
-        at = np.searchsorted(uniq, u)
-        ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == u)
+        if slot is not None:  # uniq's index of each integer, -1 where none: a look-up, not a binary search
+            at = slot[(u - uniq[0] + 1).astype(np.int64)]
+            ok = at >= 0
+        else:
+            at = np.searchsorted(uniq, u)
+            ok = (at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == u)
         near = ok & (np.abs(resid - u * step) <= step)
         pos.append(at[near])
         cov_rows.append(row_of[near])

@@ -68,14 +68,50 @@ def step_products(steps: tuple[np.ndarray, np.ndarray], s_emb: np.ndarray) -> np
     return steps[1] @ np.asarray(s_emb).T
 
 
+# Source frame pairs a StepNorms table holds at most (float64: 32 MB); a longer source computes each
+# call's pairs apart (``np.unique``), as every call did before the table.
+STEP_NORMS_MAX_CELLS = 1 << 22
+
+
+class StepNorms:
+    """``||s[j2] - s[j]||`` of source frame pairs, each computed once however many lines and slopes
+    use it. ``_realigned`` tries every slope over a span, and one pair's step length is asked again
+    by many lines: finding the distinct pairs of each call by ``np.unique`` (a sort of every
+    [lines, steps] cell) was a third of ``lines_motion`` on a long near-duplicate pair. A pair's
+    value is the same float either way (its own row's norm), so every mean is unchanged."""
+
+    def __init__(self, s_emb: np.ndarray) -> None:
+        self.s = np.asarray(s_emb)
+        self.n = len(self.s)
+        self.table = np.full(self.n * self.n, np.nan) if 0 < self.n * self.n <= STEP_NORMS_MAX_CELLS else None
+
+    def _norms(self, keys: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(self.s[keys % self.n] - self.s[keys // self.n], axis=1).astype(np.float64)
+
+    def __call__(self, j: np.ndarray, j2: np.ndarray) -> np.ndarray:
+        """The step lengths of the pairs (``j[k]``, ``j2[k]``), in their shape."""
+        keys = j.astype(np.int64) * self.n + j2
+        if self.table is None:
+            pairs, inv = np.unique(keys, return_inverse=True)
+            return self._norms(pairs)[inv.reshape(keys.shape)]
+        missing = keys[np.isnan(self.table[keys])]
+        if len(missing):
+            mark = np.zeros(len(self.table), bool)
+            mark[missing] = True
+            new = np.flatnonzero(mark)
+            self.table[new] = self._norms(new)
+        return self.table[keys]
+
+
 def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple[np.ndarray, np.ndarray],
                  lag: int, slope: float, offsets: np.ndarray, min_motion: float = 0.15, chunk: int = 256,
-                 products: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 products: np.ndarray | None = None, norms: StepNorms | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`motion_agreement` of the lines ``(slope, offsets[k])`` over one span, all at once:
     (mean cosines, NaN where none moved; step counts). ``_realigned`` tries hundreds of lines per
     span of a long video; ``products`` (:func:`step_products` of this span) makes each line cost
     look-ups instead of a [steps, dims] difference, and a source-frame pair's step length is
-    computed once for all lines that use it."""
+    computed once for all lines that use it (``norms``: a span's StepNorms, shared by its slopes)."""
     tq, ts = np.asarray(tq), np.asarray(ts)
     i, dq = steps
     means, counts = np.full(len(offsets), np.nan), np.zeros(len(offsets), np.int64)
@@ -87,13 +123,12 @@ def lines_motion(s_emb: np.ndarray, tq: np.ndarray, ts: np.ndarray, steps: tuple
     if products is None and len(offsets) > 1:
         products = step_products(steps, s_emb)
     rows = np.arange(len(i))[None, :]
+    norms = norms if norms is not None else StepNorms(s_emb)
     for a in range(0, len(offsets), chunk):
         off = np.asarray(offsets[a:a + chunk]).astype(x1.dtype)[:, None]
         j = find(ts, x1[None, :] + off)
         j2 = find(ts, x2[None, :] + off)
-        pairs, inv = np.unique(j.astype(np.int64) * len(ts) + j2, return_inverse=True)
-        ns = np.linalg.norm(s_emb[pairs % len(ts)] - s_emb[pairs // len(ts)], axis=1).astype(np.float64)
-        ns = ns[inv.reshape(j.shape)]  # [lines, steps]
+        ns = norms(j, j2)  # [lines, steps]
         if products is not None:
             dots = (products[rows, j2] - products[rows, j]).astype(np.float64)
         else:

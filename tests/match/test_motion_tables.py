@@ -1,0 +1,62 @@
+"""The look-up tables of the moving-line search (match/motion.StepNorms, match/line_offset._slots)
+give exactly what the per-call computations they replace give: every mean, count and offset equal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import astradup.match.line_offset as line_offset
+import astradup.match.motion as motion
+from astradup.match.motion import StepNorms, lines_motion, query_steps, step_products
+
+
+def _emb(rng, n: int, d: int = 16) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_step_norms_are_each_pairs_own_norm_on_both_paths(monkeypatch):
+    rng = np.random.default_rng(0)
+    s = _emb(rng, 40)
+    j, j2 = rng.integers(0, 40, (3, 50)), rng.integers(0, 40, (3, 50))
+    want = np.linalg.norm(s[j2] - s[j], axis=-1).astype(np.float64)
+    table = StepNorms(s)
+    assert table.table is not None
+    assert np.array_equal(table(j, j2), want)
+    assert np.array_equal(table(j, j2), want)  # asked again: from the table
+    assert np.isfinite(table.table).sum() == len(np.unique(j * 40 + j2))  # each distinct pair computed once
+    monkeypatch.setattr(motion, "STEP_NORMS_MAX_CELLS", 10)
+    wide = StepNorms(s)
+    assert wide.table is None and np.array_equal(wide(j, j2), want)
+
+
+def test_lines_sharing_a_span_table_across_slopes_score_as_each_alone():
+    rng = np.random.default_rng(1)
+    q, s = _emb(rng, 120), _emb(rng, 90)
+    tq, ts = np.arange(120, dtype=np.float32), np.arange(90, dtype=np.float32) * 0.5
+    steps = query_steps(q, tq, 0.0, 120.0, 3)
+    products, norms = step_products(steps, s), StepNorms(s)
+    for slope in (0.5, 0.8, 1.0, 1.25):
+        offsets = rng.uniform(-40, 40, 300)
+        shared = lines_motion(s, tq, ts, steps, 3, slope, offsets, products=products, norms=norms, chunk=64)
+        alone = lines_motion(s, tq, ts, steps, 3, slope, offsets)
+        assert np.array_equal(shared[0], alone[0], equal_nan=True) and np.array_equal(shared[1], alone[1])
+    assert (alone[1] > 0).any()  # lines that moved were compared, not only empty ones
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 2000.0])
+def test_dense_offsets_by_look_up_are_those_found_by_search(monkeypatch, scale):
+    rng = np.random.default_rng(int(scale))
+    cases = []
+    for step in (1 / 3, 0.5):
+        resid = rng.uniform(-scale, scale, 3000)
+        resid[:1000] = np.round(resid[:1000] / step) * step  # cells exactly on an offset
+        resid[1000:1500] = (np.round(resid[1000:1500] / step) + 0.5) * step  # halfway between two
+        resid[1500:2500] = 7.3 + rng.normal(0, step, 1000)  # a line many rows' cells lie near
+        cases.append((resid, step, rng.integers(0, 60, 3000)))
+    looked_up = [line_offset.dense_offsets(r, st, rows, 60, 0.2) for r, st, rows in cases]
+    monkeypatch.setattr(line_offset, "SLOTS_MAX", 0)
+    searched = [line_offset.dense_offsets(r, st, rows, 60, 0.2) for r, st, rows in cases]
+    for a, b in zip(looked_up, searched):
+        assert np.array_equal(a, b)
+    assert sum(len(a) for a in looked_up) > 0
