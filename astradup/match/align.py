@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.line_offset import dense_offsets, refine_offset
+from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
@@ -66,11 +66,8 @@ def _best_line(tq: np.ndarray, ts: np.ndarray, e: np.ndarray, raw: np.ndarray, c
         sel = np.abs(bins - lo - k) <= 1
         offset = float(np.average(b[sel], weights=e[sel]))
         near = np.abs(b - offset) <= cfg.offset_tol
-        qpath: dict[float, float] = {}
-        for t, r in zip(tq[near], raw[near]):
-            qpath[t] = max(qpath.get(t, -1.0), float(r))
-        score = sum(qpath.values())
-        key = (round(score - SLOPE_PRIOR * abs(slope - 1.0) * len(qpath), 4), -abs(slope - 1.0))
+        score, n_times = path_score(tq[near], raw[near])
+        key = (round(score - SLOPE_PRIOR * abs(slope - 1.0) * n_times, 4), -abs(slope - 1.0))
         if best is None or key > best[0]:
             best = (key, slope, offset, score)
     return None if best is None else (best[1], best[2], best[3])

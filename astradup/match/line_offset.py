@@ -16,6 +16,9 @@ lines inside ``align``, before the motion and distinctiveness checks, gained mor
 variant but let a dev40 distractor through). Measured with ``benchmarks/segments_bench.py``:
 hard variant, four seeds pooled, LCT-2024 0.688 -> 0.705, segment micro-AP 0.717 -> 0.726; dev40
 0.987 -> 0.990 (docs/performance.md).
+
+Also here, the other per-line sums of match/align.py: the offsets a moving line may take
+(``dense_offsets``) and a line's path score (``path_score``).
 """
 from __future__ import annotations
 
@@ -67,17 +70,32 @@ def _unique(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
 
-SLOTS_MAX = 1 << 22  # integer offsets a look-up table of ``_slots`` spans at most (int64: 32 MB)
+SLOTS_MAX = 1 << 22  # entries a look-up table of ``dense_offsets`` holds at most (32 MB)
 
 
-def _slots(uniq: np.ndarray) -> np.ndarray | None:
-    """For sorted distinct integers ``uniq``: per integer of [uniq[0] - 1, uniq[-1] + 1], its index
-    in ``uniq`` or -1; None when that range is too wide (``dense_offsets`` then searches)."""
-    if not len(uniq) or uniq[-1] - uniq[0] + 3 > SLOTS_MAX:
-        return None
-    slot = np.full(int(uniq[-1] - uniq[0]) + 3, -1, np.int64)
-    slot[(uniq - uniq[0] + 1).astype(np.int64)] = np.arange(len(uniq))
-    return slot
+def _distinct(k: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the distinct integers of ``k`` sorted, and per integer of [min - 1, max + 1] its index among
+    them or -1). Marked in a table over that range, not sorted; when the range is too wide, by
+    ``_unique`` and None (``dense_offsets`` then searches)."""
+    span = int(k.max() - k.min()) + 3 if len(k) else 0
+    if not 0 < span <= SLOTS_MAX:
+        return _unique(k), None
+    mark = np.zeros(span, bool)
+    mark[(k - k.min() + 1).astype(np.int64)] = True
+    at = np.flatnonzero(mark)
+    slot = np.full(span, -1, np.int64)
+    slot[at] = np.arange(len(at))
+    return at - 1 + k.min(), slot
+
+
+def _rows_covered(pos: np.ndarray, rows: np.ndarray, n_pos: int, n_rows: int) -> np.ndarray:
+    """Per position, how many distinct ``rows`` some (position, row) pair holds."""
+    if n_pos * n_rows <= SLOTS_MAX:
+        mark = np.zeros(n_pos * n_rows, bool)
+        mark[pos.astype(np.int64) * n_rows + rows.astype(np.int64)] = True
+        return mark.reshape(n_pos, n_rows).sum(axis=1)
+    key = _unique(pos.astype(np.int64) * n_rows + rows.astype(np.int64))
+    return np.bincount(key // n_rows, minlength=n_pos)
 
 
 def dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: int, min_density: float
@@ -90,9 +108,8 @@ def dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: in
     own rounded one, so the cells x offsets table is never built: a long span of a near-static
     source has a block of 10^5 matched cells and 10^3 offsets, and that table cost seconds."""
     k = np.round(resid / step)
-    uniq = _unique(k)
+    uniq, slot = _distinct(k)
     offsets = uniq * step
-    slot = _slots(uniq)
     pos, cov_rows = [], []
     for d in (-1.0, 0.0, 1.0):
         u = k + d
@@ -105,6 +122,18 @@ def dense_offsets(resid: np.ndarray, step: float, row_of: np.ndarray, n_rows: in
         near = ok & (np.abs(resid - u * step) <= step)
         pos.append(at[near])
         cov_rows.append(row_of[near])
-    key = _unique(np.concatenate(pos).astype(np.int64) * n_rows + np.concatenate(cov_rows).astype(np.int64))
-    covered = np.bincount(key // n_rows, minlength=len(offsets))  # distinct rows per offset
+    covered = _rows_covered(np.concatenate(pos), np.concatenate(cov_rows), len(offsets), n_rows)
     return offsets[covered >= min_density * n_rows]
+
+
+def path_score(t: np.ndarray, r: np.ndarray) -> tuple[float, int]:
+    """(sum over the distinct times ``t`` of the best ``r`` at each (at least -1), how many times). The
+    sum runs in the order the times first appear, so it is the float a per-cell dict loop gave: that
+    loop was a fifth of a long near-duplicate pair's scoring."""
+    if not len(t):
+        return 0, 0
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    starts = np.flatnonzero(np.concatenate([[True], ts[1:] != ts[:-1]]))
+    best = np.maximum(np.maximum.reduceat(np.asarray(r, np.float64)[order], starts), -1.0)
+    return sum(best[np.argsort(order[starts])].tolist()), len(starts)

@@ -60,3 +60,20 @@ def test_dense_offsets_by_look_up_are_those_found_by_search(monkeypatch, scale):
     for a, b in zip(looked_up, searched):
         assert np.array_equal(a, b)
     assert sum(len(a) for a in looked_up) > 0
+
+
+def test_path_score_is_the_sum_a_per_cell_loop_gives_in_first_seen_order():
+    from astradup.match.line_offset import path_score
+
+    def loop(t, r):
+        best: dict[float, float] = {}
+        for a, b in zip(t, r):
+            best[a] = max(best.get(a, -1.0), float(b))
+        return sum(best.values()), len(best)
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(0, 300))
+        t = rng.choice(np.arange(0.0, 40.0, 0.5), n).astype(np.float32 if trial % 2 else np.float64)
+        r = rng.uniform(-1.5, 1.0, n).astype(np.float32 if trial % 3 else np.float64)
+        assert path_score(t, r) == loop(t, r), trial
