@@ -77,3 +77,21 @@ def test_path_score_is_the_sum_a_per_cell_loop_gives_in_first_seen_order():
         t = rng.choice(np.arange(0.0, 40.0, 0.5), n).astype(np.float32 if trial % 2 else np.float64)
         r = rng.uniform(-1.5, 1.0, n).astype(np.float32 if trial % 3 else np.float64)
         assert path_score(t, r) == loop(t, r), trial
+
+
+@pytest.mark.parametrize("grid", ["even", "offset half-seconds", "uneven", "nearly even"])
+def test_left_of_is_searchsorted_on_any_increasing_times(grid):
+    from astradup.match.motion import left_of
+
+    rng = np.random.default_rng(7)
+    n = 300
+    ts = {"even": np.arange(n, dtype=np.float32),
+          "offset half-seconds": (np.arange(n) * 0.5 + 0.04).astype(np.float32),
+          "uneven": np.cumsum(rng.uniform(0.05, 2.0, n)),
+          "nearly even": np.arange(n) + rng.normal(0, 1e-6, n)}[grid]
+    x = rng.uniform(ts[0] - 3, ts[-1] + 3, (40, 80))
+    x[:10] = rng.choice(ts, (10, 80))  # on the times themselves
+    x[10:20] = rng.choice((ts[1:] + ts[:-1]) / 2, (10, 80))  # halfway between two
+    x[20, :3] = [np.nan, np.inf, -np.inf]
+    for xs in (x, x.astype(np.float32)):
+        assert np.array_equal(left_of(ts, xs), np.searchsorted(ts, xs, side="left"))
