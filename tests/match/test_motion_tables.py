@@ -95,3 +95,25 @@ def test_left_of_is_searchsorted_on_any_increasing_times(grid):
     x[20, :3] = [np.nan, np.inf, -np.inf]
     for xs in (x, x.astype(np.float32)):
         assert np.array_equal(left_of(ts, xs), np.searchsorted(ts, xs, side="left"))
+
+
+def test_best_per_row_is_the_per_cell_loop_it_replaced():
+    from astradup.match.align import best_per_row
+
+    def loop(qi, sj, w, dist):
+        best_at: dict[int, tuple[float, int]] = {}
+        rank_at: dict[int, float] = {}
+        for q, j, wv, d in zip(qi, sj, w, dist):
+            key = float(wv) - 0.01 * float(d)
+            if key > rank_at.get(int(q), -np.inf):
+                rank_at[int(q)], best_at[int(q)] = key, (float(wv), int(j))
+        return best_at
+
+    rng = np.random.default_rng(9)
+    for trial in range(300):
+        n = int(rng.integers(0, 400))
+        qi, sj = rng.integers(0, 40, n), rng.integers(0, 90, n)
+        # a still shot: many equal weights and distances, so ties must go to the earlier cell
+        w = rng.choice([0.5, 1.0], n).astype(np.float32) if trial % 2 else rng.uniform(0, 1, n).astype(np.float32)
+        d = rng.choice([0.0, 1.0], n).astype(np.float32) if trial % 3 else rng.uniform(0, 3, n).astype(np.float32)
+        assert best_per_row(qi, sj, w, d) == loop(qi, sj, w, d), trial
