@@ -61,15 +61,21 @@ def nearest(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(ts[lo] - x) <= np.abs(ts[hi] - x), lo, hi)
 
 
+LEFT_OF_MIN = 8192  # values from which ``left_of`` computes rather than searches (crossover ~5 000 measured)
+
+
 def left_of(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``np.searchsorted(ts, x, side="left")`` for strictly increasing ``ts``. Frame times are an even
     grid, so each index is first computed from the spacing and then checked (``ts[g - 1] < x <=
     ts[g]`` holds for the searched index alone); the few that fail, and a grid that is not even, are
-    searched. A binary search per value was most of ``lines_motion`` on a long pair: ~10x slower."""
+    searched. A binary search per value was most of ``lines_motion`` on a long pair (x1.7 at 16 000 values)."""
     x = np.asarray(x)
     n = len(ts)
-    step = (float(ts[-1]) - float(ts[0])) / (n - 1) if n >= 2 else 0.0
-    if step <= 0 or not np.allclose(np.diff(ts), step, rtol=1e-4, atol=0.0):
+    if x.size < LEFT_OF_MIN or n < 2:  # a binary search of a few values costs less than the set-up
+        return np.searchsorted(ts, x, side="left")
+    gaps = np.diff(ts)
+    step = (float(ts[-1]) - float(ts[0])) / (n - 1)
+    if step <= 0 or float(gaps.max() - gaps.min()) > 1e-4 * step:
         return np.searchsorted(ts, x, side="left")
     guess = np.clip(np.ceil((x - ts[0]) / step), 0, n)
     g = np.where(np.isfinite(guess), guess, 0).astype(np.int64)
