@@ -107,7 +107,7 @@ class StepNorms:
     def __init__(self, s_emb: np.ndarray) -> None:
         self.s = np.asarray(s_emb)
         self.n = len(self.s)
-        self.table = np.full(self.n * self.n, np.nan) if 0 < self.n * self.n <= STEP_NORMS_MAX_CELLS else None
+        self.table: np.ndarray | None = None  # made by the first call with enough pairs to pay for it
 
     def _norms(self, keys: np.ndarray) -> np.ndarray:
         return np.linalg.norm(self.s[keys % self.n] - self.s[keys // self.n], axis=1).astype(np.float64)
@@ -115,9 +115,13 @@ class StepNorms:
     def __call__(self, j: np.ndarray, j2: np.ndarray) -> np.ndarray:
         """The step lengths of the pairs (``j[k]``, ``j2[k]``), in their shape."""
         keys = j.astype(np.int64) * self.n + j2
-        if self.table is None:
+        cells = self.n * self.n
+        if self.table is None and (cells > STEP_NORMS_MAX_CELLS or keys.size * 8 < cells):
+            # one line's check (``motion_agreement``) asks a few hundred pairs: no table for them
             pairs, inv = np.unique(keys, return_inverse=True)
             return self._norms(pairs)[inv.reshape(keys.shape)]
+        if self.table is None:
+            self.table = np.full(cells, np.nan)
         missing = keys[np.isnan(self.table[keys])]
         if len(missing):
             mark = np.zeros(len(self.table), bool)

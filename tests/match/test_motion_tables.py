@@ -18,11 +18,13 @@ def _emb(rng, n: int, d: int = 16) -> np.ndarray:
 def test_step_norms_are_each_pairs_own_norm_on_both_paths(monkeypatch):
     rng = np.random.default_rng(0)
     s = _emb(rng, 40)
-    j, j2 = rng.integers(0, 40, (3, 50)), rng.integers(0, 40, (3, 50))
+    j, j2 = rng.integers(0, 40, (3, 200)), rng.integers(0, 40, (3, 200))
     want = np.linalg.norm(s[j2] - s[j], axis=-1).astype(np.float64)
+    few = StepNorms(s)
+    assert np.array_equal(few(j[:1, :20], j2[:1, :20]), want[:1, :20]) and few.table is None  # too few for a table
     table = StepNorms(s)
-    assert table.table is not None
     assert np.array_equal(table(j, j2), want)
+    assert table.table is not None
     assert np.array_equal(table(j, j2), want)  # asked again: from the table
     assert np.isfinite(table.table).sum() == len(np.unique(j * 40 + j2))  # each distinct pair computed once
     monkeypatch.setattr(motion, "STEP_NORMS_MAX_CELLS", 10)
