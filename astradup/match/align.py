@@ -88,10 +88,11 @@ def _fit(tq: np.ndarray, ts: np.ndarray, w: np.ndarray, slope: float, offset: fl
 def best_per_row(qi: np.ndarray, sj: np.ndarray, w: np.ndarray, dist: np.ndarray) -> dict[int, tuple[float, int]]:
     """Per query row, (weight, source column) of its cell with the largest ``w - 0.01 * dist``, the
     first such cell on ties: the per-cell loop it replaces, in one lexsort (a long pair has 10^5)."""
-    if not len(qi):
-        return {}
     key = np.asarray(w, np.float64) - 0.01 * np.asarray(dist, np.float64)
-    order = np.lexsort((np.arange(len(qi)), -key, qi))  # by row, best key first, earlier cell first
+    cand = np.flatnonzero(key > -np.inf)  # the loop's strict ``>`` from -inf never took NaN or -inf
+    if not len(cand):
+        return {}
+    order = cand[np.lexsort((cand, -key[cand], np.asarray(qi)[cand]))]  # by row, best key, earlier cell
     rows = np.asarray(qi)[order]
     first = order[np.concatenate([[True], rows[1:] != rows[:-1]])]
     return {int(q): (float(x), int(c)) for q, x, c in zip(np.asarray(qi)[first], np.asarray(w)[first],

@@ -23,6 +23,7 @@ Also here, the other per-line sums of match/align.py: the offsets a moving line 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -75,11 +76,13 @@ SLOTS_MAX = 1 << 22  # entries a look-up table of ``dense_offsets`` holds at mos
 
 def _distinct(k: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(the distinct integers of ``k`` sorted, and per integer of [min - 1, max + 1] its index among
-    them or -1). Marked in a table over that range, not sorted; when the range is too wide, by
-    ``_unique`` and None (``dense_offsets`` then searches)."""
-    span = int(k.max() - k.min()) + 3 if len(k) else 0
-    if not 0 < span <= SLOTS_MAX:
+    them or -1). Marked in a table over that range, not sorted; when the range is too wide or not
+    finite (a NaN time in a damaged record), by ``_unique`` and None (``dense_offsets`` then searches,
+    as it always did)."""
+    width = float(k.max() - k.min()) if len(k) else math.inf
+    if not width + 3 <= SLOTS_MAX:  # also false for NaN
         return _unique(k), None
+    span = int(width) + 3
     mark = np.zeros(span, bool)
     mark[(k - k.min() + 1).astype(np.int64)] = True
     at = np.flatnonzero(mark)

@@ -120,4 +120,23 @@ def test_best_per_row_is_the_per_cell_loop_it_replaced():
         # a still shot: many equal weights and distances, so ties must go to the earlier cell
         w = rng.choice([0.5, 1.0], n).astype(np.float32) if trial % 2 else rng.uniform(0, 1, n).astype(np.float32)
         d = rng.choice([0.0, 1.0], n).astype(np.float32) if trial % 3 else rng.uniform(0, 3, n).astype(np.float32)
+        if trial % 5 == 0 and n:  # a damaged record's NaN or infinite time: the loop never took such a cell
+            d[rng.integers(0, n, max(1, n // 4))] = rng.choice([np.nan, np.inf])
         assert best_per_row(qi, sj, w, d) == loop(qi, sj, w, d), trial
+
+
+def test_dense_offsets_with_nan_or_infinite_residuals_are_what_the_search_gave(monkeypatch):
+    """A damaged record's NaN or infinite time must not turn the look-up into an error: those spans
+    take the sorted path, as every span did before the tables."""
+    rng = np.random.default_rng(11)
+    resid = np.concatenate([7.0 + rng.normal(0, 0.2, 400), rng.uniform(-30, 30, 200)])
+    rows = rng.integers(0, 40, len(resid))
+    for bad in (np.nan, np.inf, -np.inf):
+        r = resid.copy()
+        r[::37] = bad
+        with np.errstate(invalid="ignore"):  # inf - inf in the distance test, on both paths alike
+            looked_up = line_offset.dense_offsets(r, 1 / 3, rows, 40, 0.2)
+            with monkeypatch.context() as m:
+                m.setattr(line_offset, "SLOTS_MAX", 0)
+                searched = line_offset.dense_offsets(r, 1 / 3, rows, 40, 0.2)
+        assert np.array_equal(looked_up, searched, equal_nan=True) and len(looked_up)
