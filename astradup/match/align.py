@@ -11,12 +11,13 @@ audio replaced is still found by sight, and one visually destroyed but with its 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
 from astradup.config import SegmentConfig
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
+from astradup.match.modalities import merge_close, merge_modalities, overlap
+from astradup.match.piece import Piece
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.records import SegmentMatch
 
@@ -25,18 +26,6 @@ from astradup.records import SegmentMatch
 # line by a few hundredths a second, while a real speed change (1.1) leads by more. Hard seeds 5-9
 # LCT 0.725 -> 0.733 (IoU 0.620 -> 0.632), dev40 0.990 either way; 2 and 4 scored the same.
 SLOPE_PRIOR = 1.0
-
-@dataclass(frozen=True)
-class Piece:
-    q_start: float
-    q_end: float
-    s_start: float
-    s_end: float
-    score: float
-    slope: float
-    offset: float
-    static: bool = False  # no visible motion: the picture cannot pin the time offset
-    full: float = -1.0  # the score before the length factor (-1: not known, the score stands)
 
 
 def evidence(sim: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -166,55 +155,6 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
         live_idx = np.flatnonzero(live)
         live[live_idx[spent]] = False
     return pieces
-
-
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
-
-
-def merge_modalities(visual: list[Piece], audio: list[Piece]) -> list[tuple[Piece, tuple[str, ...]]]:
-    """Visual pieces keep their (sharper) boundaries; an audio piece that agrees with one (same
-    stretch of both videos) confirms it, one that does not is a copy found by sound alone."""
-    out: list[tuple[Piece, tuple[str, ...]]] = []
-    used = set()
-    for v in visual:
-        mods: tuple[str, ...] = ("visual",)
-        for k, a in enumerate(audio):
-            if _overlap(v.q_start, v.q_end, a.q_start, a.q_end) > 0 and \
-                    _overlap(v.s_start, v.s_end, a.s_start, a.s_end) > 0:
-                used.add(k)
-                mods = ("visual", "audio")
-                if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):
-                    # the picture matched only a fragment of what the sound shows was copied
-                    v = Piece(a.q_start, a.q_end, a.s_start, a.s_end, max(v.score, a.score), a.slope, a.offset)
-                elif v.static:
-                    # still pictures give the query span but not where in the source: sound does
-                    v = Piece(v.q_start, v.q_end, max(a.slope * v.q_start + a.offset, 0.0),
-                              a.slope * v.q_end + a.offset, max(v.score, a.score), a.slope, a.offset)
-                else:
-                    v = Piece(v.q_start, v.q_end, v.s_start, v.s_end, max(v.score, a.score), v.slope, v.offset)
-        out.append((v, mods))
-    out += [(a, ("audio",)) for k, a in enumerate(audio) if k not in used]
-    return out
-
-
-def merge_close(pieces: list[tuple[Piece, tuple[str, ...]]], max_gap: float
-                ) -> list[tuple[Piece, tuple[str, ...]]]:
-    """Join pieces of one line that a dropped stretch (an overlay, a fade) cut in two."""
-    pieces = sorted(pieces, key=lambda p: p[0].q_start)
-    out: list[tuple[Piece, tuple[str, ...]]] = []
-    for p, mods in pieces:
-        if out:
-            last, lmods = out[-1]
-            same_line = abs((p.s_start - last.s_end) - (p.q_start - last.q_end) * last.slope) <= max_gap
-            if 0 <= p.q_start - last.q_end <= max_gap and same_line:
-                w0, w1 = last.q_end - last.q_start, p.q_end - p.q_start
-                out[-1] = (Piece(last.q_start, p.q_end, min(last.s_start, p.s_start), max(last.s_end, p.s_end),
-                                 (last.score * w0 + p.score * w1) / (w0 + w1), last.slope, last.offset),
-                           tuple(sorted(set(lmods) | set(mods), key=("visual", "audio").index)))
-                continue
-        out.append((p, mods))
-    return out
 
 
 def distinctiveness(p: Piece, best: np.ndarray, background: np.ndarray, tq: np.ndarray,
@@ -376,8 +316,9 @@ def align_pair(query_id: str, source_id: str,
     if audio_sim is not None and audio_sim.size:
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
         aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad)
-    merged = merge_close(merge_modalities(vis, aud), cfg.max_gap)
-    merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid) if "visual" in mods else p, mods)
+    merged = merge_close(merge_modalities(vis, aud, cfg.offset_tol, cfg.min_score), cfg.max_gap)
+    merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid, cfg.slopes, cfg.offset_tol)
+               if "visual" in mods else p, mods)
               for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
@@ -395,6 +336,6 @@ def suppress_overlaps(segments: list[SegmentMatch], max_overlap: float = 0.5) ->
     for m in sorted(segments, key=lambda m: (-round(m.score, 2), -len(m.modalities), -(m.q_end - m.q_start),
                                              m.source_id)):
         length = max(m.q_end - m.q_start, 1e-6)
-        if all(_overlap(m.q_start, m.q_end, k.q_start, k.q_end) <= max_overlap * length for k in kept):
+        if all(overlap(m.q_start, m.q_end, k.q_start, k.q_end) <= max_overlap * length for k in kept):
             kept.append(m)
     return kept

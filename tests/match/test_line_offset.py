@@ -62,3 +62,38 @@ def test_align_pair_reports_the_copy_at_its_source_seconds_on_slow_footage():
         assert segs and abs(segs[0].q_start - 10) <= 1 and abs(segs[0].q_end - 20) <= 1
         hits += abs(segs[0].s_start - 5) <= 0.5 and abs(segs[0].s_end - 15) <= 0.5
     assert hits == 8
+
+
+def _sped_copy(slope: float = 1.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query seconds 10-20 copy source 5-16 sped up 10%; the source is one slow scene, so every
+    copied row matches the source seconds within 1.5 s past ``visual_hi`` (0.82-0.90) and only the raw
+    similarities, highest along the true line, tell its slope."""
+    rng = np.random.default_rng(seed)
+    tq, ts = np.arange(40) + 0.5, np.arange(40) + 0.5
+    sim = rng.uniform(-0.05, 0.1, size=(40, 40))
+    for i in range(10, 20):
+        true = 5 + slope * (tq[i] - 10)
+        sim[i] = np.maximum(sim[i], 0.90 - 0.05 * np.abs(ts - true) + rng.uniform(-0.003, 0.003, 40))
+    return tq, ts, sim
+
+
+def test_a_sped_copy_voted_at_slope_one_is_put_on_its_own_slope():
+    cfg = load_config(None, {}).segments
+    tq, ts, sim = _sped_copy()
+    voted = _piece(10, 20, -5.0)  # slope 1: reports source 5-15 for 5-16
+    assert refine_offset(voted, tq, ts, sim, 1.0) is voted  # without the slopes, only shifts: none gains
+    p = refine_offset(voted, tq, ts, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol)
+    assert abs(p.slope - 1.1) < 0.05 and abs(p.s_start - 5.0) <= 0.5 and abs(p.s_end - 16.0) <= 0.5
+    # an unsped copy of the same kind keeps its line
+    tq, ts, sim = _sped_copy(slope=1.0)
+    p = refine_offset(voted, tq, ts, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol)
+    assert (p.slope, p.s_start, p.s_end) == (1.0, 5.0, 15.0)
+
+
+def test_align_pair_reports_a_sped_copy_of_a_slow_scene_with_its_source_length():
+    cfg = load_config(None, {}).segments
+    for seed in range(4):
+        tq, ts, sim = _sped_copy(seed=seed)
+        (m,) = align_pair("q", "s", tq, ts, sim, np.zeros((0, 2)), np.zeros((0, 2)), None, cfg, cell=1.0)
+        assert (m.q_start, m.q_end) == (10.0, 20.0)
+        assert abs(m.s_start - 5.0) <= 0.5 and abs(m.s_end - 16.0) <= 0.5, (seed, m)

@@ -1,0 +1,86 @@
+"""One pair's visual and audio pieces made into one list (match/modalities.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astradup.config import SegmentConfig
+from astradup.match.align import Piece, align_pair
+from astradup.match.modalities import both_found, merge_modalities, same_line
+
+CFG = SegmentConfig()
+
+
+def _piece(q0: float, q1: float, offset: float, score: float, slope: float = 1.0) -> Piece:
+    return Piece(q0, q1, slope * q0 + offset, slope * q1 + offset, score, slope, offset)
+
+
+def test_a_weak_picture_and_a_weak_sound_on_one_line_are_a_copy_together():
+    v, a = _piece(70, 80, -57.0, 0.47), _piece(70.5, 76.5, -56.7, 0.43)
+    ((m, mods),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
+    assert mods == ("visual", "audio")
+    assert m.score == pytest.approx(1 - 0.53 * 0.57) and m.score >= CFG.min_score
+    assert (m.q_start, m.q_end, m.s_start) == (70, 80, 13.0)  # the picture's (sharper) boundaries
+    # the same two pieces merged as before (no tolerance given): the better of the two, not a copy
+    ((old, _),) = merge_modalities([v], [a])
+    assert old.score == 0.47 < CFG.min_score
+
+
+def test_overlapping_pieces_on_different_lines_do_not_add_up():
+    """A 5 s audio window overlaps much: sound matched 3 s away from where the picture put the copy
+    is another place of the source (a repeated chorus), not the same copy seen twice."""
+    v, a = _piece(70, 80, -57.0, 0.47), _piece(70.5, 78.5, -54.0, 0.43)
+    assert not same_line(v, a, CFG.offset_tol)
+    ((m, mods),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
+    assert mods == ("visual", "audio") and m.score == 0.47
+
+
+def test_both_found_is_never_less_than_either_and_ignores_negative_scores():
+    for v, a in [(0.0, 0.0), (0.3, 0.9), (0.9, 0.3), (1.0, 0.2), (-0.5, 0.6)]:
+        s = both_found(v, a)
+        assert max(v, a, 0.0) <= s <= 1.0
+
+
+def test_a_picture_line_that_failed_its_checks_is_placed_by_the_sound_that_passed():
+    # the picture matched look-alike seconds 4 s off and failed (0.2); the sound passed (0.8)
+    v, a = _piece(40, 50, -36.0, 0.2), _piece(40.5, 49.0, -40.0, 0.8)
+    ((m, _),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
+    assert (m.q_start, m.q_end) == (40, 50)
+    assert (m.s_start, m.s_end, m.offset) == (0.0, 10.0, -40.0) and m.score == 0.8
+    # a picture that passed on its own keeps its line
+    ok = _piece(40, 50, -36.0, 0.7)
+    ((kept, _),) = merge_modalities([ok], [a], CFG.offset_tol, CFG.min_score)
+    assert (kept.s_start, kept.offset) == (4.0, -36.0)
+
+
+def test_align_pair_reports_a_copy_that_sight_and_sound_each_found_weakly():
+    """The end-to-end shape of a hard-benchmark copy under speed, overlay and noise: the picture's
+    line short of sure on its own (too few seconds of full-strength evidence), the sound's too;
+    together they pass ``min_score``, and only on the same line."""
+    rng = np.random.default_rng(3)
+    tq, ts = np.arange(60) + 0.5, np.arange(40) + 0.5
+    vsim = rng.uniform(0.0, 0.2, (60, 40))
+    for i in range(20, 24):  # 4 s of picture at 0.85: a short piece, scored by its length
+        vsim[i, i - 10] = 0.85
+    qw = np.stack([np.arange(0, 56, 0.5), np.arange(0, 56, 0.5) + 5.0], 1)
+    sw = np.stack([np.arange(0, 36, 1.0), np.arange(0, 36, 1.0) + 5.0], 1)
+    asim = rng.uniform(0.1, 0.4, (len(qw), len(sw)))
+
+    def sound(offset: float) -> np.ndarray:
+        s = asim.copy()
+        for i, (q0, _) in enumerate(qw):
+            j = np.flatnonzero(sw[:, 0] == q0 + offset)
+            if 17 <= q0 <= 22 and len(j):
+                s[i, j] = 0.75
+        return s
+
+    def report(a: np.ndarray) -> list:
+        return align_pair("q", "s", tq, ts, vsim, qw, sw, a, CFG, cell=1.0)
+
+    alone_v = [m for m in report(asim)]
+    assert not alone_v  # the picture alone is under min_score
+    together = report(sound(-10.0))
+    assert len(together) == 1 and together[0].modalities == ("visual", "audio")
+    assert together[0].q_start <= 20.5 and together[0].q_end >= 23.5
+    # the sound alone (picture unrelated) is under min_score too
+    assert not align_pair("q", "s", tq, ts, rng.uniform(0.0, 0.2, (60, 40)), qw, sw, sound(-10.0), CFG, cell=1.0)
