@@ -317,7 +317,8 @@ def align_pair(query_id: str, source_id: str,
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
         aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad)
     merged = merge_close(merge_modalities(vis, aud, cfg.offset_tol, cfg.min_score), cfg.max_gap)
-    merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid, cfg.slopes, cfg.offset_tol)
+    matched = cfg.visual_lo + cfg.cell_threshold * (cfg.visual_hi - cfg.visual_lo)  # a cell ``align`` counts
+    merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid, cfg.slopes, cfg.offset_tol, matched)
                if "visual" in mods else p, mods)
               for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,

@@ -46,11 +46,13 @@ def line_mean(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray,
 
 
 def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float,
-                  q_valid: np.ndarray | None = None, slopes: tuple = (), tol: float = 1.5):
+                  q_valid: np.ndarray | None = None, slopes: tuple = (), tol: float = 1.5,
+                  floor: float = -np.inf):
     """``p`` (a piece: q_start, q_end, s_start, s_end, slope, offset) moved along the source by
     the whole-frame shift that raises its line's mean similarity by ``MIN_GAIN`` or more, or put
-    on the line of its rows' most similar source frames (``_refit``) when that line, at its own
-    best shift, is more similar still."""
+    on the line of its rows' most similar source frames (``_refit``: ``slopes`` searched, ``tol``
+    the line's width, ``floor`` the least similarity of a matched frame) when that line, at its own
+    best shift, is more similar still and ends a frame or more away."""
     if cell <= 0 or len(ts) < 2:
         return p
     rows = np.flatnonzero((tq >= p.q_start) & (tq <= p.q_end))
@@ -63,8 +65,8 @@ def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: floa
     k = int(np.argmax(means))
     if slopes and len(rows) >= REFIT_MIN_ROWS:
         # one frame wider than the line's tolerance: the voted line itself may sit a frame off
-        a, b = _refit(tq, ts, sim, rows, p.slope, p.offset, tol + cell, slopes)
-        if abs(a - p.slope) > REFIT_MIN_SLOPE:
+        a, b = _refit(tq, ts, sim, rows, p.slope, p.offset, tol + cell, slopes, floor)
+        if abs(a - p.slope) * (p.q_end - p.q_start) >= cell:
             alt = [line_mean(tq, ts, sim, rows, a, b + d, cell) for d in shifts]
             j = int(np.argmax(alt))
             if alt[j] > max(means[k], means[MAX_SHIFT] + MIN_GAIN):
@@ -78,14 +80,14 @@ def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: floa
 
 
 REFIT_MIN_ROWS = 5  # frames a piece needs before its slope is fitted again
-REFIT_MIN_SLOPE = 0.02  # slope difference under which the refitted line is the same line
 
 
 def _refit(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray, slope: float, offset: float,
-           tol: float, slopes: tuple) -> tuple[float, float]:
+           tol: float, slopes: tuple, floor: float) -> tuple[float, float]:
     """(slope, offset) fitted to each row's most similar source frame within ``tol`` of the line
-    (ties to the nearer), or the line itself when under ``REFIT_MIN_ROWS`` rows have one or the fit
-    leaves the slopes searched.
+    (ties to the nearer) where that frame is a match at all (``floor``: a row whose copied frame is
+    blank in the source has only a chance neighbour there), or the line itself when under
+    ``REFIT_MIN_ROWS`` rows have one or the fit leaves the slopes searched.
 
     ``align`` picks each row's frame by evidence, which is clipped at ``visual_hi``: on a sped copy
     whose frames all match past it, every frame near the voted line counts the same, the nearest
@@ -95,7 +97,8 @@ def _refit(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray, sl
     dist = np.abs(ts[None, :] - (slope * tq[rows][:, None] + offset))
     band = np.where(dist <= tol, sim[rows] - 0.01 * dist, -np.inf)
     j = band.argmax(axis=1)
-    ok = np.isfinite(band[np.arange(len(rows)), j])
+    best = band[np.arange(len(rows)), j]
+    ok = np.isfinite(best) & (best >= floor)
     if ok.sum() < REFIT_MIN_ROWS:
         return slope, offset
     a, b = np.polyfit(tq[rows][ok], ts[j[ok]], 1)

@@ -97,3 +97,22 @@ def test_align_pair_reports_a_sped_copy_of_a_slow_scene_with_its_source_length()
         (m,) = align_pair("q", "s", tq, ts, sim, np.zeros((0, 2)), np.zeros((0, 2)), None, cfg, cell=1.0)
         assert (m.q_start, m.q_end) == (10.0, 20.0)
         assert abs(m.s_start - 5.0) <= 0.5 and abs(m.s_end - 16.0) <= 0.5, (seed, m)
+
+
+def test_rows_whose_copied_frame_is_blank_in_the_source_do_not_tilt_the_refit():
+    """An unsped copy whose last two source seconds are blank (zeroed: no evidence) leaves those
+    rows only a chance neighbour two seconds on (0.43, where the rest of the row is 0.28); counted,
+    they tilt the refitted line to ~1.2 (hard benchmark seed 8: an overlay copy reported 11 s of
+    source for 10)."""
+    cfg = load_config(None, {}).segments
+    matched = cfg.visual_lo + cfg.cell_threshold * (cfg.visual_hi - cfg.visual_lo)
+    tq, ts, sim = _sped_copy(slope=1.0)
+    for r in (18, 19):
+        sim[r] = 0.28
+        sim[r, r - 5] = 0.0
+        sim[r, r - 3] = 0.43
+    voted = _piece(10, 20, -5.0)
+    tilted = refine_offset(voted, tq, ts, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol)
+    assert tilted.slope > 1.1  # without the floor the chance neighbours pull the line
+    kept = refine_offset(voted, tq, ts, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol, floor=matched)
+    assert kept.slope == 1.0
