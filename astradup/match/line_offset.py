@@ -1,4 +1,4 @@
-"""A visual piece's source offset, checked along its whole line.
+"""A visual piece's source offset and slope, checked along its whole line.
 
 ``align`` fits a piece's line to each query frame's best source frame. On slow footage (a pan,
 a talking head, a still with a little noise) the neighbouring source seconds score within a few
@@ -15,7 +15,10 @@ source span moves: the piece's score, and so what is reported at all, stays as i
 lines inside ``align``, before the motion and distinctiveness checks, gained more on the hard
 variant but let a dev40 distractor through). Measured with ``benchmarks/segments_bench.py``:
 hard variant, four seeds pooled, LCT-2024 0.688 -> 0.705, segment micro-AP 0.717 -> 0.726; dev40
-0.987 -> 0.990 (docs/performance.md).
+0.987 -> 0.990 (docs/performance.md). The same judge checks the slope: the line fitted to each
+row's most similar frame replaces the piece's when it is more similar along its length (a sped copy
+of a slow scene voted at slope 1; ``_refit``): seeds 5-8 0.765 -> 0.778 together with the merging
+rules of match/modalities.py.
 
 Also here, the other per-line sums of match/align.py: the offsets a moving line may take
 (``dense_offsets``) and a line's path score (``path_score``).
