@@ -5,7 +5,7 @@ import numpy as np
 
 from astradup.config import load_config
 from astradup.match.align import Piece, align_pair
-from astradup.match.line_offset import MAX_SHIFT, MIN_GAIN, line_mean, refine_offset
+from astradup.match.line_offset import MAX_SHIFT, MIN_GAIN, REFIT_MIN_ROWS, _refit, line_mean, refine_offset
 
 
 def _slow_footage(n_q: int = 40, n_s: int = 40, q0: int = 10, s0: int = 5, length: int = 10,
@@ -116,3 +116,39 @@ def test_rows_whose_copied_frame_is_blank_in_the_source_do_not_tilt_the_refit():
     assert tilted.slope > 1.1  # without the floor the chance neighbours pull the line
     kept = refine_offset(voted, tq, ts, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol, floor=matched)
     assert kept.slope == 1.0
+
+
+def _refit_by_whole_table(tq, ts, sim, rows, slope, offset, tol, slopes, floor):
+    """``_refit`` by its definition: every source frame of every row weighed, no window."""
+    dist = np.abs(ts[None, :] - (slope * tq[rows][:, None] + offset))
+    band = np.where(dist <= tol, sim[rows] - 0.01 * dist, -np.inf)
+    j = band.argmax(axis=1)
+    best = band[np.arange(len(rows)), j]
+    ok = np.isfinite(best) & (best >= floor)
+    if ok.sum() < REFIT_MIN_ROWS:
+        return slope, offset
+    a, b = np.polyfit(tq[rows][ok], ts[j[ok]], 1)
+    return (float(a), float(b)) if min(slopes) - 0.02 <= a <= max(slopes) + 0.02 else (slope, offset)
+
+
+def test_the_refit_reads_only_each_rows_band_and_gives_what_the_whole_table_gives():
+    rng = np.random.default_rng(1)
+    slopes = (0.8, 1.0, 1.25)
+    for trial in range(400):
+        nq, ns = int(rng.integers(5, 60)), int(rng.integers(2, 60))
+        tq, ts = np.arange(nq) + 0.5, np.arange(ns) * rng.choice([1.0, 0.5, 2.0]) + 0.5
+        # coarse values make ties, which both must break alike (the nearer frame, then the first)
+        sim = rng.choice([0.3, 0.6, 0.8, 0.9], size=(nq, ns)) if trial % 2 else rng.uniform(0, 1, (nq, ns))
+        args = (tq, ts, sim, np.arange(nq), rng.choice([0.9, 1.0, 1.1]), rng.uniform(-20, 20),
+                rng.choice([1.0, 1.5, 2.5]), slopes, rng.choice([-np.inf, 0.55]))
+        assert np.allclose(_refit(*args), _refit_by_whole_table(*args)), trial
+
+
+def test_damaged_source_times_leave_the_refit_out_instead_of_failing():
+    cfg = load_config(None, {}).segments
+    tq, ts, sim = _sped_copy()
+    voted = _piece(10, 20, -5.0)
+    for bad in (np.full(40, 3.0), np.where(np.arange(40) == 7, np.nan, ts)):
+        p = refine_offset(voted, tq, bad, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol)
+        assert p.q_start == 10 and p.q_end == 20
+    assert _refit(tq, np.full(40, 3.0), sim, np.arange(10, 20), 1.0, -5.0, 1.5, cfg.slopes, 0.55) == (1.0, -5.0)
