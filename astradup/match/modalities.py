@@ -7,6 +7,7 @@ Pure functions over ``Piece`` records (match/piece.py), used by
 from __future__ import annotations
 
 import dataclasses
+
 from astradup.match.piece import Piece
 
 Merged = list[tuple[Piece, tuple[str, ...]]]
@@ -47,13 +48,14 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
     used = set()
     for v in visual:
         mods: tuple[str, ...] = ("visual",)
+        alone = v.score  # two audio pieces of one soundtrack are one witness, not two: lift once
         for k, a in enumerate(audio):
             if overlap(v.q_start, v.q_end, a.q_start, a.q_end) > 0 and \
                     overlap(v.s_start, v.s_end, a.s_start, a.s_end) > 0:
                 used.add(k)
                 mods = ("visual", "audio")
                 if tol > 0 and same_line(v, a, tol):
-                    both = both_found(v.score, a.score)
+                    both = max(both_found(alone, a.score), v.score)
                     v, a = dataclasses.replace(v, score=both), dataclasses.replace(a, score=both)
                 score = max(v.score, a.score)
                 if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):

@@ -84,3 +84,13 @@ def test_align_pair_reports_a_copy_that_sight_and_sound_each_found_weakly():
     assert together[0].q_start <= 20.5 and together[0].q_end >= 23.5
     # the sound alone (picture unrelated) is under min_score too
     assert not align_pair("q", "s", tq, ts, rng.uniform(0.0, 0.2, (60, 40)), qw, sw, sound(-10.0), CFG, cell=1.0)
+
+
+def test_two_audio_pieces_of_one_soundtrack_lift_a_picture_once():
+    """A soundtrack split in two pieces by a gap is one witness: a 0.4 picture with two 0.4 sound
+    pieces on its line is 1 - 0.6 x 0.6 (0.64, under min_score), not 1 - 0.6^3."""
+    v = _piece(10, 30, 5.0, 0.4)
+    a1, a2 = _piece(9, 18, 5.2, 0.4), _piece(21, 31, 4.9, 0.4)
+    ((m, mods),) = merge_modalities([v], [a1, a2], CFG.offset_tol, CFG.min_score)
+    assert mods == ("visual", "audio")
+    assert m.score == pytest.approx(1 - 0.6 * 0.6) and m.score < CFG.min_score
