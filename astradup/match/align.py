@@ -17,8 +17,8 @@ import numpy as np
 from astradup.config import SegmentConfig
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.modalities import merge_close, merge_modalities, overlap
-from astradup.match.piece import Piece
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
+from astradup.match.piece import Piece
 from astradup.records import SegmentMatch
 
 # A slope pays this much path score per query second per unit away from 1 (``_best_line``): after a

@@ -55,8 +55,7 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
                 used.add(k)
                 mods = ("visual", "audio")
                 if tol > 0 and same_line(v, a, tol):
-                    both = max(both_found(alone, a.score), v.score)
-                    v, a = dataclasses.replace(v, score=both), dataclasses.replace(a, score=both)
+                    v = dataclasses.replace(v, score=max(both_found(alone, a.score), v.score))
                 score = max(v.score, a.score)
                 if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):
                     # the picture matched only a fragment of what the sound shows was copied

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
-from astradup.match.align import Piece, align, align_pair
+from astradup.match.align import align, align_pair
 from astradup.match.common import COMMON_FRAMES
+from astradup.match.piece import Piece
 from astradup.match.products import FrameProducts
 from astradup.features.chromaprint import chromaprint_similarity
 from astradup.features.metadata import metadata_similarity
