@@ -658,7 +658,8 @@ def join_baseline(cfg, info: dict, seed: int, n: int = 100) -> dict:
         from astradup.dedup.local_knn import LocalKnn
         from astradup.dedup.store import dedup_dir
 
-        knn = LocalKnn.open(dedup_dir(cfg) / "knn", s.catalog.vectors.projection, cfg.dedup.nprobe)
+        knn = LocalKnn.open(dedup_dir(cfg) / "knn", s.catalog.vectors.projection, cfg.dedup.nprobe,
+                            s.catalog.vectors.merge_rows)
         s.join_indexed({v: feats[v] for v in ids[:5]}, knn=knn)  # warm
         t3 = time.perf_counter()
         for i in range(0, len(ids), 25):

@@ -96,8 +96,8 @@ class Joiner:
             setup_logging(cfg.log)
         self.searcher = searcher or Searcher(cfg)
         # dedup.knn local: the index the driver refreshed (dedup/local_knn.py) answers the KNN
-        self.knn = LocalKnn.open(Path(knn_dir), self.searcher.catalog.vectors.projection, cfg.dedup.nprobe) \
-            if knn_dir else None
+        vs = self.searcher.catalog.vectors
+        self.knn = LocalKnn.open(Path(knn_dir), vs.projection, cfg.dedup.nprobe, vs.merge_rows) if knn_dir else None
 
     def join(self, ids: list[str]) -> list[dict[str, Any]]:
         feats = self.searcher.catalog.shards.load_features(ids)

@@ -9,8 +9,10 @@ Milvus once (``refresh``: after the first run only the new videos' rows), writes
 ``<data_dir>/dedup/knn/``, and every join actor opens it from there (``LocalKnn``).
 
 Kept equal to the Milvus path: the same vectors (read from the collections, so projection and
-strides are the index's own), exact inner products (IVF-Flat keeps the vectors), the batch's own
-videos left out, hits as ``VectorStore.search_frames`` / ``search_audio`` return them. Differs: an IVF index probes
+strides are the index's own), the same query rows (each run of ``vectors.merge_rows`` alike rows
+searched once, ``store.projection.search_alike_once``), exact inner products (IVF-Flat keeps the
+vectors), the batch's own videos left out, hits as ``VectorStore.search_frames`` /
+``search_audio`` return them. Differs: an IVF index probes
 ``dedup.nprobe`` lists where Milvus walks HNSW graphs (both approximate); under ``FLAT_MAX`` rows
 the index is exact.
 
@@ -33,6 +35,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from astradup.dedup.store import atomic_bytes
+from astradup.store.projection import search_alike_once
 
 FLAT_MAX = 200_000  # rows up to which a modality's index is exact (a flat scan is then cheap)
 TRAIN_PER_LIST = 40  # training rows per inverted list (faiss warns under 39)
@@ -91,9 +94,9 @@ class LocalKnn:
     """One generation of the index, opened read-only; ``search_frames`` / ``search_audio`` take the
     raw query rows (projected here, as ``ProjectedVectors`` does) and answer like Milvus."""
 
-    def __init__(self, folder: Path, projection: Any, nprobe: int) -> None:
+    def __init__(self, folder: Path, projection: Any, nprobe: int, merge_rows: float = 1.0) -> None:
         meta = json.loads((folder / "meta.json").read_text())
-        self.folder, self.projection, self.nprobe = folder, projection, nprobe
+        self.folder, self.projection, self.nprobe, self.merge_rows = folder, projection, nprobe, merge_rows
         self.names: list[str] = meta["names"]
         self.names_arr = np.asarray(self.names + [""], dtype=object)  # code -1 (no hit) -> ""
         self.code = {v: i for i, v in enumerate(self.names)}
@@ -101,18 +104,23 @@ class LocalKnn:
         self.parts = {m: _read_part(folder, m, mapped=True) for m in Modality}
 
     @classmethod
-    def open(cls, root: Path, projection: Any, nprobe: int) -> "LocalKnn":
-        return cls(root / (root / "CURRENT").read_text().strip(), projection, nprobe)
+    def open(cls, root: Path, projection: Any, nprobe: int, merge_rows: float = 1.0) -> "LocalKnn":
+        """``merge_rows``: ``vectors.merge_rows``, as the catalog's Milvus searches use it (1 = every row)."""
+        return cls(root / (root / "CURRENT").read_text().strip(), projection, nprobe, merge_rows)
 
     def videos(self) -> set[str]:
         """The videos whose rows the index holds and answers with (removed ones excluded)."""
         return {v for i, v in enumerate(self.names) if i not in self.dead}
 
     def search_frames(self, vectors: np.ndarray, k: int, exclude: Iterable[str] | str | None = None):
-        return self._search(Modality.FRAMES, self.projection.query_frames(vectors), k, exclude)
+        return self._alike_once(Modality.FRAMES, self.projection.query_frames(vectors), k, exclude)
 
     def search_audio(self, vectors: np.ndarray, k: int, exclude: Iterable[str] | str | None = None):
-        return self._search(Modality.AUDIO, self.projection.query_audio(vectors), k, exclude)
+        return self._alike_once(Modality.AUDIO, self.projection.query_audio(vectors), k, exclude)
+
+    def _alike_once(self, m: Modality, q: np.ndarray, k: int, exclude) -> list[list[tuple]]:
+        return search_alike_once(lambda rows, kk, exclude: self._search(m, rows, kk, exclude), q, k, exclude,
+                                 self.merge_rows)
 
     def _search(self, m: Modality, q: np.ndarray, k: int, exclude) -> list[list[tuple]]:
         if k < 1:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -187,6 +187,20 @@ def alike_runs(rows: np.ndarray, level: float) -> np.ndarray:
     return own
 
 
+def search_alike_once(search: Callable[..., list[list]], rows: np.ndarray, k: int, exclude: Any,
+                      level: float) -> list[list]:
+    """``search(rows, k, exclude=exclude)``'s answer, each run of alike rows (``alike_runs`` at
+    ``level``) searched once and its first row's hits given to every row of the run (each row its
+    own list). Every KNN over projected query rows goes through here (Milvus through
+    ``ProjectedVectors``, the dedup job's in-process index), so both ask the same rows."""
+    own = alike_runs(rows, level) if np.ndim(rows) == 2 else np.arange(0)
+    heads = np.flatnonzero(own == np.arange(len(own)))
+    if len(heads) == len(own):
+        return search(rows, k, exclude=exclude)
+    found = dict(zip(heads.tolist(), search(rows[heads], k, exclude=exclude)))
+    return [list(found[int(o)]) for o in own]
+
+
 class ProjectedVectors:
     """A VectorStore seen through a projection: writes reduce, searches project the queries and
     search each run of alike rows once (``alike_runs``).
@@ -219,12 +233,7 @@ class ProjectedVectors:
         return self._merged(self.store.search_audio, self.projection.query_audio(vectors), k, exclude)
 
     def _merged(self, search: Any, rows: np.ndarray, k: int, exclude: Any) -> list[list]:
-        own = alike_runs(rows, self.merge_rows) if np.ndim(rows) == 2 else np.arange(0)
-        heads = np.flatnonzero(own == np.arange(len(own)))
-        if len(heads) == len(own):
-            return search(rows, k, exclude=exclude)
-        found = dict(zip(heads.tolist(), search(rows[heads], k, exclude=exclude)))
-        return [list(found[int(o)]) for o in own]
+        return search_alike_once(search, rows, k, exclude, self.merge_rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

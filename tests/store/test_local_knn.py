@@ -69,6 +69,36 @@ def test_local_index_answers_like_the_milvus_store(lib):
         knn.search_frames(q, 0)
 
 
+def test_alike_query_rows_are_searched_once_as_the_milvus_path_does(lib):
+    """The dedup join asks the rows the catalog's searches ask: a run of ``vectors.merge_rows``
+    alike rows once, its first row's hits for every row of it (store/projection.py)."""
+    from astradup.store.projection import ProjectedVectors
+
+    store, feats, root = lib
+    refresh(store, root, set(feats), say=lambda m: None)
+    base = feats["v05"].embeddings
+    q = np.repeat(base, 3, axis=0)  # each frame three times (a still shot), slightly moved
+    q = q + 0.01 * np.random.default_rng(1).normal(size=q.shape)
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    knn = LocalKnn.open(root, Identity(), nprobe=16, merge_rows=0.95)
+    asked = []
+    search = knn._search
+    knn._search = lambda m, rows, k, exclude: asked.append(len(rows)) or search(m, rows, k, exclude)
+    got = knn.search_frames(q, 4, exclude="v01")
+    assert asked == [len(base)]  # one search per run of three
+    _same_hits(got, ProjectedVectors(store, Identity(), 0.95).search_frames(q, 4, exclude="v01"), 1)
+    assert all(got[i] == got[i - i % 3] for i in range(len(q)))
+    # audio windows the same way; 1 (the default) asks every row
+    qa = np.repeat(feats["v07"].audio_vectors, 2, axis=0)
+    _same_hits(knn.search_audio(qa, 3), ProjectedVectors(store, Identity(), 0.95).search_audio(qa, 3), 2)
+    asked.clear()
+    every = LocalKnn.open(root, Identity(), nprobe=16)
+    search1 = every._search
+    every._search = lambda m, rows, k, exclude: asked.append(len(rows)) or search1(m, rows, k, exclude)
+    every.search_frames(q, 4)
+    assert asked == [len(q)]
+
+
 def test_ivf_index_over_many_rows_finds_the_exact_neighbours(lib, monkeypatch):
     store, feats, root = lib
     monkeypatch.setattr(local_knn, "FLAT_MAX", 20)  # 96 frame rows: an inverted-file index
