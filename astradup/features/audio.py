@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.config import AudioConfig
-from astradup.features.chromaprint import bit_planes, chromaprint_ints, item_times
+from astradup.features.chromaprint import chromaprint_ints, item_times
 from astradup.features.mfcc import MEL_BANDS, mfcc_windows
 from astradup.features.unit_rows import l2_normalise
 
@@ -42,12 +42,12 @@ def vector_dim(n_mfcc: int) -> int:
 
 
 def _codes_onehot(chroma: np.ndarray) -> np.ndarray:
-    """uint32 [K] -> float32 [K, 64]: one-hot of each classifier's 2-bit code (bits 2i, 2i+1)."""
-    b = bit_planes(chroma).astype(np.int64)
-    codes = b[:, 0::2] + 2 * b[:, 1::2]  # [K, 16] in 0..3
-    onehot = np.zeros((len(codes), 16, 4), np.float32)
-    np.put_along_axis(onehot, codes[:, :, None], 1.0, axis=2)
-    return onehot.reshape(len(codes), CODE_DIM)
+    """uint32 [K] -> float64 [K, 64]: one-hot of each classifier's 2-bit code (bits 2i, 2i+1)."""
+    a = np.asarray(chroma, np.uint32)
+    codes = (a[:, None] >> (2 * np.arange(16, dtype=np.uint32))) & 3  # [K, 16] in 0..3
+    onehot = np.zeros((len(a), CODE_DIM), np.float64)
+    np.put_along_axis(onehot, (4 * np.arange(16) + codes).astype(np.intp), 1.0, axis=1)
+    return onehot
 
 
 def _pad(stat: np.ndarray, n: int) -> np.ndarray:
@@ -69,32 +69,40 @@ def code_blocks(chroma: np.ndarray, hz: float, windows: np.ndarray, time_scale: 
     small shift of the window moves weight gradually instead of items jumping between blocks.
     ``time_scale`` maps the items' times onto the windows' axis (features/pitch_variants.py reads a
     track at another rate, so its items' times are the track's times divided by that rate's ratio).
+
+    The blocks' weights form one sparse [W * N_BLOCKS, items] matrix times the items' one-hot codes:
+    no [windows, items, 64] gather (windows overlap ~90%, so that copied each item's codes ~10
+    times). Every stored window vector is rebuilt from its codes on each shard read
+    (store/compact.py), where the gather was most of a candidate fetch.
     """
+    from scipy.sparse import csr_matrix
+
+    windows = np.asarray(windows, np.float64).reshape(-1, 2)
     w_n = len(windows)
     out = np.zeros((w_n, N_BLOCKS * CODE_DIM), np.float64)
     if w_n == 0 or len(chroma) == 0:
         return out
-    x = _codes_onehot(chroma)
     t = item_times(len(chroma), hz) * time_scale
     lo = np.searchsorted(t, windows[:, 0], side="left")
     hi = np.searchsorted(t, windows[:, 1], side="left")
     span = int(max(1, (hi - lo).max()))
-    for c0 in range(0, w_n, 256):  # chunks bound the [chunk, span, 64] gather
-        sl = slice(c0, min(w_n, c0 + 256))
-        idx = lo[sl, None] + np.arange(span)[None, :]  # [c, span]
-        valid = idx < hi[sl, None]
-        idx = np.minimum(idx, len(t) - 1)
-        ti, xi = t[idx], x[idx]  # [c, span], [c, span, 64]
-        s, e = windows[sl, 0:1].astype(np.float64), windows[sl, 1:2].astype(np.float64)
-        width = np.maximum(e - s, 1e-6) / N_BLOCKS
-        for k in range(N_BLOCKS):
-            centre = s + (k + 0.5) * width
-            w = np.clip(1.0 - np.abs(ti - centre) / width, 0.0, None) * valid  # [c, span]
-            tot = w.sum(1, keepdims=True)
-            hist = np.einsum("cs,csd->cd", w, xi) / np.where(tot > 0, tot, 1.0)
-            # Centre on the uniform code distribution; a block with no item contributes nothing.
-            out[sl, k * CODE_DIM:(k + 1) * CODE_DIM] = np.where(tot > 0, hist - 0.25, 0.0)
-    return out
+    idx = lo[:, None] + np.arange(span)[None, :]  # [W, span]: each window's items, padded
+    valid = idx < hi[:, None]
+    idx = np.minimum(idx, len(t) - 1)
+    ti = t[idx]
+    s, e = windows[:, 0:1], windows[:, 1:2]
+    width = np.maximum(e - s, 1e-6) / N_BLOCKS
+    # rows k * W + w: block k of window w (a padded item weighs 0)
+    weights = np.concatenate([np.clip(1.0 - np.abs(ti - (s + (k + 0.5) * width)) / width, 0.0, None) * valid
+                              for k in range(N_BLOCKS)])
+    keep = weights > 0  # a third of each window's items lie outside a block's triangle
+    m = csr_matrix((weights[keep], np.tile(idx, (N_BLOCKS, 1))[keep],
+                    np.concatenate([[0], np.cumsum(keep.sum(axis=1))])), shape=(len(weights), len(t)))
+    hist = np.asarray(m @ _codes_onehot(chroma))  # [N_BLOCKS * W, 64]
+    tot = weights.sum(axis=1, keepdims=True)
+    # Centre on the uniform code distribution; a block with no item contributes nothing.
+    blocks = np.where(tot > 0, hist / np.where(tot > 0, tot, 1.0) - 0.25, 0.0)
+    return blocks.reshape(N_BLOCKS, w_n, CODE_DIM).transpose(1, 0, 2).reshape(w_n, N_BLOCKS * CODE_DIM)
 
 
 def window_vectors(chroma: np.ndarray, hz: float, windows: np.ndarray,
