@@ -178,17 +178,25 @@ def _write_part(folder: Path, m: Modality, part: _Part) -> None:
 def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None] = print,
             fresh: bool = False) -> Path:
     """Make ``root``'s current generation hold every ``live`` video: the first time (or ``fresh``, or
-    once removed videos hold ``REBUILD_DEAD_SHARE`` of the rows) every row of the collections,
-    otherwise the current generation plus the new videos' rows; removed videos are left out of
-    every answer. ``vectors``: the catalog's (``VectorStore.scan_vectors``); returns ``root``."""
+    once removed videos hold ``REBUILD_DEAD_SHARE`` of the rows, or when the collections' rows were
+    made under another projection than the generation's) every row of the collections, otherwise
+    the current generation plus the new videos' rows; removed videos are left out of every answer.
+    ``vectors``: the catalog's (``VectorStore.scan_vectors``; its ``projection``, when it has one,
+    says how the rows were made); returns ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     cur = _current(root)
     meta = json.loads((cur / "meta.json").read_text()) if cur else None
     held = set(meta["names"]) if meta else set()
     new, dead = sorted(live - held), sorted(held - live)
-    if meta and not fresh and not new and dead == meta["dead"]:
+    made_as = rows_signature(vectors)
+    # A generation that does not say how its rows were made (written before this check) is rebuilt once.
+    remade = meta is not None and meta.get("rows_signature") != made_as
+    if meta and not fresh and not remade and not new and dead == meta["dead"]:
         return root
-    rebuild = fresh or meta is None or \
+    if remade:
+        say("dedup: local KNN index: the library's vectors were rebuilt under another projection "
+            "(astradup reindex); reading them again")
+    rebuild = fresh or remade or meta is None or \
         sum(meta["frame_rows"].get(v, 0) for v in dead) >= REBUILD_DEAD_SHARE * max(1, meta["rows"])
     if not rebuild and not new:  # only removals: the same rows, a new list of those left out
         _write_json(cur / "meta.json", {**meta, "dead": dead})
@@ -222,7 +230,7 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
     dead = sorted(set(names) - live)  # after a rebuild none: it reads only live videos' rows
     per_video = np.bincount(rows[Modality.FRAMES], minlength=len(names))
     _write_json(tmp / "meta.json", {
-        "names": names, "dead": dead, "rows": int(len(rows[Modality.FRAMES])),
+        "names": names, "dead": dead, "rows": int(len(rows[Modality.FRAMES])), "rows_signature": made_as,
         "frame_rows": {v: int(n) for v, n in zip(names, per_video.tolist()) if n}})
     os.replace(tmp, root / gen)
     atomic_bytes(root / "CURRENT", gen.encode())
@@ -232,6 +240,13 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
     say(f"dedup: local KNN index {gen}: {len(rows[Modality.FRAMES])} frame and {len(rows[Modality.AUDIO])} "
         f"audio rows of {len(names) - len(dead)} videos ({time.time() - t0:.1f} s)")
     return root
+
+
+def rows_signature(vectors: Any) -> str:
+    """How the store's rows were made: its projection's ``signature`` ("" for a store that keeps
+    vectors as given)."""
+    projection = getattr(vectors, "projection", None)
+    return projection.signature() if projection is not None else ""
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -107,6 +107,19 @@ class IndexProjection:
         side = np.maximum.accumulate(table[1] if basis is not None else table[0])
         return float(np.interp(-np.log(share), -np.log(TAIL_PROBS), side))
 
+    def signature(self) -> str:
+        """What the stored rows depend on (bases and strides), as a short hex digest: a copy of the
+        Milvus rows made under one projection (the dedup job's local index) is stale under another
+        (``astradup reindex`` moves an index to another projection or embedder dim)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        for basis in (self.frame_basis, self.audio_basis):
+            b = np.ascontiguousarray(basis, np.float32) if basis is not None else None
+            h.update(b"none" if b is None else repr(b.shape).encode() + b.tobytes())
+        h.update(f"{self.frame_stride}/{self.audio_stride}".encode())
+        return h.hexdigest()
+
     def frames_dim(self, full: int) -> int:
         return full if self.frame_basis is None else int(self.frame_basis.shape[1])
 

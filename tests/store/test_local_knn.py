@@ -164,3 +164,52 @@ def test_a_refresh_that_fails_part_way_leaves_the_index_in_use(lib):
     refresh(store, root, set(feats), say=lambda m: None)  # the next run adds it, and clears the leftover
     assert LocalKnn.open(root, Identity(), 16).videos() == set(feats)
     assert [p.name for p in root.iterdir() if p.is_dir()] == [(root / "CURRENT").read_text()]
+
+
+class Projected(Counting):
+    """The store as the catalog holds it: with the projection its rows were written under."""
+
+    def __init__(self, store, projection):
+        super().__init__(store)
+        self.projection = projection
+
+
+def test_a_reindex_under_another_projection_rebuilds_the_index(lib):
+    """``astradup reindex`` rewrites every Milvus row under a new ``vectors.projection``: the same
+    videos, other rows. The local copy must be read again, not kept because no video is new."""
+    from astradup.store.projection import IndexProjection
+
+    store, feats, root = lib
+    first = Projected(store, IndexProjection(None, None, 1, 1))
+    refresh(first, root, set(feats), say=lambda m: None)
+    refresh(first, root, set(feats), say=lambda m: None)
+    assert first.scans == [("frames", None), ("audio", None)]  # built once, then current
+    gen = (root / "CURRENT").read_text()
+    said = []
+    other = Projected(store, IndexProjection(None, None, 2, 1))  # another stride: other rows
+    refresh(other, root, set(feats), say=said.append)
+    assert other.scans == [("frames", None), ("audio", None)] and (root / "CURRENT").read_text() != gen
+    assert any("another projection" in m for m in said)
+    refresh(other, root, set(feats), say=lambda m: None)
+    assert len(other.scans) == 2  # current again
+    # a generation written before the check says nothing of its rows: rebuilt once
+    meta_path = root / (root / "CURRENT").read_text() / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["rows_signature"]
+    meta_path.write_text(json.dumps(meta))
+    refresh(other, root, set(feats), say=lambda m: None)
+    refresh(other, root, set(feats), say=lambda m: None)
+    assert len(other.scans) == 4
+    assert LocalKnn.open(root, Identity(), 16).videos() == set(feats)
+
+
+def test_projection_signature_tells_bases_and_strides_apart():
+    from astradup.store.projection import IndexProjection
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(8, 4)).astype(np.float32)
+    sigs = {IndexProjection(None, None, 1, 1).signature(), IndexProjection(a, None, 1, 1).signature(),
+            IndexProjection(a + 1e-3, None, 1, 1).signature(), IndexProjection(a, None, 2, 1).signature(),
+            IndexProjection(None, a, 1, 1).signature(), IndexProjection(a[:, :3], None, 1, 1).signature()}
+    assert len(sigs) == 6
+    assert IndexProjection(a.copy(), None, 1, 1).signature() == IndexProjection(a, None, 1, 1).signature()
