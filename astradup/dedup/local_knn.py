@@ -22,6 +22,7 @@ generation, replaced last, so a run killed while writing leaves the previous one
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -119,8 +120,7 @@ class LocalKnn:
         return self._alike_once(Modality.AUDIO, self.projection.query_audio(vectors), k, exclude)
 
     def _alike_once(self, m: Modality, q: np.ndarray, k: int, exclude) -> list[list[tuple]]:
-        return search_alike_once(lambda rows, kk, exclude: self._search(m, rows, kk, exclude), q, k, exclude,
-                                 self.merge_rows)
+        return search_alike_once(functools.partial(self._search, m), q, k, exclude, self.merge_rows)
 
     def _search(self, m: Modality, q: np.ndarray, k: int, exclude) -> list[list[tuple]]:
         if k < 1:
@@ -195,7 +195,9 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
         return root
     if remade:
         say("dedup: local KNN index: the library's vectors were rebuilt under another projection "
-            "(astradup reindex); reading them again")
+            "(astradup reindex); reading them again" if "rows_signature" in meta else
+            "dedup: local KNN index: it does not record which projection made its rows (written by an "
+            "earlier version); reading them again once")
     rebuild = fresh or remade or meta is None or \
         sum(meta["frame_rows"].get(v, 0) for v in dead) >= REBUILD_DEAD_SHARE * max(1, meta["rows"])
     if not rebuild and not new:  # only removals: the same rows, a new list of those left out

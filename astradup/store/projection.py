@@ -30,6 +30,7 @@ by scripts/fit_projection.py), a path to such an .npz, or ``none`` (full vectors
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -111,8 +112,6 @@ class IndexProjection:
         """What the stored rows depend on (bases and strides), as a short hex digest: a copy of the
         Milvus rows made under one projection (the dedup job's local index) is stale under another
         (``astradup reindex`` moves an index to another projection or embedder dim)."""
-        import hashlib
-
         h = hashlib.blake2b(digest_size=12)
         for basis in (self.frame_basis, self.audio_basis):
             b = np.ascontiguousarray(basis, np.float32) if basis is not None else None

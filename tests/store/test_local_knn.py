@@ -197,7 +197,9 @@ def test_a_reindex_under_another_projection_rebuilds_the_index(lib):
     meta = json.loads(meta_path.read_text())
     del meta["rows_signature"]
     meta_path.write_text(json.dumps(meta))
-    refresh(other, root, set(feats), say=lambda m: None)
+    said.clear()
+    refresh(other, root, set(feats), say=said.append)
+    assert any("does not record" in m for m in said) and not any("another projection" in m for m in said)
     refresh(other, root, set(feats), say=lambda m: None)
     assert len(other.scans) == 4
     assert LocalKnn.open(root, Identity(), 16).videos() == set(feats)
