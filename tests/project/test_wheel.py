@@ -92,8 +92,9 @@ def test_plain_pip_install_of_the_wheel_indexes_and_searches(wheel: Path, tmp_pa
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env, timeout=300)
     py, cli = venv / "bin" / "python", str(venv / "bin" / "astradup")
     # --no-compile: pip byte-compiles every installed module (torch's thousands) after unpacking;
-    # what gets installed and resolved is the same, and Python compiles what it imports. 223 -> 127 s
-    # for this install on the 2-core CI machine.
+    # what gets installed and resolved is the same. The few processes below then compile what they
+    # import (with PYTHONDONTWRITEBYTECODE set, as on the CI machine, each one again), which costs
+    # far less: the install 223 -> 127 s, this whole test 264 -> 206-222 s on the 2-core machine.
     _run([str(py), "-m", "pip", "install", "-q", "--no-compile", str(wheel)], cwd=tmp_path, env=env, timeout=1800)
 
     version = _run([cli, "--version"], cwd=tmp_path, env=env, timeout=120).stdout.strip()
