@@ -1,6 +1,7 @@
 """The built wheel on its own: ``pip install <wheel>`` into an empty venv, with no option that
-changes what is installed and no extra step, then ``astradup --version``, ``index`` and ``search`` on a generated folder, run away
-from the source tree so that nothing in the repository can stand in for a missing file.
+changes what is installed and no extra step, then ``astradup --version``, ``index`` and ``search``
+on a generated folder, run away from the source tree so that nothing in the repository can stand in
+for a missing file.
 
 It is what a user does, and what .venv (an editable install from the repository) cannot show: a
 package file or a dependency that the wheel leaves out only breaks an installed copy. The install
