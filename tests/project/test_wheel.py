@@ -95,7 +95,7 @@ def test_plain_pip_install_of_the_wheel_indexes_and_searches(wheel: Path, tmp_pa
     # --no-compile: pip byte-compiles every installed module (torch's thousands) after unpacking;
     # what gets installed and resolved is the same. The few processes below then compile what they
     # import (with PYTHONDONTWRITEBYTECODE set, as on the CI machine, each one again), which costs
-    # far less: the install 223 -> 127 s, this whole test 264 -> 206-222 s on the 2-core machine.
+    # far less: the install 223 -> 127 s, this whole test 264 -> 176-222 s on the 2-core machine.
     _run([str(py), "-m", "pip", "install", "-q", "--no-compile", str(wheel)], cwd=tmp_path, env=env, timeout=1800)
 
     version = _run([cli, "--version"], cwd=tmp_path, env=env, timeout=120).stdout.strip()
