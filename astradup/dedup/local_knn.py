@@ -194,10 +194,11 @@ def refresh(vectors: Any, root: Path, live: set[str], say: Callable[[str], None]
     if meta and not fresh and not remade and not new and dead == meta["dead"]:
         return root
     if remade:
-        say("dedup: local KNN index: the library's vectors were rebuilt under another projection "
-            "(astradup reindex); reading them again" if "rows_signature" in meta else
-            "dedup: local KNN index: it does not record which projection made its rows (written by an "
-            "earlier version); reading them again once")
+        why = ("the library's vectors were rebuilt under another projection (astradup reindex); reading them again"
+               if "rows_signature" in meta else
+               "it does not record which projection made its rows (written by an earlier version); reading "
+               "them again once")
+        say(f"dedup: local KNN index: {why}")
     rebuild = fresh or remade or meta is None or \
         sum(meta["frame_rows"].get(v, 0) for v in dead) >= REBUILD_DEAD_SHARE * max(1, meta["rows"])
     if not rebuild and not new:  # only removals: the same rows, a new list of those left out
