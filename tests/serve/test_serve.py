@@ -411,15 +411,18 @@ def test_metrics_reach_ray_metrics_export(srv):
     port = next(n["MetricsExportPort"] for n in ray.nodes() if n["Alive"])
     want = ("ray_astradup_searches_total", "ray_astradup_search_latency_s_count", "ray_astradup_http_errors_total",
             "ray_astradup_search_inflight{", "ray_astradup_query_stage_latency_s_count{")  # search replica's
-    deadline = time.monotonic() + 40  # Ray reports metrics every few seconds
+    # The search replica times its query stages: the upload's embedding, Searcher.search's KNN.
+    want_stages = {"embed", "knn", "score", "search"}
+    # Each process reports its metrics every few seconds on its own clock, so one stage's series can
+    # reach the export a report later than another's: wait for all of them, not the first.
+    deadline = time.monotonic() + 60
     while True:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
         missing = [w for w in want if w not in text]
-        if not missing or time.monotonic() > deadline:
+        stages = set(re.findall(r'^ray_astradup_query_stage_latency_s_count\{[^}]*stage="(\w+)"', text, re.M))
+        if (not missing and want_stages <= stages) or time.monotonic() > deadline:
             break
         time.sleep(2)
     assert not missing, missing
     assert 'outcome="ok"' in text and 'kind="upload"' in text
-    # The search replica times its query stages: the upload's embedding, Searcher.search's KNN.
-    stages = set(re.findall(r'^ray_astradup_query_stage_latency_s_count\{[^}]*stage="(\w+)"', text, re.M))
-    assert {"embed", "knn", "score", "search"} <= stages, stages
+    assert want_stages <= stages, stages
