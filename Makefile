@@ -9,7 +9,8 @@ install:
 demo: install
 	$(VENV)/bin/astradup demo
 
-# Two xdist workers: the 2-core CI machine spends much of a serial run waiting on one core for servers
-# and subprocesses (24 -> ~16 min); tests/conftest.py keeps each module on one worker.
+# Two xdist workers: a serial run leaves one of the CI machine's two cores idle while it waits for
+# servers and subprocesses (1 235-1 385 s serially, 1 078 s so); tests/conftest.py keeps each module
+# on one worker.
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
