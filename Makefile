@@ -9,8 +9,7 @@ install:
 demo: install
 	$(VENV)/bin/astradup demo
 
-# Two xdist workers: a serial run leaves one of the CI machine's two cores idle while it waits for
-# servers and subprocesses (1 235-1 385 s serially, 936-1 078 s so); tests/conftest.py keeps each module
-# on one worker.
+# Two xdist workers: the suite took 936-1 078 s so on the 2-core CI machine, 1 235-1 385 s in one
+# process; tests/conftest.py keeps each test module on one worker.
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
