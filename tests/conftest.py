@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     The collection order is kept. Sorting the slow modules first, so that the multi-minute ones
     start early, gained nothing: fresh-clone suites on the 2-core machine took 1 051 s sorted and
-    936-1 078 s in this order (1 235-1 385 s serially)."""
+    936-1 086 s in this order (1 235-1 385 s serially)."""
     served = {item.module for item in items if SERVED_APP in getattr(item, "fixturenames", ())}
     for item in items:
         if _module_name(item) in SLOW_MODULES:
