@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 
@@ -30,11 +31,6 @@ SLOW_MODULES = frozenset({
 })
 
 
-# The fixture of tests/serve_harness.py (the one running app, started by the first module that asks
-# for it and stopped after the last): its modules run on one xdist worker, so the app starts once.
-SERVED_APP = "srv"
-
-
 def _module_name(item: pytest.Item) -> str:
     return item.module.__name__.rpartition(".")[2] if item.module is not None else ""
 
@@ -47,7 +43,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The collection order is kept. Sorting the slow modules first, so that the multi-minute ones
     start early, gained nothing: fresh-clone suites on the 2-core machine took 1 051 s sorted and
     936-1 086 s in this order (1 235-1 385 s serially)."""
-    served = {item.module for item in items if SERVED_APP in getattr(item, "fixturenames", ())}
+    # The modules that use tests/serve_harness.py's one running app (started by the first of them,
+    # stopped after the last) share a worker, so the app starts once. They import its fixture from
+    # the harness, so the harness is loaded by now exactly when some collected module needs it.
+    harness = sys.modules.get("tests.serve_harness")
+    served = {item.module for item in items
+              if harness is not None and harness.FIXTURE in getattr(item, "fixturenames", ())}
     for item in items:
         if _module_name(item) in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
@@ -91,7 +92,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     Milvus Lite stores) while the interpreter is whole: native libraries torn down by the
     interpreter's own exit, in whatever order it picks, crashed it once after a green run."""
     import gc
-    import sys
 
     if "ray" in sys.modules:
         import ray
@@ -108,7 +108,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """pytest's faulthandler stops at unconfigure; a crash at interpreter exit should still say
     where it happened in the CI log."""
     import faulthandler
-    import sys
 
     faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
@@ -141,7 +140,6 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
     Reaped by process group at the end."""
     import signal
     import subprocess
-    import sys
     import time
     from pathlib import Path
 
