@@ -72,7 +72,7 @@ from astradup.store.compact import dequantise_rows, quantise_rows_scaled
 
 SCHEMA_VERSION = "2"
 PITCH_COLUMNS = ("pitch_count", "pitch_q", "pitch_step")  # added in version 2
-MAX_PITCH = 8  # audio.query_pitch holds at most 8 shifts
+MAX_PITCH = 24  # audio.query_pitch holds at most 24 shifts
 VERSION_KEY = b"astradup.fingerprint"
 EMBEDDER_KEY = b"astradup.embedder"
 PHASH_BYTES = 32

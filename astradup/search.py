@@ -22,8 +22,8 @@ from astradup.match.align import suppress_overlaps
 from astradup.match.candidates import top_candidates, vote
 from astradup.match.common import CommonSegment, Support, find_common, mask_pair, match_floor, may_be_common
 from astradup.match.products import all_products, frame_products
-from astradup.match.query_rows import (check_dims, could_match_rows, heard, outside, pitch_outside, pitch_rows,
-                                      spread_rows, step, window_centres)
+from astradup.match.query_rows import (check_dims, could_match_rows, heard, knn_variants, outside, pitch_outside,
+                                      pitch_rows, spread_rows, step, window_centres)
 from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import fuse
 from astradup.match.scoring import backgrounds, informative, pair_audio_copy, pair_evidence, pair_segments
@@ -219,11 +219,13 @@ class Searcher:
                                            lambda: self._pitch_hits(q, k, exclude, ask))  # ask: before deepening
 
     def _pitch_hits(self, q: Query, k: int, exclude: str | None, ask: np.ndarray | None = None) -> list:
-        """The pitch variants' hits, each variant's windows in turn (``pitch_rows``: which are asked)."""
-        n_var, n_win, dim = np.shape(q.pitch)
+        """The hits of the variants ``search.pitch_knn`` names, each variant's windows in turn
+        (``pitch_rows``: which are asked)."""
+        variants = knn_variants(np.asarray(q.pitch, np.float32), self.cfg.audio.query_pitch, self.cfg.search.pitch_knn)
+        n_var, n_win, dim = variants.shape
         rows = pitch_rows(n_win, PITCH_KNN_STRIDE, ask)
-        hits = self.catalog.vectors.search_audio(np.asarray(q.pitch, np.float32)[:, rows].reshape(-1, dim), k,
-                                                 exclude=exclude) if len(rows) else []
+        hits = self.catalog.vectors.search_audio(variants[:, rows].reshape(-1, dim), k,
+                                                 exclude=exclude) if len(rows) and n_var else []
         return spread_rows(hits, rows, n_var, n_win)
 
     def candidates(self, q: Query, exclude: str | None = None, pruned: bool = False) -> list[str]:

@@ -81,9 +81,12 @@ class AudioConfig:
     query_step: Positive = 0.5  # window step for queries (0.5 beat 1.0 on the dev benchmark sweep)
     # MFCCs are the DCT of 40 mel bands (features/mfcc.py): no more than 40 (more broke long tracks)
     n_mfcc: Annotated[int, Strict(), Field(ge=1, le=40)] = 13
-    # Queries also search their audio read this many semitones higher/lower (features/pitch_variants.py:
-    # pitch-shifted soundtracks; [] = off); each shift costs a query one more Chromaprint + MFCC pass
-    query_pitch: PitchShifts = (-2.0, -1.0, 1.0, 2.0)
+    # Queries also read their audio this many semitones higher/lower (features/pitch_variants.py:
+    # pitch-shifted soundtracks; [] = off) and align with the best reading; each shift costs a query
+    # one more Chromaprint + MFCC pass. Chromaprint's chroma tells shifts 0.25 semitone apart, so the
+    # grid is that fine; search.pitch_knn names the few of them that also ask the KNN.
+    query_pitch: PitchShifts = (-2.5, -2.25, -2.0, -1.75, -1.5, -1.25, -1.0, -0.75,
+                                0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
 
 
 @section
@@ -234,6 +237,9 @@ class SearchConfig:
     top: Count = 10  # matches returned
     consistency: Literal[CONSISTENCY_LEVELS] = "Session"  # of Milvus server searches
     pitch_gate: Share = 0.9  # a query window with a neighbour this alike (KNN space) skips its pitch variants
+    # the audio.query_pitch shifts whose windows also ask the KNN for candidates (each is as many KNN
+    # rows as half the query's windows: docs/scaling.md); the alignment takes every shift's reading
+    pitch_knn: PitchShifts = (-2.0, -1.0, 1.0, 2.0)
     # What a client's {"uri": "s3://..."} may name (the service reads it with its own credentials):
     # s3://bucket[/prefix] entries, matched on whole path segments (astradup/uris.py). Empty = the
     # buckets the index's status records came from; a local-only index then allows no URI at all.
@@ -387,6 +393,10 @@ class Config:
         if c.search_k < max(c.min_videos, top_k):
             raise rule(f"must be >= common.min_videos ({c.min_videos}) and >= search.top_k ({top_k}): a row's "
                        "KNN answer must be able to hold that many videos", "common.search_k", c.search_k)
+        stray = [s for s in self.search.pitch_knn if s not in self.audio.query_pitch]
+        if stray and self.audio.query_pitch:  # query_pitch [] turns the readings off, KNN's too
+            raise rule(f"{', '.join(f'{s:g}' for s in stray)} not in audio.query_pitch: the KNN can only ask "
+                       "for readings the query makes", "search.pitch_knn", list(self.search.pitch_knn))
         if self.pipeline.writers == "workers" and is_lite_uri(self.resolved_milvus_uri):
             # one process per Lite file: a second writer would fail or corrupt it
             raise rule(f"needs a Milvus server URI (milvus_uri: http://host:19530); Milvus Lite "

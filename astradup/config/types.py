@@ -82,8 +82,8 @@ def _distinct_nonzero(shifts: tuple[float, ...]) -> tuple[float, ...]:
     return shifts
 
 
-# Semitone shifts (audio.query_pitch): at most 8, each within an octave up or down
-PitchShifts = Annotated[tuple[Annotated[float, Strict(), Field(ge=-12, le=12)], ...], Field(max_length=8),
+# Semitone shifts (audio.query_pitch, search.pitch_knn): at most 24, each within an octave up or down
+PitchShifts = Annotated[tuple[Annotated[float, Strict(), Field(ge=-12, le=12)], ...], Field(max_length=24),
                         AfterValidator(_distinct_nonzero)]
 
 T = TypeVar("T")

@@ -30,15 +30,31 @@ def window_grid(duration: float, window: float, step: float) -> np.ndarray:
 
 def mfcc_frames(pcm: np.ndarray, sr: int, n_mfcc: int) -> tuple[np.ndarray, np.ndarray]:
     """MFCC frames [F, n_mfcc] and their centre times [F]."""
+    return mfcc_of_power(power_frames(pcm, fft_size(sr)), sr, n_mfcc)
+
+
+def power_frames(pcm: np.ndarray, n_fft: int) -> np.ndarray:
+    """Power spectrogram [1 + n_fft / 2, F] of the MFCC's frames (hop n_fft / 4, centred).
+
+    Apart from ``mfcc_of_power`` because only the mel filters depend on the sample rate: reading a
+    track at another rate (features/pitch_variants.py) keeps these frames, so its 16 readings share
+    one STFT (each reading's MFCC then costs a tenth of a whole one)."""
     import librosa
 
-    n_fft = fft_size(sr)
-    hop = n_fft // 4
     y = np.ascontiguousarray(pcm, np.float32)
     if len(y) < n_fft:  # a clip shorter than one FFT frame: pad with silence rather than warn
         y = np.pad(y, (0, n_fft - len(y)))
-    m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop, n_mels=MEL_BANDS)
-    t = librosa.frames_to_time(np.arange(m.shape[1]), sr=sr, hop_length=hop)
+    return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=n_fft // 4)) ** 2
+
+
+def mfcc_of_power(power: np.ndarray, sr: int, n_mfcc: int) -> tuple[np.ndarray, np.ndarray]:
+    """MFCC frames [F, n_mfcc] and centre times [F] of ``power_frames``' output read at ``sr``."""
+    import librosa
+
+    n_fft = 2 * (power.shape[0] - 1)
+    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, n_mels=MEL_BANDS)
+    m = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
+    t = librosa.frames_to_time(np.arange(m.shape[1]), sr=sr, hop_length=n_fft // 4)
     return m.T.astype(np.float64), t
 
 

@@ -7,6 +7,13 @@ to the source 0.13-0.16. Reading the query's PCM as if it were sampled ``2 ** (s
 faster shifts its pitch back by ``s`` semitones (tempo changes too, which the windows' pooled
 statistics barely see), and raised those similarities to 0.73-0.75. Only the query pays: the index
 keeps one vector per window, as the mirrored-frame query does for flips (features/extract.py).
+
+The reading must land within about a quarter semitone of the shift: Chromaprint's 12 chroma bins
+are a semitone wide, so a copy at x1.08 (1.33 semitones) read back by 1 matched its source at
+0.68-0.78 and by 1.25 at 0.88 (hard seed 6), and a tape slowed to x0.88 (2.21 semitones) read back
+by 2 stays near unrelated music (tests/features/test_pitch_variants.py). ``audio.query_pitch``
+is therefore a quarter-semitone grid (16 readings, ~16 ms of CPU per second of query audio); only
+``search.pitch_knn``'s whole semitones ask the KNN (match/query_rows.knn_variants).
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ import numpy as np
 from astradup.config import AudioConfig
 from astradup.features.audio import vector_dim, window_vectors
 from astradup.features.chromaprint import chromaprint_ints
-from astradup.features.mfcc import mfcc_frames, window_stats
+from astradup.features.mfcc import fft_size, mfcc_of_power, power_frames, window_stats
 
 
 def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: np.ndarray) -> np.ndarray:
@@ -34,11 +41,15 @@ def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: n
         return np.zeros((0, len(windows), dim), np.float32)
     pcm = np.nan_to_num(np.asarray(pcm, np.float32).reshape(-1))
     out = np.zeros((len(shifts), len(windows), dim), np.float32)
+    power = {}  # one STFT per frame length: a reading changes the mel filters, not the frames
     for i, semis in enumerate(shifts):
         rate = int(round(sr * 2.0 ** (float(semis) / 12.0)))
         scale = rate / float(sr)  # a time t read at ``rate`` is t * scale on the track's axis
         chroma, hz = chromaprint_ints(pcm, rate)
-        m, t = mfcc_frames(pcm, rate, cfg.n_mfcc)
+        n_fft = fft_size(rate)
+        if n_fft not in power:
+            power[n_fft] = power_frames(pcm, n_fft)
+        m, t = mfcc_of_power(power[n_fft], rate, cfg.n_mfcc)
         stats = window_stats(m, t * scale, windows)
         out[i] = window_vectors(chroma, hz, windows, stats, time_scale=scale)
     return out

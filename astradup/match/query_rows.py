@@ -92,6 +92,16 @@ def pitch_rows(n_win: int, stride: int, ask: np.ndarray | None = None) -> np.nda
     return rows if ask is None else rows[np.asarray(ask, bool)[rows]]
 
 
+def knn_variants(pitch: np.ndarray, shifts: tuple[float, ...], knn: tuple[float, ...]) -> np.ndarray:
+    """The [V', W, D] pitch variants the KNN asks: those of ``pitch`` (one per ``shifts`` entry) whose
+    shift ``knn`` names. Every reading helps the alignment, but each asked variant costs the KNN half
+    the query's windows again, and the coarse shifts already make the source a candidate. A query
+    made under other settings (a fingerprint with another count of variants) asks all of its own."""
+    if len(pitch) != len(shifts):
+        return pitch
+    return pitch[[i for i, s in enumerate(shifts) if s in knn]]
+
+
 def spread_rows(hits: list, rows: np.ndarray, n_var: int, n_win: int) -> list:
     """Hits of ``n_var`` variants x ``rows`` (each variant's rows in turn) as n_var x n_win lists,
     row w of each the hits of window w, empty for a window not asked."""

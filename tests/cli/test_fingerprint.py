@@ -298,7 +298,7 @@ def test_a_version_1_file_without_pitch_columns_is_still_read(tmp_path):
 
 
 @pytest.mark.parametrize("tamper,reason", [
-    (lambda t: _with(t, "pitch_count", 9), "pitch_count 9 is not a count from 0 to 8"),
+    (lambda t: _with(t, "pitch_count", 25), "pitch_count 25 is not a count from 0 to 24"),
     (lambda t: _with(t, "pitch_count", 3), "pitch_step: 6 non-negative steps, expected 3 x 3"),
     (lambda t: _with(t, "pitch_count", 0), "hold values with pitch_count 0"),
     (lambda t: _with(t, "pitch_q", b"\x01" * 7), "pitch_q: 7 values, expected 6 x 8"),

@@ -147,3 +147,35 @@ def test_a_pitch_gate_outside_0_1_is_refused_naming_the_key(bad):
     from astradup.errors import ConfigError
     with pytest.raises(ConfigError, match="pitch_gate"):
         load_config(None, {"search": {"pitch_gate": bad}})
+
+
+def test_only_the_pitch_knn_shifts_ask_the_knn_and_their_hits_keep_their_windows():
+    """The query reads its audio at every ``audio.query_pitch`` shift (the alignment takes the best),
+    but only ``search.pitch_knn``'s readings are KNN rows: the fine shifts between them would
+    multiply the query's KNN rows for candidates the coarse ones already bring."""
+    s = _searcher(None)
+    shifts, knn = s.cfg.audio.query_pitch, s.cfg.search.pitch_knn
+    assert 0 < len(knn) < len(shifts) and set(knn) <= set(shifts)
+    n_win = 4
+    q = _query(len(shifts), n_win)
+    vs = _Vectors(lambda r: (f"v{int(r[0])}w{int(r[1])}", 0.0, 5.0, 0.9))
+    s.catalog = SimpleNamespace(vectors=vs)
+    hits = s._pitch_hits(q, 3, None)
+    picked = [i for i, x in enumerate(shifts) if x in knn]
+    assert sorted({int(r[0]) for r in vs.asked[0]}) == picked
+    assert len(hits) == len(knn) * n_win
+    for j, v in enumerate(picked):
+        assert [h[0][0] if h else None for h in hits[j * n_win:(j + 1) * n_win]] == [f"v{v}w0", None, f"v{v}w2", None]
+
+    # a fingerprint made under other settings (another count of readings) asks all of its own
+    other = _query(3, n_win)
+    vs.asked.clear()
+    assert len(s._pitch_hits(other, 3, None)) == 3 * n_win and sorted({int(r[0]) for r in vs.asked[0]}) == [0, 1, 2]
+
+
+def test_pitch_knn_shifts_must_be_readings_the_query_makes():
+    from astradup.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"search.pitch_knn.*0.5 not in audio.query_pitch"):
+        load_config(None, {"search": {"pitch_knn": [0.5, 1.0]}})
+    assert load_config(None, {"search": {"pitch_knn": []}}).search.pitch_knn == ()
+    assert load_config(None, {"audio": {"query_pitch": []}}).audio.query_pitch == ()  # all readings off
