@@ -9,7 +9,7 @@ install:
 demo: install
 	$(VENV)/bin/astradup demo
 
-# Two xdist workers: the suite took 936-1 086 s so on the 2-core CI machine, 1 235-1 385 s in one
-# process; tests/conftest.py keeps each test module on one worker.
+# Two xdist workers, each module whole on one (tests/conftest.py); one process took 1 235-1 385 s
+# on the 2-core CI machine.
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests

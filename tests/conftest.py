@@ -31,37 +31,17 @@ SLOW_MODULES = frozenset({
 })
 
 
-def _module_name(item: pytest.Item) -> str:
-    return item.module.__name__.rpartition(".")[2] if item.module is not None else ""
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the slow modules, and groups the tests for `make test`'s two xdist workers (``-n 2
-    --dist loadgroup``): a module's tests stay together on one worker (its module fixtures start
-    Milvus servers, Ray, a corpus), the modules that share the served app form one group, and so do
-    the modules that start a Milvus server.
+    """Marks the slow modules.
 
-    The collection order is kept. Sorting the slow modules first, so that the multi-minute ones
-    start early, gained nothing: fresh-clone suites on the 2-core machine took 1 051 s sorted and
-    936-1 086 s in this order (1 235-1 385 s serially)."""
-    # The modules that use tests/serve_harness.py's one running app (started by the first of them,
-    # stopped after the last) share a worker, so the app starts once. They import its fixture from
-    # the harness, so the harness is loaded by now exactly when some collected module needs it.
-    harness = sys.modules.get("tests.serve_harness")
-    served = {item.module for item in items
-              if harness is not None and harness.FIXTURE in getattr(item, "fixturenames", ())}
-    # The modules that start a Milvus 2.3 server (tests/milvus_harness.py) share a worker too: the
-    # harness frees etcd's and the proxy's ports, but Milvus binds fixed coordinator ports
-    # (datacoord 13333, ...), and two servers started at once on two workers killed one (-6).
-    milvus = sys.modules.get("tests.milvus_harness")
-    servers = {item.module for item in items if milvus is not None and item.module is not None
-               and any(v is milvus.milvus_server or v is milvus.MilvusHarness for v in vars(item.module).values())}
+    `make test` runs two pytest-xdist workers with ``--dist loadfile``: each module whole on one
+    worker, so its module fixtures (a Ray cluster, a corpus, a Milvus server) start once. Modules on
+    different workers that each start a Milvus server take turns (tests/milvus_harness.py). Not
+    ``loadgroup``: xdist 3.8 names a group by rewriting ``item._nodeid``, which pytest 9 no longer
+    reads, so no group ever held and a module's tests were spread over both workers."""
     for item in items:
-        if _module_name(item) in SLOW_MODULES:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        group = ("served_app" if item.module in served else "milvus_server" if item.module in servers
-                 else item.nodeid.split("::", 1)[0])
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def free_port() -> int:

@@ -10,11 +10,14 @@ misbehaves fails the test.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
 import random
 import socket
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -150,11 +153,31 @@ class MilvusHarness:
         self.server.stop()
 
 
+# Held by the process whose module has a server up: Milvus 2.3 standalone binds fixed coordinator
+# ports (rootCoord 53100, dataCoord 13333, ...) that the package does not move, so two servers on one
+# machine kill one another (-6, "bind: address already in use"); `make test`'s two pytest-xdist
+# workers each run whole modules, and a worker whose module needs a server waits here for the other's.
+LOCK_FILE = Path(tempfile.gettempdir()) / "astradup-tests-milvus-server.lock"
+
+
+@contextlib.contextmanager
+def one_server_at_a_time():
+    """The machine-wide turn to run a Milvus server (an flock, released if the holder dies)."""
+    with open(LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def milvus_server(tmp_path_factory: pytest.TempPathFactory, name: str = "milvus_server"):
-    """Generator body for a module-scoped fixture: yields a started MilvusHarness, stops it after."""
+    """Generator body for a module-scoped fixture: yields a started MilvusHarness, stops it after;
+    the server (restarts included) runs while this process holds ``one_server_at_a_time``."""
     harness = MilvusHarness(tmp_path_factory.mktemp(name))
-    try:
-        harness.start()
-        yield harness
-    finally:
-        harness.stop()
+    with one_server_at_a_time():
+        try:
+            harness.start()
+            yield harness
+        finally:
+            harness.stop()
