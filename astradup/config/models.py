@@ -177,6 +177,10 @@ class SegmentConfig:
     # motion factor kept by a piece past distinct_sure when no line through its span moves with the
     # source (align._realigned); 0 = off. Hard benchmark, five seeds: LCT 0.666 -> 0.693
     unplaced_motion: Share = 0.5
+    # a visual piece under min_score beside a copy of the same source scored this much or more is
+    # reported at its full evidence when its frames match this source best (align.siblings_lifted);
+    # above 1 = off. Hard benchmark seeds 5-8: two 4 s copies of photo pans found, nothing false
+    sibling_from: NonNegative = 0.9
     audio_pad: NonNegative = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
     max_segments: Count = 4  # per (query, source) pair
 

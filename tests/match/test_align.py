@@ -326,3 +326,29 @@ def test_a_weakly_similar_short_copy_far_more_like_its_source_than_anything_else
     assert (m.q_start, m.q_end) == (20.0, 24.0) and m.score >= CFG.min_score
     assert pair(CFG, np.full(len(tq), 0.3)) == []  # 0.3 better than the rest: relieved, not lifted
     assert pair(CFG, np.full(len(tq), 0.59)) == []  # a look-alike's match
+
+
+def test_a_short_copy_beside_a_strong_copy_of_the_same_source_is_reported_at_its_evidence():
+    """The query took 10-25 s of the source (found at full score) and, later, 4 s of it that alone
+    score half under the length factor and that other candidates resemble nearly as well (a
+    recoloured wallpaper: 0.08 less). Beside the strong copy it is reported at its evidence; alone,
+    or when another candidate matches it as well (distinctiveness under 0.05), it is not."""
+    import dataclasses
+
+    tq, ts = frame_times(60), frame_times(40)
+    sim = paint_line(background(60, 40), tq, ts, 10, 25, 1.0, 0.0, 0.95)  # source 10-25 s
+    lone = paint_line(background(60, 40), tq, ts, 40, 44, 1.0, -10.0, 0.75)  # the 4 s copy alone
+    paint_line(sim, tq, ts, 40, 44, 1.0, -10.0, 0.75)  # source 30-34 s
+    none = np.zeros((0, 2))
+    best = sim.max(axis=1)
+    pair = lambda s, cfg, bg: align_pair("q", "s", tq, ts, s, none, none, None, cfg, background=bg)  # noqa: E731
+
+    got = pair(sim, CFG, best - 0.08)
+    assert [(m.q_start, m.q_end) for m in got] == [(10.0, 25.0), (40.0, 44.0)]
+    short = got[1]
+    assert (short.s_start, short.s_end) == pytest.approx((30.0, 34.0))
+    assert short.score == pytest.approx((0.75 - CFG.visual_lo) / (CFG.visual_hi - CFG.visual_lo), abs=0.01)
+    assert [(m.q_start, m.q_end) for m in pair(sim, dataclasses.replace(CFG, sibling_from=2.0), best - 0.08)] \
+        == [(10.0, 25.0)]  # turned off
+    assert [(m.q_start, m.q_end) for m in pair(sim, CFG, best - 0.02)] == [(10.0, 25.0)]  # a look-alike's match
+    assert pair(lone, CFG, lone.max(axis=1) - 0.08) == []  # no strong copy of this source beside it
