@@ -9,7 +9,7 @@ install:
 demo: install
 	$(VENV)/bin/astradup demo
 
-# Two xdist workers, each module whole on one (tests/conftest.py); one process took 1 235-1 385 s
-# on the 2-core CI machine.
+# Two xdist workers, each module (or group of modules, tests/conftest.py) whole on one; one process
+# took 1 235-1 385 s on the 2-core CI machine.
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile tests

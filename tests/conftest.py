@@ -1,9 +1,12 @@
 """Shared fixtures: a local S3 (moto's server on 127.0.0.1) for the tests that read or write s3://."""
 from __future__ import annotations
 
+import functools
 import os
+import re
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,16 +35,54 @@ SLOW_MODULES = frozenset({
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the slow modules.
-
-    `make test` runs two pytest-xdist workers with ``--dist loadfile``: each module whole on one
-    worker, so its module fixtures (a Ray cluster, a corpus, a Milvus server) start once. Modules on
-    different workers that each start a Milvus server take turns (tests/milvus_harness.py). Not
-    ``loadgroup``: xdist 3.8 names a group by rewriting ``item._nodeid``, which pytest 9 no longer
-    reads, so no group ever held and a module's tests were spread over both workers."""
+    """Marks the slow modules."""
     for item in items:
         if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+# `make test` runs two pytest-xdist workers. Each module runs whole on one worker (its module
+# fixtures start a Ray cluster, a corpus, a Milvus server once), and so does each of two groups of
+# modules: the ones that share tests/serve_harness.py's running app (started by the first, stopped
+# after the last: split over two workers, each started its own and a worker could start it twice),
+# and the ones that start a Milvus 2.3 server (its coordinator ports are fixed, so two at once kill
+# one; tests/milvus_harness.py also makes them take turns). Not ``--dist loadgroup``: xdist 3.8
+# names a group by rewriting ``item._nodeid``, which pytest 9 no longer reads, so no group held.
+_GROUPS = {  # group: the module-level import that puts a test module in it
+    "served_app": re.compile(r"^from tests\.serve_harness import .*\bsrv\b", re.M),
+    "milvus_server": re.compile(r"^from tests\.milvus_harness import .*\bmilvus_server\b", re.M),
+}
+
+
+def module_scope(nodeid: str, root: Path) -> str:
+    """The unit ``make test`` hands a worker whole: the test's module, or the group it belongs to."""
+    return _scope_of(nodeid.split("::", 1)[0], root)
+
+
+@functools.lru_cache(maxsize=None)
+def _scope_of(path: str, root: Path) -> str:
+    try:
+        text = (root / path).read_text(errors="replace")
+    except OSError:
+        return path
+    return next((group for group, pattern in _GROUPS.items() if pattern.search(text)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With ``--dist loadfile``, xdist's file scheduling over ``module_scope``'s units instead of
+    files; any other ``--dist`` is xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(str(config.rootpath))
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return module_scope(nodeid, root)
+
+    return ModuleGroups(config, log)
 
 
 def free_port() -> int:
@@ -129,8 +170,6 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
     import signal
     import subprocess
     import time
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     log = tmp_path_factory.mktemp("ray_head") / "head.log"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
