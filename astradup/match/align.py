@@ -11,6 +11,7 @@ audio replaced is still found by sight, and one visually destroyed but with its 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -230,8 +231,8 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
 SIBLING_DISTINCT = 0.05
 
 
-def siblings_lifted(merged: list[tuple[Piece, tuple[str, ...]]], cfg: SegmentConfig, distinct
-                    ) -> list[tuple[Piece, tuple[str, ...]]]:
+def siblings_lifted(merged: list[tuple[Piece, tuple[str, ...]]], cfg: SegmentConfig,
+                    distinct: Callable[[Piece], float]) -> list[tuple[Piece, tuple[str, ...]]]:
     """A pair's pieces, the visual ones under ``min_score`` lifted to their full evidence when the
     pair already holds a copy scored ``cfg.sibling_from`` or more and the piece's frames match this
     source better than any other candidate (``distinct(piece)`` >= SIBLING_DISTINCT).
