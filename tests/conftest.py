@@ -48,10 +48,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # and the ones that start a Milvus 2.3 server (its coordinator ports are fixed, so two at once kill
 # one; tests/milvus_harness.py also makes them take turns). Not ``--dist loadgroup``: xdist 3.8
 # names a group by rewriting ``item._nodeid``, which pytest 9 no longer reads, so no group held.
-_GROUPS = {  # group: the module-level import that puts a test module in it
-    "served_app": re.compile(r"^from tests\.serve_harness import .*\bsrv\b", re.M),
-    "milvus_server": re.compile(r"^from tests\.milvus_harness import .*\bmilvus_server\b", re.M),
-}
+@functools.lru_cache(maxsize=None)
+def groups() -> dict[str, re.Pattern[str]]:
+    """Group name: the module-level import that puts a test module in it (read when scheduling, so
+    the harnesses are imported by xdist's controller only)."""
+    from tests.milvus_harness import milvus_server
+    from tests.serve_harness import FIXTURE
+
+    return {"served_app": re.compile(rf"^from tests\.serve_harness import .*\b{FIXTURE}\b", re.M),
+            "milvus_server": re.compile(rf"^from tests\.milvus_harness import .*\b{milvus_server.__name__}\b", re.M)}
 
 
 def module_scope(nodeid: str, root: Path) -> str:
@@ -65,7 +70,7 @@ def _scope_of(path: str, root: Path) -> str:
         text = (root / path).read_text(errors="replace")
     except OSError:
         return path
-    return next((group for group, pattern in _GROUPS.items() if pattern.search(text)), path)
+    return next((group for group, pattern in groups().items() if pattern.search(text)), path)
 
 
 @pytest.hookimpl(optionalhook=True)

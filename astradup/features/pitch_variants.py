@@ -12,7 +12,8 @@ The reading must land within about a quarter semitone of the shift: Chromaprint'
 are a semitone wide, so a copy at x1.08 (1.33 semitones) read back by 1 matched its source at
 0.68-0.78 and by 1.25 at 0.88 (hard seed 6), and a tape slowed to x0.88 (2.21 semitones) read back
 by 2 stays near unrelated music (tests/features/test_pitch_variants.py). ``audio.query_pitch``
-is therefore a quarter-semitone grid (16 readings, ~16 ms of CPU per second of query audio); only
+is therefore a quarter-semitone grid (16 readings, 18-21 ms of CPU per second of query audio, 3.5-4.6x
+the 4 whole semitones: benchmarks/pitch_readings.py); only
 ``search.pitch_knn``'s whole semitones ask the KNN (match/query_rows.knn_variants).
 """
 from __future__ import annotations

@@ -153,13 +153,12 @@ def test_only_the_pitch_knn_shifts_ask_the_knn_and_their_hits_keep_their_windows
     """The query reads its audio at every ``audio.query_pitch`` shift (the alignment takes the best),
     but only ``search.pitch_knn``'s readings are KNN rows: the fine shifts between them would
     multiply the query's KNN rows for candidates the coarse ones already bring."""
-    s = _searcher(None)
+    vs = _Vectors(lambda r: (f"v{int(r[0])}w{int(r[1])}", 0.0, 5.0, 0.9))
+    s = _searcher(vs)
     shifts, knn = s.cfg.audio.query_pitch, s.cfg.search.pitch_knn
     assert 0 < len(knn) < len(shifts) and set(knn) <= set(shifts)
     n_win = 4
     q = _query(len(shifts), n_win)
-    vs = _Vectors(lambda r: (f"v{int(r[0])}w{int(r[1])}", 0.0, 5.0, 0.9))
-    s.catalog = SimpleNamespace(vectors=vs)
     hits = s._pitch_hits(q, 3, None)
     picked = [i for i, x in enumerate(shifts) if x in knn]
     assert sorted({int(r[0]) for r in vs.asked[0]}) == picked

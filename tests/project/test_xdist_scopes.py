@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import module_scope
+from tests.serve_harness import FIXTURE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,15 +23,22 @@ def test_modules_sharing_the_served_app_or_starting_milvus_are_one_unit_each():
 
 
 def test_every_module_that_uses_a_shared_server_is_grouped():
-    """A new module that takes the served app's fixture or starts a Milvus server lands in its group
-    (found by its import): otherwise both workers would start one."""
+    """A module whose tests take the served app's fixture, or that starts a Milvus server, lands in
+    its group (which ``module_scope`` finds by the module's import): otherwise both workers would
+    start one. Found here by the use, not the import, so a module that gets the fixture another way
+    fails this test."""
+    uses_app = re.compile(rf"^\s*def test_\w+\([^)]*\b{FIXTURE}\b", re.M)
+    found = {"served_app": 0, "milvus_server": 0}
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         text = path.read_text()
         rel = str(path.relative_to(ROOT))
-        if re.search(r"^from tests\.serve_harness import .*\bsrv\b", text, re.M):
+        if uses_app.search(text):
             assert module_scope(rel, ROOT) == "served_app", rel
+            found["served_app"] += 1
         if re.search(r"\bmilvus_server\(tmp_path_factory", text):
             assert module_scope(rel, ROOT) == "milvus_server", rel
+            found["milvus_server"] += 1
+    assert found == {"served_app": 3, "milvus_server": 4}
 
 
 def test_the_makefile_runs_the_grouped_scheduling():
