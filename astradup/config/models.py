@@ -181,12 +181,18 @@ class SegmentConfig:
     # reported at its full evidence when its frames match this source best (align.siblings_lifted);
     # above 1 = off. Hard benchmark seeds 5-8: two 4 s copies of photo pans found, nothing false
     sibling_from: NonNegative = 0.9
-    audio_pad: NonNegative = 2.5  # audio windows are long: their matched centres sit inside the copy by half a window
+    audio_pad: NonNegative = 2.5  # audio windows are long: the sound a run of matched centres holds (length, min_len)
+    # how far past its outermost matched window centres a copy's reported bounds reach (at most
+    # audio_pad; an end at its video's first or last window keeps audio_pad): a 5 s window matches
+    # with ~3.5 s of it copied (align._edges). Hard seeds 5-8: LCT 0.810 -> see docs/performance.md
+    audio_edge: NonNegative = 1.5
     max_segments: Count = 4  # per (query, source) pair
 
     @model_validator(mode="after")
     def _ordered(self) -> "SegmentConfig":
         _lo_below_hi(self, ("visual_lo", "visual_hi"), ("audio_lo", "audio_hi"))
+        if self.audio_edge > self.audio_pad:
+            raise rule(f"must be at most audio_pad ({self.audio_pad:g})", "audio_edge", self.audio_edge)
         if self.distinct_lift > 0:
             _lo_below_hi(self, ("distinct_full", "distinct_sure"))
         return self

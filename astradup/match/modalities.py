@@ -25,6 +25,14 @@ def same_line(v: Piece, a: Piece, tol: float) -> bool:
     return abs((v.slope * mid + v.offset) - (a.slope * mid + a.offset)) <= tol
 
 
+def heard_line(p: Piece, audio: list[Piece], tol: float) -> tuple[float, float] | None:
+    """(slope, offset) of the longest audio piece that found the copy ``p`` on its line
+    (``same_line`` within ``tol``, overlapping it in the query), or None."""
+    on = [a for a in audio if overlap(p.q_start, p.q_end, a.q_start, a.q_end) > 0 and same_line(p, a, tol)]
+    a = max(on, key=lambda a: a.q_end - a.q_start, default=None)
+    return None if a is None else (a.slope, a.offset)
+
+
 def both_found(v: float, a: float) -> float:
     """Score of a copy that sight and sound found on the same line, each short of sure: the chance
     that not both are wrong, as if they erred independently. A look-alike picture rarely comes with

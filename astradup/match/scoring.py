@@ -224,7 +224,7 @@ def audio_span(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig) -> Piece 
     qc = np.asarray(q.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
     sc = np.asarray(s.audio_windows, np.float64).reshape(-1, 2).mean(axis=1)
     pieces = align(qc, sc, q.audio_vectors @ s.audio_vectors.T, cfg.audio_lo, cfg.audio_hi, cfg,
-                   cell=0.0, pad=cfg.audio_pad)
+                   cell=0.0, pad=cfg.audio_pad, edge=cfg.audio_edge)
     return max(pieces, key=lambda p: (p.q_end - p.q_start, p.score), default=None)
 
 

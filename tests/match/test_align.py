@@ -114,6 +114,49 @@ def test_audio_alone_finds_a_copy_whose_picture_was_replaced():
     assert m.s_start == pytest.approx(20.0, abs=0.6) and m.s_end == pytest.approx(40.0, abs=1.1)
 
 
+def _sound_copied(qw, sw, q0, q1, offset, held=3.5):
+    """Audio similarities of windows ``qw`` x ``sw`` when query seconds q0-q1 are source seconds
+    q0+offset..q1+offset: a window pair matches where ``held`` s or more of the query window is
+    copied sound and the source window is its aligned place, as real 5 s windows do."""
+    asim = RNG.uniform(0.2, 0.45, (len(qw), len(sw)))
+    for i, (a, b) in enumerate(qw):
+        if min(b, q1) - max(a, q0) >= held:
+            asim[i, np.argmin(np.abs(sw[:, 0] - (a + offset)))] = 0.92
+    return asim
+
+
+def test_a_short_sound_copy_is_bounded_where_its_windows_stop_matching_not_half_a_window_out():
+    # a 6 s excerpt of sound inside a 60 s query, query windows every 0.5 s (audio.query_step)
+    qw = np.stack([np.arange(0, 55.5, 0.5), np.arange(0, 55.5, 0.5) + 5.0], 1)
+    sw = np.stack([np.arange(0, 36.0), np.arange(0, 36.0) + 5.0], 1)
+    asim = _sound_copied(qw, sw, 20, 26, -10)
+    tq, ts = frame_times(60), frame_times(40)
+    (m,) = align_pair("q", "s", tq, ts, background(60, 40), qw, sw, asim, CFG)
+    assert m.modalities == ("audio",)
+    assert (m.q_start, m.q_end) == (pytest.approx(20, abs=0.6), pytest.approx(26, abs=0.6))
+    assert (m.s_start, m.s_end) == (pytest.approx(10, abs=1.0), pytest.approx(16, abs=1.0))  # 1 s source grid
+    # padded by half a window on each side, the same windows report 9 s for 6
+    (wide,) = align_pair("q", "s", tq, ts, background(60, 40), qw, sw, asim, SegmentConfig(audio_edge=2.5))  # the old bounds
+    assert wide.q_end - wide.q_start == pytest.approx(9.0, abs=0.1)
+
+
+def test_a_whole_soundtrack_copy_keeps_its_ends_at_the_videos_edges():
+    # the query's sound is the source's seconds 10-40, and the source ends there: both runs of
+    # matched windows end at a video's last window, where nothing beyond could match
+    qw = np.stack([np.arange(0, 25.5, 0.5), np.arange(0, 25.5, 0.5) + 5.0], 1)
+    sw = np.stack([np.arange(0, 36.0), np.arange(0, 36.0) + 5.0], 1)
+    (m,) = align_pair("q", "s", frame_times(30), frame_times(40), background(30, 40), qw, sw,
+                      _sound_copied(qw, sw, 0, 30, 10), CFG)
+    assert (m.q_start, m.q_end) == (pytest.approx(0, abs=0.1), pytest.approx(30, abs=0.1))
+    assert (m.s_start, m.s_end) == (pytest.approx(10, abs=0.6), pytest.approx(40, abs=0.6))
+
+
+def test_audio_edge_beyond_the_pad_is_refused():
+    from astradup.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="segments.audio_edge"):
+        load_config(overrides={"segments": {"audio_edge": 3.0}})
+
+
 def test_audio_replaced_copy_still_found_by_vision_and_both_confirm():
     tq, ts = frame_times(30), frame_times(30)
     vsim = paint_line(background(30, 30), tq, ts, 0, 30, 1.0, 0.0)

@@ -37,6 +37,25 @@ def test_a_piece_fitted_a_second_off_is_moved_onto_the_copy():
     assert refine_offset(right, tq, ts, sim, 1.0) is right
 
 
+def test_the_sounds_line_keeps_a_copy_off_a_more_similar_shot_of_the_same_photo():
+    """A source showing one photo in two shots: after a crop, the query matches the later shot
+    (3 s on) a little better than the copied one. The picture alone moves the piece there; the
+    sound, which came with the copy, says where it is."""
+    tq, ts, sim = _slow_footage()
+    true = -5.0
+    for i in range(10, 20):
+        sim[i, i - 5 + 3] = 0.95  # the echo: the same picture 3 s later, more alike after the crop
+    right = _piece(10, 20, true)
+    assert refine_offset(right, tq, ts, sim, 1.0).offset == true + 3  # the picture alone
+    assert refine_offset(right, tq, ts, sim, 1.0, heard=(1.0, true + 0.3)) is right
+    # a sound line a whole cell away does not pin the piece to the wrong place either: no shift
+    # within half a cell of it exists, so the piece stays where the picture's fit put it
+    assert refine_offset(right, tq, ts, sim, 1.0, heard=(1.0, true - 1.0)) is right
+    # within the sound's slack the picture still moves a piece fitted a second off
+    off = _piece(10, 20, true - 1)
+    assert refine_offset(off, tq, ts, sim, 1.0, heard=(1.0, true + 0.2)).offset == true
+
+
 def test_only_whole_frame_shifts_within_reach_that_gain_enough_move_a_piece():
     tq, ts, sim = _slow_footage()
     far = _piece(10, 20, -5.0 + MAX_SHIFT + 2)  # the copy lies beyond the shifts tried
