@@ -68,7 +68,7 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
                 if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):
                     # the picture matched only a fragment of what the sound shows was copied
                     v = _piece(a, a.q_start, a.q_end, a.s_start, a.s_end, score)
-                elif v.static or v.score < min_score <= a.score:
+                elif v.static or alone < min_score <= a.score:  # on its own: before the lift above
                     # still pictures give the query span but not where in the source: sound does
                     v = _piece(a, v.q_start, v.q_end, max(a.slope * v.q_start + a.offset, 0.0),
                                a.slope * v.q_end + a.offset, score)

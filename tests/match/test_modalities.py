@@ -53,6 +53,17 @@ def test_a_picture_line_that_failed_its_checks_is_placed_by_the_sound_that_passe
     assert (kept.s_start, kept.offset) == (4.0, -36.0)
 
 
+def test_a_failed_picture_line_near_the_sounds_is_placed_by_the_sound_though_the_sound_lifts_it():
+    # a 10% speed-up whose picture line was voted at slope 0.84 and failed motion (0), its middle
+    # within the tolerance of the sound's line (slope 1.045): the two lift each other, and the
+    # reported copy runs along the line that passed its checks, the sound's
+    v, a = _piece(46, 56, 7.8 - 0.842 * 46, 0.0, slope=0.842), _piece(46.5, 57.5, 7.9 - 1.045 * 46.5, 0.85, slope=1.045)
+    assert same_line(v, a, CFG.offset_tol)
+    ((m, _),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
+    assert (m.q_start, m.q_end) == (46, 56) and m.slope == 1.045
+    assert m.s_end - m.s_start == pytest.approx(10 * 1.045)
+
+
 def test_align_pair_reports_a_copy_that_sight_and_sound_each_found_weakly():
     """The end-to-end shape of a hard-benchmark copy under speed, overlay and noise: the picture's
     line short of sure on its own (too few seconds of full-strength evidence), the sound's too;
