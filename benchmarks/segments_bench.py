@@ -77,7 +77,9 @@ def sweep_audio(cache, sources, cfg, truth, qids, stem, bench) -> None:
         for qid, (q, cands) in cache.items():
             q2 = dataclasses.replace(q, features=with_audio(q.features, qpcm[qid], qstep))
             c2[qid] = (q2, [src2[c.video_id] for c in cands])
-        seg = dataclasses.replace(cfg.segments, audio_pad=window / 2)
+        # the pad is half a window; the edge keeps its share of the window (align._edges)
+        seg = dataclasses.replace(cfg.segments, audio_pad=window / 2,
+                                  audio_edge=min(cfg.segments.audio_edge * window / cfg.audio.window, window / 2))
         pred = predict(c2, seg, stem)
         r = evaluate(truth, pred, all_query_ids=qids)
         nd, nfa = r.get("distractor_queries", 0), r.get("distractors_with_prediction", 0)
