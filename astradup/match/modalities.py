@@ -65,10 +65,8 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
                 if tol > 0 and same_line(v, a, tol):
                     v = dataclasses.replace(v, score=max(both_found(alone, a.score), v.score))
                 score = max(v.score, a.score)
-                if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start) and not v.static:
-                    # the picture matched only a fragment of what the sound shows was copied (a moving
-                    # picture: a still one matches wherever it was shown, so its frames bound the copy,
-                    # while 5 s windows reach past it; hard seed 5, a 3 s copy reported as 6.5 s)
+                if (a.q_end - a.q_start) > 1.5 * (v.q_end - v.q_start):
+                    # the picture matched only a fragment of what the sound shows was copied
                     v = _piece(a, a.q_start, a.q_end, a.s_start, a.s_end, score)
                 elif v.static or alone < min_score <= a.score:  # on its own: before the lift above
                     # still pictures give the query span but not where in the source: sound does

@@ -1,8 +1,6 @@
 """One pair's visual and audio pieces made into one list (match/modalities.py)."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -64,19 +62,6 @@ def test_a_failed_picture_line_near_the_sounds_is_placed_by_the_sound_though_the
     ((m, _),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
     assert (m.q_start, m.q_end) == (46, 56) and m.slope == 1.045
     assert m.s_end - m.s_start == pytest.approx(10 * 1.045)
-
-
-def test_a_still_picture_keeps_its_query_span_when_the_sound_runs_longer():
-    # 3 s of a still photo matched exactly where they were copied; the sound's windows, 5 s long,
-    # matched 2 s either side. The sound places the copy in the source; the picture bounds it.
-    v = dataclasses.replace(_piece(81, 84, -81.0, 0.38), static=True)
-    a = _piece(79, 85.5, -78.8, 0.65)
-    ((m, mods),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)
-    assert mods == ("visual", "audio") and (m.q_start, m.q_end) == (81, 84)
-    assert (m.s_start, m.s_end) == (pytest.approx(2.2), pytest.approx(5.2))
-    # a moving picture that matched a fragment of what the sound shows still takes the sound's span
-    ((f, _),) = merge_modalities([dataclasses.replace(v, static=False)], [a], CFG.offset_tol, CFG.min_score)
-    assert (f.q_start, f.q_end) == (79, 85.5)
 
 
 def test_align_pair_reports_a_copy_that_sight_and_sound_each_found_weakly():
