@@ -16,7 +16,6 @@ for audio window settings, the audio features of queries and candidates from cac
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import json
