@@ -161,12 +161,20 @@ def test_searches_while_the_index_writes_never_fail_and_rows_end_exact(corpus, t
     errors: list[BaseException] = []
     overlapped: list[int] = []  # writer progress seen by searches that ran mid-write
     done = threading.Event()
+    searched = threading.Condition()
 
     def writer() -> None:
         try:
-            for f in feats[1:] + feats[:3]:  # every video, then three of them again (a re-index)
+            for k, f in enumerate(feats[1:] + feats[:3]):  # every video, then three of them again (a re-index)
                 cat.write([f])
                 written[0] += 1
+                if k < 3:
+                    # the first writes wait for a search that began after them, so searches meet
+                    # several states of the index however the threads are scheduled; later writes
+                    # run on while searches go on
+                    with searched:
+                        if not searched.wait_for(lambda: written[0] in overlapped, timeout=120):
+                            raise AssertionError(f"no search ran after write {written[0]}")
         except BaseException as e:
             errors.append(e)
         finally:
@@ -183,7 +191,9 @@ def test_searches_while_the_index_writes_never_fail_and_rows_end_exact(corpus, t
                 errors.append(e)
                 return
             if progress < len(feats) + 3:  # the writer had not finished when this search began
-                overlapped.append(progress)
+                with searched:
+                    overlapped.append(progress)
+                    searched.notify_all()
             unknown = {m.source_id for m in matches} - set(corpus["feats"])
             if unknown:
                 errors.append(AssertionError(f"matches of videos never written: {unknown}"))
