@@ -110,6 +110,7 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
     e = evidence(sim, lo, hi)
     ii, jj = np.nonzero(e >= cfg.cell_threshold)
     live = np.ones(len(ii), bool)
+    t_first, t_last = (tq.min(), ts.min()), (tq.max(), ts.max())  # each video's first and last times
     pieces: list[Piece] = []
     for _ in range(4 * cfg.max_segments):
         if live.sum() < 2 or len(pieces) >= cfg.max_segments:
@@ -153,8 +154,8 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
             a, b = _fit(rq, rs, rw, slope, offset, cfg.slopes)
             length_factor = min(1.0, (q1 - q0) / cfg.full_len) if cfg.full_len > 0 else 1.0
             full = float(rw.mean()) * density
-            r0, r1 = _edges(q0, q1, pad, edge, (rq[0] <= tq.min(), rs[0] <= ts.min()),
-                            (rq[-1] >= tq.max(), rs[-1] >= ts.max()))
+            r0, r1 = _edges(q0, q1, pad, edge, (rq[0] <= t_first[0], rs[0] <= t_first[1]),
+                            (rq[-1] >= t_last[0], rs[-1] >= t_last[1]))
             pieces.append(Piece(max(float(r0), 0.0), float(r1), max(a * float(r0) + b, 0.0),
                                 a * float(r1) + b, full * length_factor, a, b, full=full))
             spent |= (tq[i] >= q0) & (tq[i] <= q1)

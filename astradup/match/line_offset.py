@@ -67,15 +67,21 @@ def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: floa
         return p
     shifts = cell * np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
     mid = (p.q_start + p.q_end) / 2
-    means = [line_mean(tq, ts, sim, rows, p.slope, p.offset + d, cell)
-             if d == 0 or _within_heard(p.slope, p.offset + d, mid, heard, cell) else -np.inf for d in shifts]
-    k = int(np.argmax(means))  # staying put is always allowed: what the move must beat
+
+    def shifted_means(slope: float, offset: float, stay: bool) -> list[float]:
+        """The line's mean at each shift, -inf where the shift leaves the sound's line (``stay``:
+        the unshifted line is always measured, as what a move must beat)."""
+        return [line_mean(tq, ts, sim, rows, slope, offset + d, cell)
+                if (stay and d == 0) or _within_heard(slope, offset + d, mid, heard, cell) else -np.inf
+                for d in shifts]
+
+    means = shifted_means(p.slope, p.offset, stay=True)
+    k = int(np.argmax(means))
     if slopes and len(rows) >= REFIT_MIN_ROWS:
         # one frame wider than the line's tolerance: the voted line itself may sit a frame off
         a, b = _refit(tq, ts, sim, rows, p.slope, p.offset, tol + cell, slopes, floor)
         if abs(a - p.slope) * (p.q_end - p.q_start) >= cell:
-            alt = [line_mean(tq, ts, sim, rows, a, b + d, cell)
-                   if _within_heard(a, b + d, mid, heard, cell) else -np.inf for d in shifts]
+            alt = shifted_means(a, b, stay=False)
             j = int(np.argmax(alt))
             if alt[j] > max(means[k], means[MAX_SHIFT] + MIN_GAIN):
                 b += float(shifts[j])
