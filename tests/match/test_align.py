@@ -55,6 +55,23 @@ def test_a_wrong_slope_a_little_more_alike_than_the_copys_line_loses_to_slope_on
     assert p.slope == pytest.approx(1.0, abs=0.02) and p.s_start == pytest.approx(15.0, abs=0.6)
 
 
+def test_a_short_copy_of_a_long_still_shot_lands_where_its_frames_are_most_alike():
+    """The source shows one picture for 30 s; every frame of it matches the 3 s copy past
+    ``visual_hi``, so every offset gets the same vote. The copied seconds (20-23) are a little more
+    alike than the rest, and the line goes there, not to the first seconds of the shot."""
+    tq, ts = frame_times(40), frame_times(40)
+    sim = background(40, 40)
+    sim[10:13, 0:30] = 0.92  # query 10-13 against the whole still shot
+    sim = paint_line(sim, tq, ts, 10, 13, 1.0, 10.0, value=0.935)
+    (p,) = align(tq, ts, sim, CFG.visual_lo, CFG.visual_hi, CFG)
+    assert (p.q_start, p.q_end) == (10.0, 13.0)
+    assert (p.s_start, p.s_end) == pytest.approx((20.0, 23.0))
+    sim = background(40, 40)
+    sim[10:13, 0:30] = 0.92  # without the copied seconds standing out there is nothing to go by
+    (p,) = align(tq, ts, sim, CFG.visual_lo, CFG.visual_hi, CFG)
+    assert (p.q_start, p.q_end) == (10.0, 13.0)
+
+
 def test_isolated_hits_and_noise_give_nothing():
     tq, ts = frame_times(40), frame_times(40)
     sim = background(40, 40)
