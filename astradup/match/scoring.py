@@ -5,6 +5,7 @@ Each score is a raw similarity mapped to [0, 1] by a calibration measured on the
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,20 +195,44 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
         vsim[:, ~informative(s)] = 0.0
     asim = audio_sim(q, s, q_pitch)
     cell = float(np.median(np.diff(q.timestamps))) if len(q.timestamps) > 1 else 1.0
-    return align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
+    segs = align_pair(q.video_id, s.video_id, q.timestamps, s.timestamps, vsim,
                       q.audio_windows, s.audio_windows, asim, cfg, cell=cell,
                       q_valid=informative(q) if len(q.embeddings) else None,
                       s_valid=informative(s) if len(s.embeddings) else None,
                       embeddings=(q.embeddings, s.embeddings) if vsim is not None else None,
                       background=background if vsim is not None else None)
+    return [_within(m, _container_duration(q), _container_duration(s)) for m in segs]
+
+
+def _container_duration(f: VideoFeatures) -> float:
+    """The container's duration in seconds, 0 where it is missing or not a finite positive number."""
+    try:
+        d = float(f.meta.get("duration") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return d if np.isfinite(d) and d > 0 else 0.0
+
+
+def _within(m: SegmentMatch, q_duration: float, s_duration: float) -> SegmentMatch:
+    """``m`` with each interval inside its video: a frame stands for half a cell either side and an
+    audio window's pad reaches past the last sample, so a copy that runs to a video's end was
+    reported up to a second beyond it (a 31 s source copied whole, as s 0-31.95). Only the
+    container's duration counts: the last frame or window ends before it, and 0 (unknown) leaves
+    the end as it is."""
+    def clip(t0: float, t1: float, d: float) -> tuple[float, float]:
+        return max(t0, 0.0), (min(t1, round(d, 2)) if d > 0 else t1)
+    (q0, q1), (s0, s1) = clip(m.q_start, m.q_end, q_duration), clip(m.s_start, m.s_end, s_duration)
+    if (q0, q1, s0, s1) == (m.q_start, m.q_end, m.s_start, m.s_end) or q1 <= q0 or s1 <= s0:
+        return m
+    return dataclasses.replace(m, q_start=q0, q_end=q1, s_start=s0, s_end=s1)
 
 
 def duration_of(f: VideoFeatures) -> float:
     """Seconds of a video: the container's duration, else the end of its last frame or audio window
     (features built in tests or by old indexers may lack the metadata)."""
-    d = f.meta.get("duration")
+    d = _container_duration(f)
     if d:
-        return float(d)
+        return d
     ends = [float(np.max(f.timestamps)) if len(f.timestamps) else 0.0,
             float(np.max(f.audio_windows)) if len(f.audio_windows) else 0.0]
     return max(ends)

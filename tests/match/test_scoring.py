@@ -73,3 +73,18 @@ def test_distinctiveness_lifts_a_short_copy_only_while_nothing_else_resembles_it
     (shared,) = pair_segments(qf, sf, cfg, background=backgrounds(qf, {"s": sf, "t": twin, **strangers}, cfg)["s"])
     assert (alone.q_start, alone.q_end, alone.s_start) == (lifted.q_start, lifted.q_end, lifted.s_start) == (10, 16, 5)
     assert lifted.score > alone.score == shared.score
+
+
+def test_a_copy_that_runs_to_a_videos_end_is_reported_inside_it():
+    """Frames stand for half a second either side, so a whole copy of a 20.3 s source whose last
+    frame is at 19.5 s ends at 20.0 on the frames' grid, and a container of 19.8 s is the limit;
+    an unknown or damaged duration leaves the end as aligned."""
+    rng = np.random.default_rng(2)
+    s = unit(rng.normal(size=(20, 16)))
+    q = unit(np.concatenate([rng.normal(size=(10, 16)), s + 0.05 * rng.normal(size=s.shape)]))
+    cfg = SegmentConfig()
+    (m,) = pair_segments(video("q", q, duration=29.9), video("s", s, duration=19.8), cfg)
+    assert (m.q_start, m.q_end, m.s_start, m.s_end) == (10.0, 29.9, 0.0, 19.8)
+    for unknown in (0.0, None, "n/a", float("nan"), -5.0):
+        (m,) = pair_segments(video("q", q, duration=unknown), video("s", s, duration=unknown), cfg)
+        assert (m.q_end, m.s_end) == (30.0, 20.0)
