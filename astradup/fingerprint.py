@@ -31,10 +31,15 @@ chromaprint_hz  float64          sub-fingerprints per second
 pitch_count     int32            V, audio pitch variants (features/pitch_variants.py; 0: none made)
 pitch_q         binary           V*W*Da int8: each variant's window vectors, quantised as the frames
 pitch_step      list<float32>    [V*W] their steps
+pitch_codes     list<uint32>     each pitch reading's Chromaprint sub-fingerprints, one after another
+pitch_code_n    list<int32>      [R] how many of them each reading holds (R: 0 when none were made)
+pitch_code_scale list<float64>   [R] each reading's time scale: its items sit at the whole track's
+                                 item times (chromaprint_hz) times this (match/audio_confirm.py)
 =============== ================ ====================================================================
 
 Version 1 files (written before the pitch variants) have no ``pitch_*`` columns and are still read:
-their searches miss pitch-shifted soundtracks as every search did then.
+their searches miss pitch-shifted soundtracks as every search did then. Version 2 files have no
+``pitch_code*`` columns: their audio pieces are confirmed by the track's own codes only.
 
 Quantisation: row i of the embeddings is stored as int8 ``q[i]`` and float32 ``step[i] =
 max|x[i]| / 127``; ``x[i] ~= q[i] * step[i]`` to within ``step[i] / 2`` per component
@@ -67,11 +72,15 @@ import pyarrow.parquet as pq
 from astradup.errors import MediaError
 from astradup.io.ids import check_video_id
 from astradup.plain import plain
-from astradup.records import VideoFeatures
+from astradup.features.chromaprint import CHROMAPRINT_HZ, item_times
+from astradup.records import CodeReading, VideoFeatures
 from astradup.store.compact import dequantise_rows, quantise_rows_scaled
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 PITCH_COLUMNS = ("pitch_count", "pitch_q", "pitch_step")  # added in version 2
+CODE_COLUMNS = ("pitch_codes", "pitch_code_n", "pitch_code_scale")  # added in version 3
+# columns each older version lacks (and may not carry)
+MISSING = {b"1": PITCH_COLUMNS + CODE_COLUMNS, b"2": CODE_COLUMNS}
 MAX_PITCH = 24  # audio.query_pitch holds at most 24 shifts
 VERSION_KEY = b"astradup.fingerprint"
 EMBEDDER_KEY = b"astradup.embedder"
@@ -106,6 +115,9 @@ FINGERPRINT_SCHEMA = pa.schema([
     pa.field("pitch_count", pa.int32()),
     pa.field("pitch_q", pa.binary()),
     pa.field("pitch_step", pa.list_(pa.float32())),
+    pa.field("pitch_codes", pa.list_(pa.uint32())),
+    pa.field("pitch_code_n", pa.list_(pa.int32())),
+    pa.field("pitch_code_scale", pa.list_(pa.float64())),
 ])
 
 
@@ -119,10 +131,11 @@ class Fingerprint:
     mirror: np.ndarray | None  # mirrored-frame embeddings, None when the file has none
     embedder: str  # the frame embedder that made the embeddings
     pitch: np.ndarray | None = None  # [V, W, Da] audio pitch variants, None when the file has none
+    pitch_codes: tuple[CodeReading, ...] = ()  # the pitch readings' Chromaprint codes, () when none
 
 
 def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str,
-                      pitch: np.ndarray | None = None) -> pa.Table:
+                      pitch: np.ndarray | None = None, pitch_codes: tuple[CodeReading, ...] = ()) -> pa.Table:
     """The one-row table (schema and metadata included) of a query's features."""
     emb = np.asarray(f.embeddings, np.float32)
     t = len(np.asarray(f.timestamps).reshape(-1))
@@ -147,9 +160,27 @@ def fingerprint_table(f: VideoFeatures, mirror: np.ndarray | None, embedder: str
         "chromaprint": np.asarray(f.chromaprint, np.uint32).reshape(-1),
         "chromaprint_hz": float(f.chromaprint_hz),
         "pitch_count": int(len(pv)) if pv.size else 0, "pitch_q": pq_, "pitch_step": pstep,
+        **_code_columns(f, pitch_codes),
     }
     table = pa.Table.from_pylist([row], schema=FINGERPRINT_SCHEMA)
     return table.replace_schema_metadata({VERSION_KEY: SCHEMA_VERSION.encode(), EMBEDDER_KEY: embedder.encode()})
+
+
+def _code_columns(f: VideoFeatures, readings: tuple[CodeReading, ...]) -> dict[str, np.ndarray]:
+    """The ``pitch_code*`` columns: each reading's codes, count and time scale against the track's
+    own item times (a reading's times are those times scaled, features/pitch_variants.py)."""
+    hz = float(f.chromaprint_hz or CHROMAPRINT_HZ)
+    scales = []
+    for r in readings:
+        base = item_times(len(r.codes), hz)
+        scale = float(r.times[-1] / base[-1]) if len(r.codes) else 1.0
+        if len(r.codes) and not np.allclose(r.times, base * scale, rtol=1e-6, atol=1e-6):
+            raise ValueError(f"{f.video_id}: a pitch reading's item times are not the track's scaled")
+        scales.append(scale)
+    return {"pitch_codes": np.concatenate([np.asarray(r.codes, np.uint32) for r in readings])
+            if readings else np.zeros(0, np.uint32),
+            "pitch_code_n": np.array([len(r.codes) for r in readings], np.int32),
+            "pitch_code_scale": np.array(scales, np.float64)}
 
 
 def _quantised(rows: np.ndarray | None) -> tuple[bytes, np.ndarray]:
@@ -161,14 +192,14 @@ def _quantised(rows: np.ndarray | None) -> tuple[bytes, np.ndarray]:
 
 
 def write_fingerprint(path: str | Path, f: VideoFeatures, mirror: np.ndarray | None, embedder: str,
-                      pitch: np.ndarray | None = None) -> int:
+                      pitch: np.ndarray | None = None, pitch_codes: tuple[CodeReading, ...] = ()) -> int:
     """Write the fingerprint file (via a temp name, so a half-written file never has the name);
     returns its size in bytes."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         # Quantised bytes and floats barely compress; zstd still shrinks the JSON and the windows.
-        pq.write_table(fingerprint_table(f, mirror, embedder, pitch), tmp, compression="zstd")
+        pq.write_table(fingerprint_table(f, mirror, embedder, pitch, pitch_codes), tmp, compression="zstd")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -221,9 +252,9 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_dec
     if version is None:
         raise FingerprintError(where, "not an AstraDup fingerprint (a Parquet file without the "
                                       f"{VERSION_KEY.decode()!r} metadata key; make one with `astradup fingerprint`)")
-    if version not in (b"1", SCHEMA_VERSION.encode()):
+    if version not in (*MISSING, SCHEMA_VERSION.encode()):
         raise FingerprintError(where, f"fingerprint schema version {version[:20].decode('utf-8', 'replace')!r}; "
-                                      f"this AstraDup reads versions 1 and {SCHEMA_VERSION}")
+                                      f"this AstraDup reads versions 1 to {SCHEMA_VERSION}")
     if md.num_rows != 1 or md.num_row_groups != 1:
         raise FingerprintError(where, f"a fingerprint holds one row, this file has {md.num_rows} "
                                       f"in {md.num_row_groups} row group(s)")
@@ -232,7 +263,7 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_dec
     except Exception as e:
         raise FingerprintError(where, f"unreadable schema ({type(e).__name__})") from None
     for field in FINGERPRINT_SCHEMA:
-        if version == b"1" and field.name in PITCH_COLUMNS:
+        if field.name in MISSING.get(version, ()):
             continue
         i = schema.get_field_index(field.name)
         if i < 0:
@@ -240,7 +271,7 @@ def _check_metadata(where: str, pf: pq.ParquetFile, md: pq.FileMetaData, max_dec
         if not schema.field(i).type.equals(field.type):
             raise FingerprintError(where, f"column {field.name!r} is {schema.field(i).type}, expected {field.type}")
     extra = [n for n in schema.names if FINGERPRINT_SCHEMA.get_field_index(n) < 0
-             or (version == b"1" and n in PITCH_COLUMNS)]
+             or n in MISSING.get(version, ())]
     if extra:
         raise FingerprintError(where, f"unknown column(s) {', '.join(repr(n[:40]) for n in extra[:5])}")
     rg = md.row_group(0)
@@ -335,7 +366,25 @@ def _from_row(table: pa.Table, kv: dict) -> Fingerprint:
                           phash=phash, audio_windows=windows, audio_vectors=vectors, chromaprint=chroma,
                           chromaprint_hz=float(hz), meta=meta)
     pitch = _pitch(table, w, da) if "pitch_count" in table.column_names else None
-    return Fingerprint(feats, mirror, (kv.get(EMBEDDER_KEY) or b"").decode("utf-8", "replace")[:200], pitch)
+    codes = _pitch_codes(table, float(hz)) if "pitch_codes" in table.column_names else ()
+    return Fingerprint(feats, mirror, (kv.get(EMBEDDER_KEY) or b"").decode("utf-8", "replace")[:200], pitch, codes)
+
+
+def _pitch_codes(table: pa.Table, hz: float) -> tuple[CodeReading, ...]:
+    """The pitch readings' codes of a version 3 file, () when it has none."""
+    codes = _floats(table, "pitch_codes", MAX_PITCH * MAX_CHROMAPRINT, np.uint32)
+    n = _floats(table, "pitch_code_n", MAX_PITCH, np.int64)
+    scale = _floats(table, "pitch_code_scale", MAX_PITCH, np.float64)
+    if len(n) != len(scale) or (len(n) and (n.min() < 0 or n.max() > MAX_CHROMAPRINT)) or int(n.sum()) != len(codes):
+        raise ValueError(f"pitch_code_n: {len(n)} counts from 0 to {MAX_CHROMAPRINT} summing to the "
+                         f"{len(codes)} pitch_codes, one per pitch_code_scale ({len(scale)})")
+    if len(scale) and not ((scale >= 0.5) & (scale <= 2.0)).all():
+        raise ValueError("pitch_code_scale: a time scale outside 0.5..2 (an octave either way)")
+    if len(codes) and not hz > 0:
+        raise ValueError("pitch_codes without a chromaprint_hz to time them")
+    ends = np.cumsum(n)
+    return tuple(CodeReading(codes[e - k:e], item_times(int(k), hz) * float(sc), shifted=True)
+                 for k, e, sc in zip(n, ends, scale))
 
 
 def _pitch(table: pa.Table, w: int, da: int) -> np.ndarray | None:

@@ -122,6 +122,17 @@ class VideoFeatures:
 
 
 @dataclass(frozen=True)
+class CodeReading:
+    """One reading of a soundtrack's Chromaprint codes: uint32 items and each item's time on the
+    track's own axis (seconds). ``shifted``: the track read at another pitch
+    (features/pitch_variants.py), which match/audio_confirm.py trusts a little less."""
+
+    codes: np.ndarray
+    times: np.ndarray
+    shifted: bool = False
+
+
+@dataclass(frozen=True)
 class SegmentMatch:
     """One copied stretch: ``query_id`` from ``q_start`` to ``q_end`` s is ``source_id`` from
     ``s_start`` to ``s_end`` s. The one segment record of every stage (alignment, search, dedup,

@@ -27,7 +27,7 @@ from astradup.match.query_rows import (check_dims, could_match_rows, heard, knn_
 from astradup.match.selfjoin import Rows, best_per_video, exact_floors, exact_knn, floors, merge_hits, prune
 from astradup.match.fusion import fuse
 from astradup.match.scoring import backgrounds, informative, pair_audio_copy, pair_evidence, pair_segments
-from astradup.records import VideoFeatures, VideoMatch, VideoRef
+from astradup.records import CodeReading, VideoFeatures, VideoMatch, VideoRef
 
 AUDIO_VOTE_WEIGHT = 0.5  # an audio window counts half a frame: audio alone is weaker evidence
 # A neighbour votes by how far it beats the similarity that this share of unrelated row pairs reach
@@ -55,6 +55,8 @@ class Query:
     # [V, W, Da] the audio windows' vectors with the pitch moved (features/pitch_variants.py), row w
     # of each the same stretch as the features' window w; None: not made (indexed videos)
     pitch: np.ndarray | None = None
+    # the Chromaprint codes of each pitch reading (match/audio_confirm.py): () where none were made
+    pitch_codes: tuple[CodeReading, ...] = ()
 
 
 class Searcher:
@@ -71,22 +73,24 @@ class Searcher:
             return self.embed_query(*self.read_query(path, uri))
 
     def read_query(self, path: str, uri: str, decode: DecodeConfig | None = None
-                   ) -> tuple[VideoFeatures, np.ndarray, np.ndarray]:
+                   ) -> tuple[VideoFeatures, np.ndarray, np.ndarray, tuple[CodeReading, ...]]:
         """``query_from_file``'s first half on a local file, (CPU features, frames, audio pitch
-        variants): what fails here is the file's fault. ``decode``: tighter limits than ``cfg.decode``."""
+        variants, their codes): what fails here is the file's fault. ``decode``: tighter limits than
+        ``cfg.decode``."""
         with telemetry.timed(STAGE, stage="decode"):
             dec = decode_video(path, VideoRef(content_id(path), uri, os.path.getsize(path)), decode or self.cfg.decode)
         with telemetry.timed(STAGE, stage="features"):
             feats = cpu_features(dec, self.cfg, audio_step=self.cfg.audio.query_step)
-            pitch = pitch_variants(dec.audio if len(feats.audio_vectors) else None, dec.sample_rate, self.cfg.audio,
-                                   feats.audio_windows)
-            return feats, dec.frames, pitch
+            pitch, codes = pitch_variants(dec.audio if len(feats.audio_vectors) else None, dec.sample_rate,
+                                          self.cfg.audio, feats.audio_windows)
+            return feats, dec.frames, pitch, codes
 
-    def embed_query(self, feats: VideoFeatures, frames: np.ndarray, pitch: np.ndarray | None = None) -> Query:
+    def embed_query(self, feats: VideoFeatures, frames: np.ndarray, pitch: np.ndarray | None = None,
+                    pitch_codes: tuple[CodeReading, ...] = ()) -> Query:
         with telemetry.timed(STAGE, stage="embed"):
             feats = add_embeddings(feats, frames, self.embedder)
             mirror = mirrored_embeddings(frames, self.embedder) if self.cfg.embedder.query_flip else None
-        return Query(feats, mirror, pitch if pitch is not None and len(pitch) else None)
+        return Query(feats, mirror, pitch if pitch is not None and len(pitch) else None, tuple(pitch_codes))
 
     def query_from_fingerprint(self, src: str | bytes, max_bytes: int | None = None, name: str = "") -> Query:
         """The query a fingerprint file (astradup/fingerprint.py) holds: the features
@@ -100,7 +104,7 @@ class Searcher:
         fp = read_fingerprint(src, MAX_FILE_BYTES if max_bytes is None else max_bytes, name)
         check_compatible(fp, self.embedder.name, self.embedder.dim, vector_dim(self.cfg.audio.n_mfcc),
                          name or (src if isinstance(src, str) else "fingerprint"))
-        return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None, fp.pitch)
+        return Query(fp.features, fp.mirror if self.cfg.embedder.query_flip else None, fp.pitch, fp.pitch_codes)
 
     @property
     def _floors(self) -> tuple[float, float]:
@@ -329,7 +333,7 @@ class Searcher:
             if acopy is not None:
                 notes.append(acopy.note())
             scores = {m: v for m, v in ev.modality_scores().items() if v is not None}
-            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid), pitch, prod)) \
+            segs = tuple(pair_segments(qf, s, self.cfg.segments, q.mirror, bgs.get(vid), pitch, prod, q.pitch_codes)) \
                 if segments else ()
             out.append(VideoMatch(source_id=vid, source_uri=s.uri, scores=scores, fused=fused.score,
                                   confidence=fused.confidence, label=fused.label, review=fused.review,

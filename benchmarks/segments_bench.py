@@ -46,7 +46,8 @@ def predict(cache, seg_cfg, stem) -> list[SegmentMatch]:
     rows = []
     for qid, (q, cands) in cache.items():
         bgs = backgrounds(q.features, {s.video_id: s for s in cands}, seg_cfg, q.mirror)
-        segs = [m for s in cands for m in pair_segments(q.features, s, seg_cfg, q.mirror, bgs[s.video_id], q.pitch)]
+        segs = [m for s in cands for m in pair_segments(q.features, s, seg_cfg, q.mirror, bgs[s.video_id], q.pitch,
+                                                        q_pitch_codes=q.pitch_codes)]
         for m in suppress_overlaps(segs):
             rows.append(SegmentMatch(qid, m.q_start, m.q_end, stem[m.source_id], m.s_start, m.s_end, m.score))
     return rows

@@ -134,7 +134,7 @@ def cmd_fingerprint(args, cfg: Config) -> int:
     searcher = Searcher(cfg)
     q = searcher.query_from_file(args.video)
     try:
-        size = write_fingerprint(args.out, q.features, q.mirror, searcher.embedder.name, q.pitch)
+        size = write_fingerprint(args.out, q.features, q.mirror, searcher.embedder.name, q.pitch, q.pitch_codes)
     except OSError as e:
         raise AstraDupError(f"{args.out}: cannot write: {e.strerror or e}") from None
     print(f"fingerprint of {args.video} ({q.features.video_id}): {len(q.features.timestamps)} frames, "

@@ -21,15 +21,18 @@ from __future__ import annotations
 import numpy as np
 
 from astradup.config import AudioConfig
+from astradup.records import CodeReading
 from astradup.features.audio import vector_dim, window_vectors
-from astradup.features.chromaprint import chromaprint_ints
+from astradup.features.chromaprint import chromaprint_ints, item_times
 from astradup.features.mfcc import fft_size, mfcc_of_power, power_frames, window_stats
 
 
-def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: np.ndarray) -> np.ndarray:
-    """float32 [V, W, D]: for each of ``cfg.query_pitch``'s semitone shifts, the vectors of the
-    track's own windows (``windows``, seconds on the track's axis) with its pitch moved by that many
-    semitones; V = 0 when the list is empty or the track has no windows.
+def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: np.ndarray
+                   ) -> tuple[np.ndarray, tuple[CodeReading, ...]]:
+    """(float32 [V, W, D], V code readings): for each of ``cfg.query_pitch``'s semitone shifts, the
+    vectors of the track's own windows (``windows``, seconds on the track's axis) with its pitch
+    moved by that many semitones, and the Chromaprint codes of that reading (which confirm an audio
+    piece's line: match/audio_confirm.py); V = 0 when the list is empty or the track has no windows.
 
     The track is read at ``sr * 2 ** (s / 12)`` (no resampling: Chromaprint and the MFCC are told
     another rate), and each feature's times are mapped back onto the track's axis, so row w of every
@@ -39,9 +42,10 @@ def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: n
     dim = vector_dim(cfg.n_mfcc)
     shifts = list(cfg.query_pitch)
     if pcm is None or not len(pcm) or not len(windows) or not shifts:
-        return np.zeros((0, len(windows), dim), np.float32)
+        return np.zeros((0, len(windows), dim), np.float32), ()
     pcm = np.nan_to_num(np.asarray(pcm, np.float32).reshape(-1))
     out = np.zeros((len(shifts), len(windows), dim), np.float32)
+    codes = []
     power = {}  # one STFT per frame length: a reading changes the mel filters, not the frames
     for i, semis in enumerate(shifts):
         rate = int(round(sr * 2.0 ** (float(semis) / 12.0)))
@@ -53,4 +57,5 @@ def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: n
         m, t = mfcc_of_power(power[n_fft], rate, cfg.n_mfcc)
         stats = window_stats(m, t * scale, windows)
         out[i] = window_vectors(chroma, hz, windows, stats, time_scale=scale)
-    return out
+        codes.append(CodeReading(chroma, item_times(len(chroma), hz) * scale, shifted=True))
+    return out, tuple(codes)

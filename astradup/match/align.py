@@ -16,11 +16,12 @@ from collections.abc import Callable
 import numpy as np
 
 from astradup.config import SegmentConfig
+from astradup.match.audio_confirm import confirmed
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.match.piece import Piece
-from astradup.records import SegmentMatch
+from astradup.records import CodeReading, SegmentMatch
 
 # A slope pays this much path score per query second per unit away from 1 (``_best_line``): after a
 # crop of panning footage a wrong slope through the blob of alike frames can out-score the copy's
@@ -359,9 +360,12 @@ def align_pair(query_id: str, source_id: str,
                cfg: SegmentConfig, cell: float = 1.0, q_valid: np.ndarray | None = None,
                s_valid: np.ndarray | None = None,
                embeddings: tuple[np.ndarray, np.ndarray] | None = None,
-               background: np.ndarray | None = None) -> list[SegmentMatch]:
+               background: np.ndarray | None = None,
+               codes: tuple[tuple[CodeReading, ...], CodeReading | None] | None = None) -> list[SegmentMatch]:
     """All copied segments between one query and one source, best first. ``background``: per query
-    frame, its best similarity to the other candidates (``distinctiveness``), or None."""
+    frame, its best similarity to the other candidates (``distinctiveness``), or None. ``codes``:
+    the query's Chromaprint readings and the source's codes, which confirm audio pieces
+    (match/audio_confirm.py), or None."""
     vis = align(q_times, s_times, visual_sim, cfg.visual_lo, cfg.visual_hi, cfg, cell, q_valid=q_valid,
                 s_valid=s_valid) \
         if visual_sim is not None and visual_sim.size else []
@@ -385,6 +389,9 @@ def align_pair(query_id: str, source_id: str,
         qc, sc = q_windows.mean(axis=1), s_windows.mean(axis=1)
         aud = align(qc, sc, audio_sim, cfg.audio_lo, cfg.audio_hi, cfg, cell=0.0, pad=cfg.audio_pad,
                     edge=cfg.audio_edge)
+        if codes is not None:
+            aud = [confirmed(a, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_confirm_full, cfg.min_score)
+                   for a in aud]
     merged = merge_close(merge_modalities(vis, aud, cfg.offset_tol, cfg.min_score), cfg.max_gap)
     if use_distinct:
         merged = siblings_lifted(merged, cfg, lambda p: distinctiveness(p, best, background, q_times, q_valid))

@@ -15,10 +15,10 @@ from astradup.match.align import align, align_pair
 from astradup.match.common import COMMON_FRAMES
 from astradup.match.piece import Piece
 from astradup.match.products import FrameProducts
-from astradup.features.chromaprint import chromaprint_similarity
+from astradup.features.chromaprint import CHROMAPRINT_HZ, chromaprint_similarity, item_times
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
-from astradup.records import AudioCopy, SegmentMatch, VideoFeatures
+from astradup.records import AudioCopy, CodeReading, SegmentMatch, VideoFeatures
 
 
 def calibrate(x: float, lo: float, hi: float) -> float:
@@ -183,11 +183,13 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
 
 def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                   q_mirror: np.ndarray | None = None, background: np.ndarray | None = None,
-                  q_pitch: np.ndarray | None = None, products: FrameProducts | None = None
-                  ) -> list[SegmentMatch]:
+                  q_pitch: np.ndarray | None = None, products: FrameProducts | None = None,
+                  q_pitch_codes: tuple[CodeReading, ...] = ()) -> list[SegmentMatch]:
     """Copied segments between a query and one candidate, from frame and audio-window similarities;
     ``background`` from :func:`backgrounds` lets a distinctive piece stand without motion or length;
-    ``q_pitch``: the query's pitch variants (``audio_sim``); ``products``: the pair's frame products."""
+    ``q_pitch``: the query's pitch variants (``audio_sim``); ``products``: the pair's frame products;
+    ``q_pitch_codes``: the Chromaprint codes of the query's pitch readings, which with its own codes
+    confirm audio pieces (match/audio_confirm.py)."""
     vsim = None
     if len(q.embeddings) and len(s.embeddings):
         vsim = _frame_sim(q, s, q_mirror, products)
@@ -200,8 +202,15 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                       q_valid=informative(q) if len(q.embeddings) else None,
                       s_valid=informative(s) if len(s.embeddings) else None,
                       embeddings=(q.embeddings, s.embeddings) if vsim is not None else None,
-                      background=background if vsim is not None else None)
+                      background=background if vsim is not None else None,
+                      codes=((code_reading(q), *q_pitch_codes), code_reading(s)) if asim is not None else None)
     return [_within(m, _container_duration(q), _container_duration(s)) for m in segs]
+
+
+def code_reading(f: VideoFeatures) -> CodeReading:
+    """A video's own Chromaprint codes as a reading (match/audio_confirm.py)."""
+    codes = np.asarray(f.chromaprint, np.uint32).reshape(-1)
+    return CodeReading(codes, item_times(len(codes), float(f.chromaprint_hz or CHROMAPRINT_HZ)))
 
 
 def _container_duration(f: VideoFeatures) -> float:

@@ -25,10 +25,11 @@ from astradup.cli import main as cli_main
 from astradup.config import load_config
 from astradup.eval.segments_csv import read_rows
 from astradup.features.extract import streamed_features
-from astradup.fingerprint import (EMBEDDER_KEY, VERSION_KEY, FingerprintError, check_compatible,
-                                  fingerprint_table, read_fingerprint, write_fingerprint)
+from astradup.features.chromaprint import item_times
+from astradup.fingerprint import (CODE_COLUMNS, EMBEDDER_KEY, PITCH_COLUMNS, VERSION_KEY, FingerprintError,
+                                  check_compatible, fingerprint_table, read_fingerprint, write_fingerprint)
 from astradup.io.ids import content_id
-from astradup.records import VideoFeatures, VideoRef
+from astradup.records import CodeReading, VideoFeatures, VideoRef
 from astradup.search import Searcher
 from tests.media import make_copy, make_video
 
@@ -265,7 +266,7 @@ def test_round_trip_keeps_everything_but_rounds_embeddings(tmp_path):
     step = np.asarray(table.column("emb_step")[0].as_py(), np.float32)
     assert np.abs(q * step[:, None] - f.embeddings).max() <= step.max() / 2 + 1e-7
     assert np.abs(g.embeddings - f.embeddings).max() < 0.02
-    assert pq.read_metadata(path).metadata[VERSION_KEY] == b"2" and fp.pitch is None
+    assert pq.read_metadata(path).metadata[VERSION_KEY] == b"3" and fp.pitch is None and fp.pitch_codes == ()
 
 
 def _pitch(f, n: int = 2) -> np.ndarray:
@@ -285,7 +286,7 @@ def test_pitch_variants_round_trip_as_int8_rows(tmp_path):
 
 def test_a_version_1_file_without_pitch_columns_is_still_read(tmp_path):
     f = _feats()
-    t = fingerprint_table(f, None, "e", _pitch(f)).drop_columns(["pitch_count", "pitch_q", "pitch_step"])
+    t = fingerprint_table(f, None, "e", _pitch(f)).drop_columns(list(PITCH_COLUMNS + CODE_COLUMNS))
     path = tmp_path / "v1.parquet"
     _write(t.replace_schema_metadata({VERSION_KEY: b"1", EMBEDDER_KEY: b"e"}), path)
     fp = read_fingerprint(str(path))
@@ -295,6 +296,55 @@ def test_a_version_1_file_without_pitch_columns_is_still_read(tmp_path):
            path)
     with pytest.raises(FingerprintError, match="unknown column"):
         read_fingerprint(str(path))
+
+
+def _codes(f, sizes=(40, 38)) -> tuple[CodeReading, ...]:
+    """Pitch readings' codes as features/pitch_variants.py makes them: the track's item times scaled."""
+    rng = np.random.default_rng(8)
+    return tuple(CodeReading(rng.integers(0, 2 ** 32, k, dtype=np.uint64).astype(np.uint32),
+                             item_times(k, f.chromaprint_hz) * sc, shifted=True)
+                 for k, sc in zip(sizes, (2 ** (-1 / 12), 2 ** (1 / 12))))
+
+
+def test_pitch_codes_round_trip_exactly(tmp_path):
+    f = _feats()
+    codes = _codes(f)
+    path = tmp_path / "fp.parquet"
+    write_fingerprint(path, f, None, "e", _pitch(f), codes)
+    got = read_fingerprint(str(path)).pitch_codes
+    assert len(got) == 2 and all(g.shifted for g in got)
+    for g, c in zip(got, codes):
+        assert np.array_equal(g.codes, c.codes) and np.allclose(g.times, c.times)
+
+
+def test_a_version_2_file_without_code_columns_is_read_with_no_pitch_codes(tmp_path):
+    f = _feats()
+    t = fingerprint_table(f, None, "e", _pitch(f), _codes(f))
+    path = tmp_path / "v2.parquet"
+    _write(t.drop_columns(list(CODE_COLUMNS)).replace_schema_metadata({VERSION_KEY: b"2", EMBEDDER_KEY: b"e"}), path)
+    fp = read_fingerprint(str(path))
+    assert fp.pitch is not None and fp.pitch_codes == ()
+    _write(t.replace_schema_metadata({VERSION_KEY: b"2", EMBEDDER_KEY: b"e"}), path)
+    with pytest.raises(FingerprintError, match="unknown column"):
+        read_fingerprint(str(path))
+
+
+@pytest.mark.parametrize("tamper,reason", [
+    (lambda t: _with(t, "pitch_code_n", [40, 39]), "summing to the 78 pitch_codes"),
+    (lambda t: _with(t, "pitch_code_n", [-1, 79]), "counts from 0"),
+    (lambda t: _with(t, "pitch_code_n", [78]), "one per pitch_code_scale (2)"),
+    (lambda t: _with(t, "pitch_code_scale", [1.0, 9.0]), "outside 0.5..2"),
+    (lambda t: _with(t, "pitch_code_scale", [1.0, float("nan")]), "pitch_code_scale: NaN"),
+    (lambda t: _with(t, "chromaprint_hz", 0.0), "without a chromaprint_hz"),
+])
+def test_hostile_pitch_code_columns_are_clear_errors(tmp_path, tamper, reason):
+    f = _feats()
+    t = fingerprint_table(f, None, "e", _pitch(f), _codes(f))
+    path = tmp_path / "bad.parquet"
+    _write(tamper(t).replace_schema_metadata(t.schema.metadata), path)
+    with pytest.raises(FingerprintError) as ei:
+        read_fingerprint(str(path))
+    assert reason in ei.value.reason
 
 
 @pytest.mark.parametrize("tamper,reason", [

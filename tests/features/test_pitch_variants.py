@@ -29,7 +29,8 @@ def cfg():
 def test_variants_have_one_row_per_query_window(cfg):
     pcm = synth_music(12, SR, seed=3)
     f = audio_features(pcm, SR, cfg.audio, step=0.5)
-    pv = pitch_variants(pcm, SR, cfg.audio, f["windows"])
+    pv, codes = pitch_variants(pcm, SR, cfg.audio, f["windows"])
+    assert len(codes) == len(pv) and all(c.shifted and len(c.codes) == len(c.times) for c in codes)
     assert pv.shape == (len(cfg.audio.query_pitch), len(f["windows"]), vector_dim(cfg.audio.n_mfcc))
     assert np.allclose(np.linalg.norm(pv, axis=2), 1.0, atol=1e-4)
     # a shift of +1 then read back is not the plain vectors: the variants carry other content
@@ -41,10 +42,11 @@ def test_nothing_to_vary_gives_no_variants(cfg):
     pcm = synth_music(8, SR, seed=3)
     windows = audio_features(pcm, SR, cfg.audio)["windows"]
     off = load_config(None, {"audio": {"query_pitch": []}}).audio
-    assert pitch_variants(pcm, SR, off, windows).shape == (0, len(windows), vector_dim(off.n_mfcc))
-    assert pitch_variants(None, SR, cfg.audio, windows).shape[0] == 0
-    assert pitch_variants(pcm, SR, cfg.audio, np.zeros((0, 2), np.float32)).shape == \
+    assert pitch_variants(pcm, SR, off, windows)[0].shape == (0, len(windows), vector_dim(off.n_mfcc))
+    assert pitch_variants(None, SR, cfg.audio, windows)[0].shape[0] == 0
+    assert pitch_variants(pcm, SR, cfg.audio, np.zeros((0, 2), np.float32))[0].shape == \
         (0, 0, vector_dim(cfg.audio.n_mfcc))
+    assert pitch_variants(None, SR, cfg.audio, windows)[1] == ()
 
 
 def test_the_variant_that_undoes_the_shift_matches_the_source_at_the_right_time(cfg):
@@ -54,7 +56,7 @@ def test_the_variant_that_undoes_the_shift_matches_the_source_at_the_right_time(
     fs = audio_features(src, SR, cfg.audio)
     fq = audio_features(query, SR, cfg.audio, step=0.5)
     other = audio_features(synth_music(30, SR, seed=12), SR, cfg.audio)
-    pv = pitch_variants(query, SR, cfg.audio, fq["windows"])
+    pv, _ = pitch_variants(query, SR, cfg.audio, fq["windows"])
     down2 = pv[list(cfg.audio.query_pitch).index(-2.0)]
 
     plain = (fq["vectors"] @ fs["vectors"].T).max(axis=1).mean()
@@ -80,7 +82,7 @@ def test_a_shift_between_whole_semitones_needs_the_fine_readings(cfg):
     other = audio_features(synth_music(30, SR, seed=12), SR, cfg.audio)
 
     def best(shifts, to):
-        pv = pitch_variants(query, SR, dataclasses.replace(cfg.audio, query_pitch=shifts), fq["windows"])
+        pv, _ = pitch_variants(query, SR, dataclasses.replace(cfg.audio, query_pitch=shifts), fq["windows"])
         return float(np.einsum("vwd,sd->vws", pv, to["vectors"]).max(axis=(0, 2)).mean())
 
     fine, coarse = best(cfg.audio.query_pitch, fs), best(cfg.search.pitch_knn, fs)

@@ -1,0 +1,90 @@
+"""Whether an audio piece is the same recording: Chromaprint codes compared along its line.
+
+An audio piece is found from window vectors (features/audio.py): code histograms and MFCC timbre
+pooled over 5 s, which tell music from speech and one piece from another well, but not two tracks
+of one soundtrack. On the hard benchmark another track of the same game's music matched a query's
+bed at 0.62-0.64 (through the pitch readings), while copies under noise, a tempo change and a pitch
+shift scored 0.60-0.63: no floor on the pooled score separates them. The codes themselves do: a
+copy's Chromaprint items, read along the piece's line (source time = slope x query time + offset),
+disagree with its source's in 4-26% of their bits (the best reading of a pitch-shifted copy: 13-24%),
+unrelated music of the same kind in 22-50% (seeds 5-9 and 11, every audio piece aligned: tests and
+docs/performance.md). The bit error rate (BER) is a second, independent witness: a piece it
+confirms is reported (``confirmed``), one it does not confirm keeps its score, so a copy the codes
+cannot see (a tempo change that re-times the items, heavy noise) loses nothing.
+
+Pure numpy: the codes come from the features (the track's own and the query's pitch readings).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from astradup.match.piece import Piece
+from astradup.records import CodeReading
+
+# A reading of the query at another pitch is one of 16 tries at a match: the best of them reaches
+# lower on unrelated music than the track as it is (hard benchmark: 22-33% against 29% and up), so
+# its bit error rate counts this much more, as match/scoring.PITCH_MARGIN does for the vectors.
+PITCH_BER_MARGIN = 0.08
+JITTER_S = 0.25  # the line is fitted on 1 s source windows: its offset is tried this far either way
+MIN_ITEMS = 16  # items (about 2 s) a comparison needs before its rate means anything
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint32."""
+    b = np.ascontiguousarray(x, np.uint32).view(np.uint8).reshape(-1, 4)
+    return _BYTE_BITS[b].sum(axis=1)
+
+
+def bit_error_rate(q: CodeReading, s: CodeReading, slope: float, offset: float, q0: float, q1: float
+                   ) -> float:
+    """The least share of differing bits between the query's items in [q0, q1] and the source's
+    items where the line puts them, over offsets within ``JITTER_S``; 1.0 when fewer than
+    ``MIN_ITEMS`` items meet a source item."""
+    sel = np.flatnonzero((q.times >= q0) & (q.times <= q1))
+    if len(sel) < MIN_ITEMS or len(s.times) < 2:
+        return 1.0
+    step = float(np.median(np.diff(s.times)))
+    if not (np.isfinite(step) and step > 0):
+        return 1.0
+    qt, qc = q.times[sel], np.asarray(q.codes, np.uint32)[sel]
+    best = 1.0
+    for jit in np.arange(-JITTER_S, JITTER_S + 1e-9, step / 2):
+        target = slope * qt + offset + jit
+        j = np.clip(np.searchsorted(s.times, target), 1, len(s.times) - 1)
+        j = np.where(np.abs(s.times[j - 1] - target) <= np.abs(s.times[j] - target), j - 1, j)
+        ok = np.abs(s.times[j] - target) <= step / 2 + 1e-9
+        if ok.sum() < MIN_ITEMS:
+            continue
+        best = min(best, float(_bits(qc[ok] ^ np.asarray(s.codes, np.uint32)[j[ok]]).mean()) / 32.0)
+    return best
+
+
+def best_error(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading) -> float:
+    """The piece's bit error rate at its best reading, a shifted reading's counted
+    ``PITCH_BER_MARGIN`` higher; 1.0 without readings."""
+    return min((bit_error_rate(r, s, p.slope, p.offset, p.q_start, p.q_end) + (PITCH_BER_MARGIN if r.shifted else 0.0)
+                for r in readings), default=1.0)
+
+
+# A piece the codes confirm fully scores at least this: a reported copy, below what sight and sound
+# found together reach, so the codes place a piece among the reported without reordering the pieces
+# the vectors already scored higher (dev40: a soundtrack two library videos share, confirmed in
+# both, would tie with the source the query took it from).
+CONFIRMED_CEILING = 0.9
+
+
+def confirmed(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, none: float, full: float,
+              floor: float) -> Piece:
+    """``p`` scored at least ``floor`` (the reporting floor) where its codes agree better than
+    ``none`` (bit error rate), rising to ``CONFIRMED_CEILING`` at ``full``; ``p`` itself without
+    codes, without agreement, or with ``none <= full`` (off)."""
+    if s is None or not readings or none <= full or not len(s.codes):
+        return p
+    c = float(np.clip((none - best_error(p, readings, s)) / (none - full), 0.0, 1.0))
+    if c <= 0:
+        return p
+    top = max(CONFIRMED_CEILING, floor)
+    return dataclasses.replace(p, score=max(p.score, floor + (top - floor) * c))
