@@ -27,7 +27,7 @@ from astradup.records import CodeReading
 # lower on unrelated music than the track as it is (hard benchmark: 22-33% against 29% and up), so
 # its bit error rate counts this much more, as match/scoring.PITCH_MARGIN does for the vectors.
 PITCH_BER_MARGIN = 0.08
-JITTER_S = 0.25  # the line is fitted on 1 s source windows: its offset is tried this far either way
+JITTER_S = 0.5  # the line is fitted on source windows 1 s apart: its offset is tried half a step either way
 MIN_ITEMS = 16  # items (about 2 s) a comparison needs before its rate means anything
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
