@@ -5,7 +5,7 @@ file; ``astradup search --fingerprint FP.parquet`` or ``POST /search`` with a ``
 answers as a search with the video itself would. The file is written from the very record a video
 search builds (``Searcher.query_from_file``: one feature pipeline), so the two cannot drift apart.
 
-Layout (schema version 2): one Parquet file holding ONE row, ``FINGERPRINT_SCHEMA``; the file's
+Layout (schema version 3): one Parquet file holding ONE row, ``FINGERPRINT_SCHEMA``; the file's
 key-value metadata holds ``astradup.fingerprint`` = the schema version and ``astradup.embedder`` =
 the frame embedder's name (a fingerprint is only comparable with an index built by that
 embedder, whatever its dims say).
