@@ -52,16 +52,16 @@ def bit_error_rate(q: CodeReading, s: CodeReading, slope: float, offset: float, 
     if not (np.isfinite(step) and step > 0):
         return 1.0
     qt, qc = q.times[sel], np.asarray(q.codes, np.uint32)[sel]
-    best = 1.0
-    for jit in np.arange(-JITTER_S, JITTER_S + 1e-9, step / 2):
-        target = slope * qt + offset + jit
-        j = np.clip(np.searchsorted(s.times, target), 1, len(s.times) - 1)
-        j = np.where(np.abs(s.times[j - 1] - target) <= np.abs(s.times[j] - target), j - 1, j)
-        ok = np.abs(s.times[j] - target) <= step / 2 + 1e-9
-        if ok.sum() < MIN_ITEMS:
-            continue
-        best = min(best, float(_bits(qc[ok] ^ np.asarray(s.codes, np.uint32)[j[ok]]).mean()) / 32.0)
-    return best
+    jitters = np.arange(-JITTER_S, JITTER_S + 1e-9, step / 2)
+    target = slope * qt[None, :] + offset + jitters[:, None]  # [offsets tried, items]
+    j = np.clip(np.searchsorted(s.times, target), 1, len(s.times) - 1)
+    j = np.where(np.abs(s.times[j - 1] - target) <= np.abs(s.times[j] - target), j - 1, j)
+    ok = np.abs(s.times[j] - target) <= step / 2 + 1e-9
+    wrong = _bits(qc[None, :] ^ np.asarray(s.codes, np.uint32)[j]).reshape(j.shape)
+    met = ok.sum(axis=1)
+    rates = np.where(ok, wrong, 0).sum(axis=1) / np.maximum(met, 1) / 32.0
+    rates = rates[met >= MIN_ITEMS]
+    return float(rates.min()) if len(rates) else 1.0
 
 
 def best_error(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading) -> float:
@@ -83,10 +83,10 @@ def confirmed(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None
     """``p`` scored at least ``floor`` (the reporting floor) where its codes agree better than
     ``none`` (bit error rate), rising to ``CONFIRMED_CEILING`` at ``full``; ``p`` itself without
     codes, without agreement, or with ``none <= full`` (off)."""
-    if s is None or not readings or none <= full or not len(s.codes):
-        return p
+    top = max(CONFIRMED_CEILING, floor)
+    if s is None or not readings or none <= full or not len(s.codes) or p.score >= top:
+        return p  # (a piece at the ceiling already has nothing to gain: its codes are not read)
     c = float(np.clip((none - best_error(p, readings, s)) / (none - full), 0.0, 1.0))
     if c <= 0:
         return p
-    top = max(CONFIRMED_CEILING, floor)
     return dataclasses.replace(p, score=max(p.score, floor + (top - floor) * c))
