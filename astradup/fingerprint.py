@@ -366,18 +366,23 @@ def _from_row(table: pa.Table, kv: dict) -> Fingerprint:
                           phash=phash, audio_windows=windows, audio_vectors=vectors, chromaprint=chroma,
                           chromaprint_hz=float(hz), meta=meta)
     pitch = _pitch(table, w, da) if "pitch_count" in table.column_names else None
-    codes = _pitch_codes(table, float(hz)) if "pitch_codes" in table.column_names else ()
+    codes = _pitch_codes(table, float(hz), len(chroma)) if "pitch_codes" in table.column_names else ()
     return Fingerprint(feats, mirror, (kv.get(EMBEDDER_KEY) or b"").decode("utf-8", "replace")[:200], pitch, codes)
 
 
-def _pitch_codes(table: pa.Table, hz: float) -> tuple[CodeReading, ...]:
-    """The pitch readings' codes of a version 3 file, () when it has none."""
+def _pitch_codes(table: pa.Table, hz: float, own: int) -> tuple[CodeReading, ...]:
+    """The pitch readings' codes of a version 3 file, () when it has none. A reading is the same
+    soundtrack read a few semitones off, so it holds about as many items as the track's own ``own``
+    (within 16% at 2.5 semitones): more than twice as many is not a reading of this track, and
+    would only cost the reader memory."""
     codes = _floats(table, "pitch_codes", MAX_PITCH * MAX_CHROMAPRINT, np.uint32)
     n = _floats(table, "pitch_code_n", MAX_PITCH, np.int64)
     scale = _floats(table, "pitch_code_scale", MAX_PITCH, np.float64)
     if len(n) != len(scale) or (len(n) and (n.min() < 0 or n.max() > MAX_CHROMAPRINT)) or int(n.sum()) != len(codes):
         raise ValueError(f"pitch_code_n: {len(n)} counts from 0 to {MAX_CHROMAPRINT} summing to the "
                          f"{len(codes)} pitch_codes, one per pitch_code_scale ({len(scale)})")
+    if len(n) and n.max() > 2 * own + 64:
+        raise ValueError(f"pitch_code_n: a reading of {int(n.max())} items against the track's own {own}")
     if len(scale) and not ((scale >= 0.5) & (scale <= 2.0)).all():
         raise ValueError("pitch_code_scale: a time scale outside 0.5..2 (an octave either way)")
     if len(codes) and not hz > 0:

@@ -336,6 +336,8 @@ def test_a_version_2_file_without_code_columns_is_read_with_no_pitch_codes(tmp_p
     (lambda t: _with(t, "pitch_code_scale", [1.0, 9.0]), "outside 0.5..2"),
     (lambda t: _with(t, "pitch_code_scale", [1.0, float("nan")]), "pitch_code_scale: NaN"),
     (lambda t: _with(t, "chromaprint_hz", 0.0), "without a chromaprint_hz"),
+    (lambda t: _with(_with(t, "pitch_codes", list(range(200))), "pitch_code_n", [150, 50]),
+     "a reading of 150 items against the track's own 20"),
 ])
 def test_hostile_pitch_code_columns_are_clear_errors(tmp_path, tamper, reason):
     f = _feats()
