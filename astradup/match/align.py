@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.audio_confirm import confirmed
+from astradup.match.audio_confirm import confirmed, widened
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
@@ -399,6 +399,12 @@ def align_pair(query_id: str, source_id: str,
     merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid, cfg.slopes, cfg.offset_tol, matched,
                              heard=heard_line(p, aud, cfg.offset_tol)) if "visual" in mods else p, mods)
               for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
+    if codes is not None:
+        # a copy the sound alone found ends where its codes stop agreeing, up to a pad further than
+        # its windows matched (noise or a tempo change leaves a copy's first windows under the cell
+        # threshold); a piece the picture bounded keeps the picture's bounds
+        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_pad) if mods == ("audio",) else p,
+                   mods) for p, mods in merged]
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]

@@ -12,7 +12,8 @@ from astradup.features.audio import audio_features
 from astradup.features.chromaprint import item_times
 from astradup.features.pitch_variants import pitch_variants
 from astradup.match.align import align_pair
-from astradup.match.audio_confirm import CONFIRMED_CEILING, PITCH_BER_MARGIN, best_error, bit_error_rate, confirmed
+from astradup.match.audio_confirm import (CONFIRMED_CEILING, PITCH_BER_MARGIN, best_error, bit_error_rate, confirmed,
+                                         widened)
 from astradup.match.piece import Piece
 from astradup.records import CodeReading
 from tests.media import synth_music
@@ -161,3 +162,29 @@ def test_real_chromaprint_tells_a_noisy_or_pitch_shifted_copy_from_other_music(c
     sped = dataclasses.replace(line, q_start=1.0, q_end=10.0, slope=factor)
     assert best_error(sped, (codes(tape),), s) > cfg.segments.audio_confirm_none
     assert best_error(sped, tape_reads, s) < cfg.segments.audio_confirm_none
+
+
+def test_an_audio_copy_is_widened_to_where_its_codes_agree_and_never_narrowed():
+    """Query 2-13 s is source 10-21 s; the windows found only 6-10. Its codes take it out to where
+    they stop agreeing, at most ``reach`` further; a sound-alike, or a piece already wider, stays."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1))
+    p = Piece(6.0, 10.0, 14.0, 18.0, 0.7, 1.0, 8.0)
+    w = widened(p, (q,), reading(src), 0.27, 2.5)
+    assert w.q_start == pytest.approx(3.5, abs=0.2)  # the reach, not the copy's start, stops it
+    assert w.q_end == pytest.approx(12.5, abs=0.2)  # and at the end too
+    assert (w.s_start, w.s_end) == pytest.approx((w.q_start + 8.0, w.q_end + 8.0))
+    far = widened(p, (q,), reading(src), 0.27, 10.0)  # the copy's own bounds, within the 1.5 s average
+    assert far.q_start == pytest.approx(2.0, abs=0.8) and far.q_end == pytest.approx(13.0, abs=0.8)
+    wider = Piece(1.0, 16.0, 9.0, 24.0, 0.7, 1.0, 8.0)
+    assert widened(wider, (q,), reading(src), 0.27, 2.5) == wider
+    assert widened(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 2.5) == p
+    assert widened(p, (q,), reading(src), 0.27, 0.0) == p and widened(p, (q,), None, 0.27, 2.5) == p
+
+
+def test_align_pair_widens_a_copy_found_by_sound_alone_but_not_one_the_picture_bounded():
+    src = random_codes(40 * 8)
+    args = _audio_pair(copied(src, 7.0, 2.0, 11.0, 30.0, share=0.05), src)  # q 2-13 is s 7-18
+    (m,) = align_pair("q", "s", np.zeros(0), np.zeros(0), None, args["q_windows"], args["s_windows"],
+                      args["audio_sim"], CFG, codes=args["codes"])
+    assert m.modalities == ("audio",) and m.q_start < 5.0 and m.q_end >= 12.0
