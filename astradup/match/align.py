@@ -403,8 +403,8 @@ def align_pair(query_id: str, source_id: str,
         # a copy the sound alone found ends where its codes stop agreeing, up to a pad further than
         # its windows matched (noise or a tempo change leaves a copy's first windows under the cell
         # threshold); a piece the picture bounded keeps the picture's bounds
-        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_pad) if mods == ("audio",) else p,
-                   mods) for p, mods in merged]
+        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_pad)
+                   if mods == ("audio",) and p.score >= cfg.min_score else p, mods) for p, mods in merged]
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]

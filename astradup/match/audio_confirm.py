@@ -11,7 +11,9 @@ while unrelated music of the same kind disagrees in 29% and more as it is, and i
 the best of the 16 pitch readings (hard benchmark seeds 5-9 and 11, every audio piece aligned;
 docs/performance.md). The bit error rate (BER) is a second, independent witness: a piece it
 confirms is reported (``confirmed``), one it does not confirm keeps its score, so a copy the codes
-cannot see (a tempo change that re-times the items, heavy noise) loses nothing.
+cannot see (a tempo change that re-times the items, heavy noise) loses nothing. A copy the sound
+alone found also ends where its codes stop agreeing (``widened``), which the 1 s window grid and
+the cell threshold place only roughly.
 
 Pure numpy: the codes come from the features (the track's own and the query's pitch readings).
 """
