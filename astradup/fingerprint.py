@@ -72,7 +72,7 @@ import pyarrow.parquet as pq
 from astradup.errors import MediaError
 from astradup.io.ids import check_video_id
 from astradup.plain import plain
-from astradup.features.chromaprint import CHROMAPRINT_HZ, item_times
+from astradup.features.chromaprint import CHROMAPRINT_HZ, code_reading, item_times
 from astradup.records import CodeReading, VideoFeatures
 from astradup.store.compact import dequantise_rows, quantise_rows_scaled
 
@@ -388,8 +388,7 @@ def _pitch_codes(table: pa.Table, hz: float, own: int) -> tuple[CodeReading, ...
     if len(codes) and not hz > 0:
         raise ValueError("pitch_codes without a chromaprint_hz to time them")
     ends = np.cumsum(n)
-    return tuple(CodeReading(codes[e - k:e], item_times(int(k), hz) * float(sc), shifted=True)
-                 for k, e, sc in zip(n, ends, scale))
+    return tuple(code_reading(codes[e - k:e], hz, float(sc), shifted=True) for k, e, sc in zip(n, ends, scale))
 
 
 def _pitch(table: pa.Table, w: int, da: int) -> np.ndarray | None:

@@ -186,9 +186,9 @@ class SegmentConfig:
     # audio_pad; an end at its video's first or last window keeps audio_pad): a 5 s window matches
     # with ~3.5 s of it copied (align._edges). Hard seeds 5-8: LCT 0.810 -> 0.821; dev40 0.994 either way
     audio_edge: NonNegative = 1.5
-    # an audio piece whose Chromaprint codes along its line differ in at most audio_confirm_full of
-    # their bits is the same recording and lifted to 1; from audio_confirm_none up, not lifted
-    # (match/audio_confirm.py); none <= full turns it off
+    # an audio piece whose Chromaprint codes along its line differ in fewer than audio_confirm_none
+    # of their bits is the same recording: it scores at least min_score, rising to 0.9 at
+    # audio_confirm_full (match/audio_confirm.py); none <= full turns it off
     audio_confirm_none: Share = 0.27
     audio_confirm_full: Share = 0.12
     max_segments: Count = 4  # per (query, source) pair

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from astradup.records import CodeReading
+
 # Chromaprint's default algorithm (TEST2) resamples to 11025 Hz and hops 4096 / 3 = 1365 samples
 # between 4096-sample spectral frames; each sub-fingerprint ("item") spans 16 frames of a chroma
 # smoothed over 5 frames, so N samples give (N - 4096) // 1365 + 1 - 19 items. Measured: 4825
@@ -97,3 +99,11 @@ def chromaprint_similarity(a: np.ndarray, b: np.ndarray, max_offset: int | None 
 def item_times(k: int, hz: float = CHROMAPRINT_HZ) -> np.ndarray:
     """Time (s) each Chromaprint item stands for: the middle of the audio it was computed from."""
     return np.arange(k, dtype=np.float64) / hz + CP_ITEM_CENTRE_S
+
+
+def code_reading(codes: np.ndarray, hz: float, scale: float = 1.0, shifted: bool = False) -> CodeReading:
+    """A track's codes as a reading (match/audio_confirm.py): items at ``item_times``, times ``scale``
+    when the track was read at another rate (features/pitch_variants.py), so every time is on the
+    track's own axis."""
+    codes = np.asarray(codes, np.uint32).reshape(-1)
+    return CodeReading(codes, item_times(len(codes), hz) * scale, shifted)

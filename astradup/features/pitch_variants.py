@@ -23,7 +23,7 @@ import numpy as np
 from astradup.config import AudioConfig
 from astradup.records import CodeReading
 from astradup.features.audio import vector_dim, window_vectors
-from astradup.features.chromaprint import chromaprint_ints, item_times
+from astradup.features.chromaprint import chromaprint_ints, code_reading
 from astradup.features.mfcc import fft_size, mfcc_of_power, power_frames, window_stats
 
 
@@ -57,5 +57,5 @@ def pitch_variants(pcm: np.ndarray | None, sr: int, cfg: AudioConfig, windows: n
         m, t = mfcc_of_power(power[n_fft], rate, cfg.n_mfcc)
         stats = window_stats(m, t * scale, windows)
         out[i] = window_vectors(chroma, hz, windows, stats, time_scale=scale)
-        codes.append(CodeReading(chroma, item_times(len(chroma), hz) * scale, shifted=True))
+        codes.append(code_reading(chroma, hz, scale, shifted=True))
     return out, tuple(codes)

@@ -42,6 +42,12 @@ def _bits(x: np.ndarray) -> np.ndarray:
     return _BYTE_BITS[b].sum(axis=1)
 
 
+def _item_step(s: CodeReading) -> float | None:
+    """The source's item spacing (s), None when its times cannot give one (too few, damaged)."""
+    step = float(np.median(np.diff(s.times))) if len(s.times) >= 2 else np.nan
+    return step if np.isfinite(step) and step > 0 else None
+
+
 def _nearest_items(times: np.ndarray, target: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """(index of the item nearest each target time, whether it lies within half an item of it)."""
     j = np.clip(np.searchsorted(times, target), 1, len(times) - 1)
@@ -61,10 +67,8 @@ def line_fit(q: CodeReading, s: CodeReading, slope: float, offset: float, q0: fl
              ) -> tuple[float, float]:
     """(``bit_error_rate``, the offset shift within ``JITTER_S`` that gave it; 0.0 with no rate)."""
     sel = np.flatnonzero((q.times >= q0) & (q.times <= q1))
-    if len(sel) < MIN_ITEMS or len(s.times) < 2:
-        return 1.0, 0.0
-    step = float(np.median(np.diff(s.times)))
-    if not (np.isfinite(step) and step > 0):
+    step = _item_step(s)
+    if len(sel) < MIN_ITEMS or step is None:
         return 1.0, 0.0
     qt, qc = q.times[sel], np.asarray(q.codes, np.uint32)[sel]
     jitters = np.arange(-JITTER_S, JITTER_S + 1e-9, step / 2)
@@ -76,11 +80,23 @@ def line_fit(q: CodeReading, s: CodeReading, slope: float, offset: float, q0: fl
     return (float(rates[k]), float(jitters[k])) if np.isfinite(rates[k]) else (1.0, 0.0)
 
 
+def best_fit(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading
+             ) -> tuple[float, CodeReading | None, float]:
+    """(the piece's bit error rate at its best reading, a shifted reading's counted
+    ``PITCH_BER_MARGIN`` higher; that reading; ``line_fit``'s offset shift there), or
+    (1.0, None, 0.0) without readings."""
+    best: tuple[float, CodeReading | None, float] = (1.0, None, 0.0)
+    for r in readings:
+        rate, shift = line_fit(r, s, p.slope, p.offset, p.q_start, p.q_end)
+        rate += PITCH_BER_MARGIN if r.shifted else 0.0
+        if best[1] is None or rate < best[0]:
+            best = (rate, r, shift)
+    return best
+
+
 def best_error(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading) -> float:
-    """The piece's bit error rate at its best reading, a shifted reading's counted
-    ``PITCH_BER_MARGIN`` higher; 1.0 without readings."""
-    return min((bit_error_rate(r, s, p.slope, p.offset, p.q_start, p.q_end) + (PITCH_BER_MARGIN if r.shifted else 0.0)
-                for r in readings), default=1.0)
+    """``best_fit``'s bit error rate."""
+    return best_fit(p, readings, s)[0]
 
 
 # A piece the codes confirm fully scores at least this: a reported copy, below what sight and sound
@@ -121,8 +137,8 @@ def _line_errors(q: CodeReading, s: CodeReading, slope: float, offset: float, q0
     """(times, bit-error shares) of the query's items in [q0, q1] against the source items the line
     puts within half an item; 0.5 (a coin toss) where it puts none."""
     sel = np.flatnonzero((q.times >= q0) & (q.times <= q1))
-    step = float(np.median(np.diff(s.times))) if len(s.times) >= 2 else np.nan
-    if not len(sel) or not (np.isfinite(step) and step > 0):
+    step = _item_step(s)
+    if not len(sel) or step is None:
         return q.times[sel], np.full(len(sel), 0.5)
     j, ok = _nearest_items(s.times, slope * q.times[sel] + offset, step)
     wrong = _bits(np.asarray(q.codes, np.uint32)[sel] ^ np.asarray(s.codes, np.uint32)[j]) / 32.0
@@ -135,13 +151,12 @@ def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, 
     ``reach`` seconds out; never narrowed; ``p`` itself otherwise."""
     if s is None or not readings or reach <= 0 or not len(s.codes):
         return p
-    fits = [line_fit(r, s, p.slope, p.offset, p.q_start, p.q_end) for r in readings]
-    k = int(np.argmin([rate + (PITCH_BER_MARGIN if r.shifted else 0.0) for (rate, _), r in zip(fits, readings)]))
-    if fits[k][0] + (PITCH_BER_MARGIN if readings[k].shifted else 0.0) >= none:
+    rate, r, shift = best_fit(p, readings, s)
+    if r is None or rate >= none:
         return p
     # measured on the offset the codes agree best at (the line is fitted on 1 s windows); the
     # reported bounds stay on the piece's own line
-    t, err = _line_errors(readings[k], s, p.slope, p.offset + fits[k][1], p.q_start - reach, p.q_end + reach)
+    t, err = _line_errors(r, s, p.slope, p.offset + shift, p.q_start - reach, p.q_end + reach)
     if len(t) < EXTEND_ITEMS:
         return p
     good = np.convolve(err, np.ones(EXTEND_ITEMS) / EXTEND_ITEMS, mode="same") < EXTEND_BER

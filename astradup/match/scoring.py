@@ -15,7 +15,7 @@ from astradup.match.align import align, align_pair
 from astradup.match.common import COMMON_FRAMES
 from astradup.match.piece import Piece
 from astradup.match.products import FrameProducts
-from astradup.features.chromaprint import CHROMAPRINT_HZ, chromaprint_similarity, item_times
+from astradup.features.chromaprint import CHROMAPRINT_HZ, chromaprint_similarity, code_reading
 from astradup.features.metadata import metadata_similarity
 from astradup.features.phash import hamming_matrix
 from astradup.records import AudioCopy, CodeReading, SegmentMatch, VideoFeatures
@@ -203,14 +203,13 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
                       s_valid=informative(s) if len(s.embeddings) else None,
                       embeddings=(q.embeddings, s.embeddings) if vsim is not None else None,
                       background=background if vsim is not None else None,
-                      codes=((code_reading(q), *q_pitch_codes), code_reading(s)) if asim is not None else None)
+                      codes=((own_reading(q), *q_pitch_codes), own_reading(s)) if asim is not None else None)
     return [_within(m, _container_duration(q), _container_duration(s)) for m in segs]
 
 
-def code_reading(f: VideoFeatures) -> CodeReading:
+def own_reading(f: VideoFeatures) -> CodeReading:
     """A video's own Chromaprint codes as a reading (match/audio_confirm.py)."""
-    codes = np.asarray(f.chromaprint, np.uint32).reshape(-1)
-    return CodeReading(codes, item_times(len(codes), float(f.chromaprint_hz or CHROMAPRINT_HZ)))
+    return code_reading(f.chromaprint, float(f.chromaprint_hz or CHROMAPRINT_HZ))
 
 
 def _container_duration(f: VideoFeatures) -> float:
