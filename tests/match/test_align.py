@@ -412,3 +412,33 @@ def test_a_short_copy_beside_a_strong_copy_of_the_same_source_is_reported_at_its
         == [(10.0, 25.0)]  # turned off
     assert [(m.q_start, m.q_end) for m in pair(sim, CFG, best - 0.02)] == [(10.0, 25.0)]  # a look-alike's match
     assert pair(lone, CFG, lone.max(axis=1) - 0.08) == []  # no strong copy of this source beside it
+
+
+def _half_moving(noise: float, seed: int = 6):
+    """An 8 s copy at 0.6 (source 12-20 s) whose query frames follow the source's steps through
+    ``noise``: (tq, ts, sim, embeddings, motion agreement along the copy's line)."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = paint_line(background(40, 30), tq, ts, 10, 18, 1.0, 2.0, 0.6)
+    rng = np.random.default_rng(seed)
+    se, qe = rng.normal(size=(30, 16)), rng.normal(size=(40, 16))
+    qe[10:18] = se[12:20] + noise * rng.normal(size=(8, 16))
+    emb = (_unit(qe), _unit(se))
+    m, _ = motion_agreement(emb[0], emb[1], tq, ts, Piece(10.0, 18.0, 12.0, 20.0, 0.6, 1.0, 2.0), lag=CFG.motion_lag)
+    return tq, ts, sim, emb, m
+
+
+def test_a_copy_past_distinct_full_that_moves_with_its_source_at_all_is_sure():
+    """Overlay and a flip leave an 8 s copy of a nearly still source at 0.6, moving with it only
+    partly (hard seed 6: agreement 0.36), while the other candidates match those seconds at 0.1.
+    Past distinct_full, some movement with the source is enough to rule out a still look-alike
+    (those moved at most 0.24): it is reported. Without the movement, or with other videos as like
+    it, it is not."""
+    tq, ts, sim, emb, m = _half_moving(2.8)
+    assert CFG.motion_lo < m < CFG.motion_full  # moves with its source, but not fully
+    (p,) = _pair(tq, ts, sim, bg=np.full(len(tq), 0.1), embeddings=emb)
+    assert (p.q_start, p.q_end) == (10.0, 18.0) and (p.s_start, p.s_end) == pytest.approx((12.0, 20.0))
+    assert p.score >= CFG.min_score
+    *_, still, m_still = _half_moving(50.0)
+    assert m_still < CFG.motion_lo
+    assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.1), embeddings=still) == []
+    assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.3), embeddings=emb) == []
