@@ -397,7 +397,9 @@ def align_pair(query_id: str, source_id: str,
         if codes is not None:
             aud = [confirmed(a, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_confirm_full, cfg.min_score)
                    for a in aud]
-    merged = merge_close(merge_modalities(vis, aud, cfg.offset_tol, cfg.min_score), cfg.max_gap)
+    window = float(np.median(q_windows[:, 1] - q_windows[:, 0])) if len(q_windows) else 0.0
+    window = window if np.isfinite(window) and window > 0 else 0.0
+    merged = merge_close(merge_modalities(vis, aud, cfg.offset_tol, cfg.min_score, window), cfg.max_gap)
     if use_distinct:
         merged = siblings_lifted(merged, cfg, lambda p: distinctiveness(p, best, background, q_times, q_valid))
     matched = cfg.visual_lo + cfg.cell_threshold * (cfg.visual_hi - cfg.visual_lo)  # a cell ``align`` counts

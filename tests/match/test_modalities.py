@@ -1,6 +1,8 @@
 """One pair's visual and audio pieces made into one list (match/modalities.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,21 @@ def test_two_audio_pieces_of_one_soundtrack_lift_a_picture_once():
     ((m, mods),) = merge_modalities([v], [a1, a2], CFG.offset_tol, CFG.min_score)
     assert mods == ("visual", "audio")
     assert m.score == pytest.approx(1 - 0.6 * 0.6) and m.score < CFG.min_score
+
+
+def test_sound_reaching_past_the_picture_by_less_than_a_window_does_not_widen_it():
+    """A 3 s copy of a still shot (hard seed 5: query 81-84 s of source 2-5 s): the picture matched
+    its 3 s on a line 2 s off, the sound 6.5 s on the true line. Within a window of the picture's
+    ends the sound cannot tell a copied second from one its windows only overlap: the copy keeps the
+    picture's span, placed on the sound's line. A picture matching a fragment of a much longer heard
+    copy (past it by more than a window) still takes the sound's bounds."""
+    v = dataclasses.replace(_piece(81, 84, -81.0, 0.375), static=True)
+    a = _piece(79.0, 85.5, -78.8, 0.65)
+    ((m, mods),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score, window=5.0)
+    assert mods == ("visual", "audio")
+    assert (m.q_start, m.q_end) == (81, 84) and (m.s_start, m.s_end) == pytest.approx((2.2, 5.2))
+    ((old, _),) = merge_modalities([v], [a], CFG.offset_tol, CFG.min_score)  # no window given
+    assert (old.q_start, old.q_end) == (79.0, 85.5)
+    frag, heard = _piece(50, 54, 10.0, 0.5), _piece(45.0, 60.0, 10.0, 0.9)
+    ((w, _),) = merge_modalities([frag], [heard], CFG.offset_tol, CFG.min_score, window=5.0)
+    assert (w.q_start, w.q_end) == (45.0, 60.0)
