@@ -407,10 +407,11 @@ def align_pair(query_id: str, source_id: str,
                              heard=heard_line(p, aud, cfg.offset_tol)) if "visual" in mods else p, mods)
               for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
     if codes is not None:
-        # a copy the sound alone found ends where its codes stop agreeing, up to a pad further than
-        # its windows matched (noise or a tempo change leaves a copy's first windows under the cell
-        # threshold); a piece the picture bounded keeps the picture's bounds
-        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, cfg.audio_pad)
+        # a copy the sound alone found ends where its codes stop agreeing, up to a window further
+        # than its windows matched (noise or a tempo change leaves a copy's first windows under the
+        # cell threshold), along the slope its codes agree on; a piece the picture bounded keeps
+        # the picture's bounds
+        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, max(cfg.audio_pad, window), cfg.slopes)
                    if mods == ("audio",) and p.score >= cfg.min_score else p, mods) for p, mods in merged]
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)

@@ -182,6 +182,23 @@ def test_an_audio_copy_is_widened_to_where_its_codes_agree_and_never_narrowed():
     assert widened(p, (q,), reading(src), 0.27, 0.0) == p and widened(p, (q,), None, 0.27, 2.5) == p
 
 
+def test_a_sped_copy_found_at_slope_one_is_widened_along_the_slope_its_codes_agree_on():
+    """Query 2-13 s is source 10-22.1 s played 10% faster; the tempo-blind windows found 6-10 s at
+    slope 1. Along slope 1 the items drift apart within a second or two of the piece's middle;
+    along 1.1 they agree throughout, so the copy is widened to its own ends, on that slope."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1, speed=1.1))
+    p = Piece(6.0, 10.0, 14.6, 18.6, 0.7, 1.0, 8.6)  # slope 1 through the copy's line at 8 s
+    flat = widened(p, (q,), reading(src), 0.27, 5.0)
+    w = widened(p, (q,), reading(src), 0.27, 5.0, slopes=(0.91, 1.0, 1.1))
+    assert w.slope == pytest.approx(1.1) and flat.slope == 1.0
+    assert w.q_start == pytest.approx(2.0, abs=0.8) and w.q_end == pytest.approx(13.0, abs=0.8)
+    assert (w.s_start, w.s_end) == pytest.approx((10.0 + 1.1 * (w.q_start - 2), 10.0 + 1.1 * (w.q_end - 2)), abs=0.2)
+    assert w.q_end - w.q_start > flat.q_end - flat.q_start + 3.0
+    # a sound-alike is not moved to another slope either
+    assert widened(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 5.0, slopes=(0.91, 1.1)) == p
+
+
 def test_align_pair_widens_a_copy_found_by_sound_alone_but_not_one_the_picture_bounded():
     src = random_codes(40 * 8)
     args = _audio_pair(copied(src, 7.0, 2.0, 11.0, 30.0, share=0.05), src)  # q 2-13 is s 7-18
