@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.audio_confirm import confirmed, widened
+from astradup.match.audio_confirm import confirmed, resloped, widened
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
@@ -235,11 +235,11 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
     the agreement of true copies too (0.15-0.78 over the hard benchmark's copies). ``sure``
     (distinctiveness past ``distinct_full``, mapped to [0, 1]) then lifts a piece that motion did not
     reject towards 1 (``distinct_lift``); a piece that moves with its source fully, or at all once
-    it is past ``distinct_full``, counts its whole distinctiveness as sure. ``unplaced``: no line through the span moves with the
-    source better (``_realigned`` found none); a fully ``sure`` piece then keeps at least
-    ``unplaced_motion`` of its motion factor, since a crop, flip and speed change at once can leave
-    a copy's steps uncorrelated with its source's (0.04 along the true line of a hard-benchmark copy
-    that matched at 0.80) while nothing else in the library comes near it."""
+    it is past ``distinct_full``, counts its whole distinctiveness as sure. ``unplaced``: no line
+    through the span moves with the source better (``_realigned`` found none); a fully ``sure``
+    piece then keeps at least ``unplaced_motion`` of its motion factor, since a crop, flip and speed
+    change at once can leave a copy's steps uncorrelated with its source's (0.04 along the true line
+    of a hard-benchmark copy that matched at 0.80) while nothing else in the library comes near it."""
     static, motion = False, 1.0
     if embeddings is not None and cfg.motion_full > cfg.motion_lo:
         m, n = motion_agreement(embeddings[0], embeddings[1], tq, ts, p, lag=cfg.motion_lag)
@@ -409,10 +409,13 @@ def align_pair(query_id: str, source_id: str,
     if codes is not None:
         # a copy the sound alone found ends where its codes stop agreeing, up to a window further
         # than its windows matched (noise or a tempo change leaves a copy's first windows under the
-        # cell threshold), along the slope its codes agree on; a piece the picture bounded keeps
-        # the picture's bounds
-        merged = [(widened(p, codes[0], codes[1], cfg.audio_confirm_none, max(cfg.audio_pad, window), cfg.slopes)
-                   if mods == ("audio",) and p.score >= cfg.min_score else p, mods) for p, mods in merged]
+        # cell threshold), along the slope its codes agree on; one the picture bounded keeps its
+        # query span, and lies on that slope too where it kept its sound
+        q_codes, s_codes, none = codes[0], codes[1], cfg.audio_confirm_none
+        merged = [(p if p.score < cfg.min_score
+                   else widened(p, q_codes, s_codes, none, max(cfg.audio_pad, window), cfg.slopes) if mods == ("audio",)
+                   else resloped(p, q_codes, s_codes, none, cfg.audio_confirm_full, cfg.slopes), mods)
+                  for p, mods in merged]
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]

@@ -13,7 +13,7 @@ from astradup.features.chromaprint import item_times
 from astradup.features.pitch_variants import pitch_variants
 from astradup.match.align import align_pair
 from astradup.match.audio_confirm import (CONFIRMED_CEILING, PITCH_BER_MARGIN, best_error, bit_error_rate, confirmed,
-                                         widened)
+                                         resloped, widened)
 from astradup.match.piece import Piece
 from astradup.records import CodeReading
 from tests.media import synth_music
@@ -205,3 +205,18 @@ def test_align_pair_widens_a_copy_found_by_sound_alone_but_not_one_the_picture_b
     (m,) = align_pair("q", "s", np.zeros(0), np.zeros(0), None, args["q_windows"], args["s_windows"],
                       args["audio_sim"], CFG, codes=args["codes"])
     assert m.modalities == ("audio",) and m.q_start < 5.0 and m.q_end >= 12.0
+
+
+def test_a_sped_copy_the_picture_placed_at_slope_one_is_put_on_the_slope_its_codes_agree_on():
+    """Query 2-13 s is source 10-22.1 s played 10% faster; the picture found all of it, at slope 1
+    (source 10.5-21.5 s). Its codes agree along 1.1: the query span stays, the source span becomes
+    10-22.1 s. Codes that do not confirm the copy (another recording) leave it as it was."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1, speed=1.1))
+    p = Piece(2.0, 13.0, 10.5, 21.5, 0.95, 1.0, 8.5)
+    m = resloped(p, (q,), reading(src), 0.27, 0.12, (0.91, 1.0, 1.1))
+    assert (m.q_start, m.q_end) == (2.0, 13.0) and m.slope == pytest.approx(1.1)
+    assert (m.s_start, m.s_end) == pytest.approx((10.0, 22.1), abs=0.3)
+    assert m.score == p.score
+    assert resloped(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 0.12, (0.91, 1.1)) == p
+    assert resloped(p, (q,), reading(src), 0.27, 0.12, ()) == p and resloped(p, (q,), None, 0.27, 0.12, (1.1,)) == p
