@@ -18,7 +18,7 @@ import numpy as np
 from astradup.config import SegmentConfig
 from astradup.match.audio_confirm import confirmed, resloped, widened
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
-from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap
+from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap, seen_along
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.match.piece import Piece
 from astradup.records import CodeReading, SegmentMatch
@@ -406,6 +406,12 @@ def align_pair(query_id: str, source_id: str,
     merged = [(refine_offset(p, q_times, s_times, visual_sim, cell, q_valid, cfg.slopes, cfg.offset_tol, matched,
                              heard=heard_line(p, aud, cfg.offset_tol)) if "visual" in mods else p, mods)
               for p, mods in merged] if visual_sim is not None and visual_sim.size else merged
+    if visual_sim is not None and visual_sim.size:
+        # a copy the sound alone found, whose picture matches along the sound's line, is bounded by
+        # the picture (its own line went to a look-alike stretch)
+        seen = [seen_along(p, q_times, s_times, visual_sim, matched, cfg.offset_tol / 2, cfg.min_len, window, cell,
+                           q_valid) if mods == ("audio",) and p.score >= cfg.min_score else None for p, mods in merged]
+        merged = [(v, ("visual", "audio")) if v is not None else (p, mods) for (p, mods), v in zip(merged, seen)]
     if codes is not None:
         # a copy the sound alone found ends where its codes stop agreeing, up to a window further
         # than its windows matched (noise or a tempo change leaves a copy's first windows under the

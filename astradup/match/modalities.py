@@ -1,12 +1,14 @@
 """One pair's visual and audio pieces made into one list: which modality places a copy, and how
 much two modalities that found the same copy are worth together.
 
-Pure functions over ``Piece`` records (match/piece.py), used by
-``align.align_pair`` after each modality was aligned and checked on its own.
+Pure functions over ``Piece`` records (match/piece.py) and, for ``seen_along``, the pair's frame
+similarities; used by ``align.align_pair`` after each modality was aligned and checked on its own.
 """
 from __future__ import annotations
 
 import dataclasses
+
+import numpy as np
 
 from astradup.match.piece import Piece
 
@@ -70,8 +72,7 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
                 if tol > 0 and same_line(v, a, tol):
                     v = dataclasses.replace(v, score=max(both_found(alone, a.score), v.score))
                 score = max(v.score, a.score)
-                a_len, v_len = a.q_end - a.q_start, v.q_end - v.q_start
-                if a_len > 1.5 * v_len and a_len - v_len > window:
+                if _sound_reaches_past(a.q_end - a.q_start, v.q_end - v.q_start, window):
                     # the picture matched only a fragment of what the sound shows was copied
                     v = _piece(a, a.q_start, a.q_end, a.s_start, a.s_end, score)
                 elif v.static or alone < min_score <= a.score:  # on its own: before the lift above
@@ -83,6 +84,51 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
         out.append((v, mods))
     out += [(a, ("audio",)) for k, a in enumerate(audio) if k not in used]
     return out
+
+
+def _sound_reaches_past(a_len: float, v_len: float, window: float) -> bool:
+    """Whether a heard copy of ``a_len`` s shows more copied than a picture of ``v_len`` s: half as
+    long again, and longer by more than an audio window (its ends are known to within about one)."""
+    return a_len > 1.5 * v_len and a_len - v_len > window
+
+
+def seen_along(a: Piece, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, floor: float, tol: float,
+               min_len: float, window: float, frame: float = 1.0,
+               q_valid: np.ndarray | None = None) -> Piece | None:
+    """An audio piece bounded by the picture along its own line, or None where the picture does
+    not match there.
+
+    A copy that kept its picture is sometimes found by sound alone: the picture's own line was
+    drawn to a look-alike stretch and failed its checks (hard seed 6: 6 s of a source whose
+    neighbouring shots match as well), so no visual piece confirms the audio one and its ends fall
+    where 5 s windows and the codes put them, 2.5 s early there. Read along the sound's line, the
+    frames match within the copy (0.58-0.65) and not a frame outside it (<= 0.02). The run of query
+    frames (one missed frame bridged) whose source frame within ``tol`` of the line reaches
+    ``floor`` (a cell the alignment counts), ``min_len`` long or more, lying half or more within
+    the piece and not outreached by it (``_sound_reaches_past``), gives the copy's span, half a
+    ``frame`` either side of its frames; a picture matching all along a still scene runs far past
+    the piece and is not taken."""
+    rows = np.flatnonzero((tq >= a.q_start - window) & (tq <= a.q_end + window))
+    if not len(rows) or not len(ts):
+        return None
+    near = np.abs(ts[None, :] - (a.slope * tq[rows] + a.offset)[:, None]) <= tol
+    hit = np.where(near, sim[rows], -np.inf).max(axis=1) >= floor
+    if q_valid is not None:
+        hit &= np.asarray(q_valid, bool)[rows]
+    idx = np.flatnonzero(hit)
+    hit[idx[:-1][np.diff(idx) == 2] + 1] = True
+    edges = np.flatnonzero(np.diff(np.r_[0, hit.astype(np.int8), 0]))
+    best: tuple[float, float, float] | None = None
+    for i, j in zip(edges[::2], edges[1::2] - 1):
+        t0, t1 = float(tq[rows[i]]) - frame / 2, float(tq[rows[j]]) + frame / 2
+        inside = overlap(t0, t1, a.q_start, a.q_end)
+        if t1 - t0 >= min_len and inside >= (t1 - t0) / 2 and (best is None or inside > best[2]) and \
+                not _sound_reaches_past(a.q_end - a.q_start, t1 - t0, window):
+            best = (t0, t1, inside)
+    if best is None:
+        return None
+    t0, t1 = best[0], best[1]
+    return _piece(a, t0, t1, max(a.slope * t0 + a.offset, 0.0), a.slope * t1 + a.offset, a.score)
 
 
 def _piece(line: Piece, q0: float, q1: float, s0: float, s1: float, score: float) -> Piece:

@@ -8,7 +8,7 @@ import pytest
 
 from astradup.config import SegmentConfig
 from astradup.match.align import Piece, align_pair
-from astradup.match.modalities import both_found, merge_modalities, same_line
+from astradup.match.modalities import both_found, merge_modalities, same_line, seen_along
 
 CFG = SegmentConfig()
 
@@ -125,3 +125,62 @@ def test_sound_reaching_past_the_picture_by_less_than_a_window_does_not_widen_it
     frag, heard = _piece(50, 54, 10.0, 0.5), _piece(45.0, 60.0, 10.0, 0.9)
     ((w, _),) = merge_modalities([frag], [heard], CFG.offset_tol, CFG.min_score, window=5.0)
     assert (w.q_start, w.q_end) == (45.0, 60.0)
+
+
+def _along(runs: list[tuple[float, float, float]], nq: int = 80, ns: int = 60):
+    """Frame times and a similarity matrix whose cells on the line source = query - 16 hold each
+    (q0, q1, value) run's value, background 0-0.2 elsewhere."""
+    rng = np.random.default_rng(7)
+    tq, ts = np.arange(nq) + 0.5, np.arange(ns) + 0.5
+    sim = rng.uniform(0.0, 0.2, (nq, ns))
+    for q0, q1, value in runs:
+        for i, t in enumerate(tq):
+            if q0 <= t < q1:
+                sim[i, int(np.argmin(np.abs(ts - (t - 16.0))))] = value
+    return tq, ts, sim
+
+
+def _seen(a: Piece, tq, ts, sim):
+    return seen_along(a, tq, ts, sim, floor=0.55, tol=0.75, min_len=CFG.min_len, window=5.0)
+
+
+def test_a_copy_found_by_sound_alone_is_bounded_by_the_picture_along_the_sounds_line():
+    """Hard seed 6: the sound found query 47.6-56.1 s (its codes carried it 2.5 s early); along its
+    line the frames match over 50-56 s (one frame at 0.5 among them) and nowhere else: the copy is
+    50-56 s, source 34-40 s."""
+    a = _piece(47.6, 56.1, -16.0, 0.81)
+    tq, ts, sim = _along([(50, 56, 0.62), (53, 54, 0.5)])
+    m = _seen(a, tq, ts, sim)
+    assert (m.q_start, m.q_end) == (50.0, 56.0) and (m.s_start, m.s_end) == pytest.approx((34.0, 40.0))
+    assert m.score == a.score and m.offset == a.offset
+
+
+def test_the_picture_bounds_no_heard_copy_it_does_not_match_or_matches_all_along():
+    a = _piece(47.6, 56.1, -16.0, 0.81)
+    assert _seen(a, *_along([])) is None  # the picture was replaced
+    assert _seen(a, *_along([(20, 75, 0.7)])) is None  # a still scene all along the line
+    assert _seen(a, *_along([(52, 54, 0.7)])) is None  # 2 s: under min_len
+    # a picture matching a fragment of a much longer heard copy does not cut it down
+    assert _seen(_piece(35.0, 60.0, -16.0, 0.9), *_along([(50, 54, 0.7)])) is None
+
+
+def test_align_pair_bounds_a_heard_copy_by_the_picture_along_its_line():
+    """The same through ``align_pair``: audio windows on the line for 49-56 s, the picture on it for
+    50-56 s but drawn more strongly to a look-alike stretch 12 s away, whose line fails motion."""
+    tq, ts, sim = _along([(50, 56, 0.62)])
+    for i, t in enumerate(tq):  # the look-alike: the same query seconds, source 22-28 s
+        if 50 <= t < 56:
+            sim[i, int(t - 28.0)] = 0.66
+    qw = np.array([[t - 2.5, t + 2.5] for t in np.arange(0, 78, 1.0) + 2.5])
+    sw = np.array([[t - 2.5, t + 2.5] for t in np.arange(0, 58, 1.0) + 2.5])
+    asim = np.full((len(qw), len(sw)), 0.1)
+    for i, (q0, q1) in enumerate(qw):
+        if 49 <= (q0 + q1) / 2 <= 56:
+            asim[i, int(np.argmin(np.abs(sw.mean(axis=1) - ((q0 + q1) / 2 - 16.0))))] = 0.95
+    rng = np.random.default_rng(2)
+    emb = (rng.normal(size=(len(tq), 8)), rng.normal(size=(len(ts), 8)))
+    emb = tuple(e / np.linalg.norm(e, axis=1, keepdims=True) for e in emb)
+    out = align_pair("q", "s", tq, ts, sim, qw, sw, asim, CFG, embeddings=emb)
+    (m,) = [m for m in out if m.s_start > 30]
+    assert (m.q_start, m.q_end) == (50.0, 56.0) and (m.s_start, m.s_end) == pytest.approx((34.0, 40.0))
+    assert m.modalities == ("visual", "audio")
