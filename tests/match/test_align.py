@@ -442,3 +442,21 @@ def test_a_copy_past_distinct_full_that_moves_with_its_source_at_all_is_sure():
     assert m_still < CFG.motion_lo
     assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.1), embeddings=still) == []
     assert _pair(tq, ts, sim, bg=np.full(len(tq), 0.3), embeddings=emb) == []
+
+
+def test_between_two_diagonals_of_a_still_shot_each_query_second_takes_its_more_similar_cell():
+    """Hard seed 6: a 3 s copy (query 66-69 s) of source 32-35 s, the last three seconds of a 4 s
+    shot (31-35 s). Every cell of the shot is clipped to weight 1, the voted line fell between two
+    diagonals, and each query second took the earlier of its two equally near cells: the copy was
+    placed at 31-34 s (source IoU 0.5). Taking the more similar cell of such a tie places it within
+    half a second."""
+    tq, ts = frame_times(100), frame_times(60)
+    sim = RNG.uniform(0.0, 0.1, (100, 60))
+    shot = {66: [0.59, 0.60, 0.59, 0.84, 0.88, 0.89, 0.86, 0.66], 67: [0.59, 0.60, 0.60, 0.84, 0.86, 0.88, 0.85, 0.66],
+            68: [0.59, 0.60, 0.60, 0.84, 0.87, 0.89, 0.86, 0.67]}  # source columns 28-35
+    for row, values in shot.items():
+        sim[row, 28:36] = values
+    (p,) = align(tq, ts, sim, CFG.visual_lo, CFG.visual_hi, CFG)
+    assert (p.q_start, p.q_end) == (66.0, 69.0)
+    overlap = min(p.s_end, 35.0) - max(p.s_start, 32.0)
+    assert overlap / (max(p.s_end, 35.0) - min(p.s_start, 32.0)) >= 0.75
