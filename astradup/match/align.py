@@ -259,8 +259,8 @@ def _checked(p: Piece, embeddings: tuple[np.ndarray, np.ndarray] | None, tq: np.
                 # so, none was a look-alike, and three stacked edits leave a copy's frames at 0.6.
                 # A piece already past distinct_full needs only to move with it at all (past
                 # motion_lo): of the 387 pieces dev40 and hard seeds 5-9 and 11 align, the 17 such
-                # were all copies (agreement 0.32-0.54), while the 7 look-alikes past
-                # distinct_full, a still scene many dev40 queries show, moved at most 0.24 with it
+                # were all copies (agreement 0.32-0.54), while the 7 that were not (a still scene
+                # many dev40 queries show, wrong lines of copied pairs) moved at most 0.24 with it
                 sure = max(sure, distinct)
             if best_moving and motion > 0:
                 motion = max(motion, distinct)
