@@ -151,7 +151,8 @@ def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None,
 # 0.45 within 0.001 of that; dev40 unchanged. Narrowing a piece to its codes' own run lost more than
 # it gained (audio-found copies' IoU 0.77 -> 0.69), so a piece is never narrowed. Reaching a whole
 # window (5 s) out, along the slope the codes agree on (``_code_line``), took seeds 5-8 from 0.866 to
-# 0.871 (three 10% speed-ups found at slope 1); 4 s gave the same within 0.002.
+# 0.871 (seed 6's 10 s copy under speed and noise, found at slope 1 as 92-97 s: now 87-97 s at 1.1);
+# 4 s gave the same within 0.002.
 EXTEND_ITEMS = 12
 EXTEND_BER = 0.40
 
