@@ -123,22 +123,28 @@ def confirmed(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None
 
 def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, none: float, full: float,
              slopes: Sequence[float]) -> Piece:
-    """``p`` on the slope its codes agree best along (``_code_line``) where they confirm it (best
-    reading under ``none``), its query span kept; ``p`` itself otherwise, and without trying other
-    slopes where the first reading (the track as it is) agrees along ``p`` under ``full`` already
-    (most copies: every reading at every slope cost +15% of alignment time on dev40).
+    """``p`` on the line its codes agree on where they confirm it (best reading under ``none``):
+    their offset within ``JITTER_S`` and, unless the track as it is already agrees along ``p``
+    under ``full``, their slope (``_code_line``); its query span kept; ``p`` itself otherwise.
 
-    A picture sampled once a second hardly tells slope 1 from 1.1 over a 10 s copy (the line means
-    differ by about 0.01), so a sped-up copy is often reported at slope 1, a second short in the
-    source. A copy that kept its sound carries 8 code items a second, which drift apart within a
-    second or two off the true slope: hard seeds 5-9 and 11 and dev40, 9 copies bounded better
-    (source x query IoU +0.01 to +0.10), one 0.02 worse."""
-    if s is None or not readings or not len(s.codes) or not slopes or \
-            line_fit(readings[0], s, p.slope, p.offset, p.q_start, p.q_end)[0] < full:
+    A picture sampled once a second places a copy to about half a second, and hardly tells slope
+    1 from 1.1 over a 10 s copy (the line means differ by about 0.01), so a sped-up copy is often
+    reported at slope 1, a second short in the source. A copy that kept its sound carries 8 code
+    items a second, which drift apart within a second or two off the true line. Hard seeds 5-9 and
+    11 and dev40: the slopes bounded 9 copies better (IoU +0.01 to +0.10) and one 0.02 worse; the
+    offsets then (with ``widened``'s) 29 better (up to +0.15) and 23 worse by at most 0.02 (exact
+    copies moved by an item's jitter). Taking only shifts past 0.15-0.35 s gave the same within
+    0.001. Reading every pitch reading at every slope cost +15% of alignment time on dev40."""
+    if s is None or not readings or not len(s.codes):
         return p
-    q, rate, r, _ = _code_line(p, readings, s, slopes)
-    if r is None or rate >= none or q.slope == p.slope:
+    q, (rate, shift) = p, line_fit(readings[0], s, p.slope, p.offset, p.q_start, p.q_end)
+    if rate >= full:  # the track as it is does not settle it: other readings and slopes are read
+        q, rate, r, shift = _code_line(p, readings, s, slopes)
+        if r is None:
+            return p
+    if rate >= none:
         return p
+    q = dataclasses.replace(q, offset=q.offset + shift)
     return dataclasses.replace(q, s_start=max(q.slope * q.q_start + q.offset, 0.0), s_end=q.slope * q.q_end + q.offset)
 
 
@@ -204,8 +210,8 @@ def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, 
     p, rate, r, shift = _code_line(p, readings, s, slopes)
     if r is None or rate >= none:
         return own
-    # measured on the offset the codes agree best at (the line is fitted on 1 s windows); the
-    # reported bounds lie on the line without that shift, and on the codes' slope only if widened
+    # measured on the offset the codes agree best at (the line is fitted on 1 s windows), where a
+    # widened piece is reported
     t, err = _line_errors(r, s, p.slope, p.offset + shift, p.q_start - reach, p.q_end + reach)
     if len(t) < EXTEND_ITEMS:
         return own
@@ -217,5 +223,6 @@ def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, 
     a = int(bad[bad < i].max()) + 1 if (bad < i).any() else 0
     b = int(bad[bad > i].min()) - 1 if (bad > i).any() else len(t) - 1
     q0, q1 = min(p.q_start, float(t[a])), max(p.q_end, float(t[b]))
+    p = dataclasses.replace(p, offset=p.offset + shift)  # on the line its codes agree on
     return dataclasses.replace(p, q_start=q0, q_end=q1, s_start=max(p.slope * q0 + p.offset, 0.0),
                                s_end=p.slope * q1 + p.offset)

@@ -220,3 +220,15 @@ def test_a_sped_copy_the_picture_placed_at_slope_one_is_put_on_the_slope_its_cod
     assert m.score == p.score
     assert resloped(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 0.12, (0.91, 1.1)) == p
     assert resloped(p, (q,), reading(src), 0.27, 0.12, ()) == p and resloped(p, (q,), None, 0.27, 0.12, (1.1,)) == p
+
+
+def test_a_copy_the_picture_placed_half_a_second_off_is_put_where_its_codes_agree():
+    """Query 2-13 s is source 10-21 s; frames a second apart put it at source 10.45-21.45 s. Its codes
+    (as the track is, so no other slope is read) agree best 0.45 s earlier: it is moved there, its
+    query span and slope kept."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1))
+    p = Piece(2.0, 13.0, 10.45, 21.45, 0.95, 1.0, 8.45)
+    m = resloped(p, (q,), reading(src), 0.27, 0.12, (0.91, 1.0, 1.1))
+    assert (m.q_start, m.q_end, m.slope) == (2.0, 13.0, 1.0)
+    assert m.offset == pytest.approx(8.0, abs=1 / HZ) and m.s_start == pytest.approx(10.0, abs=1 / HZ)
