@@ -143,18 +143,18 @@ def align(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, lo: float, hi: float,
         if live.sum() < 2 or len(pieces) >= cfg.max_segments:
             break
         i, j = ii[live], jj[live]
-        w = e[i, j]
-        line = _best_line(tq[i], ts[j], w, sim[i, j], cfg)
+        w, raw = e[i, j], sim[i, j]
+        line = _best_line(tq[i], ts[j], w, raw, cfg)
         if line is None:
             break
         slope, offset, _ = line
-        near = np.abs(ts[j] - (slope * tq[i] + offset)) <= cfg.offset_tol
+        dist = np.abs(ts[j] - (slope * tq[i] + offset))
+        near = dist <= cfg.offset_tol
         if near.sum() < 2:
             break
         # one source match per query time: the strongest on the line; among equals (a still shot
         # matches a whole block equally) the one closest to the line, so the refit follows the line
-        dist = np.abs(ts[j] - (slope * tq[i] + offset))
-        best_at = best_per_row(i[near], j[near], w[near], dist[near], sim[i, j][near])
+        best_at = best_per_row(i[near], j[near], w[near], dist[near], raw[near])
         qs = np.array(sorted(best_at))
         # Query times that the line maps onto a blank source frame (a fade in the source) can no
         # more match than blank query frames: neither counts as a gap.

@@ -144,8 +144,7 @@ def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None,
             return p
     if rate >= none:
         return p
-    q = dataclasses.replace(q, offset=q.offset + shift)
-    return dataclasses.replace(q, s_start=max(q.slope * q.q_start + q.offset, 0.0), s_end=q.slope * q.q_end + q.offset)
+    return q.on_line(q.slope, q.offset + shift)
 
 
 # Where the same recording goes on past an audio-only copy's ends: its items' errors, averaged over
@@ -222,7 +221,5 @@ def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, 
     bad = np.flatnonzero(~good)
     a = int(bad[bad < i].max()) + 1 if (bad < i).any() else 0
     b = int(bad[bad > i].min()) - 1 if (bad > i).any() else len(t) - 1
-    q0, q1 = min(p.q_start, float(t[a])), max(p.q_end, float(t[b]))
-    p = dataclasses.replace(p, offset=p.offset + shift)  # on the line its codes agree on
-    return dataclasses.replace(p, q_start=q0, q_end=q1, s_start=max(p.slope * q0 + p.offset, 0.0),
-                               s_end=p.slope * q1 + p.offset)
+    # on the line its codes agree on
+    return p.on_line(p.slope, p.offset + shift, min(p.q_start, float(t[a])), max(p.q_end, float(t[b])))

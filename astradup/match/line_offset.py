@@ -85,8 +85,7 @@ def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: floa
             j = int(np.argmax(alt))
             if alt[j] > max(means[k], means[MAX_SHIFT] + MIN_GAIN):
                 b += float(shifts[j])
-                return dataclasses.replace(p, s_start=max(a * p.q_start + b, 0.0), s_end=a * p.q_end + b,
-                                           slope=a, offset=b)
+                return p.on_line(a, b)
     if means[k] < means[MAX_SHIFT] + MIN_GAIN:
         return p
     d = float(shifts[k])

@@ -77,8 +77,7 @@ def merge_modalities(visual: list[Piece], audio: list[Piece], tol: float = 0.0,
                     v = _piece(a, a.q_start, a.q_end, a.s_start, a.s_end, score)
                 elif v.static or alone < min_score <= a.score:  # on its own: before the lift above
                     # still pictures give the query span but not where in the source: sound does
-                    v = _piece(a, v.q_start, v.q_end, max(a.slope * v.q_start + a.offset, 0.0),
-                               a.slope * v.q_end + a.offset, score)
+                    v = _piece(a, v.q_start, v.q_end, *a.source_span(v.q_start, v.q_end), score)
                 else:
                     v = _piece(v, v.q_start, v.q_end, v.s_start, v.s_end, score)
         out.append((v, mods))
@@ -128,7 +127,7 @@ def seen_along(a: Piece, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, floor:
     if best is None:
         return None
     t0, t1 = best[0], best[1]
-    return _piece(a, t0, t1, max(a.slope * t0 + a.offset, 0.0), a.slope * t1 + a.offset, a.score)
+    return _piece(a, t0, t1, *a.source_span(t0, t1), a.score)
 
 
 def _piece(line: Piece, q0: float, q1: float, s0: float, s1: float, score: float) -> Piece:
