@@ -242,6 +242,16 @@ def test_merge_rows_is_a_similarity_level_in_zero_to_one(value):
     assert load_config(overrides={"vectors": {"merge_rows": 1.0}}).vectors.merge_rows == 1.0
 
 
+@pytest.mark.parametrize("key", ["audio_confirm_none", "audio_confirm_full"])
+@pytest.mark.parametrize("value", [-0.1, 1.5, "abc", float("nan"), True])
+def test_audio_confirm_rates_are_bit_error_shares_in_zero_to_one(key, value):
+    """segments.audio_confirm_none / _full are Chromaprint bit error rates: a value outside [0, 1] or
+    not a number is refused naming the key, not read as "confirm everything" or "never"."""
+    with pytest.raises(ConfigError, match=key):
+        load_config(overrides={"segments": {key: value}})
+    assert getattr(load_config(overrides={"segments": {key: 0.2}}).segments, key) == 0.2
+
+
 def test_the_repository_default_yaml_is_the_one_loaded():
     """configs/default.yaml (what users read and copy) is the package's default.yaml (what
     load_config reads): a copy drifts, as one did when a setting was added to it alone."""
