@@ -18,7 +18,7 @@ import numpy as np
 from astradup.config import SegmentConfig
 from astradup.match.audio_confirm import confirmed, resloped, widened
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
-from astradup.match.modalities import heard_line, merge_close, merge_modalities, overlap, seen_along
+from astradup.match.modalities import heard_earlier, heard_line, merge_close, merge_modalities, overlap, seen_along
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
 from astradup.match.piece import Piece
 from astradup.records import CodeReading, SegmentMatch
@@ -428,6 +428,11 @@ def align_pair(query_id: str, source_id: str,
                    else widened(p, q_codes, s_codes, none, max(cfg.audio_pad, window), cfg.slopes) if mods == ("audio",)
                    else resloped(p, q_codes, s_codes, none, cfg.audio_confirm_full, cfg.slopes), mods)
                   for p, mods in merged]
+    if len(q_windows) and len(s_windows):
+        # the sound places a copy a third of a second late (modalities.HEARD_LAG_S)
+        q_ext = (float(q_windows[:, 0].min()), float(q_windows[:, 1].max()))
+        s_ext = (float(s_windows[:, 0].min()), float(s_windows[:, 1].max()))
+        merged = [(heard_earlier(p, q_ext, s_ext) if mods == ("audio",) else p, mods) for p, mods in merged]
     out = [SegmentMatch(query_id, round(float(p.q_start), 2), round(float(p.q_end), 2), source_id,
                         round(float(p.s_start), 2), round(float(p.s_end), 2), round(float(p.score), 4), mods)
            for p, mods in merged if p.score >= cfg.min_score]

@@ -130,6 +130,33 @@ def seen_along(a: Piece, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, floor:
     return _piece(a, t0, t1, *a.source_span(t0, t1), a.score)
 
 
+# Seconds by which the sound places a copy late. An audio item's time is the middle of everything it
+# depends on (features/chromaprint.py ``CP_ITEM_CENTRE_S``, 1.36 s in), which also places items in
+# the indexed windows; but most of Chromaprint's classifiers read fewer than its 16 frames, starting
+# from the first, so the sound an item reflects is centred earlier. Copies found by sound alone on
+# the hard benchmark started about 0.4 s late and ended 0.4-0.5 s late (medians over 16); moving
+# them 0.2-0.45 s earlier scored the same there, and 0.33 s left dev40's whole-soundtrack copies as
+# they were (docs/performance.md).
+HEARD_LAG_S = 0.33
+
+
+def heard_earlier(a: Piece, q_extent: tuple[float, float], s_extent: tuple[float, float],
+                  lag: float = HEARD_LAG_S) -> Piece:
+    """An audio-only piece moved ``lag`` seconds earlier along its line, except an end at the
+    first or last sound of its query or source (``q_extent``, ``s_extent``: first window start,
+    last window end): nothing lies beyond it to have been heard late, and a whole-soundtrack copy
+    ends where its video does."""
+    if lag <= 0:
+        return a
+    at_start = a.q_start <= q_extent[0] or a.s_start <= s_extent[0]
+    at_end = a.q_end >= q_extent[1] or a.s_end >= s_extent[1]
+    q0 = a.q_start if at_start else max(a.q_start - lag, 0.0)
+    q1 = a.q_end if at_end else a.q_end - lag
+    s0, s1 = a.source_span(q0, q1)
+    return dataclasses.replace(a, q_start=q0, q_end=q1, s_start=a.s_start if at_start else s0,
+                               s_end=a.s_end if at_end else s1)
+
+
 def _piece(line: Piece, q0: float, q1: float, s0: float, s1: float, score: float) -> Piece:
     """A merged piece on ``line``'s slope and offset; merged pieces are no longer still or
     length-scaled (``static``, ``full`` back to their defaults)."""

@@ -8,7 +8,8 @@ import pytest
 
 from astradup.config import SegmentConfig
 from astradup.match.align import Piece, align_pair
-from astradup.match.modalities import both_found, merge_modalities, same_line, seen_along
+from astradup.match import align as align_module
+from astradup.match.modalities import HEARD_LAG_S, both_found, heard_earlier, merge_modalities, same_line, seen_along
 
 CFG = SegmentConfig()
 
@@ -184,3 +185,38 @@ def test_align_pair_bounds_a_heard_copy_by_the_picture_along_its_line():
     (m,) = [m for m in out if m.s_start > 30]
     assert (m.q_start, m.q_end) == (50.0, 56.0) and (m.s_start, m.s_end) == pytest.approx((34.0, 40.0))
     assert m.modalities == ("visual", "audio")
+
+
+def test_a_heard_copy_moves_earlier_except_at_an_end_of_its_videos_sound():
+    """The sound places a copy ``HEARD_LAG_S`` late; an end at its video's first or last sound
+    stays (a whole-soundtrack copy ends where its video does)."""
+    a = Piece(20.0, 30.0, 40.0, 50.0, 0.9, 1.0, 20.0)
+    m = heard_earlier(a, (0.0, 60.0), (0.0, 90.0))
+    assert (m.q_start, m.q_end) == pytest.approx((20.0 - HEARD_LAG_S, 30.0 - HEARD_LAG_S))
+    assert (m.s_start, m.s_end) == pytest.approx((40.0 - HEARD_LAG_S, 50.0 - HEARD_LAG_S))
+    assert m.score == a.score and (m.slope, m.offset) == (a.slope, a.offset)
+    whole = heard_earlier(Piece(0.0, 60.0, 20.0, 80.0, 0.9, 1.0, 20.0), (0.0, 60.0), (0.0, 90.0))
+    assert (whole.q_start, whole.q_end, whole.s_start, whole.s_end) == (0.0, 60.0, 20.0, 80.0)
+    to_source_end = heard_earlier(Piece(20.0, 30.0, 80.0, 90.0, 0.9, 1.0, 60.0), (0.0, 60.0), (0.0, 90.0))
+    assert (to_source_end.q_start, to_source_end.q_end) == pytest.approx((20.0 - HEARD_LAG_S, 30.0))
+    assert heard_earlier(a, (0.0, 60.0), (0.0, 90.0), lag=0.0) == a
+
+
+def test_align_pair_reports_a_copy_found_by_sound_alone_a_lag_earlier(monkeypatch):
+    """Through ``align_pair``: a copy of source sound 30-50 s at query 20-40 s, pictures unrelated,
+    is reported ``HEARD_LAG_S`` earlier than the windows and codes alone put it."""
+    rng = np.random.default_rng(4)
+    qw = np.stack([np.arange(0, 56), np.arange(0, 56) + 5.0], 1).astype(float)
+    sw = np.stack([np.arange(0, 76), np.arange(0, 76) + 5.0], 1).astype(float)
+    asim = rng.uniform(0.2, 0.45, (len(qw), len(sw)))
+    for i in range(len(qw)):
+        if qw[i, 0] >= 20 and qw[i, 1] <= 40:
+            asim[i, i + 10] = 0.92
+    tq, ts = np.arange(60) + 0.5, np.arange(80) + 0.5
+    vsim = rng.uniform(-0.05, 0.1, (60, 80))
+    (m,) = align_pair("q", "s", tq, ts, vsim, qw, sw, asim, CFG)
+    monkeypatch.setattr(align_module, "heard_earlier", lambda a, q_ext, s_ext: a)
+    (unmoved,) = align_pair("q", "s", tq, ts, vsim, qw, sw, asim, CFG)
+    assert m.modalities == unmoved.modalities == ("audio",)
+    assert (unmoved.q_start - m.q_start, unmoved.q_end - m.q_end) == pytest.approx((HEARD_LAG_S, HEARD_LAG_S), abs=0.011)
+    assert (unmoved.s_start - m.s_start, unmoved.s_end - m.s_end) == pytest.approx((HEARD_LAG_S, HEARD_LAG_S), abs=0.011)
