@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from astradup.config import SegmentConfig
-from astradup.match.audio_confirm import confirmed, resloped, widened
+from astradup.match.audio_confirm import bounded_by_codes, confirmed, resloped
 from astradup.match.line_offset import dense_offsets, path_score, refine_offset
 from astradup.match.modalities import heard_earlier, heard_line, merge_close, merge_modalities, overlap, seen_along
 from astradup.match.motion import StepNorms, lines_motion, motion_agreement, query_steps, step_products
@@ -421,11 +421,12 @@ def align_pair(query_id: str, source_id: str,
     if codes is not None:
         # a copy the sound alone found ends where its codes stop agreeing, up to a window further
         # than its windows matched (noise or a tempo change leaves a copy's first windows under the
-        # cell threshold), along the slope its codes agree on; one the picture bounded keeps its
+        # cell threshold) or inside them, along the slope its codes agree on; one the picture bounded keeps its
         # query span, and lies on that slope too where it kept its sound
         q_codes, s_codes, none = codes[0], codes[1], cfg.audio_confirm_none
         merged = [(p if p.score < cfg.min_score
-                   else widened(p, q_codes, s_codes, none, max(cfg.audio_pad, window), cfg.slopes) if mods == ("audio",)
+                   else bounded_by_codes(p, q_codes, s_codes, none, max(cfg.audio_pad, window), cfg.slopes)
+                   if mods == ("audio",)
                    else resloped(p, q_codes, s_codes, none, cfg.audio_confirm_full, cfg.slopes), mods)
                   for p, mods in merged]
     if len(q_windows) and len(s_windows):

@@ -12,8 +12,8 @@ the best of the 16 pitch readings (hard benchmark seeds 5-9 and 11, every audio 
 docs/performance.md). The bit error rate (BER) is a second, independent witness: a piece it
 confirms is reported (``confirmed``), one it does not confirm keeps its score, so a copy the codes
 cannot see (a tempo change that re-times the items, heavy noise) loses nothing. A copy the sound
-alone found also ends where its codes stop agreeing (``widened``), which the 1 s window grid and
-the cell threshold place only roughly.
+alone found also ends where its codes stop agreeing (``bounded_by_codes``), which the 1 s window
+grid and the cell threshold place only roughly.
 
 Pure numpy: the codes come from the features (the track's own and the query's pitch readings).
 """
@@ -132,7 +132,7 @@ def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None,
     reported at slope 1, a second short in the source. A copy that kept its sound carries 8 code
     items a second, which drift apart within a second or two off the true line. Hard seeds 5-9 and
     11 and dev40: the slopes bounded 9 copies better (IoU +0.01 to +0.10) and one 0.02 worse; the
-    offsets then (with ``widened``'s) 29 better (up to +0.15) and 23 worse by at most 0.02 (exact
+    offsets then (with ``bounded_by_codes``') 29 better (up to +0.15) and 23 worse by at most 0.02 (exact
     copies moved by an item's jitter). Taking only shifts past 0.15-0.35 s gave the same within
     0.001. Reading every pitch reading at every slope cost +15% of alignment time on dev40."""
     if s is None or not readings or not len(s.codes):
@@ -153,11 +153,15 @@ def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None,
 # copied, and noise or a tempo change can leave a copy's first seconds under the cell threshold
 # (hard seed 6: a 10 s copy found as its last 5 s). Hard seeds 5-9 and 11, widening up to
 # segments.audio_pad: LCT 0.840 -> 0.844, segment micro-AP 0.851 -> 0.862; 8 or 16 items, 0.35 or
-# 0.45 within 0.001 of that; dev40 unchanged. Narrowing a piece to its codes' own run lost more than
-# it gained (audio-found copies' IoU 0.77 -> 0.69), so a piece is never narrowed. Reaching a whole
-# window (5 s) out, along the slope the codes agree on (``_code_line``), took seeds 5-8 from 0.866 to
-# 0.871 (seed 6's 10 s copy under speed and noise, found at slope 1 as 92-97 s: now 87-97 s at 1.1);
-# 4 s gave the same within 0.002.
+# 0.45 within 0.001 of that; dev40 unchanged. Reaching a whole window (5 s) out, along the slope the
+# codes agree on (``_code_line``), took seeds 5-8 from 0.866 to 0.871 (seed 6's 10 s copy under
+# speed and noise, found at slope 1 as 92-97 s: now 87-97 s at 1.1); 4 s gave the same within 0.002.
+# Narrowing a piece to its codes' own run lost more than it gained while the sound's lag was not
+# taken out (audio-found copies' IoU 0.77 -> 0.69). Since copies found by sound alone are moved
+# earlier by it (match/modalities.py ``HEARD_LAG_S``), an end moves in too where the codes stop
+# agreeing inside the piece: 5 windows-placed ends 0.3-2 s long came in (seed 6: 19-32 s for a copy
+# of 19-30 s) and one start 0.6 s late went out of 19 copies; seeds 5-8 0.884 -> 0.887, dev40
+# 0.997 -> 0.998, seeds 9 and 11 unchanged.
 EXTEND_ITEMS = 12
 EXTEND_BER = 0.40
 
@@ -197,12 +201,13 @@ def _code_line(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading, slop
     return best
 
 
-def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, none: float, reach: float,
-            slopes: Sequence[float] = ()) -> Piece:
+def bounded_by_codes(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, none: float,
+                     reach: float, slopes: Sequence[float] = ()) -> Piece:
     """An audio-only piece whose codes confirm it (best reading under ``none``), its query bounds
-    widened to where that reading's codes still agree with the source along the line they agree
-    best on (its own or one of ``slopes``), at most ``reach`` seconds out; never narrowed; ``p``
-    itself otherwise."""
+    moved to where that reading's codes stop agreeing with the source along the line they agree
+    best on (its own or one of ``slopes``): out by at most ``reach`` seconds, or in where they stop
+    agreeing inside it and the reading goes on disagreeing there (an end that the reading's first
+    or last items reach stays: nothing there says the copy stops); ``p`` itself otherwise."""
     if s is None or not readings or reach <= 0 or not len(s.codes):
         return p
     own = p
@@ -210,16 +215,19 @@ def widened(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None, 
     if r is None or rate >= none:
         return own
     # measured on the offset the codes agree best at (the line is fitted on 1 s windows), where a
-    # widened piece is reported
+    # bounded piece is reported
     t, err = _line_errors(r, s, p.slope, p.offset + shift, p.q_start - reach, p.q_end + reach)
     if len(t) < EXTEND_ITEMS:
         return own
-    good = np.convolve(err, np.ones(EXTEND_ITEMS) / EXTEND_ITEMS, mode="same") < EXTEND_BER
+    # averaged over the items there are: zeros past the ends of the span read would count as agreement
+    ones = np.ones(EXTEND_ITEMS)
+    good = np.convolve(err, ones, mode="same") / np.convolve(np.ones(len(err)), ones, mode="same") < EXTEND_BER
     i = int(np.argmin(np.abs(t - (p.q_start + p.q_end) / 2)))
     if not good[i]:
         return own
     bad = np.flatnonzero(~good)
-    a = int(bad[bad < i].max()) + 1 if (bad < i).any() else 0
-    b = int(bad[bad > i].min()) - 1 if (bad > i).any() else len(t) - 1
+    before, after = bad[bad < i], bad[bad > i]
+    q0 = float(t[before.max() + 1]) if len(before) else min(p.q_start, float(t[0]))
+    q1 = float(t[after.min() - 1]) if len(after) else max(p.q_end, float(t[-1]))
     # on the line its codes agree on
-    return p.on_line(p.slope, p.offset + shift, min(p.q_start, float(t[a])), max(p.q_end, float(t[b])))
+    return p.on_line(p.slope, p.offset + shift, q0, q1)

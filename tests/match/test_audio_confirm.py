@@ -13,7 +13,7 @@ from astradup.features.chromaprint import item_times
 from astradup.features.pitch_variants import pitch_variants
 from astradup.match.align import align_pair
 from astradup.match.audio_confirm import (CONFIRMED_CEILING, PITCH_BER_MARGIN, best_error, bit_error_rate, confirmed,
-                                         resloped, widened)
+                                         resloped, bounded_by_codes)
 from astradup.match.piece import Piece
 from astradup.records import CodeReading
 from tests.media import synth_music
@@ -164,22 +164,41 @@ def test_real_chromaprint_tells_a_noisy_or_pitch_shifted_copy_from_other_music(c
     assert best_error(sped, tape_reads, s) < cfg.segments.audio_confirm_none
 
 
-def test_an_audio_copy_is_widened_to_where_its_codes_agree_and_never_narrowed():
+def test_an_audio_copy_is_bounded_where_its_codes_stop_agreeing():
     """Query 2-13 s is source 10-21 s; the windows found only 6-10. Its codes take it out to where
-    they stop agreeing, at most ``reach`` further; a sound-alike, or a piece already wider, stays."""
+    they stop agreeing, at most ``reach`` further; a piece the windows found too wide comes in to
+    them, except at an end the reading's items reach; a sound-alike stays."""
     src = random_codes(40 * 8)
     q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1))
     p = Piece(6.0, 10.0, 14.0, 18.0, 0.7, 1.0, 8.0)
-    w = widened(p, (q,), reading(src), 0.27, 2.5)
+    w = bounded_by_codes(p, (q,), reading(src), 0.27, 2.5)
     assert w.q_start == pytest.approx(3.5, abs=0.2)  # the reach, not the copy's start, stops it
     assert w.q_end == pytest.approx(12.5, abs=0.2)  # and at the end too
     assert (w.s_start, w.s_end) == pytest.approx((w.q_start + 8.0, w.q_end + 8.0))
-    far = widened(p, (q,), reading(src), 0.27, 10.0)  # the copy's own bounds, within the 1.5 s average
+    far = bounded_by_codes(p, (q,), reading(src), 0.27, 10.0)  # the copy's own bounds, within the 1.5 s average
     assert far.q_start == pytest.approx(2.0, abs=0.8) and far.q_end == pytest.approx(13.0, abs=0.8)
-    wider = Piece(1.0, 16.0, 9.0, 24.0, 0.7, 1.0, 8.0)
-    assert widened(wider, (q,), reading(src), 0.27, 2.5) == wider
-    assert widened(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 2.5) == p
-    assert widened(p, (q,), reading(src), 0.27, 0.0) == p and widened(p, (q,), None, 0.27, 2.5) == p
+    wider = Piece(4.0, 17.0, 12.0, 25.0, 0.7, 1.0, 8.0)
+    narrowed = bounded_by_codes(wider, (q,), reading(src), 0.27, 2.5)
+    # out to the copy's start, in to its end, within the 1.5 s average
+    assert narrowed.q_start == pytest.approx(2.0, abs=0.8) and narrowed.q_end == pytest.approx(13.0, abs=0.8)
+    assert (narrowed.s_start, narrowed.s_end) == pytest.approx((narrowed.q_start + 8.0, narrowed.q_end + 8.0))
+    # the query's first items agree: nothing before them says where the copy starts
+    from_start = Piece(0.0, 16.0, 8.0, 24.0, 0.7, 1.0, 8.0)
+    q_from_start = reading(copied(src, 8.0, 0.0, 13.0, 30.0, share=0.1))
+    edge = bounded_by_codes(from_start, (q_from_start,), reading(src), 0.27, 2.5)
+    assert edge.q_start == 0.0 and edge.q_end == pytest.approx(13.0, abs=0.8)
+    assert bounded_by_codes(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 2.5) == p
+    assert bounded_by_codes(p, (q,), reading(src), 0.27, 0.0) == p and bounded_by_codes(p, (q,), None, 0.27, 2.5) == p
+
+
+def test_disagreeing_items_at_the_end_of_the_span_read_are_not_averaged_with_nothing():
+    """Query 2-13 s is source 10-21 s; read out to 1 s, the span holds one second of unrelated
+    items before the copy. Averaged with zeros past the span's end they had passed for agreement,
+    widening the copy to 1 s."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1))
+    w = bounded_by_codes(Piece(6.0, 10.0, 14.0, 18.0, 0.7, 1.0, 8.0), (q,), reading(src), 0.27, 5.0)
+    assert w.q_start == pytest.approx(2.0, abs=0.5) and w.q_end == pytest.approx(13.0, abs=0.8)
 
 
 def test_a_sped_copy_found_at_slope_one_is_widened_along_the_slope_its_codes_agree_on():
@@ -189,14 +208,14 @@ def test_a_sped_copy_found_at_slope_one_is_widened_along_the_slope_its_codes_agr
     src = random_codes(40 * 8)
     q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1, speed=1.1))
     p = Piece(6.0, 10.0, 14.6, 18.6, 0.7, 1.0, 8.6)  # slope 1 through the copy's line at 8 s
-    flat = widened(p, (q,), reading(src), 0.27, 5.0)
-    w = widened(p, (q,), reading(src), 0.27, 5.0, slopes=(0.91, 1.0, 1.1))
+    flat = bounded_by_codes(p, (q,), reading(src), 0.27, 5.0)
+    w = bounded_by_codes(p, (q,), reading(src), 0.27, 5.0, slopes=(0.91, 1.0, 1.1))
     assert w.slope == pytest.approx(1.1) and flat.slope == 1.0
     assert w.q_start == pytest.approx(2.0, abs=0.8) and w.q_end == pytest.approx(13.0, abs=0.8)
     assert (w.s_start, w.s_end) == pytest.approx((10.0 + 1.1 * (w.q_start - 2), 10.0 + 1.1 * (w.q_end - 2)), abs=0.2)
     assert w.q_end - w.q_start > flat.q_end - flat.q_start + 3.0
     # a sound-alike is not moved to another slope either
-    assert widened(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 5.0, slopes=(0.91, 1.1)) == p
+    assert bounded_by_codes(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 5.0, slopes=(0.91, 1.1)) == p
 
 
 def test_align_pair_widens_a_copy_found_by_sound_alone_but_not_one_the_picture_bounded():
