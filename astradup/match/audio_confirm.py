@@ -207,27 +207,50 @@ def bounded_by_codes(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading
     moved to where that reading's codes stop agreeing with the source along the line they agree
     best on (its own or one of ``slopes``): out by at most ``reach`` seconds, or in where they stop
     agreeing inside it and the reading goes on disagreeing there (an end that the reading's first
-    or last items reach stays: nothing there says the copy stops); ``p`` itself otherwise."""
+    or last items reach stays: nothing there says the copy stops); ``p`` itself otherwise.
+
+    Where the codes reach more than a second past the windows, the slope is read again over that
+    span, and the bounds with it: over a short piece slopes 1.1 and 1.15 agree alike, and along the
+    wrong one a sped copy's first seconds drift apart (hard seed 9: a copy of 26-36 s found as
+    30.5-35 s was widened along 1.15 to 27.5 s only; along 1.1, read over 27.5-36 s, to 26.7 s)."""
     if s is None or not readings or reach <= 0 or not len(s.codes):
         return p
-    own = p
+    window = (p.q_start - reach, p.q_end + reach)
+    run = _code_run(p, readings, s, none, slopes, window)
+    if run is None:
+        return p
+    line, q0, q1 = run
+    if q1 - q0 > p.q_end - p.q_start + REREAD_S:
+        again = _code_run(line.on_line(line.slope, line.offset, q0, q1), readings, s, none, slopes, window)
+        if again is not None:
+            line, q0, q1 = again
+    return line.on_line(line.slope, line.offset, q0, q1)
+
+
+REREAD_S = 1.0  # seconds the codes must reach past the windows before their slope is read again
+
+
+def _code_run(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading, none: float, slopes: Sequence[float],
+              window: tuple[float, float]) -> tuple[Piece, float, float] | None:
+    """(``p`` on the line its codes agree on, the query bounds of their agreeing run around its
+    middle within ``window``), or None where they do not confirm it (best reading under ``none``)."""
     p, rate, r, shift = _code_line(p, readings, s, slopes)
     if r is None or rate >= none:
-        return own
+        return None
     # measured on the offset the codes agree best at (the line is fitted on 1 s windows), where a
     # bounded piece is reported
-    t, err = _line_errors(r, s, p.slope, p.offset + shift, p.q_start - reach, p.q_end + reach)
+    p = dataclasses.replace(p, offset=p.offset + shift)
+    t, err = _line_errors(r, s, p.slope, p.offset, *window)
     if len(t) < EXTEND_ITEMS:
-        return own
+        return None
     # averaged over the items there are: zeros past the ends of the span read would count as agreement
     ones = np.ones(EXTEND_ITEMS)
     good = np.convolve(err, ones, mode="same") / np.convolve(np.ones(len(err)), ones, mode="same") < EXTEND_BER
     i = int(np.argmin(np.abs(t - (p.q_start + p.q_end) / 2)))
     if not good[i]:
-        return own
+        return None
     bad = np.flatnonzero(~good)
     before, after = bad[bad < i], bad[bad > i]
     q0 = float(t[before.max() + 1]) if len(before) else min(p.q_start, float(t[0]))
     q1 = float(t[after.min() - 1]) if len(after) else max(p.q_end, float(t[-1]))
-    # on the line its codes agree on
-    return p.on_line(p.slope, p.offset + shift, q0, q1)
+    return p, q0, q1

@@ -11,9 +11,10 @@ from astradup.config import SegmentConfig, load_config
 from astradup.features.audio import audio_features
 from astradup.features.chromaprint import item_times
 from astradup.features.pitch_variants import pitch_variants
+from astradup.match import audio_confirm
 from astradup.match.align import align_pair
-from astradup.match.audio_confirm import (CONFIRMED_CEILING, PITCH_BER_MARGIN, best_error, bit_error_rate, confirmed,
-                                         resloped, bounded_by_codes)
+from astradup.match.audio_confirm import (CONFIRMED_CEILING, PITCH_BER_MARGIN, REREAD_S, best_error, bit_error_rate,
+                                         bounded_by_codes, confirmed, resloped)
 from astradup.match.piece import Piece
 from astradup.records import CodeReading
 from tests.media import synth_music
@@ -216,6 +217,31 @@ def test_a_sped_copy_found_at_slope_one_is_widened_along_the_slope_its_codes_agr
     assert w.q_end - w.q_start > flat.q_end - flat.q_start + 3.0
     # a sound-alike is not moved to another slope either
     assert bounded_by_codes(p, (reading(random_codes(30 * 8)),), reading(src), 0.27, 5.0, slopes=(0.91, 1.1)) == p
+
+
+def test_the_codes_slope_is_read_again_over_the_span_they_reach(monkeypatch):
+    """Over a short piece slopes 1.1 and 1.15 read alike (hard seed 9: a sped copy found as 4.5 s
+    was widened along 1.15 and stopped 1.5 s short, where that line drifts off); once the codes
+    reach more than ``REREAD_S`` past the windows, the slope is read again over what they reach,
+    and the bounds with it. Here the windows found 6-10 s of a copy of 2-13 s."""
+    src = random_codes(40 * 8)
+    q = reading(copied(src, 10.0, 2.0, 11.0, 30.0, share=0.1))
+    read_over = []
+    real = audio_confirm._code_line
+
+    def spy(p, *args):
+        read_over.append((p.q_start, p.q_end))
+        return real(p, *args)
+
+    monkeypatch.setattr(audio_confirm, "_code_line", spy)
+    w = bounded_by_codes(Piece(6.0, 10.0, 14.0, 18.0, 0.7, 1.0, 8.0), (q,), reading(src), 0.27, 5.0,
+                         slopes=(0.91, 1.1))
+    assert read_over[0] == (6.0, 10.0) and len(read_over) == 2
+    assert read_over[1][0] < 6.0 - REREAD_S and read_over[1][1] > 12.0  # the span the codes reached
+    assert w.q_start == pytest.approx(2.0, abs=0.8) and w.q_end == pytest.approx(13.0, abs=0.8)
+    read_over.clear()  # codes that reach no further than the windows are not read again
+    bounded_by_codes(Piece(1.5, 13.5, 9.5, 21.5, 0.7, 1.0, 8.0), (q,), reading(src), 0.27, 5.0, slopes=(1.1,))
+    assert len(read_over) == 1
 
 
 def test_align_pair_widens_a_copy_found_by_sound_alone_but_not_one_the_picture_bounded():
