@@ -421,8 +421,8 @@ def align_pair(query_id: str, source_id: str,
     if codes is not None:
         # a copy the sound alone found ends where its codes stop agreeing, up to a window further
         # than its windows matched (noise or a tempo change leaves a copy's first windows under the
-        # cell threshold) or inside them, along the slope its codes agree on; one the picture bounded keeps its
-        # query span, and lies on that slope too where it kept its sound
+        # cell threshold) or inside them, along the slope its codes agree on; one the picture
+        # bounded keeps its query span, and lies on that slope too where it kept its sound
         q_codes, s_codes, none = codes[0], codes[1], cfg.audio_confirm_none
         merged = [(p if p.score < cfg.min_score
                    else bounded_by_codes(p, q_codes, s_codes, none, max(cfg.audio_pad, window), cfg.slopes)

@@ -159,9 +159,9 @@ def resloped(p: Piece, readings: tuple[CodeReading, ...], s: CodeReading | None,
 # Narrowing a piece to its codes' own run lost more than it gained while the sound's lag was not
 # taken out (audio-found copies' IoU 0.77 -> 0.69). Since copies found by sound alone are moved
 # earlier by it (match/modalities.py ``HEARD_LAG_S``), an end moves in too where the codes stop
-# agreeing inside the piece: 5 windows-placed ends 0.3-2 s long came in (seed 6: 19-32 s for a copy
-# of 19-30 s) and one start 0.6 s late went out of 19 copies; seeds 5-8 0.884 -> 0.887, dev40
-# 0.997 -> 0.998, seeds 9 and 11 unchanged.
+# agreeing inside the piece: on dev40 and hard seeds 5-9 and 11, 5 copies whose windows put an end
+# 0.3-2 s out came in (seed 6: 19-32 s for a copy of 19-30 s) and one start went 0.6 s late; seeds
+# 5-8 0.884 -> 0.887, dev40 0.997 -> 0.998, seeds 9 and 11 unchanged.
 EXTEND_ITEMS = 12
 EXTEND_BER = 0.40
 
