@@ -5,7 +5,7 @@ import numpy as np
 
 from astradup.config import load_config
 from astradup.match.align import Piece, align_pair
-from astradup.match.line_offset import MAX_SHIFT, MIN_GAIN, REFIT_MIN_ROWS, _refit, line_mean, refine_offset
+from astradup.match.line_offset import MAX_SHIFT, MIN_GAIN, REFIT_MIN_ROWS, _on_peaks, _refit, line_mean, refine_offset
 
 
 def _slow_footage(n_q: int = 40, n_s: int = 40, q0: int = 10, s0: int = 5, length: int = 10,
@@ -171,3 +171,39 @@ def test_damaged_source_times_leave_the_refit_out_instead_of_failing():
         p = refine_offset(voted, tq, bad, sim, 1.0, slopes=cfg.slopes, tol=cfg.offset_tol)
         assert p.q_start == 10 and p.q_end == 20
     assert _refit(tq, np.full(40, 3.0), sim, np.arange(10, 20), 1.0, -5.0, 1.5, cfg.slopes, 0.55) == (1.0, -5.0)
+
+
+def _peaked_copy(speed: float, seed: int = 0, width: float = 1.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query seconds 10-20 copy source seconds 5 on at ``speed``: each copied row peaks, smoothly
+    (``width`` s), where its content lies in the source, most often between two 1 s frames."""
+    rng = np.random.default_rng(seed)
+    tq, ts = np.arange(40) + 0.5, np.arange(40) + 0.5
+    sim = rng.uniform(-0.05, 0.1, size=(40, 40))
+    for i in range(10, 20):
+        at = 5.0 + speed * (tq[i] - 10.0)
+        sim[i] = np.maximum(sim[i], 0.9 * np.exp(-0.5 * ((ts - at) / width) ** 2) + rng.uniform(-0.005, 0.005, 40))
+    return tq, ts, sim
+
+
+def test_a_sped_copy_at_slope_one_is_put_on_the_slope_its_rows_peaks_run_along():
+    """Read at the nearest frame, slopes 1 and 1.1 hardly differ over 10 s; the rows' peaks, placed
+    between frames by a parabola through each best frame and its neighbours, run along 1.1."""
+    slopes = load_config(None, {}).segments.slopes
+    for seed in range(4):
+        tq, ts, sim = _peaked_copy(1.1, seed)
+        p = _on_peaks(Piece(10.0, 20.0, 5.5, 15.5, 0.9, 1.0, -4.5), tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, None)
+        assert p.slope == 1.1 and abs(p.s_start - 5.0) <= 0.1 and abs(p.s_end - 16.0) <= 0.1, (seed, p)
+        # not where the sound, which found the same copy, runs elsewhere
+        voted = Piece(10.0, 20.0, 5.5, 15.5, 0.9, 1.0, -4.5)
+        assert _on_peaks(voted, tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, (1.0, -3.0)) is voted
+
+
+def test_an_unsped_copy_and_a_still_shot_keep_their_slope():
+    slopes = load_config(None, {}).segments.slopes
+    tq, ts, sim = _peaked_copy(1.0)
+    p = Piece(10.0, 20.0, 5.0, 15.0, 0.9, 1.0, -5.0)
+    assert _on_peaks(p, tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, None) is p
+    still = sim.copy()
+    still[10:20] = np.maximum(still[10:20], 0.8)  # every frame alike: the rows' tops are flat
+    assert _on_peaks(p, tq, ts, still, 1.0, None, slopes, 1.5, 0.55, None) is p
+    assert _on_peaks(p, tq, ts[:2], sim[:, :2], 1.0, None, slopes, 1.5, 0.55, None) is p  # too few frames
