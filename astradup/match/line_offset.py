@@ -18,7 +18,8 @@ hard variant, four seeds pooled, LCT-2024 0.688 -> 0.705, segment micro-AP 0.717
 0.987 -> 0.990 (docs/performance.md). The same judge checks the slope: the line fitted to each
 row's most similar frame replaces the piece's when it is more similar along its length (a sped copy
 of a slow scene voted at slope 1; ``_refit``): seeds 5-8 0.765 -> 0.778 together with the merging
-rules of match/modalities.py.
+rules of match/modalities.py. Where frames a second apart leave the line means of nearby slopes
+tied, the rows' peaks placed between frames tell them apart (``_on_peaks``).
 
 Also here, the other per-line sums of match/align.py: the offsets a moving line may take
 (``dense_offsets``) and a line's path score (``path_score``).
@@ -61,19 +62,18 @@ def refine_offset(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: floa
     middle more than half a cell from it (``_within_heard``)."""
     if cell <= 0 or len(ts) < 2:
         return p
-    q = _shifted_or_refit(p, tq, ts, sim, cell, q_valid, slopes, tol, floor, heard)
-    return _on_peaks(q, tq, ts, sim, cell, q_valid, slopes, tol, floor, heard) if slopes else q
-
-
-def _shifted_or_refit(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float,
-                      q_valid: np.ndarray | None, slopes: tuple, tol: float, floor: float,
-                      heard: tuple[float, float] | None):
-    """``refine_offset``'s whole-frame shift or ``_refit`` line."""
-    rows = np.flatnonzero((tq >= p.q_start) & (tq <= p.q_end))
+    rows = np.flatnonzero((tq >= p.q_start) & (tq <= p.q_end))  # the piece's informative rows
     if q_valid is not None:
         rows = rows[np.asarray(q_valid, bool)[rows]]
     if len(rows) < 2:
         return p
+    q = _shifted_or_refit(p, rows, tq, ts, sim, cell, slopes, tol, floor, heard)
+    return _on_peaks(q, rows, tq, ts, sim, cell, slopes, tol, floor, heard) if slopes else q
+
+
+def _shifted_or_refit(p, rows: np.ndarray, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float,
+                      slopes: tuple, tol: float, floor: float, heard: tuple[float, float] | None):
+    """``refine_offset``'s whole-frame shift or ``_refit`` line."""
     shifts = cell * np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
     mid = (p.q_start + p.q_end) / 2
 
@@ -109,7 +109,7 @@ PEAK_MIN_SPAN = 5.0
 PEAK_Z = 2.0  # standard errors by which the fitted slope must differ from the piece's
 
 
-def _on_peaks(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float, q_valid: np.ndarray | None,
+def _on_peaks(p, rows: np.ndarray, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float,
               slopes: tuple, tol: float, floor: float, heard: tuple[float, float] | None):
     """``p`` on a searched slope along its rows' sub-frame peaks, or ``p``.
 
@@ -122,10 +122,8 @@ def _on_peaks(p, tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, cell: float, q
     searched slope within one standard error (or the nearest) whose line is most similar, if that is
     at least as similar as the piece's own. Seeds 9 and 11 LCT-2024 0.836 -> 0.840, seeds 5-8 IoU
     0.828 -> 0.830, dev40 unchanged: six copies bounded better (0.87-0.91 -> 0.96-1.00), one worse
-    (0.91 -> 0.88, put on 1.25 for 1.1)."""
-    rows = np.flatnonzero((tq >= p.q_start) & (tq <= p.q_end))
-    if q_valid is not None:
-        rows = rows[np.asarray(q_valid, bool)[rows]]
+    (0.91 -> 0.88, put on 1.25 for 1.1). ``rows``: the piece's informative query rows; a shift
+    or refit before it leaves its query span as it was."""
     step = float(np.median(np.diff(ts))) if len(ts) >= 3 else np.nan
     if len(rows) < PEAK_MIN_ROWS or not (np.isfinite(step) and step > 0 and np.isfinite(tol)):
         return p

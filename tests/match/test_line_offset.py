@@ -173,6 +173,9 @@ def test_damaged_source_times_leave_the_refit_out_instead_of_failing():
     assert _refit(tq, np.full(40, 3.0), sim, np.arange(10, 20), 1.0, -5.0, 1.5, cfg.slopes, 0.55) == (1.0, -5.0)
 
 
+ROWS = np.arange(10, 20)  # the query rows of a piece over 10-20 s: times 10.5 ... 19.5
+
+
 def _peaked_copy(speed: float, seed: int = 0, width: float = 1.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Query seconds 10-20 copy source seconds 5 on at ``speed``: each copied row peaks, smoothly
     (``width`` s), where its content lies in the source, most often between two 1 s frames."""
@@ -191,19 +194,19 @@ def test_a_sped_copy_at_slope_one_is_put_on_the_slope_its_rows_peaks_run_along()
     slopes = load_config(None, {}).segments.slopes
     for seed in range(4):
         tq, ts, sim = _peaked_copy(1.1, seed)
-        p = _on_peaks(Piece(10.0, 20.0, 5.5, 15.5, 0.9, 1.0, -4.5), tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, None)
+        p = _on_peaks(Piece(10.0, 20.0, 5.5, 15.5, 0.9, 1.0, -4.5), ROWS, tq, ts, sim, 1.0, slopes, 1.5, 0.55, None)
         assert p.slope == 1.1 and abs(p.s_start - 5.0) <= 0.1 and abs(p.s_end - 16.0) <= 0.1, (seed, p)
         # not where the sound, which found the same copy, runs elsewhere
         voted = Piece(10.0, 20.0, 5.5, 15.5, 0.9, 1.0, -4.5)
-        assert _on_peaks(voted, tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, (1.0, -3.0)) is voted
+        assert _on_peaks(voted, ROWS, tq, ts, sim, 1.0, slopes, 1.5, 0.55, (1.0, -3.0)) is voted
 
 
 def test_an_unsped_copy_and_a_still_shot_keep_their_slope():
     slopes = load_config(None, {}).segments.slopes
     tq, ts, sim = _peaked_copy(1.0)
     p = Piece(10.0, 20.0, 5.0, 15.0, 0.9, 1.0, -5.0)
-    assert _on_peaks(p, tq, ts, sim, 1.0, None, slopes, 1.5, 0.55, None) is p
+    assert _on_peaks(p, ROWS, tq, ts, sim, 1.0, slopes, 1.5, 0.55, None) is p
     still = sim.copy()
     still[10:20] = np.maximum(still[10:20], 0.8)  # every frame alike: the rows' tops are flat
-    assert _on_peaks(p, tq, ts, still, 1.0, None, slopes, 1.5, 0.55, None) is p
-    assert _on_peaks(p, tq, ts[:2], sim[:, :2], 1.0, None, slopes, 1.5, 0.55, None) is p  # too few frames
+    assert _on_peaks(p, ROWS, tq, ts, still, 1.0, slopes, 1.5, 0.55, None) is p
+    assert _on_peaks(p, ROWS, tq, ts[:2], sim[:, :2], 1.0, slopes, 1.5, 0.55, None) is p  # too few frames
