@@ -124,15 +124,11 @@ def _on_peaks(p, rows: np.ndarray, tq: np.ndarray, ts: np.ndarray, sim: np.ndarr
     0.828 -> 0.830, dev40 unchanged: six copies bounded better (0.87-0.91 -> 0.96-1.00), one worse
     (0.91 -> 0.88, put on 1.25 for 1.1). ``rows``: the piece's informative query rows; a shift
     or refit before it leaves its query span as it was."""
-    step = float(np.median(np.diff(ts))) if len(ts) >= 3 else np.nan
-    if len(rows) < PEAK_MIN_ROWS or not (np.isfinite(step) and step > 0 and np.isfinite(tol)):
+    bands = _bands(ts, p.slope * tq[rows] + p.offset, tol + cell) if len(ts) >= 3 else None
+    if len(rows) < PEAK_MIN_ROWS or bands is None:
         return p
-    target = p.slope * tq[rows] + p.offset
-    width = min(int(np.ceil(2 * (tol + cell) / step)) + 2, REFIT_MAX_WIDTH)
-    cols = np.searchsorted(ts, target - tol - cell)[:, None] + np.arange(width)[None, :]
-    inside = (cols < len(ts)) & (ts[np.minimum(cols, len(ts) - 1)] <= (target + tol + cell)[:, None])
-    cols = np.minimum(cols, len(ts) - 1)
-    n = np.arange(len(rows))
+    cols, _, inside, step = bands
+    width, n = cols.shape[1], np.arange(len(rows))
     k = np.where(inside, sim[rows[:, None], cols], -np.inf).argmax(axis=1)
     j = cols[n, k]
     peaked = inside[n, k] & (k > 0) & (k < width - 1) & inside[n, np.minimum(k + 1, width - 1)] & (j > 0) & \
@@ -199,18 +195,11 @@ def _refit(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray, sl
     wins, and the fit returns the voted slope. A 10% speed-up voted at slope 1 (the slope prior
     favours 1 when the path scores are close) then reports 10 s of source for 11 (hard benchmark:
     IoU 0.91 where the raw similarities run along slope 1.1)."""
-    target = slope * tq[rows] + offset
-    # only the frames a band can hold, gathered per row: a whole [rows, frames] table of a long pair
-    # cost 13 ms a piece
-    step = float(np.median(np.diff(ts)))
-    if not (np.isfinite(step) and step > 0 and np.isfinite(tol)):  # a damaged record's times
+    bands = _bands(ts, slope * tq[rows] + offset, tol)
+    if bands is None:  # a damaged record's times
         return slope, offset
-    width = min(int(np.ceil(2 * tol / step)) + 2, REFIT_MAX_WIDTH)
-    cols = np.searchsorted(ts, target - tol)[:, None] + np.arange(width)[None, :]
-    inside = cols < len(ts)
-    cols = np.minimum(cols, len(ts) - 1)
-    dist = np.abs(ts[cols] - target[:, None])
-    band = np.where(inside & (dist <= tol), sim[rows[:, None], cols] - 0.01 * dist, -np.inf)
+    cols, dist, inside, _ = bands
+    band = np.where(inside, sim[rows[:, None], cols] - 0.01 * dist, -np.inf)
     k = band.argmax(axis=1)
     best = band[np.arange(len(rows)), k]
     ok = np.isfinite(best) & (best >= floor)
@@ -220,6 +209,24 @@ def _refit(tq: np.ndarray, ts: np.ndarray, sim: np.ndarray, rows: np.ndarray, sl
     if not min(slopes) - 0.02 <= a <= max(slopes) + 0.02:
         return slope, offset
     return float(a), float(b)
+
+
+def _bands(ts: np.ndarray, target: np.ndarray, tol: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """Per row, the source frames within ``tol`` of its ``target`` time: (their columns, clamped
+    into range; their distance from it; which of them lie within ``tol``; the frame step), or None
+    where the times give no step (a damaged record's). Only the frames a band can hold, gathered
+    per row (``_refit``, ``_on_peaks``): a whole [rows, frames] table of a long pair cost 13 ms a
+    piece."""
+    step = float(np.median(np.diff(ts))) if len(ts) >= 2 else np.nan
+    if not (np.isfinite(step) and step > 0 and np.isfinite(tol)):
+        return None
+    width = min(int(np.ceil(2 * tol / step)) + 2, REFIT_MAX_WIDTH)
+    cols = np.searchsorted(ts, target - tol)[:, None] + np.arange(width)[None, :]
+    inside = cols < len(ts)
+    cols = np.minimum(cols, len(ts) - 1)
+    dist = np.abs(ts[cols] - target[:, None])
+    return cols, dist, inside & (dist <= tol), step
 
 
 def _unique(a: np.ndarray) -> np.ndarray:
