@@ -290,6 +290,30 @@ def test_a_moving_line_still_wins_over_a_distinctive_one_that_does_not_move():
     assert (m.s_start, m.s_end) == pytest.approx((12.0, 24.0), abs=0.6)
 
 
+def test_a_sped_copy_of_a_flat_scene_is_checked_along_the_line_it_moves_on():
+    """A 10% speed-up of a slow scene: every query second of the copy matches every source second
+    of the scene alike (0.74), so the evidence vote cannot tell the slopes apart, and as many other
+    candidates match it (no distinctiveness). Only motion tells the copy: its query steps follow
+    the source's along slope 1.1. Re-aligned alone inside the band around that moving line, the
+    span lands on slope 1.0 again, which moves with the source too little; checked along the
+    moving line itself it is found, with the source span that speed-up covers. A query whose
+    steps follow nothing in the source is not."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = background(40, 30)
+    sim[10:20, 0:13] = 0.74  # query 10-20 s x source 0-13 s: one flat scene
+    rng = np.random.default_rng(0)
+    se, qe = rng.normal(size=(30, 16)), rng.normal(size=(40, 16)) * 5
+    unrelated = _unit(qe.copy())
+    for i in range(10, 20):  # the copy: source 0-11 s played in query 10-20 s
+        qe[i] = se[int(np.argmin(np.abs(ts - 1.1 * (tq[i] - 10))))] + 0.5 * rng.normal(size=16)
+    bg = np.full(len(tq), 0.74)
+    (m,) = _pair(tq, ts, sim, bg=bg, embeddings=(_unit(qe), _unit(se)))
+    assert (m.q_start, m.q_end) == (10.0, 20.0)
+    assert (m.s_start, m.s_end) == pytest.approx((0.0, 11.0), abs=0.3)
+    assert m.score >= CFG.min_score
+    assert _pair(tq, ts, sim, bg=bg, embeddings=(unrelated, _unit(se))) == []
+
+
 def test_a_weak_copy_that_moves_with_its_source_counts_its_distinctiveness_as_sure():
     """Three stacked edits (a flip, a crop and grayscale on the hard benchmark) leave a 7 s copy's
     frames at 0.6 of its source. More like its source than the other candidates (background 0.3)
