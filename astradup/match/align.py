@@ -309,6 +309,16 @@ def siblings_lifted(merged: list[tuple[Piece, tuple[str, ...]]], cfg: SegmentCon
 # 3 steps one of them agrees by chance (a distractor's 6 s matched at 0.40 on the dev40 benchmark).
 REALIGN_MIN_STEPS = 6
 
+# A span too short for that (a 7 s copy has 4 steps of 3 s) may still be re-aligned by a line with
+# SHORT_MIN_STEPS or more when no longer-measured line moves with the source, but it is judged by its
+# motion at every lag up to ``motion_lag`` together (``_short_line_moves``): each lag re-reads the same
+# seconds, and a chance agreement at 3 s seldom holds at 1 and 2 s. On dev40 and hard seeds 5-9 and 11
+# the three copies whose lines reached here moved 0.44-0.49 so (at lag 3 alone 0.47-0.58); the other
+# 13 lines (distractors, look-alikes, one copy whose frames do not move with its source) at most
+# 0.37 (at lag 3 alone up to 0.51).
+SHORT_MIN_STEPS = 4
+SHORT_MOTION = 0.42
+
 
 def _realigned(p: Piece, checked: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarray,
                embeddings: tuple[np.ndarray, np.ndarray], cfg: SegmentConfig, cell: float,
@@ -344,6 +354,7 @@ def _moving_line(p: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarra
     if len(ii) < 2:
         return None
     best: tuple[float, float, float] | None = None
+    short: tuple[float, float, float] | None = None  # the best line measured over fewer steps
     steps = query_steps(embeddings[0], tq, p.q_start, p.q_end, cfg.motion_lag)
     products, norms = step_products(steps, embeddings[1]), StepNorms(embeddings[1])
     step, t_cells, s_cells = cfg.offset_tol / 3, tq[rows][ii], ts[jj]
@@ -355,6 +366,10 @@ def _moving_line(p: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarra
         for off, m, n in zip(offsets, means, counts):
             if n >= REALIGN_MIN_STEPS and (best is None or m > best[0]):
                 best = (float(m), float(slope), float(off))
+            elif SHORT_MIN_STEPS <= n < REALIGN_MIN_STEPS and (short is None or m > short[0]):
+                short = (float(m), float(slope), float(off))
+    if (best is None or best[0] <= cfg.motion_lo) and short is not None and short[0] > cfg.motion_lo:
+        best = short if _short_line_moves(p, short[1], short[2], tq, ts, embeddings, cfg.motion_lag) else None
     if best is None or best[0] <= cfg.motion_lo:
         return None
     _, slope, off = best
@@ -371,6 +386,15 @@ def _moving_line(p: Piece, check, sim: np.ndarray, tq: np.ndarray, ts: np.ndarra
     # the searched slope 1.15). The span stays the one aligned alone; its line is the better of both.
     own, searched = check(alone, best_moving=True), check(alone.on_line(slope, off), best_moving=True)
     return searched if searched.score > own.score else own
+
+
+def _short_line_moves(p: Piece, slope: float, offset: float, tq: np.ndarray, ts: np.ndarray,
+                      embeddings: tuple[np.ndarray, np.ndarray], max_lag: int) -> bool:
+    """Whether the query moves with the source along ``(slope, offset)`` over ``p``'s span at every
+    lag up to ``max_lag`` together (their mean agreement reaches SHORT_MOTION)."""
+    line = p.on_line(slope, offset)
+    agree = [motion_agreement(embeddings[0], embeddings[1], tq, ts, line, lag=lag)[0] for lag in range(1, max_lag + 1)]
+    return bool(np.all(np.isfinite(agree)) and np.mean(agree) >= SHORT_MOTION)
 
 
 def align_pair(query_id: str, source_id: str,

@@ -314,6 +314,40 @@ def test_a_sped_copy_of_a_flat_scene_is_checked_along_the_line_it_moves_on():
     assert _pair(tq, ts, sim, bg=bg, embeddings=(unrelated, _unit(se))) == []
 
 
+def _short_flat_copy(follow: bool, seed: int = 0):
+    """A 7 s copy (query 10-17 s of source 12-19 s) inside a flat scene that matches every source
+    second of 8-22 s alike: only motion can place it, and at a 3 s lag a 7 s span has 4 steps."""
+    tq, ts = frame_times(40), frame_times(30)
+    sim = background(40, 30)
+    sim[10:17, 8:22] = 0.74
+    rng = np.random.default_rng(seed)
+    se, qe = rng.normal(size=(30, 16)), rng.normal(size=(40, 16)) * 5
+    if follow:
+        qe[10:17] = se[12:19] + 0.3 * rng.normal(size=(7, 16))
+    return tq, ts, sim, (_unit(qe), _unit(se))
+
+
+def test_a_copy_too_short_for_six_motion_steps_is_placed_by_its_motion_at_every_lag():
+    """Re-aligning needs a line measured over 6 steps of 3 s; a 7 s copy offers 4, so on a flat
+    scene its span stayed on the voted line, which does not move with the source, and was dropped.
+    A shorter line is now taken when its motion holds at lags 1-3 together: the copy is found at
+    its own seconds, while a query whose steps follow nothing in the source is still dropped, and
+    with the fallback's bar out of reach the copy is dropped as before."""
+    import astradup.match.align as align_mod
+
+    bg = np.full(40, 0.74)  # as many other candidates match the scene: no distinctiveness
+    tq, ts, sim, emb = _short_flat_copy(follow=True)
+    (m,) = _pair(tq, ts, sim, bg=bg, embeddings=emb)
+    assert (m.q_start, m.q_end) == (10.0, 17.0)
+    assert (m.s_start, m.s_end) == pytest.approx((12.0, 19.0), abs=0.6)  # frames 1 s apart
+    assert m.score >= CFG.min_score
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(align_mod, "SHORT_MOTION", 1.01)
+        assert _pair(tq, ts, sim, bg=bg, embeddings=emb) == []
+    tq, ts, sim, unrelated = _short_flat_copy(follow=False)
+    assert _pair(tq, ts, sim, bg=bg, embeddings=unrelated) == []
+
+
 def test_a_weak_copy_that_moves_with_its_source_counts_its_distinctiveness_as_sure():
     """Three stacked edits (a flip, a crop and grayscale on the hard benchmark) leave a 7 s copy's
     frames at 0.6 of its source. More like its source than the other candidates (background 0.3)
