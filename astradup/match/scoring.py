@@ -14,6 +14,7 @@ from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
 from astradup.match.align import align, align_pair
 from astradup.match.common import COMMON_FRAMES
 from astradup.match.piece import Piece
+from astradup.match.frame_hashes import pdq_similarity
 from astradup.match.products import FrameProducts
 from astradup.features.chromaprint import CHROMAPRINT_HZ, chromaprint_similarity, code_reading
 from astradup.features.metadata import metadata_similarity
@@ -166,8 +167,10 @@ def backgrounds(q: VideoFeatures, candidates: dict[str, VideoFeatures], cfg: Seg
         if not isinstance(keep, slice) and not keep.any():
             return np.zeros(len(q.embeddings), np.float32)
         p = products.get(v)
-        # the best of the plain and mirrored products row by row is the best of their row maxima
+        # the best of the plain and mirrored products (and the PDQ reading) row by row is the best
+        # of their row maxima
         parts = [p.plain, p.mirror] if p is not None else [_frame_sim(q, s, q_mirror)]
+        parts.append(pdq_similarity(q, s, cfg))
         return np.max([x[:, keep].max(axis=1) for x in parts if x is not None], axis=0)
 
     best = {v: row_best(v, s) for v, s in usable.items()}
@@ -193,6 +196,9 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
     vsim = None
     if len(q.embeddings) and len(s.embeddings):
         vsim = _frame_sim(q, s, q_mirror, products)
+        hashed = pdq_similarity(q, s, cfg)  # luma structure, where SSCD reads a recoloured copy weakly
+        if hashed is not None and hashed.shape == vsim.shape:
+            np.maximum(vsim, hashed, out=vsim)
         vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
         vsim[:, ~informative(s)] = 0.0
     asim = audio_sim(q, s, q_pitch)
