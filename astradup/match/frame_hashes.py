@@ -4,7 +4,7 @@ SSCD reads a picture's colour as part of its content, so a grayscale or strongly
 a colourful shot can fall to 0.55-0.6 of its source (hard seed 5 ``q_006``: an orange flower copied
 flipped, grey and under an overlay, 4 s long), where nothing tells it from the look-alikes that
 match as well. PDQ, which every record already stores for vPDQ (features/pdq.py), hashes the
-luma's low-frequency structure and ignores colour and contrast: the same frames lie 42-56 bits
+luma's low-frequency structure and ignores colour and contrast: the same frames lie 48-56 bits
 apart, while of the 2.3 million pairs of trusted frames from different videos on the hard
 benchmark's seeds 5-8 one came within 80 bits and none within 70. Smooth pictures (a blurred
 nebula wallpaper, a gradient) hash alike whatever they show; PDQ's own quality score says so, and
