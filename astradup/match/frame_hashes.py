@@ -41,7 +41,7 @@ def mirrored(hashes: np.ndarray) -> np.ndarray:
 
 def _usable(f: VideoFeatures) -> np.ndarray | None:
     """Row mask of the frames whose PDQ counts, or None when the record has none for its frames."""
-    if not f.has_pdq or len(f.pdq) != len(f.timestamps):
+    if not f.has_pdq or not len(f.pdq) == len(f.timestamps) == len(f.embeddings):
         return None
     return (np.asarray(f.pdq_quality) >= PDQ_MIN_QUALITY) & ~f.blank_rows()
 
@@ -49,8 +49,9 @@ def _usable(f: VideoFeatures) -> np.ndarray | None:
 def pdq_similarity(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig) -> np.ndarray | None:
     """Query frames x source frames: PDQ_SURE_SIM where the hashes (the query's own or mirrored, the
     nearer) lie at most ``cfg.pdq_full`` bits apart, falling linearly to ``cfg.visual_lo`` (no
-    evidence) at ``cfg.pdq_none``, 0 beyond it and wherever either frame's hash is not trusted.
-    None when either record has no hashes for its frames or ``pdq_none <= pdq_full`` (off)."""
+    evidence) at ``cfg.pdq_none``, 0 beyond it and wherever either frame's hash is not trusted; the
+    shape of the pair's embedding products. None when either record has no hashes for its frames or
+    ``pdq_none <= pdq_full`` (off)."""
     if cfg.pdq_none <= cfg.pdq_full:
         return None
     qok, sok = _usable(q), _usable(s)

@@ -13,8 +13,8 @@ import numpy as np
 from astradup.config import AudioCopyConfig, ScoreConfig, SegmentConfig
 from astradup.match.align import align, align_pair
 from astradup.match.common import COMMON_FRAMES
-from astradup.match.piece import Piece
 from astradup.match.frame_hashes import pdq_similarity
+from astradup.match.piece import Piece
 from astradup.match.products import FrameProducts
 from astradup.features.chromaprint import CHROMAPRINT_HZ, chromaprint_similarity, code_reading
 from astradup.features.metadata import metadata_similarity
@@ -197,7 +197,7 @@ def pair_segments(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig,
     if len(q.embeddings) and len(s.embeddings):
         vsim = _frame_sim(q, s, q_mirror, products)
         hashed = pdq_similarity(q, s, cfg)  # luma structure, where SSCD reads a recoloured copy weakly
-        if hashed is not None and hashed.shape == vsim.shape:
+        if hashed is not None:
             np.maximum(vsim, hashed, out=vsim)
         vsim[~informative(q), :] = 0.0  # black/flat frames match everything: no evidence
         vsim[:, ~informative(s)] = 0.0

@@ -75,6 +75,8 @@ def test_a_mirrored_copy_matches_and_untrusted_or_missing_hashes_do_not():
     np.testing.assert_allclose(np.diag(sim), [PDQ_SURE_SIM, PDQ_SURE_SIM, 0.0, 0.0])
     old = dataclasses.replace(s, pdq=np.zeros((0, 32), np.uint8), pdq_quality=np.zeros(0, np.uint8))
     assert pdq_similarity(q, old, CFG) is None  # indexed before PDQ was stored
+    short = dataclasses.replace(s, pdq=src[:3], pdq_quality=np.full(3, 100, np.uint8))
+    assert pdq_similarity(q, short, CFG) is None  # hashes not one per frame: not read at all
     assert pdq_similarity(q, s, dataclasses.replace(CFG, pdq_none=0.0)) is None  # off
 
 
