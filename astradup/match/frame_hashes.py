@@ -59,7 +59,8 @@ def pdq_similarity(q: VideoFeatures, s: VideoFeatures, cfg: SegmentConfig) -> np
         return None
     qi, si = np.flatnonzero(qok), np.flatnonzero(sok)
     qh, sh = np.asarray(q.pdq)[qi], np.asarray(s.pdq)[si]
-    bits = np.minimum(hamming_matrix(qh, sh), hamming_matrix(mirrored(qh), sh)).astype(np.float32)
+    both = hamming_matrix(np.concatenate([qh, mirrored(qh)]), sh)  # one product: the source unpacked once
+    bits = np.minimum(both[:len(qh)], both[len(qh):]).astype(np.float32)
     fall = np.clip((bits - cfg.pdq_full) / (cfg.pdq_none - cfg.pdq_full), 0.0, 1.0)
     sim = np.zeros((len(q.pdq), len(s.pdq)), np.float32)
     sim[np.ix_(qi, si)] = np.where(bits <= cfg.pdq_none, PDQ_SURE_SIM - (PDQ_SURE_SIM - cfg.visual_lo) * fall, 0.0)
